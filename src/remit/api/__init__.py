@@ -1,0 +1,1 @@
+"""The Graph-shaped HTTP adapter: parse, call an operation, render Graph JSON."""

@@ -1,0 +1,79 @@
+"""Audit log reads (Graph ``auditLogs/directoryAudits``) with catalog-scoped visibility."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import ColumnElement, Select, or_, select
+
+from remit.api import shapes
+from remit.api.collection import QueryOptions, collection, entity, query_options
+from remit.api.odata import F
+from remit.api.state import identity, operation
+from remit.audit.models import AuditEvent
+from remit.authz.tasks import Task
+from remit.authz.visibility import catalogs_with_task
+from remit.context import Ctx
+from remit.errors import NotFound
+from remit.tokens import Identity
+
+router = APIRouter(prefix="/v1.0/auditLogs", tags=["audit"])
+
+FIELDS = {
+    "id": F(AuditEvent.id),
+    "category": F(AuditEvent.category),
+    "activityDisplayName": F(AuditEvent.activity),
+    "activityDateTime": F(AuditEvent.occurred_at),
+    "operationType": F(AuditEvent.operation_type),
+    "initiatedBy/user/id": F(AuditEvent.actor_id),
+    "initiatedBy/user/userPrincipalName": F(AuditEvent.actor_name),
+    "targetResourceId": F(AuditEvent.target_id),
+    "catalogId": F(AuditEvent.catalog_id),
+}
+
+
+def visible_events(ctx: Ctx) -> Select[AuditEvent]:
+    """Events about a catalog follow that catalog's visibility; the rest are for admins."""
+    clauses: list[ColumnElement[bool]] = []
+    if Task.TENANT_AUDIT_READ in ctx.actor.tenant_tasks:
+        clauses.append(AuditEvent.catalog_id.is_(None))
+    readable = catalogs_with_task(ctx.actor, Task.AUDIT_READ)
+    clauses.append(
+        AuditEvent.catalog_id.is_not(None)
+        if readable is None
+        else AuditEvent.catalog_id.in_(readable)
+    )
+    return select(AuditEvent).where(or_(*clauses))
+
+
+@router.get("/directoryAudits")
+def list_audits(
+    request: Request,
+    q: QueryOptions = Depends(query_options),
+    ident: Identity = Depends(identity),
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        return collection(
+            request,
+            ctx.session,
+            visible_events(ctx),
+            key=AuditEvent.seq,
+            fields=FIELDS,
+            q=q,
+            render=lambda _s, rows: [shapes.directory_audit(e) for e in rows],
+            context="auditLogs/directoryAudits",
+        )
+
+
+@router.get("/directoryAudits/{event_id}")
+def get_audit(
+    request: Request, event_id: str, ident: Identity = Depends(identity)
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        found = ctx.session.execute(
+            visible_events(ctx).where(AuditEvent.id == event_id)
+        ).scalar_one_or_none()
+        if found is None:
+            raise NotFound(f"audit event {event_id} was not found")
+        return entity(request, "auditLogs/directoryAudits", shapes.directory_audit(found))

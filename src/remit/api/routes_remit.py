@@ -1,0 +1,59 @@
+"""remit's own endpoints, outside the Graph namespace: health and authorization explain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from sqlalchemy import text
+
+from remit.api.state import app_state, identity, operation
+from remit.authz.operations import explain_for
+from remit.authz.roles import role_name
+from remit.authz.tasks import Task
+from remit.tokens import Identity
+
+router = APIRouter(prefix="/remit", tags=["remit"])
+
+
+@router.get("/health")
+def health(request: Request) -> dict[str, Any]:
+    with app_state(request).db.read() as conn:
+        conn.execute(text("SELECT 1"))
+    return {"status": "ok"}
+
+
+@router.get("/explain")
+def explain(
+    request: Request,
+    task: str = Query(description="a task name, e.g. catalog:update", max_length=64),
+    user: str | None = Query(
+        None, description="userPrincipalName or id; default: the caller", max_length=320
+    ),
+    catalog: str | None = Query(None, description="catalog id", max_length=64),
+    ident: Identity = Depends(identity),
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        result = explain_for(ctx, user=user or ctx.actor.user_id, task=task, catalog_id=catalog)
+        return {
+            "allowed": result.allowed,
+            "task": result.task.value,
+            "catalogId": result.catalog_id,
+            "reasons": list(result.reasons),
+            "grants": [
+                {
+                    "role": role_name(g.role_id),
+                    "roleId": g.role_id,
+                    "scope": g.scope,
+                    "source": g.source,
+                    "assignmentId": g.assignment_id,
+                    "viaPrincipalId": g.via_principal_id,
+                }
+                for g in result.grants
+            ],
+        }
+
+
+@router.get("/tasks")
+def tasks(ident: Identity = Depends(identity)) -> dict[str, Any]:
+    return {"value": [t.value for t in Task]}

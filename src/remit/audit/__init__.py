@@ -1,0 +1,1 @@
+"""The tamper-evident audit log: one event per change, hash-chained."""

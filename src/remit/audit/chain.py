@@ -1,0 +1,154 @@
+"""Appending to and verifying the hash chain.
+
+Each event's hash covers the previous hash and a canonical JSON form of the event, so a changed,
+removed, inserted or reordered row breaks the chain from that point; the head row catches a
+truncated tail. Appends are serialised: ``BEGIN IMMEDIATE`` on SQLite, a row lock on the head
+row on PostgreSQL, so concurrent writers always produce one linear chain.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.orm import Session
+
+from remit.audit.models import AuditEvent, AuditHead
+from remit.db import new_id
+
+GENESIS = "0" * 64
+HEAD_ID = 1
+
+
+def _canonical(event: dict[str, Any]) -> bytes:
+    return json.dumps(event, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+def event_hash(prev_hash: str, fields: dict[str, Any]) -> str:
+    return hashlib.sha256(prev_hash.encode() + _canonical(fields)).hexdigest()
+
+
+def _hashed_fields(e: AuditEvent) -> dict[str, Any]:
+    return {
+        "seq": e.seq,
+        "id": e.id,
+        "occurred_at": e.occurred_at.isoformat(),
+        "category": e.category,
+        "activity": e.activity,
+        "operation_type": e.operation_type,
+        "actor_id": e.actor_id,
+        "actor_name": e.actor_name,
+        "target_type": e.target_type,
+        "target_id": e.target_id,
+        "target_name": e.target_name,
+        "catalog_id": e.catalog_id,
+        "details": e.details,
+    }
+
+
+def append(
+    session: Session,
+    *,
+    occurred_at: datetime,
+    category: str,
+    activity: str,
+    operation_type: str,
+    actor_id: str | None,
+    actor_name: str | None,
+    target_type: str,
+    target_id: str,
+    target_name: str | None,
+    catalog_id: str | None,
+    details: dict[str, Any],
+) -> AuditEvent:
+    head = session.execute(
+        select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+    ).scalar_one_or_none()
+    if head is None:
+        head = AuditHead(id=HEAD_ID, seq=0, hash=GENESIS)
+        session.add(head)
+    # Round-trip the details through JSON so the hash covers exactly what is stored.
+    stored_details = json.loads(json.dumps(details, default=str))
+    event = AuditEvent(
+        seq=head.seq + 1,
+        id=new_id(),
+        occurred_at=occurred_at,
+        category=category,
+        activity=activity,
+        operation_type=operation_type,
+        actor_id=actor_id,
+        actor_name=actor_name,
+        target_type=target_type,
+        target_id=target_id,
+        target_name=target_name,
+        catalog_id=catalog_id,
+        details=stored_details,
+        prev_hash=head.hash,
+        hash="",
+    )
+    event.hash = event_hash(head.hash, _hashed_fields(event))
+    session.add(event)
+    head.seq, head.hash = event.seq, event.hash
+    session.flush()
+    return event
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    events: int
+    head_seq: int
+    head_hash: str
+    problems: tuple[str, ...]
+
+
+def _events(conn: Connection, chunk: int = 2000) -> Iterator[AuditEvent]:
+    last = 0
+    with Session(bind=conn) as session:
+        while True:
+            rows = (
+                session.execute(
+                    select(AuditEvent)
+                    .where(AuditEvent.seq > last)
+                    .order_by(AuditEvent.seq)
+                    .limit(chunk)
+                )
+                .scalars()
+                .all()
+            )
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].seq
+            session.expunge_all()
+
+
+def verify(conn: Connection, *, max_problems: int = 20) -> VerifyResult:
+    problems: list[str] = []
+    expected_seq, prev, count = 1, GENESIS, 0
+    for e in _events(conn):
+        count += 1
+        if e.seq != expected_seq:
+            problems.append(f"seq {e.seq}: expected seq {expected_seq} (rows missing or inserted)")
+        if e.prev_hash != prev:
+            problems.append(f"seq {e.seq}: prev_hash does not match the event before it")
+        if event_hash(e.prev_hash, _hashed_fields(e)) != e.hash:
+            problems.append(f"seq {e.seq}: content does not match its hash (modified)")
+        prev, expected_seq = e.hash, e.seq + 1
+        if len(problems) >= max_problems:
+            break
+    head = conn.execute(
+        select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == HEAD_ID)
+    ).first()
+    head_seq, head_hash = (head[0], head[1]) if head else (0, GENESIS)
+    if len(problems) < max_problems and (head_seq != expected_seq - 1 or head_hash != prev):
+        problems.append(
+            f"chain ends at seq {expected_seq - 1} but the head says seq {head_seq} "
+            "(events truncated or head altered)"
+        )
+    return VerifyResult(not problems, count, head_seq, head_hash, tuple(problems))

@@ -1,0 +1,214 @@
+"""Entitlement-management role assignments: create, read, list, delete (spec §1.3, §A.3.10).
+
+No amplification: the catalog-creator role (tenant scope) is an administrator's to give; catalog
+roles are given by that catalog's owners or an administrator, and only on that catalog.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Select, or_, select
+from sqlalchemy.exc import IntegrityError
+
+from remit.authz.actor import CATALOG_SCOPE_PREFIX, TENANT, load_actor
+from remit.authz.decide import Explanation, authorize, can, explain
+from remit.authz.models import RoleAssignment
+from remit.authz.roles import CATALOG_OWNER, EM_ROLES, EmRole
+from remit.authz.tasks import Task
+from remit.authz.visibility import catalogs_with_task
+from remit.catalogs.models import Catalog
+from remit.context import Ctx
+from remit.directory.models import Group
+from remit.directory.operations import find_user, principal_type
+from remit.errors import Conflict, Forbidden, Invalid, NotFound
+
+
+def scope_catalog_id(app_scope_id: str) -> str | None:
+    """``/`` → None; ``/AccessPackageCatalog/{id}`` → id; anything else is invalid."""
+    if app_scope_id == TENANT:
+        return None
+    if app_scope_id.startswith(CATALOG_SCOPE_PREFIX):
+        catalog_id = app_scope_id[len(CATALOG_SCOPE_PREFIX) :]
+        if catalog_id and "/" not in catalog_id:
+            return catalog_id
+    raise Invalid(
+        "appScopeId must be '/' or '/AccessPackageCatalog/{catalogId}'", target="appScopeId"
+    )
+
+
+def _role(role_definition_id: str) -> EmRole:
+    role = EM_ROLES.get(role_definition_id)
+    if role is None:
+        raise Invalid(
+            f"{role_definition_id!r} is not an entitlement-management role definition",
+            target="roleDefinitionId",
+        )
+    return role
+
+
+def _manage_task(role: EmRole) -> Task:
+    if not role.catalog_scoped:
+        return Task.CATALOG_CREATORS_MANAGE
+    return Task.CATALOG_OWNERS_MANAGE if role is CATALOG_OWNER else Task.CATALOG_ROLES_MANAGE
+
+
+def _visible_catalog(ctx: Ctx, catalog_id: str) -> Catalog:
+    catalog = ctx.session.get(Catalog, catalog_id)
+    if catalog is None or not can(ctx.actor, Task.CATALOG_READ, catalog_id):
+        raise NotFound(f"catalog {catalog_id} was not found")
+    return catalog
+
+
+def create_role_assignment(
+    ctx: Ctx, *, principal_id: str, role_definition_id: str, app_scope_id: str
+) -> RoleAssignment:
+    role = _role(role_definition_id)
+    catalog_id = scope_catalog_id(app_scope_id)
+    if role.catalog_scoped != (catalog_id is not None):
+        where = (
+            "a catalog (/AccessPackageCatalog/{id})" if role.catalog_scoped else "the tenant (/)"
+        )
+        raise Invalid(f"{role.portal_name} is assigned on {where}", target="appScopeId")
+    catalog = _visible_catalog(ctx, catalog_id) if catalog_id else None
+    authorize(ctx.actor, _manage_task(role), catalog_id)
+    ptype = principal_type(ctx, principal_id)
+    return _insert(ctx, principal_id, ptype, role, catalog, app_scope_id)
+
+
+def grant_first_owner(ctx: Ctx, catalog: Catalog) -> RoleAssignment:
+    """The creator of a catalog becomes its first owner, as an explicit assignment."""
+    return _insert(
+        ctx,
+        ctx.actor.user_id,
+        "user",
+        CATALOG_OWNER,
+        catalog,
+        f"{CATALOG_SCOPE_PREFIX}{catalog.id}",
+    )
+
+
+def _insert(
+    ctx: Ctx, principal_id: str, ptype: str, role: EmRole, catalog: Catalog | None, scope: str
+) -> RoleAssignment:
+    assignment = RoleAssignment(
+        principal_id=principal_id,
+        principal_type=ptype,
+        role_definition_id=role.id,
+        app_scope_id=scope,
+        catalog_id=catalog.id if catalog else None,
+        created_at=ctx.now,
+        created_by=ctx.actor.user_id,
+    )
+    ctx.session.add(assignment)
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.flush()
+    except IntegrityError as exc:
+        raise Conflict("the principal already holds this role on this scope") from exc
+    ctx.audit(
+        "Create role assignment",
+        operation_type="Assign",
+        target_type="RoleAssignment",
+        target_id=assignment.id,
+        target_name=role.portal_name,
+        catalog_id=assignment.catalog_id,
+        after={
+            "principalId": principal_id,
+            "principalType": ptype,
+            "roleDefinitionId": role.id,
+            "appScopeId": scope,
+        },
+        category="RoleManagement",
+    )
+    return assignment
+
+
+def visible_role_assignments(ctx: Ctx) -> Select[RoleAssignment]:
+    """Only explicit assignments (spec §1.2), narrowed to what the actor may see."""
+    query = select(RoleAssignment)
+    clauses = [RoleAssignment.principal_id == ctx.actor.user_id]
+    if Task.TENANT_ROLES_READ in ctx.actor.tenant_tasks:
+        clauses.append(RoleAssignment.app_scope_id == TENANT)
+    readable = catalogs_with_task(ctx.actor, Task.CATALOG_READ)
+    if readable is None:
+        clauses.append(RoleAssignment.catalog_id.is_not(None))
+    else:
+        clauses.append(RoleAssignment.catalog_id.in_(readable))
+    return query.where(or_(*clauses))
+
+
+def get_role_assignment(ctx: Ctx, assignment_id: str) -> RoleAssignment:
+    found = ctx.session.execute(
+        visible_role_assignments(ctx).where(RoleAssignment.id == assignment_id)
+    ).scalar_one_or_none()
+    if found is None:
+        raise NotFound(f"role assignment {assignment_id} was not found")
+    return found
+
+
+def delete_role_assignment(ctx: Ctx, assignment_id: str) -> None:
+    assignment = get_role_assignment(ctx, assignment_id)
+    role = _role(assignment.role_definition_id)
+    authorize(ctx.actor, _manage_task(role), assignment.catalog_id)
+    ctx.session.delete(assignment)
+    ctx.audit(
+        "Delete role assignment",
+        operation_type="Unassign",
+        target_type="RoleAssignment",
+        target_id=assignment.id,
+        target_name=role.portal_name,
+        catalog_id=assignment.catalog_id,
+        before={
+            "principalId": assignment.principal_id,
+            "roleDefinitionId": role.id,
+            "appScopeId": assignment.app_scope_id,
+        },
+        category="RoleManagement",
+    )
+
+
+def explain_for(ctx: Ctx, *, user: str, task: str, catalog_id: str | None) -> Explanation:
+    """Why ``user`` may or may not do ``task`` (on ``catalog_id``), with names resolved.
+
+    Anyone may ask about themself; asking about others needs the tenant role-reading right, or
+    the right to manage roles on the named catalog.
+    """
+    try:
+        wanted = Task(task)
+    except ValueError as exc:
+        raise Invalid(
+            f"unknown task {task!r}; see `remit explain --help` for the list", target="task"
+        ) from exc
+    if catalog_id is not None:
+        _visible_catalog(ctx, catalog_id)
+    target = (
+        find_user(ctx, user)
+        if user.lower() not in (ctx.actor.name.lower(), ctx.actor.user_id)
+        else None
+    )
+    if (
+        target is not None
+        and target.id != ctx.actor.user_id
+        and not (
+            can(ctx.actor, Task.TENANT_ROLES_READ)
+            or (catalog_id is not None and can(ctx.actor, Task.CATALOG_ROLES_MANAGE, catalog_id))
+        )
+    ):
+        raise Forbidden("you may explain only your own rights here")
+    subject = ctx.actor if target is None else load_actor(ctx.session, target.id)
+    names = dict(
+        ctx.session.execute(
+            select(Group.id, Group.display_name).where(Group.id.in_(subject.group_ids))
+        )
+        .tuples()
+        .all()
+    )
+    names.update(
+        ctx.session.execute(
+            select(Catalog.id, Catalog.display_name).where(
+                Catalog.id.in_({g.scope for g in subject.grants if g.scope != TENANT})
+            )
+        )
+        .tuples()
+        .all()
+    )
+    return explain(subject, wanted, catalog_id, names)

@@ -1,0 +1,29 @@
+"""SQL filters for "what can this actor see". Lists never load what they then throw away."""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, Select, select, true
+from sqlalchemy.orm import QueryableAttribute
+
+from remit.authz.actor import Actor
+from remit.authz.models import RoleAssignment
+from remit.authz.roles import catalog_roles_granting
+from remit.authz.tasks import Task
+
+
+def catalogs_with_task(actor: Actor, task: Task) -> Select[str | None] | None:
+    """A sub-select of the catalog ids on which ``actor`` holds ``task``; None means all of them."""
+    if task in actor.tenant_tasks:
+        return None
+    return select(RoleAssignment.catalog_id).where(
+        RoleAssignment.principal_id.in_(actor.principal_ids),
+        RoleAssignment.role_definition_id.in_(catalog_roles_granting(task)),
+    )
+
+
+def catalog_filter(
+    actor: Actor, task: Task, column: ColumnElement[str] | QueryableAttribute[str]
+) -> ColumnElement[bool]:
+    """A WHERE clause restricting ``column`` (a catalog id) to catalogs with ``task``."""
+    ids = catalogs_with_task(actor, task)
+    return true() if ids is None else column.in_(ids)

@@ -1,0 +1,1 @@
+"""Catalogs, their resources, resource roles and scopes, and resource requests."""

@@ -1,0 +1,290 @@
+"""Onboarding and removing catalog resources (spec §2): ``resourceRequests`` adminAdd/adminRemove.
+
+A request needs the catalog task (owner or admin) *and* the right on the directory object
+(:mod:`remit.authz.resources`). On success the resource is copied into the catalog with its
+roles and a root scope, and the request is recorded as ``delivered``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import exists, select
+
+from remit.authz.decide import authorize
+from remit.authz.resources import ResourceKind, has_resource_right
+from remit.authz.tasks import Task
+from remit.catalogs.models import CatalogResource, ResourceRequest, ResourceRole, ResourceScope
+from remit.catalogs.operations import get_catalog
+from remit.context import Ctx
+from remit.directory.models import (
+    Application,
+    ApplicationOwner,
+    AppRole,
+    Group,
+    GroupOwner,
+    Site,
+    SiteAdmin,
+    SiteRole,
+)
+from remit.errors import Conflict, Forbidden, Invalid, NotFound
+from remit.packages.models import ResourceRoleScope
+
+ORIGIN_SYSTEMS = {
+    "aadgroup": "AadGroup",
+    "aadapplication": "AadApplication",
+    "sharepointonline": "SharePointOnline",
+}
+DEFAULT_ACCESS_ROLE_ID = "00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True)
+class _Origin:
+    """The directory object behind a resource, with what §2.2 needs to know about it."""
+
+    system: str
+    id: str
+    display_name: str
+    description: str | None
+    kind: ResourceKind
+    roles: tuple[tuple[str, str], ...]  # (originId, displayName)
+
+
+def origin_system(value: str | None) -> str:
+    system = ORIGIN_SYSTEMS.get((value or "").lower())
+    if system is None:
+        raise Invalid(
+            "originSystem must be AadGroup, AadApplication or SharePointOnline",
+            target="resource.originSystem",
+        )
+    return system
+
+
+def _lookup(ctx: Ctx, system: str, origin_id: str) -> tuple[_Origin, bool]:
+    """The directory object and whether the actor owns (or administers) it."""
+    uid = ctx.actor.user_id
+    if system == "AadGroup":
+        group = ctx.session.get(Group, origin_id)
+        if group is None:
+            raise NotFound(f"group {origin_id} was not found", target="resource.originId")
+        if group.on_premises_sync_enabled:
+            raise Invalid("groups synchronised from on-premises cannot be managed here")
+        kind = (
+            ResourceKind.ROLE_ASSIGNABLE_GROUP
+            if group.is_assignable_to_role
+            else ResourceKind.M365_GROUP
+            if group.kind == "microsoft365"
+            else ResourceKind.SECURITY_GROUP
+        )
+        roles: tuple[tuple[str, str], ...] = (("Owner_" + group.id, "Owner"),)
+        if not group.membership_rule:  # dynamic groups: Owner only (spec §2.1)
+            roles = (("Member_" + group.id, "Member"), *roles)
+        owner = ctx.session.get(GroupOwner, (group.id, uid)) is not None
+        return _Origin(system, group.id, group.display_name, group.description, kind, roles), owner
+    if system == "AadApplication":
+        app = ctx.session.get(Application, origin_id)
+        if app is None:
+            raise NotFound(f"application {origin_id} was not found", target="resource.originId")
+        app_roles = ctx.session.execute(
+            select(AppRole.id, AppRole.display_name)
+            .where(AppRole.application_id == app.id)
+            .order_by(AppRole.display_name)
+        ).all()
+        roles = tuple((r.id, r.display_name) for r in app_roles) or (
+            (DEFAULT_ACCESS_ROLE_ID, "Default Access"),
+        )
+        owner = ctx.session.get(ApplicationOwner, (app.id, uid)) is not None
+        origin = _Origin(
+            system, app.id, app.display_name, app.description, ResourceKind.APPLICATION, roles
+        )
+        return origin, owner
+    site = (
+        ctx.session.get(Site, origin_id)
+        or ctx.session.execute(select(Site).where(Site.web_url == origin_id)).scalar_one_or_none()
+    )
+    if site is None:
+        raise NotFound(f"site {origin_id} was not found", target="resource.originId")
+    site_roles = ctx.session.execute(
+        select(SiteRole.id, SiteRole.display_name)
+        .where(SiteRole.site_id == site.id)
+        .order_by(SiteRole.display_name)
+    ).all()
+    admin = ctx.session.get(SiteAdmin, (site.id, uid)) is not None
+    origin = _Origin(
+        system,
+        site.id,
+        site.display_name,
+        site.description,
+        ResourceKind.SITE,
+        tuple((r.id, r.display_name) for r in site_roles),
+    )
+    return origin, admin
+
+
+def _check_right(ctx: Ctx, origin: _Origin, owner: bool) -> None:
+    if not has_resource_right(ctx.actor, origin.kind, is_owner=owner):
+        raise Forbidden(
+            f"you do not have the right to manage {origin.display_name}: "
+            + (
+                "only a Global or Privileged Role Administrator may add a role-assignable group"
+                if origin.kind is ResourceKind.ROLE_ASSIGNABLE_GROUP
+                else "you must own it or hold an administrator role that covers it"
+            ),
+            code="CallerNotResourceOwner",
+        )
+
+
+def add_resource(
+    ctx: Ctx,
+    *,
+    catalog_id: str,
+    origin_system_name: str | None,
+    origin_id: str | None,
+) -> ResourceRequest:
+    catalog = get_catalog(ctx, catalog_id)
+    authorize(ctx.actor, Task.CATALOG_RESOURCES_MANAGE, catalog.id)
+    system = origin_system(origin_system_name)
+    if not origin_id:
+        raise Invalid("resource.originId is required", target="resource.originId")
+    origin, owner = _lookup(ctx, system, origin_id)
+    _check_right(ctx, origin, owner)
+    if ctx.session.execute(
+        select(CatalogResource.id).where(
+            CatalogResource.catalog_id == catalog.id,
+            CatalogResource.origin_system == system,
+            CatalogResource.origin_id == origin.id,
+        )
+    ).first():
+        raise Conflict(f"{origin.display_name} is already in catalog {catalog.display_name}")
+    resource = CatalogResource(
+        catalog_id=catalog.id,
+        origin_system=system,
+        origin_id=origin.id,
+        display_name=origin.display_name,
+        description=origin.description,
+        created_at=ctx.now,
+        modified_at=ctx.now,
+    )
+    ctx.session.add(resource)
+    ctx.session.flush()
+    for role_origin, role_name in origin.roles:
+        ctx.session.add(
+            ResourceRole(
+                resource_id=resource.id,
+                origin_system=system,
+                origin_id=role_origin,
+                display_name=role_name,
+            )
+        )
+    ctx.session.add(
+        ResourceScope(
+            resource_id=resource.id,
+            origin_system=system,
+            origin_id=origin.id,
+            display_name="Root",
+            description="Root scope",
+            is_root_scope=True,
+        )
+    )
+    request = _record(ctx, "adminAdd", catalog.id, resource.id, origin)
+    ctx.audit(
+        "Add resource to catalog",
+        operation_type="Add",
+        target_type="AccessPackageResource",
+        target_id=resource.id,
+        target_name=origin.display_name,
+        catalog_id=catalog.id,
+        after={
+            "originSystem": system,
+            "originId": origin.id,
+            "roles": [name for _, name in origin.roles],
+        },
+    )
+    return request
+
+
+def remove_resource(
+    ctx: Ctx,
+    *,
+    catalog_id: str,
+    resource_id: str | None,
+    origin_system_name: str | None,
+    origin_id: str | None,
+) -> ResourceRequest:
+    catalog = get_catalog(ctx, catalog_id)
+    authorize(ctx.actor, Task.CATALOG_RESOURCES_MANAGE, catalog.id)
+    query = select(CatalogResource).where(CatalogResource.catalog_id == catalog.id)
+    if resource_id:
+        query = query.where(CatalogResource.id == resource_id)
+    elif origin_id:
+        query = query.where(
+            CatalogResource.origin_system == origin_system(origin_system_name),
+            CatalogResource.origin_id == origin_id,
+        )
+    else:
+        raise Invalid("name the resource by resource.id or resource.originId", target="resource")
+    resource = ctx.session.execute(query).scalar_one_or_none()
+    if resource is None:
+        raise NotFound("the resource is not in this catalog", target="resource")
+    try:
+        origin, owner = _lookup(ctx, resource.origin_system, resource.origin_id)
+    except NotFound:
+        # The directory object is gone: the catalog owner may clean up what is left.
+        origin, owner = (
+            _Origin(
+                resource.origin_system,
+                resource.origin_id,
+                resource.display_name,
+                None,
+                ResourceKind.SECURITY_GROUP,
+                (),
+            ),
+            True,
+        )
+    else:
+        _check_right(ctx, origin, owner)
+    in_use = ctx.session.execute(
+        select(
+            exists().where(
+                ResourceRoleScope.role_id.in_(
+                    select(ResourceRole.id).where(ResourceRole.resource_id == resource.id)
+                )
+            )
+        )
+    ).scalar()
+    if in_use:
+        raise Conflict(
+            f"{resource.display_name} is used by an access package; remove it from the "
+            "package first"
+        )
+    ctx.session.delete(resource)
+    request = _record(ctx, "adminRemove", catalog.id, resource.id, origin)
+    ctx.audit(
+        "Remove resource from catalog",
+        operation_type="Delete",
+        target_type="AccessPackageResource",
+        target_id=resource.id,
+        target_name=resource.display_name,
+        catalog_id=catalog.id,
+        before={"originSystem": resource.origin_system, "originId": resource.origin_id},
+    )
+    return request
+
+
+def _record(
+    ctx: Ctx, request_type: str, catalog_id: str, resource_id: str, origin: _Origin
+) -> ResourceRequest:
+    request = ResourceRequest(
+        request_type=request_type,
+        state="delivered",
+        catalog_id=catalog_id,
+        resource_id=resource_id,
+        origin_system=origin.system,
+        origin_id=origin.id,
+        display_name=origin.display_name,
+        requestor_id=ctx.actor.user_id,
+        created_at=ctx.now,
+    )
+    ctx.session.add(request)
+    ctx.session.flush()
+    return request

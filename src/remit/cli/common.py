@@ -1,0 +1,135 @@
+"""What every command shares: settings, the database, the acting identity, errors, tables."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from remit.authz.actor import Actor, load_actor, system_actor
+from remit.catalogs.models import Catalog
+from remit.catalogs.operations import visible_catalogs
+from remit.clock import utcnow
+from remit.context import Ctx
+from remit.db import Database
+from remit.directory.models import Group, User
+from remit.errors import DomainError, Invalid, NotFound
+from remit.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+# Set by the top-level callback: the UPN named by --as, or None for the operator.
+ACTING_AS: dict[str, str | None] = {"upn": None}
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err_console.print(f"remit: error: {message}", highlight=False, markup=False)
+    raise typer.Exit(code)
+
+
+def settings() -> Settings:
+    try:
+        return Settings()
+    except Exception as exc:
+        fail(f"bad setting: {str(exc).splitlines()[0]}", 2)
+
+
+def open_db(s: Settings | None = None) -> Database:
+    s = s or settings()
+    if s.is_sqlite:
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+    return Database(s.resolved_database_url())
+
+
+def _actor(session: Session) -> Actor:
+    upn = ACTING_AS["upn"]
+    if upn is None:
+        return system_actor("operator (cli)")
+    user_id = session.execute(select(User.id).where(User.upn_key == upn.lower())).scalar()
+    if user_id is None:
+        raise NotFound(f"no user {upn} (given with --as)")
+    return load_actor(session, user_id)
+
+
+@contextmanager
+def unit(*, write: bool = True) -> Iterator[Ctx]:
+    """One transaction as the acting identity; domain errors become one line and exit 1."""
+    db = open_db()
+    try:
+        if write:
+            with db.write() as session:
+                yield Ctx(session, _actor(session), utcnow())
+        else:
+            with Session(db.engine) as session:
+                yield Ctx(session, _actor(session), utcnow())
+    except DomainError as exc:
+        fail(exc.message)
+    except Exception as exc:
+        if "no such table" in str(exc) or "does not exist" in str(exc):
+            fail("the database is not initialised; run `remit db upgrade` first")
+        raise
+    finally:
+        db.dispose()
+
+
+def user_id(session: Session, upn_or_id: str) -> str:
+    found = session.execute(
+        select(User.id).where(or_(User.upn_key == upn_or_id.lower(), User.id == upn_or_id))
+    ).scalar()
+    if found is None:
+        raise NotFound(f"no user {upn_or_id}")
+    return found
+
+
+def principal_id(session: Session, name: str) -> str:
+    """A user (UPN or id) or a group (display name or id)."""
+    found = session.execute(
+        select(User.id).where(or_(User.upn_key == name.lower(), User.id == name))
+    ).scalar()
+    if found:
+        return found
+    groups = (
+        session.execute(select(Group.id).where(or_(Group.display_name == name, Group.id == name)))
+        .scalars()
+        .all()
+    )
+    if len(groups) == 1:
+        return groups[0]
+    if groups:
+        raise Invalid(f"several groups are named {name!r}; give the group id")
+    raise NotFound(f"no user or group {name!r}")
+
+
+def catalog_id(ctx: Ctx, name: str) -> str:
+    """By name or id, among the catalogs the acting identity can see (no existence leaks)."""
+    found = ctx.session.execute(
+        visible_catalogs(ctx)
+        .where(or_(Catalog.name_key == name.lower(), Catalog.id == name))
+        .with_only_columns(Catalog.id)
+    ).scalar()
+    if found is None:
+        raise NotFound(f"no catalog {name!r}")
+    return found
+
+
+def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    t = Table(title=title, show_lines=False)
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*("" if v is None else str(v) for v in r))
+    console.print(t)
+
+
+def plain(line: str) -> None:
+    """A line for scripts: no markup, no wrapping."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

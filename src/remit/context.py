@@ -1,0 +1,48 @@
+"""What every operation receives: the open transaction, the actor, the time, the audit hook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from remit.audit import chain
+from remit.authz.actor import Actor
+
+
+@dataclass
+class Ctx:
+    session: Session
+    actor: Actor
+    now: datetime
+
+    def audit(
+        self,
+        activity: str,
+        *,
+        operation_type: str,
+        target_type: str,
+        target_id: str,
+        target_name: str | None = None,
+        catalog_id: str | None = None,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+        category: str = "EntitlementManagement",
+    ) -> None:
+        """One event per change, in the same transaction as the change."""
+        chain.append(
+            self.session,
+            occurred_at=self.now,
+            category=category,
+            activity=activity,
+            operation_type=operation_type,
+            actor_id=self.actor.user_id,
+            actor_name=self.actor.name,
+            target_type=target_type,
+            target_id=target_id,
+            target_name=target_name,
+            catalog_id=catalog_id,
+            details={"before": before, "after": after},
+        )

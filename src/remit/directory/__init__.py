@@ -1,0 +1,1 @@
+"""The directory remit keeps: users, groups (nested), applications, sites and directory roles."""

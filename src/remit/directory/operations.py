@@ -1,0 +1,579 @@
+"""Directory use cases: users, groups with nested membership, applications, sites, roles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from remit import validation
+from remit.authz.actor import transitive_group_ids
+from remit.authz.decide import authorize
+from remit.authz.roles import DIRECTORY_ROLE_NAMES, DirectoryRole
+from remit.authz.tasks import Task
+from remit.context import Ctx
+from remit.directory.models import (
+    Application,
+    ApplicationOwner,
+    AppRole,
+    DirectoryRoleAssignment,
+    Group,
+    GroupMember,
+    GroupOwner,
+    Site,
+    SiteAdmin,
+    SiteRole,
+    User,
+)
+from remit.errors import Conflict, Forbidden, Invalid, NotFound
+
+DIRECTORY = "Directory"
+GROUP_KINDS = ("security", "microsoft365")
+DEFAULT_SITE_ROLES = ("Owners", "Members", "Visitors")
+
+
+def _visible_directory(ctx: Ctx) -> None:
+    authorize(ctx.actor, Task.DIRECTORY_READ)
+
+
+def get_user(ctx: Ctx, user_id: str) -> User:
+    if user_id != ctx.actor.user_id:
+        _visible_directory(ctx)
+    user = ctx.session.get(User, user_id)
+    if user is None:
+        raise NotFound(f"user {user_id} was not found")
+    return user
+
+
+def find_user(ctx: Ctx, id_or_upn: str) -> User:
+    """By object id or userPrincipalName, as Graph's /users/{id | userPrincipalName}."""
+    if "@" in id_or_upn:
+        if id_or_upn.lower() != ctx.actor.name.lower():
+            _visible_directory(ctx)
+        user = ctx.session.execute(
+            select(User).where(User.upn_key == id_or_upn.lower())
+        ).scalar_one_or_none()
+        if user is None:
+            raise NotFound(f"user {id_or_upn} was not found")
+        return user
+    return get_user(ctx, id_or_upn)
+
+
+def create_user(
+    ctx: Ctx,
+    *,
+    user_principal_name: str,
+    display_name: str,
+    mail: str | None = None,
+    user_type: str = "Member",
+    account_enabled: bool = True,
+    manager_id: str | None = None,
+    department: str | None = None,
+    job_title: str | None = None,
+) -> User:
+    authorize(ctx.actor, Task.USERS_MANAGE)
+    upn = validation.upn(user_principal_name)
+    if user_type not in ("Member", "Guest"):
+        raise Invalid("userType must be Member or Guest", target="userType")
+    if ctx.session.execute(select(User.id).where(User.upn_key == upn.lower())).first():
+        raise Conflict(f"a user with userPrincipalName {upn} already exists")
+    if manager_id is not None and ctx.session.get(User, manager_id) is None:
+        raise Invalid(f"manager {manager_id} was not found", target="manager")
+    user = User(
+        user_principal_name=upn,
+        upn_key=upn.lower(),
+        display_name=validation.display_name(display_name),
+        mail=validation.optional_text(mail, "mail", 320) or upn,
+        user_type=user_type,
+        account_enabled=account_enabled,
+        manager_id=manager_id,
+        department=validation.optional_text(department, "department", 128),
+        job_title=validation.optional_text(job_title, "jobTitle", 128),
+        created_at=ctx.now,
+    )
+    ctx.session.add(user)
+    ctx.session.flush()
+    ctx.audit(
+        "Add user",
+        operation_type="Add",
+        target_type="User",
+        target_id=user.id,
+        target_name=upn,
+        after=user_snapshot(user),
+        category=DIRECTORY,
+    )
+    return user
+
+
+USER_FIELDS = {"displayName", "mail", "accountEnabled", "department", "jobTitle", "manager"}
+
+
+def update_user(ctx: Ctx, user_id: str, changes: dict[str, Any]) -> User:
+    authorize(ctx.actor, Task.USERS_MANAGE)
+    user = get_user(ctx, user_id)
+    unknown = set(changes) - USER_FIELDS
+    if unknown:
+        raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
+    before = user_snapshot(user)
+    if "displayName" in changes:
+        user.display_name = validation.display_name(changes["displayName"])
+    if "mail" in changes:
+        user.mail = validation.optional_text(changes["mail"], "mail", 320)
+    if "accountEnabled" in changes:
+        if not isinstance(changes["accountEnabled"], bool):
+            raise Invalid("accountEnabled must be true or false", target="accountEnabled")
+        user.account_enabled = changes["accountEnabled"]
+    for field, attr in (("department", "department"), ("jobTitle", "job_title")):
+        if field in changes:
+            setattr(user, attr, validation.optional_text(changes[field], field, 128))
+    if "manager" in changes:
+        manager_id = changes["manager"]
+        if manager_id is not None and (
+            manager_id == user.id or not ctx.session.get(User, manager_id)
+        ):
+            raise Invalid("manager must be another existing user", target="manager")
+        user.manager_id = manager_id
+    ctx.audit(
+        "Update user",
+        operation_type="Update",
+        target_type="User",
+        target_id=user.id,
+        target_name=user.user_principal_name,
+        before=before,
+        after=user_snapshot(user),
+        category=DIRECTORY,
+    )
+    return user
+
+
+def user_snapshot(user: User) -> dict[str, Any]:
+    return {
+        "userPrincipalName": user.user_principal_name,
+        "displayName": user.display_name,
+        "userType": user.user_type,
+        "accountEnabled": user.account_enabled,
+        "manager": user.manager_id,
+        "department": user.department,
+    }
+
+
+# ---------------------------------------------------------------- groups
+
+
+def get_group(ctx: Ctx, group_id: str) -> Group:
+    _visible_directory(ctx)
+    group = ctx.session.get(Group, group_id)
+    if group is None:
+        raise NotFound(f"group {group_id} was not found")
+    return group
+
+
+def create_group(
+    ctx: Ctx,
+    *,
+    display_name: str,
+    kind: str = "security",
+    description: str | None = None,
+    mail_nickname: str | None = None,
+    is_assignable_to_role: bool = False,
+    membership_rule: str | None = None,
+    owner_ids: Sequence[str] = (),
+    member_ids: Sequence[str] = (),
+) -> Group:
+    authorize(ctx.actor, Task.GROUPS_CREATE)
+    if kind not in GROUP_KINDS:
+        raise Invalid("a group is a security group or a Microsoft 365 group", target="groupTypes")
+    if is_assignable_to_role and membership_rule:
+        raise Invalid("a role-assignable group cannot have dynamic membership")
+    group = Group(
+        display_name=validation.display_name(display_name),
+        description=validation.optional_text(description, "description"),
+        kind=kind,
+        mail_nickname=validation.optional_text(mail_nickname, "mailNickname", 64),
+        is_assignable_to_role=is_assignable_to_role,
+        membership_rule=validation.optional_text(membership_rule, "membershipRule", 2048),
+        created_at=ctx.now,
+    )
+    ctx.session.add(group)
+    ctx.session.flush()
+    ctx.audit(
+        "Add group",
+        operation_type="Add",
+        target_type="Group",
+        target_id=group.id,
+        target_name=group.display_name,
+        after=group_snapshot(group),
+        category=DIRECTORY,
+    )
+    for owner in owner_ids:
+        add_group_owner(ctx, group.id, owner)
+    for member in member_ids:
+        add_group_member(ctx, group.id, member)
+    return group
+
+
+def group_snapshot(group: Group) -> dict[str, Any]:
+    return {
+        "displayName": group.display_name,
+        "kind": group.kind,
+        "isAssignableToRole": group.is_assignable_to_role,
+        "membershipRule": group.membership_rule,
+    }
+
+
+def _authorize_group_change(ctx: Ctx, group: Group) -> None:
+    """Groups Administrators (and above) manage any group; owners manage their own."""
+    if group.is_assignable_to_role:
+        # Membership of a role-assignable group confers directory roles: role admins only.
+        authorize(ctx.actor, Task.DIRECTORY_ROLES_MANAGE)
+        return
+    if Task.GROUPS_MANAGE in ctx.actor.tenant_tasks:
+        return
+    owned = ctx.session.get(GroupOwner, (group.id, ctx.actor.user_id))
+    if owned is None:
+        raise Forbidden("only the group's owners or a groups administrator may change it")
+
+
+def add_group_member(ctx: Ctx, group_id: str, member_id: str) -> None:
+    group = get_group(ctx, group_id)
+    if group.membership_rule:
+        raise Invalid("the members of a dynamic group follow its rule and cannot be edited")
+    _authorize_group_change(ctx, group)
+    member_type = _principal_type(ctx, member_id)
+    # A group may not contain itself, directly or through nesting.
+    if member_type == "group" and (
+        member_id == group_id or group_id in _groups_below(ctx, member_id)
+    ):
+        raise Invalid("adding this group would create a membership cycle")
+    if ctx.session.get(GroupMember, (group_id, member_id)) is not None:
+        raise Conflict("the principal is already a member of the group")
+    ctx.session.add(GroupMember(group_id=group_id, member_id=member_id, member_type=member_type))
+    ctx.audit(
+        "Add member to group",
+        operation_type="Add",
+        target_type="Group",
+        target_id=group_id,
+        target_name=group.display_name,
+        after={"member": member_id, "memberType": member_type},
+        category=DIRECTORY,
+    )
+
+
+def _groups_below(ctx: Ctx, group_id: str) -> frozenset[str]:
+    """Groups nested (transitively) inside ``group_id``."""
+    below: set[str] = set()
+    frontier = {group_id}
+    while frontier:
+        rows = ctx.session.execute(
+            select(GroupMember.member_id).where(
+                GroupMember.group_id.in_(frontier), GroupMember.member_type == "group"
+            )
+        ).scalars()
+        frontier = set(rows) - below
+        below |= frontier
+    return frozenset(below)
+
+
+def remove_group_member(ctx: Ctx, group_id: str, member_id: str) -> None:
+    group = get_group(ctx, group_id)
+    _authorize_group_change(ctx, group)
+    edge = ctx.session.get(GroupMember, (group_id, member_id))
+    if edge is None:
+        raise NotFound("the principal is not a member of the group")
+    ctx.session.delete(edge)
+    ctx.audit(
+        "Remove member from group",
+        operation_type="Delete",
+        target_type="Group",
+        target_id=group_id,
+        target_name=group.display_name,
+        before={"member": member_id},
+        category=DIRECTORY,
+    )
+
+
+def add_group_owner(ctx: Ctx, group_id: str, user_id: str) -> None:
+    group = get_group(ctx, group_id)
+    _authorize_group_change(ctx, group)
+    if ctx.session.get(User, user_id) is None:
+        raise Invalid(f"user {user_id} was not found; owners are users")
+    if ctx.session.get(GroupOwner, (group_id, user_id)) is not None:
+        raise Conflict("the user is already an owner of the group")
+    ctx.session.add(GroupOwner(group_id=group_id, user_id=user_id))
+    ctx.audit(
+        "Add owner to group",
+        operation_type="Add",
+        target_type="Group",
+        target_id=group_id,
+        target_name=group.display_name,
+        after={"owner": user_id},
+        category=DIRECTORY,
+    )
+
+
+def remove_group_owner(ctx: Ctx, group_id: str, user_id: str) -> None:
+    group = get_group(ctx, group_id)
+    _authorize_group_change(ctx, group)
+    edge = ctx.session.get(GroupOwner, (group_id, user_id))
+    if edge is None:
+        raise NotFound("the user is not an owner of the group")
+    ctx.session.delete(edge)
+    ctx.audit(
+        "Remove owner from group",
+        operation_type="Delete",
+        target_type="Group",
+        target_id=group_id,
+        target_name=group.display_name,
+        before={"owner": user_id},
+        category=DIRECTORY,
+    )
+
+
+def _principal_type(ctx: Ctx, principal_id: str) -> str:
+    if ctx.session.get(User, principal_id) is not None:
+        return "user"
+    if ctx.session.get(Group, principal_id) is not None:
+        return "group"
+    raise Invalid(f"no user or group has id {principal_id}")
+
+
+def principal_type(ctx: Ctx, principal_id: str) -> str:
+    return _principal_type(ctx, principal_id)
+
+
+def member_groups(ctx: Ctx, principal_id: str) -> frozenset[str]:
+    return transitive_group_ids(ctx.session, principal_id)
+
+
+# ---------------------------------------------------------------- applications
+
+
+def get_application(ctx: Ctx, app_id: str) -> Application:
+    _visible_directory(ctx)
+    app = ctx.session.get(Application, app_id)
+    if app is None:
+        raise NotFound(f"application {app_id} was not found")
+    return app
+
+
+def create_application(
+    ctx: Ctx,
+    *,
+    display_name: str,
+    description: str | None = None,
+    app_roles: Sequence[tuple[str, str]] = (),
+    owner_ids: Sequence[str] = (),
+) -> Application:
+    """``app_roles`` are (displayName, value) pairs; an app without roles gets Default Access."""
+    authorize(ctx.actor, Task.APPLICATIONS_MANAGE)
+    app = Application(
+        display_name=validation.display_name(display_name),
+        description=validation.optional_text(description, "description"),
+        created_at=ctx.now,
+    )
+    ctx.session.add(app)
+    ctx.session.flush()
+    values = [v for _, v in app_roles]
+    if len(set(values)) != len(values):
+        raise Invalid("app role values must be unique within the application", target="appRoles")
+    for name, value in app_roles:
+        ctx.session.add(
+            AppRole(
+                application_id=app.id,
+                display_name=validation.display_name(name, "appRoles.displayName"),
+                value=validation.display_name(value, "appRoles.value", 120),
+            )
+        )
+    ctx.audit(
+        "Add application",
+        operation_type="Add",
+        target_type="Application",
+        target_id=app.id,
+        target_name=app.display_name,
+        after={"displayName": app.display_name, "appRoles": [v for _, v in app_roles]},
+        category=DIRECTORY,
+    )
+    for owner in owner_ids:
+        add_application_owner(ctx, app.id, owner)
+    return app
+
+
+def add_application_owner(ctx: Ctx, app_id: str, user_id: str) -> None:
+    app = get_application(ctx, app_id)
+    if Task.APPLICATIONS_MANAGE not in ctx.actor.tenant_tasks and not ctx.session.get(
+        ApplicationOwner, (app_id, ctx.actor.user_id)
+    ):
+        raise Forbidden("only the application's owners or an application administrator may do this")
+    if ctx.session.get(User, user_id) is None:
+        raise Invalid(f"user {user_id} was not found; owners are users")
+    if ctx.session.get(ApplicationOwner, (app_id, user_id)) is not None:
+        raise Conflict("the user is already an owner of the application")
+    ctx.session.add(ApplicationOwner(application_id=app_id, user_id=user_id))
+    ctx.audit(
+        "Add owner to application",
+        operation_type="Add",
+        target_type="Application",
+        target_id=app_id,
+        target_name=app.display_name,
+        after={"owner": user_id},
+        category=DIRECTORY,
+    )
+
+
+# ---------------------------------------------------------------- sites
+
+
+def get_site(ctx: Ctx, site_id: str) -> Site:
+    _visible_directory(ctx)
+    site = ctx.session.get(Site, site_id)
+    if site is None:
+        raise NotFound(f"site {site_id} was not found")
+    return site
+
+
+def create_site(
+    ctx: Ctx,
+    *,
+    display_name: str,
+    web_url: str,
+    description: str | None = None,
+    roles: Sequence[str] = DEFAULT_SITE_ROLES,
+    admin_ids: Sequence[str] = (),
+) -> Site:
+    authorize(ctx.actor, Task.SITES_MANAGE)
+    url = (web_url or "").strip()
+    if not url.startswith(("https://", "http://")) or len(url) > 1024:
+        raise Invalid("webUrl must be an http(s) URL", target="webUrl")
+    if ctx.session.execute(select(Site.id).where(Site.web_url == url)).first():
+        raise Conflict(f"a site with webUrl {url} already exists")
+    if not roles or len(set(roles)) != len(roles):
+        raise Invalid("a site needs at least one role, with distinct names", target="roles")
+    site = Site(
+        display_name=validation.display_name(display_name),
+        name=url.rstrip("/").rsplit("/", 1)[-1],
+        web_url=url,
+        description=validation.optional_text(description, "description"),
+        created_at=ctx.now,
+    )
+    ctx.session.add(site)
+    ctx.session.flush()
+    for role in roles:
+        ctx.session.add(SiteRole(site_id=site.id, display_name=validation.display_name(role)))
+    ctx.audit(
+        "Add site",
+        operation_type="Add",
+        target_type="Site",
+        target_id=site.id,
+        target_name=site.display_name,
+        after={"webUrl": url, "roles": list(roles)},
+        category=DIRECTORY,
+    )
+    for admin in admin_ids:
+        add_site_admin(ctx, site.id, admin)
+    return site
+
+
+def add_site_admin(ctx: Ctx, site_id: str, user_id: str) -> None:
+    site = get_site(ctx, site_id)
+    if Task.SITES_MANAGE not in ctx.actor.tenant_tasks and not ctx.session.get(
+        SiteAdmin, (site_id, ctx.actor.user_id)
+    ):
+        raise Forbidden("only the site's administrators or a SharePoint administrator may do this")
+    if ctx.session.get(User, user_id) is None:
+        raise Invalid(f"user {user_id} was not found")
+    if ctx.session.get(SiteAdmin, (site_id, user_id)) is not None:
+        raise Conflict("the user is already an administrator of the site")
+    ctx.session.add(SiteAdmin(site_id=site_id, user_id=user_id))
+    ctx.audit(
+        "Add site administrator",
+        operation_type="Add",
+        target_type="Site",
+        target_id=site_id,
+        target_name=site.display_name,
+        after={"admin": user_id},
+        category=DIRECTORY,
+    )
+
+
+# ---------------------------------------------------------------- directory roles
+
+
+def parse_directory_role(role: str) -> DirectoryRole:
+    """A directory role by template id or by display name (case-insensitive)."""
+    try:
+        return DirectoryRole(role)
+    except ValueError:
+        pass
+    for rid, name in DIRECTORY_ROLE_NAMES.items():
+        if name.lower() == role.strip().lower():
+            return rid
+    raise Invalid(f"unknown directory role {role!r}", target="roleDefinitionId")
+
+
+def _is_global_admin(ctx: Ctx) -> bool:
+    return ctx.actor.is_system or DirectoryRole.GLOBAL_ADMINISTRATOR in ctx.actor.directory_roles
+
+
+def assign_directory_role(ctx: Ctx, *, principal_id: str, role: str) -> DirectoryRoleAssignment:
+    authorize(ctx.actor, Task.DIRECTORY_ROLES_MANAGE)
+    rid = parse_directory_role(role)
+    ptype = _principal_type(ctx, principal_id)
+    if ptype == "group":
+        group = ctx.session.get(Group, principal_id)
+        if group is None or not group.is_assignable_to_role:
+            raise Invalid("directory roles can be assigned only to role-assignable groups")
+    if rid is DirectoryRole.GLOBAL_ADMINISTRATOR and not _is_global_admin(ctx):
+        # A Privileged Role Administrator may not mint Global Administrators (no amplification).
+        raise Forbidden("only a Global Administrator may assign the Global Administrator role")
+    assignment = DirectoryRoleAssignment(
+        principal_id=principal_id,
+        principal_type=ptype,
+        role_definition_id=rid.value,
+        created_at=ctx.now,
+    )
+    ctx.session.add(assignment)
+    try:
+        ctx.session.flush()
+    except IntegrityError as exc:
+        raise Conflict("the principal already holds this directory role") from exc
+    ctx.audit(
+        "Add member to role",
+        operation_type="Assign",
+        target_type="DirectoryRole",
+        target_id=rid.value,
+        target_name=DIRECTORY_ROLE_NAMES[rid],
+        after={"principalId": principal_id, "principalType": ptype},
+        category="RoleManagement",
+    )
+    return assignment
+
+
+def remove_directory_role(ctx: Ctx, assignment_id: str) -> None:
+    authorize(ctx.actor, Task.DIRECTORY_ROLES_MANAGE)
+    assignment = ctx.session.get(DirectoryRoleAssignment, assignment_id)
+    if assignment is None:
+        raise NotFound(f"role assignment {assignment_id} was not found")
+    rid = DirectoryRole(assignment.role_definition_id)
+    if rid is DirectoryRole.GLOBAL_ADMINISTRATOR and not _is_global_admin(ctx):
+        raise Forbidden("only a Global Administrator may remove a Global Administrator")
+    ctx.session.delete(assignment)
+    ctx.audit(
+        "Remove member from role",
+        operation_type="Unassign",
+        target_type="DirectoryRole",
+        target_id=rid.value,
+        target_name=DIRECTORY_ROLE_NAMES[rid],
+        before={"principalId": assignment.principal_id},
+        category="RoleManagement",
+    )
+
+
+def list_directory_role_assignments(ctx: Ctx) -> list[DirectoryRoleAssignment]:
+    _visible_directory(ctx)
+    return list(
+        ctx.session.execute(
+            select(DirectoryRoleAssignment).order_by(DirectoryRoleAssignment.created_at)
+        ).scalars()
+    )

@@ -1,0 +1,1 @@
+"""Access packages: resource role scopes and separation-of-duties links."""

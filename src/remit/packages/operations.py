@@ -1,0 +1,366 @@
+"""Access package use cases (spec §4, without policies and requests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Select, select
+
+from remit import validation
+from remit.authz.decide import authorize, can
+from remit.authz.tasks import Task
+from remit.authz.visibility import catalog_filter
+from remit.catalogs.models import CatalogResource, ResourceRole, ResourceScope
+from remit.catalogs.operations import GENERAL_CATALOG_ID, get_catalog
+from remit.context import Ctx
+from remit.directory.models import Group
+from remit.errors import Conflict, Invalid, NotFound
+from remit.packages.models import (
+    AccessPackage,
+    IncompatibleGroup,
+    IncompatiblePackage,
+    ResourceRoleScope,
+)
+
+TARGET = "AccessPackage"
+
+
+def visible_packages(ctx: Ctx) -> Select[AccessPackage]:
+    return select(AccessPackage).where(
+        catalog_filter(ctx.actor, Task.PACKAGE_READ, AccessPackage.catalog_id)
+    )
+
+
+def get_package(ctx: Ctx, package_id: str) -> AccessPackage:
+    package = ctx.session.get(AccessPackage, package_id)
+    if package is None or not can(ctx.actor, Task.PACKAGE_READ, package.catalog_id):
+        raise NotFound(f"access package {package_id} was not found")
+    return package
+
+
+def create_package(
+    ctx: Ctx,
+    *,
+    display_name: str,
+    catalog_id: str | None = None,
+    description: str | None = None,
+    is_hidden: bool = False,
+) -> AccessPackage:
+    catalog = get_catalog(ctx, catalog_id or GENERAL_CATALOG_ID)
+    authorize(ctx.actor, Task.PACKAGE_CREATE, catalog.id)
+    package = AccessPackage(
+        catalog_id=catalog.id,
+        display_name=validation.display_name(display_name),
+        description=validation.optional_text(description, "description"),
+        is_hidden=is_hidden,
+        created_at=ctx.now,
+        modified_at=ctx.now,
+        created_by=ctx.actor.user_id,
+    )
+    ctx.session.add(package)
+    ctx.session.flush()
+    ctx.audit(
+        "Create access package",
+        operation_type="Add",
+        target_type=TARGET,
+        target_id=package.id,
+        target_name=package.display_name,
+        catalog_id=catalog.id,
+        after=snapshot(package),
+    )
+    return package
+
+
+EDITABLE = {"displayName", "description", "isHidden", "catalog", "catalogId"}
+
+
+def update_package(ctx: Ctx, package_id: str, changes: dict[str, Any]) -> AccessPackage:
+    package = get_package(ctx, package_id)
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
+    wanted_catalog = changes.get("catalogId") or (changes.get("catalog") or {}).get("id")
+    if wanted_catalog is not None and wanted_catalog != package.catalog_id:
+        raise Invalid("an access package cannot move to another catalog", target="catalog")
+    if {"displayName", "description"} & set(changes):
+        authorize(ctx.actor, Task.PACKAGE_UPDATE, package.catalog_id)
+    if "isHidden" in changes:
+        authorize(ctx.actor, Task.PACKAGE_HIDE, package.catalog_id)
+        if not isinstance(changes["isHidden"], bool):
+            raise Invalid("isHidden must be true or false", target="isHidden")
+    before = snapshot(package)
+    if "displayName" in changes:
+        package.display_name = validation.display_name(changes["displayName"])
+    if "description" in changes:
+        package.description = validation.optional_text(changes["description"], "description")
+    if "isHidden" in changes:
+        package.is_hidden = changes["isHidden"]
+    after = snapshot(package)
+    if after != before:
+        package.modified_at = ctx.now
+        ctx.audit(
+            "Update access package",
+            operation_type="Update",
+            target_type=TARGET,
+            target_id=package.id,
+            target_name=package.display_name,
+            catalog_id=package.catalog_id,
+            before=before,
+            after=after,
+        )
+    return package
+
+
+def delete_package(ctx: Ctx, package_id: str) -> None:
+    package = get_package(ctx, package_id)
+    authorize(ctx.actor, Task.PACKAGE_DELETE, package.catalog_id)
+    # Assignments (and the refusal while any is active) arrive with the access lifecycle.
+    ctx.session.delete(package)
+    ctx.audit(
+        "Delete access package",
+        operation_type="Delete",
+        target_type=TARGET,
+        target_id=package.id,
+        target_name=package.display_name,
+        catalog_id=package.catalog_id,
+        before=snapshot(package),
+    )
+
+
+def snapshot(package: AccessPackage) -> dict[str, Any]:
+    return {
+        "displayName": package.display_name,
+        "description": package.description,
+        "isHidden": package.is_hidden,
+        "catalogId": package.catalog_id,
+    }
+
+
+# ---------------------------------------------------------------- resource role scopes
+
+
+def rrs_id(rrs: ResourceRoleScope) -> str:
+    return f"{rrs.role_id}_{rrs.scope_id}"
+
+
+def _catalog_role(
+    ctx: Ctx,
+    catalog_id: str,
+    role_id: str | None,
+    origin_id: str | None,
+    resource_id: str | None,
+) -> ResourceRole:
+    query = (
+        select(ResourceRole)
+        .join(CatalogResource, CatalogResource.id == ResourceRole.resource_id)
+        .where(CatalogResource.catalog_id == catalog_id)
+    )
+    if role_id:
+        query = query.where(ResourceRole.id == role_id)
+    elif origin_id:
+        query = query.where(ResourceRole.origin_id == origin_id)
+        if resource_id:
+            query = query.where(ResourceRole.resource_id == resource_id)
+    else:
+        raise Invalid("role.id or role.originId is required", target="role")
+    roles = ctx.session.execute(query).scalars().all()
+    if len(roles) != 1:
+        raise Invalid(
+            "the role is not a resource role of this package's catalog"
+            if not roles
+            else "the role is ambiguous: name its resource",
+            target="role",
+        )
+    return roles[0]
+
+
+def _role_scope(
+    ctx: Ctx, role: ResourceRole, scope_id: str | None, origin_id: str | None
+) -> ResourceScope:
+    query = select(ResourceScope).where(ResourceScope.resource_id == role.resource_id)
+    if scope_id:
+        query = query.where(ResourceScope.id == scope_id)
+    elif origin_id:
+        query = query.where(ResourceScope.origin_id == origin_id)
+    else:
+        query = query.where(ResourceScope.is_root_scope.is_(True))
+    scope = ctx.session.execute(query).scalars().first()
+    if scope is None:
+        raise Invalid("the scope does not belong to the role's resource", target="scope")
+    return scope
+
+
+def add_resource_role_scope(
+    ctx: Ctx,
+    package_id: str,
+    *,
+    role_id: str | None = None,
+    role_origin_id: str | None = None,
+    resource_id: str | None = None,
+    scope_id: str | None = None,
+    scope_origin_id: str | None = None,
+) -> ResourceRoleScope:
+    package = get_package(ctx, package_id)
+    authorize(ctx.actor, Task.PACKAGE_RESOURCE_ROLES_MANAGE, package.catalog_id)
+    role = _catalog_role(ctx, package.catalog_id, role_id, role_origin_id, resource_id)
+    scope = _role_scope(ctx, role, scope_id, scope_origin_id)
+    if ctx.session.get(ResourceRoleScope, (package.id, role.id, scope.id)) is not None:
+        raise Conflict("the package already holds this resource role")
+    rrs = ResourceRoleScope(
+        access_package_id=package.id, role_id=role.id, scope_id=scope.id, created_at=ctx.now
+    )
+    ctx.session.add(rrs)
+    package.modified_at = ctx.now
+    ctx.session.flush()
+    ctx.audit(
+        "Add resource role to access package",
+        operation_type="Add",
+        target_type=TARGET,
+        target_id=package.id,
+        target_name=package.display_name,
+        catalog_id=package.catalog_id,
+        after={
+            "roleId": role.id,
+            "role": role.display_name,
+            "roleOriginId": role.origin_id,
+            "scopeId": scope.id,
+        },
+    )
+    return rrs
+
+
+def get_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> ResourceRoleScope:
+    package = get_package(ctx, package_id)
+    role_id, _, scope_id = rrs.partition("_")
+    found = ctx.session.get(ResourceRoleScope, (package.id, role_id, scope_id))
+    if found is None:
+        raise NotFound(f"resource role scope {rrs} was not found")
+    return found
+
+
+def remove_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> None:
+    found = get_resource_role_scope(ctx, package_id, rrs)
+    package = get_package(ctx, package_id)
+    authorize(ctx.actor, Task.PACKAGE_RESOURCE_ROLES_MANAGE, package.catalog_id)
+    ctx.session.delete(found)
+    package.modified_at = ctx.now
+    ctx.audit(
+        "Remove resource role from access package",
+        operation_type="Delete",
+        target_type=TARGET,
+        target_id=package.id,
+        target_name=package.display_name,
+        catalog_id=package.catalog_id,
+        before={"roleId": found.role_id, "scopeId": found.scope_id},
+    )
+
+
+# ---------------------------------------------------------------- separation of duties
+
+
+def add_incompatible_package(ctx: Ctx, package_id: str, other_id: str) -> None:
+    package = get_package(ctx, package_id)
+    authorize(ctx.actor, Task.PACKAGE_INCOMPATIBLE_MANAGE, package.catalog_id)
+    other = get_package(ctx, other_id)
+    if other.id == package.id:
+        raise Invalid("an access package cannot be incompatible with itself")
+    if ctx.session.get(IncompatiblePackage, (package.id, other.id)) is not None:
+        raise Conflict("the access packages are already marked incompatible")
+    ctx.session.add(IncompatiblePackage(access_package_id=package.id, incompatible_id=other.id))
+    ctx.audit(
+        "Add incompatible access package",
+        operation_type="Add",
+        target_type=TARGET,
+        target_id=package.id,
+        target_name=package.display_name,
+        catalog_id=package.catalog_id,
+        after={"incompatibleAccessPackageId": other.id},
+    )
+
+
+def remove_incompatible_package(ctx: Ctx, package_id: str, other_id: str) -> None:
+    package = get_package(ctx, package_id)
+    authorize(ctx.actor, Task.PACKAGE_INCOMPATIBLE_MANAGE, package.catalog_id)
+    link = ctx.session.get(IncompatiblePackage, (package.id, other_id))
+    if link is None:
+        raise NotFound("the access packages are not marked incompatible")
+    ctx.session.delete(link)
+    ctx.audit(
+        "Remove incompatible access package",
+        operation_type="Delete",
+        target_type=TARGET,
+        target_id=package.id,
+        target_name=package.display_name,
+        catalog_id=package.catalog_id,
+        before={"incompatibleAccessPackageId": other_id},
+    )
+
+
+def add_incompatible_group(ctx: Ctx, package_id: str, group_id: str) -> None:
+    package = get_package(ctx, package_id)
+    authorize(ctx.actor, Task.PACKAGE_INCOMPATIBLE_MANAGE, package.catalog_id)
+    if ctx.session.get(Group, group_id) is None:
+        raise NotFound(f"group {group_id} was not found")
+    if ctx.session.get(IncompatibleGroup, (package.id, group_id)) is not None:
+        raise Conflict("the group is already marked incompatible")
+    ctx.session.add(IncompatibleGroup(access_package_id=package.id, group_id=group_id))
+    ctx.audit(
+        "Add incompatible group",
+        operation_type="Add",
+        target_type=TARGET,
+        target_id=package.id,
+        target_name=package.display_name,
+        catalog_id=package.catalog_id,
+        after={"incompatibleGroupId": group_id},
+    )
+
+
+def remove_incompatible_group(ctx: Ctx, package_id: str, group_id: str) -> None:
+    package = get_package(ctx, package_id)
+    authorize(ctx.actor, Task.PACKAGE_INCOMPATIBLE_MANAGE, package.catalog_id)
+    link = ctx.session.get(IncompatibleGroup, (package.id, group_id))
+    if link is None:
+        raise NotFound("the group is not marked incompatible")
+    ctx.session.delete(link)
+    ctx.audit(
+        "Remove incompatible group",
+        operation_type="Delete",
+        target_type=TARGET,
+        target_id=package.id,
+        target_name=package.display_name,
+        catalog_id=package.catalog_id,
+        before={"incompatibleGroupId": group_id},
+    )
+
+
+def incompatible_packages(ctx: Ctx, package_id: str) -> Select[AccessPackage]:
+    package = get_package(ctx, package_id)
+    return visible_packages(ctx).where(
+        AccessPackage.id.in_(
+            select(IncompatiblePackage.incompatible_id).where(
+                IncompatiblePackage.access_package_id == package.id
+            )
+        )
+    )
+
+
+def packages_incompatible_with(ctx: Ctx, package_id: str) -> Select[AccessPackage]:
+    package = get_package(ctx, package_id)
+    return visible_packages(ctx).where(
+        AccessPackage.id.in_(
+            select(IncompatiblePackage.access_package_id).where(
+                IncompatiblePackage.incompatible_id == package.id
+            )
+        )
+    )
+
+
+def incompatible_groups(ctx: Ctx, package_id: str) -> Select[Group]:
+    package = get_package(ctx, package_id)
+    return select(Group).where(
+        Group.id.in_(
+            select(IncompatibleGroup.group_id).where(
+                IncompatibleGroup.access_package_id == package.id
+            )
+        )
+    )

@@ -1,0 +1,42 @@
+"""Settings from the environment (prefix ``REMIT_``), read once at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="REMIT_", extra="ignore")
+
+    data_dir: Path = Field(default=Path("data"), description="keys and the SQLite file live here")
+    database_url: str = Field(default="", description="empty = SQLite file in data_dir")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    # Absolute base used in @odata.nextLink / @odata.id when set; otherwise taken from the request.
+    public_base_url: str = ""
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+    # Sign-in: remit signs its own tokens unless an external OIDC issuer is configured.
+    token_issuer: str = "remit"  # noqa: S105 - an issuer name, not a secret
+    token_audience: str = "remit-api"  # noqa: S105 - an audience, not a secret
+    token_ttl_seconds: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    oidc_issuer: str = ""
+    oidc_audience: str = ""
+    oidc_jwks_url: str = ""
+    oidc_algorithms: str = "RS256"
+    # The claim that names the remit user: "upn" / "preferred_username" / "oid"/"sub" (object id).
+    oidc_user_claim: str = "preferred_username"
+
+    log_level: str = "info"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'remit.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url().startswith("sqlite")

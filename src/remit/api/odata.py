@@ -60,22 +60,23 @@ class _Visitor(AstToSqlAlchemyCoreVisitor):
         parts.append(owner.name)
         return self._field("/".join(reversed(parts)))
 
+    def _is_enum(self, node: Any) -> bool:
+        if isinstance(node, oast.Identifier):
+            name = node.name
+        elif isinstance(node, oast.Attribute) and isinstance(node.owner, oast.Identifier):
+            name = f"{node.owner.name}/{node.attr}"
+        else:
+            return False
+        found = self.fields.get(name) or self.fields.get(name.lower())
+        return found is not None and found.enum
+
     def visit_Compare(self, node: oast.Compare) -> Any:
         left, right = self.visit(node.left), self.visit(node.right)
         # Enum columns are lowered in _field; lower the literal they are compared with as well.
-        for side in ("left", "right"):
-            other = right if side == "left" else left
-            expr = getattr(node, side)
-            if (
-                isinstance(expr, oast.Identifier | oast.Attribute)
-                and isinstance(other, BindParameter)
-                and isinstance(other.value, str)
-            ):
-                lowered = other.value.lower()
-                if side == "left":
-                    right = lowered
-                else:
-                    left = lowered
+        if self._is_enum(node.left) and isinstance(right, BindParameter):
+            right = right.value.lower() if isinstance(right.value, str) else right
+        if self._is_enum(node.right) and isinstance(left, BindParameter):
+            left = left.value.lower() if isinstance(left.value, str) else left
         return self.visit(node.comparator)(left, right)
 
 

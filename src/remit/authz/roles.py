@@ -176,7 +176,8 @@ DIRECTORY_ROLE_TASKS: dict[str, frozenset[Task]] = {
     DirectoryRole.PRIVILEGED_ROLE_ADMINISTRATOR: frozenset(
         {Task.DIRECTORY_READ, Task.DIRECTORY_ROLES_MANAGE}
     ),
-    MEMBER_USER: frozenset({Task.DIRECTORY_READ}),
+    # Entra's defaults: members read the directory and create (and then own) security groups.
+    MEMBER_USER: frozenset({Task.DIRECTORY_READ, Task.GROUPS_CREATE}),
 }
 
 

@@ -183,6 +183,9 @@ def create_group(
     member_ids: Sequence[str] = (),
 ) -> Group:
     authorize(ctx.actor, Task.GROUPS_CREATE)
+    if is_assignable_to_role:
+        # A role-assignable group confers directory roles: only role administrators create one.
+        authorize(ctx.actor, Task.DIRECTORY_ROLES_MANAGE)
     if kind not in GROUP_KINDS:
         raise Invalid("a group is a security group or a Microsoft 365 group", target="groupTypes")
     if is_assignable_to_role and membership_rule:
@@ -207,10 +210,14 @@ def create_group(
         after=group_snapshot(group),
         category=DIRECTORY,
     )
-    for owner in owner_ids:
-        add_group_owner(ctx, group.id, owner)
+    owners = list(owner_ids)
+    if not owners and not ctx.actor.is_system and Task.GROUPS_MANAGE not in ctx.actor.tenant_tasks:
+        owners.append(ctx.actor.user_id)  # self-service groups are owned by their creator
+    # The creator was authorized to create the group; its initial owners and members follow.
+    for owner in owners:
+        _add_owner(ctx, group, owner)
     for member in member_ids:
-        add_group_member(ctx, group.id, member)
+        _add_member(ctx, group, member)
     return group
 
 
@@ -238,25 +245,26 @@ def _authorize_group_change(ctx: Ctx, group: Group) -> None:
 
 def add_group_member(ctx: Ctx, group_id: str, member_id: str) -> None:
     group = get_group(ctx, group_id)
+    _authorize_group_change(ctx, group)
+    _add_member(ctx, group, member_id)
+
+
+def _add_member(ctx: Ctx, group: Group, member_id: str) -> None:
     if group.membership_rule:
         raise Invalid("the members of a dynamic group follow its rule and cannot be edited")
-    _authorize_group_change(ctx, group)
     member_type = _principal_type(ctx, member_id)
     # A group may not contain itself, directly or through nesting.
     if member_type == "group" and (
-        member_id == group_id or group_id in _groups_below(ctx, member_id)
+        member_id == group.id or group.id in _groups_below(ctx, member_id)
     ):
         raise Invalid("adding this group would create a membership cycle")
-    if ctx.session.get(GroupMember, (group_id, member_id)) is not None:
+    if ctx.session.get(GroupMember, (group.id, member_id)) is not None:
         raise Conflict("the principal is already a member of the group")
-    ctx.session.add(GroupMember(group_id=group_id, member_id=member_id, member_type=member_type))
+    ctx.session.add(GroupMember(group_id=group.id, member_id=member_id, member_type=member_type))
+    ctx.session.flush()
     ctx.audit(
-        "Add member to group",
-        operation_type="Add",
-        target_type="Group",
-        target_id=group_id,
-        target_name=group.display_name,
-        after={"member": member_id, "memberType": member_type},
+        "Add member to group", operation_type="Add", target_type="Group", target_id=group.id,
+        target_name=group.display_name, after={"member": member_id, "memberType": member_type},
         category=DIRECTORY,
     )
 
@@ -297,19 +305,19 @@ def remove_group_member(ctx: Ctx, group_id: str, member_id: str) -> None:
 def add_group_owner(ctx: Ctx, group_id: str, user_id: str) -> None:
     group = get_group(ctx, group_id)
     _authorize_group_change(ctx, group)
+    _add_owner(ctx, group, user_id)
+
+
+def _add_owner(ctx: Ctx, group: Group, user_id: str) -> None:
     if ctx.session.get(User, user_id) is None:
         raise Invalid(f"user {user_id} was not found; owners are users")
-    if ctx.session.get(GroupOwner, (group_id, user_id)) is not None:
+    if ctx.session.get(GroupOwner, (group.id, user_id)) is not None:
         raise Conflict("the user is already an owner of the group")
-    ctx.session.add(GroupOwner(group_id=group_id, user_id=user_id))
+    ctx.session.add(GroupOwner(group_id=group.id, user_id=user_id))
+    ctx.session.flush()
     ctx.audit(
-        "Add owner to group",
-        operation_type="Add",
-        target_type="Group",
-        target_id=group_id,
-        target_name=group.display_name,
-        after={"owner": user_id},
-        category=DIRECTORY,
+        "Add owner to group", operation_type="Add", target_type="Group", target_id=group.id,
+        target_name=group.display_name, after={"owner": user_id}, category=DIRECTORY,
     )
 
 

@@ -176,7 +176,7 @@ def load(db: Database) -> None:
 
 
 def print_tokens(db: Database, settings: Settings, host: str, port: int) -> None:
-    console = Console()
+    console = Console(soft_wrap=True)
     console.print(
         f"\nremit is serving on http://{host}:{port}  (API under /v1.0, docs at /remit/docs)"
     )

@@ -23,8 +23,8 @@ from remit.directory.models import Group, User
 from remit.errors import DomainError, Invalid, NotFound
 from remit.settings import Settings
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 # Set by the top-level callback: the UPN named by --as, or None for the operator.
 ACTING_AS: dict[str, str | None] = {"upn": None}

@@ -50,14 +50,26 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def migrated_db(session_dir: Path) -> Iterator[Database]:
-    db = Database(database_url(session_dir))
-    if db.dialect == "postgresql":
-        with db.engine.begin() as conn:
-            conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-            conn.execute(text("CREATE SCHEMA public"))
+    url = database_url(session_dir)
+    schema = None
+    if url.startswith("postgresql"):
+        # A schema of its own per test session, so concurrent runs never share tables.
+        schema = f"remit_test_{os.getpid()}"
+        admin = Database(url)
+        with admin.engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            conn.execute(text(f"CREATE SCHEMA {schema}"))
+        admin.dispose()
+        url += ("&" if "?" in url else "?") + f"options=-csearch_path%3D{schema}"
+    db = Database(url)
     bootstrap.upgrade(db)
     yield db
     db.dispose()
+    if schema:
+        admin = Database(database_url(session_dir))
+        with admin.engine.begin() as conn:
+            conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        admin.dispose()
 
 
 def empty(db: Database) -> None:

@@ -88,10 +88,10 @@ def clock() -> SteppingClock:
 
 
 @pytest.fixture
-def db(migrated_db: Database, clock: SteppingClock) -> Iterator[Database]:
+def db(migrated_db: Database, clock: SteppingClock) -> Database:
     empty(migrated_db)
     bootstrap.ensure_builtins(migrated_db, clock)
-    yield migrated_db
+    return migrated_db
 
 
 @pytest.fixture

@@ -99,7 +99,7 @@ def test_paging_follows_absolute_next_links_to_the_end(tenant: Tenant, cats: lis
         next_link = body.get("@odata.nextLink")
         if next_link:
             parts = urlsplit(next_link)
-            assert parts.scheme == "http" and parts.netloc == "remit.test"
+            assert (parts.scheme, parts.netloc) == ("http", "remit.test")
             assert "%24select=displayName" in parts.query or "$select=displayName" in parts.query
             url = f"{parts.path}?{parts.query}"
         else:

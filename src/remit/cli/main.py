@@ -94,10 +94,11 @@ def serve(
     """Serve the API (upgrading the embedded SQLite database first)."""
     import uvicorn
 
-    from remit import bootstrap
+    from remit import bootstrap, logs
     from remit.api.app import create_app
 
     s = settings()
+    logs.configure(s.log_level)
     db = open_db(s)
     if s.is_sqlite:
         bootstrap.upgrade(db)

@@ -195,20 +195,17 @@ def explain_for(ctx: Ctx, *, user: str, task: str, catalog_id: str | None) -> Ex
     ):
         raise Forbidden("you may explain only your own rights here")
     subject = ctx.actor if target is None else load_actor(ctx.session, target.id)
+    # Rows unpack as tuples (Result.tuples() is deprecated in SQLAlchemy 2.1).
     names = dict(
         ctx.session.execute(
             select(Group.id, Group.display_name).where(Group.id.in_(subject.group_ids))
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     names.update(
         ctx.session.execute(
             select(Catalog.id, Catalog.display_name).where(
                 Catalog.id.in_({g.scope for g in subject.grants if g.scope != TENANT})
             )
-        )
-        .tuples()
-        .all()
+        ).all()
     )
     return explain(subject, wanted, catalog_id, names)

@@ -263,8 +263,12 @@ def _add_member(ctx: Ctx, group: Group, member_id: str) -> None:
     ctx.session.add(GroupMember(group_id=group.id, member_id=member_id, member_type=member_type))
     ctx.session.flush()
     ctx.audit(
-        "Add member to group", operation_type="Add", target_type="Group", target_id=group.id,
-        target_name=group.display_name, after={"member": member_id, "memberType": member_type},
+        "Add member to group",
+        operation_type="Add",
+        target_type="Group",
+        target_id=group.id,
+        target_name=group.display_name,
+        after={"member": member_id, "memberType": member_type},
         category=DIRECTORY,
     )
 
@@ -316,8 +320,13 @@ def _add_owner(ctx: Ctx, group: Group, user_id: str) -> None:
     ctx.session.add(GroupOwner(group_id=group.id, user_id=user_id))
     ctx.session.flush()
     ctx.audit(
-        "Add owner to group", operation_type="Add", target_type="Group", target_id=group.id,
-        target_name=group.display_name, after={"owner": user_id}, category=DIRECTORY,
+        "Add owner to group",
+        operation_type="Add",
+        target_type="Group",
+        target_id=group.id,
+        target_name=group.display_name,
+        after={"owner": user_id},
+        category=DIRECTORY,
     )
 
 

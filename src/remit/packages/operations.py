@@ -76,18 +76,20 @@ EDITABLE = {"displayName", "description", "isHidden", "catalog", "catalogId"}
 
 def update_package(ctx: Ctx, package_id: str, changes: dict[str, Any]) -> AccessPackage:
     package = get_package(ctx, package_id)
+    # Authorize before validating: any PATCH other than hiding alone (even an empty one, which
+    # changes nothing) needs the edit right, so a reader never gets a 2xx or a validation hint.
+    if set(changes) != {"isHidden"}:
+        authorize(ctx.actor, Task.PACKAGE_UPDATE, package.catalog_id)
+    if "isHidden" in changes:
+        authorize(ctx.actor, Task.PACKAGE_HIDE, package.catalog_id)
     unknown = set(changes) - EDITABLE
     if unknown:
         raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
     wanted_catalog = changes.get("catalogId") or (changes.get("catalog") or {}).get("id")
     if wanted_catalog is not None and wanted_catalog != package.catalog_id:
         raise Invalid("an access package cannot move to another catalog", target="catalog")
-    if {"displayName", "description"} & set(changes):
-        authorize(ctx.actor, Task.PACKAGE_UPDATE, package.catalog_id)
-    if "isHidden" in changes:
-        authorize(ctx.actor, Task.PACKAGE_HIDE, package.catalog_id)
-        if not isinstance(changes["isHidden"], bool):
-            raise Invalid("isHidden must be true or false", target="isHidden")
+    if "isHidden" in changes and not isinstance(changes["isHidden"], bool):
+        raise Invalid("isHidden must be true or false", target="isHidden")
     before = snapshot(package)
     if "displayName" in changes:
         package.display_name = validation.display_name(changes["displayName"])

@@ -1,0 +1,420 @@
+"""R2: nobody can grant more than they hold, through HTTP on the current engine.
+
+The paths that confer rights today: role assignment (EM and directory roles, and membership of
+role-assignable groups), resource onboarding (spec §2.2), and adding resource roles to an access
+package. Every refusal is checked twice: its status, and that no row of any table changed.
+Where a line allows something, it is a control that shows the refusal beside it is specific.
+
+The world is the matrix's (``tests/matrix_support.py``): on the ``own`` catalog omar is owner,
+lena access package manager, sofia assignment manager, ines reader, nina owner through nested
+groups; mark owns the ``other`` catalog. Directory ownership comes from the factories: mamta owns
+Marketing, Marketing campaigns (M365), Tier-0 admins (role-assignable), Campaign Planner and the
+Marketing hub; mark owns Finance, Ledger and the Finance hub; the personas own "Matrix group".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from remit.authz.actor import system_actor
+from remit.authz.roles import (
+    ASSIGNMENT_MANAGER,
+    CATALOG_CREATOR,
+    CATALOG_OWNER,
+    CATALOG_READER,
+    PACKAGE_MANAGER,
+    DirectoryRole,
+)
+from remit.catalogs.operations import GENERAL_CATALOG_ID as GENERAL
+from remit.context import Ctx
+from remit.directory import operations as d
+from tests.factories import EM, RM, Tenant, upn
+from tests.matrix_support import World, build_world, fingerprint, grant
+
+CATALOG_ROLES = {
+    "owner": CATALOG_OWNER.id,
+    "apm": PACKAGE_MANAGER.id,
+    "apam": ASSIGNMENT_MANAGER.id,
+    "reader": CATALOG_READER.id,
+}
+DIRECTORY_ROLES = "/v1.0/roleManagement/directory/roleAssignments"
+SYSTEMS = {"group": "AadGroup", "app": "AadApplication", "site": "SharePointOnline"}
+
+
+@pytest.fixture
+def w(tenant: Tenant) -> World:
+    """The matrix world, plus a few more catalog owners who hold directory roles."""
+    world = build_world(tenant)
+    with tenant.db.write() as s:
+        root = Ctx(s, system_actor("amplification"), tenant.clock())
+        tenant.ids["priya"] = d.create_user(
+            root, user_principal_name=upn("priya"), display_name="Priya Privileged"
+        ).id
+        d.assign_directory_role(
+            root,
+            principal_id=tenant.ids["priya"],
+            role=DirectoryRole.PRIVILEGED_ROLE_ADMINISTRATOR,
+        )
+        # Directory admins who also own the own catalog; mark manages packages in both.
+        for alias in ("priya", "ursula", "kenji"):
+            grant(root, tenant.ids[alias], CATALOG_OWNER.id, world["own"])
+        grant(root, tenant.ids["mark"], PACKAGE_MANAGER.id, world["own"])
+    return world
+
+
+class Attempts:
+    """Calls through the API and collects every wrong outcome, to report them all at once.
+
+    A refusal must have its status, a Graph error body, and leave every table as it was; an
+    allowed call (a control) must succeed and change something.
+    """
+
+    def __init__(self, w: World) -> None:
+        self.w = w
+        self.problems: list[str] = []
+        self.count = 0
+        self._digest: str | None = None
+
+    def _call(self, alias: str, method: str, path: str, body: Any) -> tuple[httpx.Response, bool]:
+        before = self._digest or fingerprint(self.w.t.db)
+        response = self.w.t.call(alias, method, path, json=body)
+        self._digest = fingerprint(self.w.t.db)
+        self.count += 1
+        return response, self._digest != before
+
+    def refused(
+        self,
+        why: str,
+        alias: str,
+        status: int,
+        method: str,
+        path: str,
+        body: Any = None,
+        code: str | None = None,
+    ) -> None:
+        response, changed = self._call(alias, method, path, body)
+        error = (response.json().get("error") if response.content else None) or {}
+        if response.status_code != status or not error or code not in (None, error["code"]):
+            self.problems.append(
+                f"{why} [{alias}]: expected {status} {code or ''}, got {response.status_code} "
+                f"{response.text[:200]}"
+            )
+        elif changed:
+            self.problems.append(f"{why} [{alias}]: refused with {status}, but changed data")
+
+    def allowed(
+        self, why: str, alias: str, method: str, path: str, body: Any = None, status: int = 201
+    ) -> None:
+        response, changed = self._call(alias, method, path, body)
+        if response.status_code != status or not changed:
+            self.problems.append(
+                f"{why} [{alias}] (control): expected {status} and a change, got "
+                f"{response.status_code}, changed={changed} {response.text[:200]}"
+            )
+
+    def verify(self) -> None:
+        assert self.count, "no attempt was made"
+        assert not self.problems, f"{len(self.problems)} of {self.count} attempts wrong:\n" + (
+            "\n".join(self.problems)
+        )
+
+
+@pytest.fixture
+def attempts(w: World) -> Attempts:
+    return Attempts(w)
+
+
+def assignment(principal: str, role_id: str, scope: str) -> dict[str, str]:
+    return {"principalId": principal, "roleDefinitionId": role_id, "appScopeId": scope}
+
+
+def on(catalog_id: str) -> str:
+    return f"/AccessPackageCatalog/{catalog_id}"
+
+
+def ref(user_id: str) -> dict[str, str]:
+    return {"@odata.id": f"https://graph.microsoft.com/v1.0/users/{user_id}"}
+
+
+ASSIGN = f"{RM}/roleAssignments"
+
+# ---------------------------------------------------------------- EM role assignment
+
+
+def test_only_administrators_make_catalog_creators(w: World, attempts: Attempts) -> None:
+    """Not a catalog owner (directly or through groups), a manager, a reader, a User
+    Administrator, nor a catalog creator itself; not for themselves, a user or a group."""
+    for alias in ("omar", "nina", "lena", "sofia", "ines", "joe", "ursula", "nobody"):
+        for principal in (alias, "sofia", "marketing"):
+            body = assignment(w[principal], CATALOG_CREATOR.id, "/")
+            attempts.refused(f"creator for {principal}", alias, 403, "POST", ASSIGN, body)
+    attempts.allowed(
+        "creator for sofia", "hana", "POST", ASSIGN, assignment(w["sofia"], CATALOG_CREATOR.id, "/")
+    )
+    attempts.verify()
+
+
+def test_catalog_owner_cannot_assign_a_role_outside_the_catalog(
+    w: World, attempts: Attempts
+) -> None:
+    """Another owner's catalog, an empty one, the General catalog, one that does not exist:
+    for the owner none of them exists, so 404, whichever role and whoever receives it."""
+    for alias in ("omar", "nina", "joe"):
+        for catalog in (w["other"], w["other_empty"], GENERAL, "no-such-catalog"):
+            for role, role_id in CATALOG_ROLES.items():
+                body = assignment(w[alias], role_id, on(catalog))
+                attempts.refused(f"{role} on {catalog}", alias, 404, "POST", ASSIGN, body)
+    attempts.allowed(
+        "apm on own",
+        "omar",
+        "POST",
+        ASSIGN,
+        assignment(w["joe"], PACKAGE_MANAGER.id, on(w["own"])),
+    )
+    attempts.verify()
+
+
+def test_managers_and_readers_cannot_assign_or_remove_any_catalog_role(
+    w: World, attempts: Attempts
+) -> None:
+    """An APM, an APAM or a reader of the catalog grants nothing on it, not even to itself."""
+    for alias in ("lena", "sofia", "ines"):
+        for principal in (alias, "mark"):
+            for role, role_id in CATALOG_ROLES.items():
+                body = assignment(w[principal], role_id, on(w["own"]))
+                attempts.refused(f"{role} for {principal}", alias, 403, "POST", ASSIGN, body)
+        for key in ("own:ra:owner", "own:ra:apm", "own:ra:apam", "own:ra:reader"):
+            attempts.refused(f"delete {key}", alias, 403, "DELETE", f"{ASSIGN}/{w[key]}")
+    attempts.verify()
+
+
+def test_only_role_administrators_assign_directory_roles(w: World, attempts: Attempts) -> None:
+    """Catalog owners, managers, IGA, User and Groups Administrators cannot, not even through
+    the entitlement-management endpoint; a Privileged Role Administrator cannot mint a Global
+    Administrator or remove one."""
+    roles = (
+        DirectoryRole.GLOBAL_ADMINISTRATOR,
+        DirectoryRole.PRIVILEGED_ROLE_ADMINISTRATOR,
+        DirectoryRole.GROUPS_ADMINISTRATOR,
+        DirectoryRole.IDENTITY_GOVERNANCE_ADMINISTRATOR,
+    )
+    for alias in ("omar", "nina", "lena", "hana", "ursula", "kenji", "nobody"):
+        for role in roles:
+            body = {
+                "principalId": w[alias],
+                "roleDefinitionId": role.value,
+                "directoryScopeId": "/",
+            }
+            attempts.refused(
+                f"directory role {role.name}", alias, 403, "POST", DIRECTORY_ROLES, body
+            )
+    for alias in ("omar", "hana", "admin"):
+        for scope in ("/", on(w["own"])):
+            body = assignment(w[alias], DirectoryRole.GLOBAL_ADMINISTRATOR.value, scope)
+            attempts.refused(f"GA as an EM role on {scope}", alias, 400, "POST", ASSIGN, body)
+    ga = {
+        "principalId": w["priya"],
+        "roleDefinitionId": DirectoryRole.GLOBAL_ADMINISTRATOR.value,
+        "directoryScopeId": "/",
+    }
+    attempts.refused("PRA makes a GA", "priya", 403, "POST", DIRECTORY_ROLES, ga)
+    listed = w.t.get("admin", DIRECTORY_ROLES).json()["value"]
+    admin_ga = next(a["id"] for a in listed if a["principalId"] == w["admin"])
+    attempts.refused("PRA removes a GA", "priya", 403, "DELETE", f"{DIRECTORY_ROLES}/{admin_ga}")
+    # The control: the same caller gives a lesser role, so the refusals above are specific.
+    lesser = {**ga, "roleDefinitionId": DirectoryRole.GROUPS_ADMINISTRATOR.value}
+    attempts.allowed("PRA makes a Groups Administrator", "priya", "POST", DIRECTORY_ROLES, lesser)
+    attempts.verify()
+
+
+def test_only_role_administrators_change_a_role_assignable_group(
+    w: World, attempts: Attempts
+) -> None:
+    """Its membership confers directory roles: not its owner (mamta), nor User, Groups or
+    Identity Governance Administrators, nor catalog owners."""
+    group = f"/v1.0/groups/{w['tier0']}"
+    for alias in ("mamta", "ursula", "kenji", "hana", "omar", "nobody"):
+        attempts.refused("add member", alias, 403, "POST", f"{group}/members/$ref", ref(w[alias]))
+        attempts.refused("add owner", alias, 403, "POST", f"{group}/owners/$ref", ref(w[alias]))
+        attempts.refused("remove owner", alias, 403, "DELETE", f"{group}/owners/{w['mamta']}/$ref")
+        body = {"displayName": f"Tier-0 by {alias}", "isAssignableToRole": True}
+        attempts.refused("create role-assignable", alias, 403, "POST", "/v1.0/groups", body)
+    attempts.allowed(
+        "PRA adds a member", "priya", "POST", f"{group}/members/$ref", ref(w["mark"]), status=204
+    )
+    attempts.verify()
+
+
+def test_no_tenant_role_on_a_catalog_and_no_catalog_role_on_the_tenant(
+    w: World, attempts: Attempts
+) -> None:
+    """Whoever asks (an administrator too), and by either name of the scope property."""
+    own = w["own"]
+    cases = [
+        (CATALOG_CREATOR.id, on(own)),
+        *((role_id, "/") for role_id in CATALOG_ROLES.values()),
+        (CATALOG_OWNER.id, "/AccessPackageCatalog/"),
+        (CATALOG_OWNER.id, f"/AccessPackageCatalog/{own}/extra"),
+        (CATALOG_OWNER.id, f"/catalogs/{own}"),
+        (CATALOG_OWNER.id, own),
+        (CATALOG_OWNER.id, ""),
+    ]
+    for alias in ("admin", "hana", "omar"):
+        for role_id, scope in cases:
+            why = f"{role_id} on {scope!r}"
+            body = assignment(w["sofia"], role_id, scope)
+            attempts.refused(why, alias, 400, "POST", ASSIGN, body)
+            body = {
+                "principalId": w["sofia"],
+                "roleDefinitionId": role_id,
+                "directoryScopeId": scope,
+            }
+            attempts.refused(f"{why} as directoryScopeId", alias, 400, "POST", ASSIGN, body)
+    attempts.verify()
+
+
+# ---------------------------------------------------------------- resource onboarding (§2.2)
+
+# (caller, catalog, kind, directory object, expected status); 201 lines are the controls.
+RESOURCE_RULES: dict[str, list[tuple[str, str, str, str, int]]] = {
+    "a catalog owner adds only what they own": [
+        ("omar", "own", "group", "finance", 403),
+        ("omar", "own", "group", "campaigns", 403),
+        ("omar", "own", "app", "ledger", 403),
+        ("omar", "own", "site", "finsite", 403),
+        ("nina", "own", "group", "finance", 403),
+        ("nina", "own", "app", "planner", 403),
+        ("mamta", "own", "group", "finance", 403),
+        ("mamta", "own", "app", "ledger", 403),
+        ("mamta", "own", "site", "finsite", 403),
+        ("mamta", "own", "group", "campaigns", 201),
+        ("omar", "own", "group", "own:group", 201),
+    ],
+    "and only into a catalog they own": [
+        ("omar", "other", "group", "own:group", 404),
+        ("mamta", "other", "group", "marketing", 404),
+        ("joe", "own", "group", "legal", 404),
+        ("joe", "other_empty", "group", "legal", 404),
+    ],
+    "role-assignable groups need GA, or PRA and owner": [
+        ("mamta", "own", "group", "tier0", 403),  # she owns the group and the catalog
+        ("hana", "own", "group", "tier0", 403),
+        ("kenji", "own", "group", "tier0", 403),
+        ("priya", "other", "group", "tier0", 404),  # PRA, but not that catalog's owner
+        ("priya", "own", "group", "finance", 403),  # PRA covers role-assignable groups only
+        ("priya", "own", "group", "tier0", 201),
+        ("admin", "other", "group", "tier0", 201),
+    ],
+    "a User Administrator who owns the catalog: groups and apps, not role-assignable": [
+        ("ursula", "own", "group", "tier0", 403),
+        ("ursula", "own", "site", "finsite", 403),
+        ("ursula", "other", "group", "finance", 404),
+        ("ursula", "own", "group", "finance", 201),
+        ("ursula", "own", "app", "ledger", 201),
+    ],
+    "IGA alone adds applications, not groups or sites": [
+        ("hana", "other", "group", "campaigns", 403),
+        ("hana", "other", "group", "legal", 403),
+        ("hana", "other", "site", "mksite", 403),
+        ("hana", "other", "app", "planner", 201),
+        ("hana", "own", "group", "own:group", 201),  # she owns this one
+    ],
+    "a Groups Administrator who owns the catalog: groups only": [
+        ("kenji", "own", "app", "ledger", 403),
+        ("kenji", "own", "site", "finsite", 403),
+        ("kenji", "other", "group", "finance", 404),
+        ("kenji", "own", "group", "finance", 201),
+    ],
+    "managers, assignment managers and readers add nothing, even what they own": [
+        ("lena", "own", "group", "own:group", 403),
+        ("sofia", "own", "app", "own:app", 403),
+        ("ines", "own", "site", "own:site", 403),
+    ],
+}
+
+
+@pytest.mark.parametrize("rule", list(RESOURCE_RULES))
+def test_resource_add_needs_the_catalog_and_the_object(
+    w: World, attempts: Attempts, rule: str
+) -> None:
+    for alias, catalog, kind, obj, status in RESOURCE_RULES[rule]:
+        body = {
+            "requestType": "adminAdd",
+            "catalog": {"id": w[catalog]},
+            "resource": {"originSystem": SYSTEMS[kind], "originId": w[obj]},
+        }
+        why = f"{kind} {obj} into {catalog}"
+        if status == 201:
+            attempts.allowed(why, alias, "POST", f"{EM}/resourceRequests", body)
+            continue
+        # A 403 says which half of §2.2 is missing: the catalog role, or the object's right.
+        code = "accessDenied" if alias in ("lena", "sofia", "ines") else "CallerNotResourceOwner"
+        attempts.refused(
+            why,
+            alias,
+            status,
+            "POST",
+            f"{EM}/resourceRequests",
+            body,
+            code if status == 403 else None,
+        )
+    attempts.verify()
+
+
+def test_removing_a_resource_needs_the_same_rights(w: World, attempts: Attempts) -> None:
+    """An administrator put Finance and Tier-0 into the catalog: owners who may not add them may
+    not take them out either, nor may a manager; the controls are owners who may."""
+    removers = {
+        "finance": (("omar", "nina", "lena", "mamta", "hana"), "kenji"),
+        "tier0": (("omar", "nina", "lena", "mamta", "hana", "ursula", "kenji"), "priya"),
+    }
+    for group, (refused, allowed) in removers.items():
+        resource = {"originSystem": "AadGroup", "originId": w[group]}
+        add = {"requestType": "adminAdd", "catalog": {"id": w["own"]}, "resource": resource}
+        attempts.allowed(f"add {group}", "admin", "POST", f"{EM}/resourceRequests", add)
+        remove = {**add, "requestType": "adminRemove"}
+        for alias in refused:
+            why = f"remove {group}"
+            attempts.refused(why, alias, 403, "POST", f"{EM}/resourceRequests", remove)
+        attempts.allowed(f"remove {group}", allowed, "POST", f"{EM}/resourceRequests", remove)
+    attempts.verify()
+
+
+# ---------------------------------------------------------------- package resource roles
+
+
+def test_a_package_takes_roles_only_from_its_own_catalog(w: World, attempts: Attempts) -> None:
+    """Whoever asks (its APM, its owners, someone who manages both catalogs, administrators),
+    a resource role from outside the package's catalog is refused with 400 and no change."""
+    own_role = {"id": w["own:role:owner"]}
+    member_of_finance = {"originId": f"Member_{w['finance']}", "originSystem": "AadGroup"}
+    bodies = {
+        "role of the other catalog, by id": {"role": {"id": w["other:role:owner"]}},
+        "role of the other catalog, by originId": {"role": member_of_finance},
+        "role of the other catalog, by originId and resource": {
+            "role": {**member_of_finance, "resource": {"id": w["other:resource"]}}
+        },
+        "own role, scope of the other catalog": {
+            "role": own_role,
+            "scope": {"id": w["other:scope"]},
+        },
+        "own role, scope of another resource": {
+            "role": own_role,
+            "scope": {"originId": w["removable"], "originSystem": "AadGroup"},
+        },
+        "a group the catalog does not hold": {
+            "role": {"originId": f"Member_{w['legal']}", "originSystem": "AadGroup"}
+        },
+    }
+    path = f"{EM}/accessPackages/{w['own:pkg']}/resourceRoleScopes"
+    for alias in ("lena", "omar", "nina", "mark", "admin", "hana"):
+        for why, body in bodies.items():
+            attempts.refused(why, alias, 400, "POST", path, body)
+    for alias, status in (("sofia", 403), ("ines", 403), ("joe", 404), ("nobody", 404)):
+        attempts.refused("a role of the catalog", alias, status, "POST", path, {"role": own_role})
+    # The control: the same call with a role of the package's own catalog.
+    attempts.allowed("a role of the catalog", "lena", "POST", path, {"role": own_role})
+    attempts.verify()

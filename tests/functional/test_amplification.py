@@ -418,3 +418,21 @@ def test_a_package_takes_roles_only_from_its_own_catalog(w: World, attempts: Att
     # The control: the same call with a role of the package's own catalog.
     attempts.allowed("a role of the catalog", "lena", "POST", path, {"role": own_role})
     attempts.verify()
+
+
+def test_user_administrator_cannot_disable_an_administrator(tenant: Tenant) -> None:
+    """Found by the matrix work: a User Administrator must not change privileged users."""
+    for target in ("admin", "hana", "kenji"):
+        r = tenant.call(
+            "ursula", "PATCH", f"/v1.0/users/{tenant.ids[target]}", {"accountEnabled": False}
+        )
+        assert r.status_code == 403, r.text
+        assert tenant.get("hana", f"/v1.0/users/{tenant.ids[target]}").json()["accountEnabled"]
+    # Ordinary users remain hers to manage.
+    r = tenant.call(
+        "ursula",
+        "PATCH",
+        f"/v1.0/users/{tenant.ids['sofia']}",
+        {"jobTitle": "Senior content marketer"},
+    )
+    assert r.status_code == 204

@@ -113,6 +113,13 @@ USER_FIELDS = {"displayName", "mail", "accountEnabled", "department", "jobTitle"
 def update_user(ctx: Ctx, user_id: str, changes: dict[str, Any]) -> User:
     authorize(ctx.actor, Task.USERS_MANAGE)
     user = get_user(ctx, user_id)
+    if (
+        user.id != ctx.actor.user_id
+        and not _is_global_admin(ctx)
+        and _holds_directory_role(ctx, user.id)
+    ):
+        # As in Entra, a User Administrator may not change (or disable) an administrator.
+        raise Forbidden("only a Global Administrator may change a user who holds a directory role")
     unknown = set(changes) - USER_FIELDS
     if unknown:
         raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
@@ -527,6 +534,18 @@ def parse_directory_role(role: str) -> DirectoryRole:
         if name.lower() == role.strip().lower():
             return rid
     raise Invalid(f"unknown directory role {role!r}", target="roleDefinitionId")
+
+
+def _holds_directory_role(ctx: Ctx, user_id: str) -> bool:
+    principals = [user_id, *transitive_group_ids(ctx.session, user_id)]
+    return (
+        ctx.session.execute(
+            select(DirectoryRoleAssignment.id)
+            .where(DirectoryRoleAssignment.principal_id.in_(principals))
+            .limit(1)
+        ).first()
+        is not None
+    )
 
 
 def _is_global_admin(ctx: Ctx) -> bool:

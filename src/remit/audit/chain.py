@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from remit.audit.models import AuditEvent, AuditHead
@@ -51,6 +52,24 @@ def _hashed_fields(e: AuditEvent) -> dict[str, Any]:
     }
 
 
+def _locked_head(session: Session) -> AuditHead:
+    """The head row, locked for this transaction; created first if the log was never written.
+
+    Two first appends may both find no head: each inserts it in a savepoint, the loser's insert
+    waits for the winner's commit and fails, and it then locks and reads the winner's head.
+    """
+    query = select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+    head = session.execute(query).scalar_one_or_none()
+    if head is not None:
+        return head
+    try:
+        with session.begin_nested():
+            session.add(AuditHead(id=HEAD_ID, seq=0, hash=GENESIS))
+    except IntegrityError:
+        pass
+    return session.execute(query).scalar_one()
+
+
 def append(
     session: Session,
     *,
@@ -66,12 +85,7 @@ def append(
     catalog_id: str | None,
     details: dict[str, Any],
 ) -> AuditEvent:
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
-        head = AuditHead(id=HEAD_ID, seq=0, hash=GENESIS)
-        session.add(head)
+    head = _locked_head(session)
     # Round-trip the details through JSON so the hash covers exactly what is stored.
     stored_details = json.loads(json.dumps(details, default=str))
     event = AuditEvent(

@@ -260,6 +260,9 @@ def _add_member(ctx: Ctx, group: Group, member_id: str) -> None:
     if group.membership_rule:
         raise Invalid("the members of a dynamic group follow its rule and cannot be edited")
     member_type = _principal_type(ctx, member_id)
+    if member_type == "group" and group.is_assignable_to_role:
+        # As in Entra: directory roles never flow into nested groups.
+        raise Invalid("a role-assignable group cannot have groups as members")
     # A group may not contain itself, directly or through nesting.
     if member_type == "group" and (
         member_id == group.id or group.id in _groups_below(ctx, member_id)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 import os
 import threading
 from dataclasses import dataclass
@@ -157,13 +158,23 @@ class TokenService:
                     "verify_exp": False,
                     "verify_nbf": False,
                     "verify_iat": False,
+                    # A short RSA key in the JWKS is refused rather than merely warned about.
+                    "enforce_minimum_key_length": True,
                 },
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated("the bearer token is not valid") from exc
+        except (TypeError, ValueError) as exc:
+            # PyJWT raises TypeError when the JWKS key's type does not fit the token's alg
+            # (an EC key under "RS256"): a bad token, not a server fault.
+            raise Unauthenticated("the bearer token is not valid") from exc
         times = [claims[c] for c in ("exp", "nbf", "iat")]
-        if not all(isinstance(t, int | float) and not isinstance(t, bool) for t in times):
-            raise Unauthenticated("the bearer token's times are not numbers")
+        # bool is an int, and NaN (which json accepts) compares false with everything.
+        if not all(
+            isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t)
+            for t in times
+        ):
+            raise Unauthenticated("the bearer token's times are not finite numbers")
         ts, leeway = now.timestamp(), LEEWAY.total_seconds()
         exp, nbf, iat = times
         if exp <= ts - leeway:

@@ -113,7 +113,7 @@ def collection(
             next_params = {"$skip": str(offset + size)}
     else:
         if q.skiptoken:
-            stmt = stmt.where(key > odata.decode_token(q.skiptoken))
+            stmt = stmt.where(key > odata.decode_token(q.skiptoken, key))
         elif q.skip:
             stmt = stmt.order_by(key).offset(q.skip)
         rows = list(session.execute(stmt.order_by(key).limit(size + 1)).scalars())

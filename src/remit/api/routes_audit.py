@@ -18,7 +18,8 @@ from remit.context import Ctx
 from remit.errors import NotFound
 from remit.tokens import Identity
 
-router = APIRouter(prefix="/v1.0/auditLogs", tags=["audit"])
+# The token is checked before query options and body fields: a bad token is a 401 first.
+router = APIRouter(prefix="/v1.0/auditLogs", tags=["audit"], dependencies=[Depends(identity)])
 
 FIELDS = {
     "id": F(AuditEvent.id),

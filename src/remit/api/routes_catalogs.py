@@ -40,7 +40,8 @@ from remit.packages.operations import visible_packages
 from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
-router = APIRouter(prefix=EM, tags=["catalogs"])
+# The token is checked before query options and body fields: a bad token is a 401 first.
+router = APIRouter(prefix=EM, tags=["catalogs"], dependencies=[Depends(identity)])
 
 CATALOG_FIELDS = {
     "id": F(Catalog.id),

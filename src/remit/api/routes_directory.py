@@ -41,7 +41,8 @@ from remit.directory.models import (
 from remit.errors import Invalid
 from remit.tokens import Identity
 
-router = APIRouter(prefix="/v1.0", tags=["directory"])
+# The token is checked before query options and body fields: a bad token is a 401 first.
+router = APIRouter(prefix="/v1.0", tags=["directory"], dependencies=[Depends(identity)])
 
 USER_FIELDS = {
     "id": F(User.id),

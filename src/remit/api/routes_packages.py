@@ -35,7 +35,8 @@ from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
 CONTEXT = "identityGovernance/entitlementManagement/accessPackages"
-router = APIRouter(prefix=EM, tags=["accessPackages"])
+# The token is checked before query options and body fields: a bad token is a 401 first.
+router = APIRouter(prefix=EM, tags=["accessPackages"], dependencies=[Depends(identity)])
 
 PACKAGE_FIELDS = {
     "id": F(AccessPackage.id),

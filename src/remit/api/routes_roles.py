@@ -30,7 +30,8 @@ from remit.tokens import Identity
 
 PREFIX = "/v1.0/roleManagement/entitlementManagement"
 CONTEXT = "roleManagement/entitlementManagement/roleAssignments"
-router = APIRouter(prefix=PREFIX, tags=["roleManagement"])
+# The token is checked before query options and body fields: a bad token is a 401 first.
+router = APIRouter(prefix=PREFIX, tags=["roleManagement"], dependencies=[Depends(identity)])
 
 ASSIGNMENT_FIELDS = {
     "id": F(RoleAssignment.id),

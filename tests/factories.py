@@ -53,7 +53,11 @@ class Tenant:
 
     @classmethod
     def build(
-        cls, db: Database, client: TestClient, clock: Callable[[], datetime], *,
+        cls,
+        db: Database,
+        client: TestClient,
+        clock: Callable[[], datetime],
+        *,
         delegated: bool = True,
     ) -> Tenant:
         """The directory; with ``delegated``, also "Department managers" as catalog creators."""
@@ -73,23 +77,28 @@ class Tenant:
             ):
                 d.assign_directory_role(root, principal_id=t.ids[alias], role=role)
             groups = {
-                "marketing": ("Marketing", "mamta", ["mamta", "lena", "omar", "sofia"],
-                              "security"),
+                "marketing": ("Marketing", "mamta", ["mamta", "lena", "omar", "sofia"], "security"),
                 "campaigns": ("Marketing campaigns", "mamta", ["lena"], "microsoft365"),
                 "finance": ("Finance", "mark", ["mark", "ines"], "security"),
                 "legal": ("Legal", "joe", ["joe"], "security"),
             }
             for key, (name, owner, members, kind) in groups.items():
                 t.ids[key] = d.create_group(
-                    root, display_name=name, kind=kind, owner_ids=[t.ids[owner]],
+                    root,
+                    display_name=name,
+                    kind=kind,
+                    owner_ids=[t.ids[owner]],
                     member_ids=[t.ids[m] for m in members],
                 ).id
             t.ids["tier0"] = d.create_group(
-                root, display_name="Tier-0 admins", is_assignable_to_role=True,
+                root,
+                display_name="Tier-0 admins",
+                is_assignable_to_role=True,
                 owner_ids=[t.ids["mamta"]],
             ).id
             t.ids["planner"] = d.create_application(
-                root, display_name="Campaign Planner",
+                root,
+                display_name="Campaign Planner",
                 app_roles=[("Planner", "planner"), ("Viewer", "viewer")],
                 owner_ids=[t.ids["mamta"]],
             ).id
@@ -97,26 +106,36 @@ class Tenant:
                 root, display_name="Brand Portal", owner_ids=[t.ids["mamta"]]
             ).id
             t.ids["ledger"] = d.create_application(
-                root, display_name="Ledger", app_roles=[("Bookkeeper", "bookkeeper")],
+                root,
+                display_name="Ledger",
+                app_roles=[("Bookkeeper", "bookkeeper")],
                 owner_ids=[t.ids["mark"]],
             ).id
             t.ids["mksite"] = d.create_site(
-                root, display_name="Marketing hub", web_url=f"https://sites.{DOMAIN}/marketing",
+                root,
+                display_name="Marketing hub",
+                web_url=f"https://sites.{DOMAIN}/marketing",
                 admin_ids=[t.ids["mamta"]],
             ).id
             t.ids["finsite"] = d.create_site(
-                root, display_name="Finance hub", web_url=f"https://sites.{DOMAIN}/finance",
+                root,
+                display_name="Finance hub",
+                web_url=f"https://sites.{DOMAIN}/finance",
                 admin_ids=[t.ids["mark"]],
             ).id
             if not delegated:
                 return t
             t.ids["managers"] = d.create_group(
-                root, display_name="Department managers", owner_ids=[t.ids["hana"]],
+                root,
+                display_name="Department managers",
+                owner_ids=[t.ids["hana"]],
                 member_ids=[t.ids[m] for m in ("mamta", "mark", "joe")],
             ).id
             hana = Ctx(s, load_actor(s, t.ids["hana"]), now)
             create_role_assignment(
-                hana, principal_id=t.ids["managers"], role_definition_id=CATALOG_CREATOR.id,
+                hana,
+                principal_id=t.ids["managers"],
+                role_definition_id=CATALOG_CREATOR.id,
                 app_scope_id="/",
             )
         return t
@@ -132,10 +151,17 @@ class Tenant:
     def headers(self, alias: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(alias)}"}
 
-    def call(self, alias: str, method: str, path: str, json: Any = None,
-             params: dict[str, str] | None = None) -> httpx.Response:
-        return self.client.request(method, path, json=json, params=params,
-                                   headers=self.headers(alias))
+    def call(
+        self,
+        alias: str,
+        method: str,
+        path: str,
+        json: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        return self.client.request(
+            method, path, json=json, params=params, headers=self.headers(alias)
+        )
 
     def get(self, alias: str, path: str, **params: str) -> httpx.Response:
         return self.call(alias, "GET", path, params=params or None)
@@ -154,21 +180,34 @@ class Tenant:
         assert r.status_code == 201, r.text
         return str(r.json()["id"])
 
-    def add_resource(self, alias: str, catalog_id: str, origin_system: str,
-                     origin_id: str) -> httpx.Response:
-        return self.post(alias, f"{EM}/resourceRequests", {
-            "requestType": "adminAdd", "catalog": {"id": catalog_id},
-            "resource": {"originId": origin_id, "originSystem": origin_system},
-        })
+    def add_resource(
+        self, alias: str, catalog_id: str, origin_system: str, origin_id: str
+    ) -> httpx.Response:
+        return self.post(
+            alias,
+            f"{EM}/resourceRequests",
+            {
+                "requestType": "adminAdd",
+                "catalog": {"id": catalog_id},
+                "resource": {"originId": origin_id, "originSystem": origin_system},
+            },
+        )
 
-    def assign_role(self, alias: str, principal: str, role_id: str,
-                    catalog_id: str | None) -> httpx.Response:
+    def assign_role(
+        self, alias: str, principal: str, role_id: str, catalog_id: str | None
+    ) -> httpx.Response:
         scope = f"/AccessPackageCatalog/{catalog_id}" if catalog_id else "/"
-        return self.post(alias, f"{RM}/roleAssignments", {
-            "principalId": self.ids.get(principal, principal), "roleDefinitionId": role_id,
-            "appScopeId": scope,
-        })
+        return self.post(
+            alias,
+            f"{RM}/roleAssignments",
+            {
+                "principalId": self.ids.get(principal, principal),
+                "roleDefinitionId": role_id,
+                "appScopeId": scope,
+            },
+        )
 
     def create_package(self, alias: str, catalog_id: str, name: str) -> httpx.Response:
-        return self.post(alias, f"{EM}/accessPackages",
-                         {"displayName": name, "catalog": {"id": catalog_id}})
+        return self.post(
+            alias, f"{EM}/accessPackages", {"displayName": name, "catalog": {"id": catalog_id}}
+        )

@@ -28,10 +28,18 @@ def t(db: Database, app_client: TestClient, clock: SteppingClock) -> Tenant:
 def step1_group(t: Tenant) -> str:
     """Hana creates the security group "Department managers" with Mamta, Mark and Joe."""
     binds = [f"https://graph.example/v1.0/users/{t.ids[a]}" for a in ("mamta", "mark", "joe")]
-    r = t.post("hana", "/v1.0/groups", {
-        "displayName": "Department managers", "mailEnabled": False, "securityEnabled": True,
-        "mailNickname": "deptmanagers", "groupTypes": [], "members@odata.bind": binds,
-    })
+    r = t.post(
+        "hana",
+        "/v1.0/groups",
+        {
+            "displayName": "Department managers",
+            "mailEnabled": False,
+            "securityEnabled": True,
+            "mailNickname": "deptmanagers",
+            "groupTypes": [],
+            "members@odata.bind": binds,
+        },
+    )
     assert r.status_code == 201, r.text
     t.ids["managers"] = r.json()["id"]
     return str(r.json()["id"])
@@ -44,19 +52,25 @@ def step2_creators(t: Tenant) -> dict[str, Any]:
 
 
 def step3_catalogs(t: Tenant) -> dict[str, str]:
-    cats = {"mamta": t.create_catalog("mamta", "Marketing"),
-            "mark": t.create_catalog("mark", "Finance"),
-            "joe": t.create_catalog("joe", "Legal")}
-    t.ids.update({"cat_marketing": cats["mamta"], "cat_finance": cats["mark"],
-                  "cat_legal": cats["joe"]})
+    cats = {
+        "mamta": t.create_catalog("mamta", "Marketing"),
+        "mark": t.create_catalog("mark", "Finance"),
+        "joe": t.create_catalog("joe", "Legal"),
+    }
+    t.ids.update(
+        {"cat_marketing": cats["mamta"], "cat_finance": cats["mark"], "cat_legal": cats["joe"]}
+    )
     return cats
 
 
 def step5_resources(t: Tenant) -> dict[str, dict[str, Any]]:
     cat = t.ids["cat_marketing"]
     added = {}
-    for key, system in (("marketing", "AadGroup"), ("planner", "AadApplication"),
-                        ("mksite", "SharePointOnline")):
+    for key, system in (
+        ("marketing", "AadGroup"),
+        ("planner", "AadApplication"),
+        ("mksite", "SharePointOnline"),
+    ):
         r = t.add_resource("mamta", cat, system, t.ids[key])
         assert r.status_code == 201, r.text
         added[key] = r.json()
@@ -83,21 +97,40 @@ def step9_package(t: Tenant) -> str:
     wanted = {"Member", "Planner", "Members"}
     for role in roles.json()["value"]:
         if role["displayName"] in wanted:
-            r = t.post("lena", f"{EM}/accessPackages/{package}/resourceRoleScopes", {
-                "role": {"id": role["id"], "originId": role["originId"],
-                         "originSystem": role["originSystem"],
-                         "resource": {"id": role["resource"]["id"]}},
-                "scope": {"originId": role["resource"]["originId"],
-                          "originSystem": role["originSystem"], "isRootScope": True},
-            })
+            r = t.post(
+                "lena",
+                f"{EM}/accessPackages/{package}/resourceRoleScopes",
+                {
+                    "role": {
+                        "id": role["id"],
+                        "originId": role["originId"],
+                        "originSystem": role["originSystem"],
+                        "resource": {"id": role["resource"]["id"]},
+                    },
+                    "scope": {
+                        "originId": role["resource"]["originId"],
+                        "originSystem": role["originSystem"],
+                        "isRootScope": True,
+                    },
+                },
+            )
             assert r.status_code == 201, r.text
     t.ids["campaign"] = package
     return str(package)
 
 
 def replay(t: Tenant, upto: int) -> None:
-    steps = [step1_group, step2_creators, step3_catalogs, None, step5_resources, None,
-             step7_co_owner, step8_manager, step9_package]
+    steps = [
+        step1_group,
+        step2_creators,
+        step3_catalogs,
+        None,
+        step5_resources,
+        None,
+        step7_co_owner,
+        step8_manager,
+        step9_package,
+    ]
     for step in steps[: upto - 1]:
         if step is not None:
             step(t)
@@ -107,7 +140,10 @@ def test_step1_admin_creates_department_managers_group(t: Tenant) -> None:
     group_id = step1_group(t)
     members = t.get("hana", f"/v1.0/groups/{group_id}/members").json()["value"]
     assert {m["userPrincipalName"] for m in members} == {
-        "mamta@contoso.example", "mark@contoso.example", "joe@contoso.example"}
+        "mamta@contoso.example",
+        "mark@contoso.example",
+        "joe@contoso.example",
+    }
     assert all(m["@odata.type"] == "#microsoft.graph.user" for m in members)
 
 
@@ -115,9 +151,11 @@ def test_step2_admin_makes_the_group_catalog_creators(t: Tenant) -> None:
     replay(t, 2)
     created = step2_creators(t)
     assert created["appScopeId"] == "/"
-    listed = t.get("hana", f"{RM}/roleAssignments",
-                   **{"$filter": f"roleDefinitionId eq '{CATALOG_CREATOR.id}'",
-                      "$expand": "principal"}).json()["value"]
+    listed = t.get(
+        "hana",
+        f"{RM}/roleAssignments",
+        **{"$filter": f"roleDefinitionId eq '{CATALOG_CREATOR.id}'", "$expand": "principal"},
+    ).json()["value"]
     assert [a["principal"]["displayName"] for a in listed] == ["Department managers"]
     assert listed[0]["principal"]["@odata.type"] == "#microsoft.graph.group"
     # Before the assignment a department head could not create a catalog; a plain user still can't.
@@ -128,10 +166,14 @@ def test_step3_each_head_creates_a_catalog_and_becomes_its_owner(t: Tenant) -> N
     replay(t, 3)
     cats = step3_catalogs(t)
     for alias, cat in cats.items():
-        owners = t.get(alias, f"{RM}/roleAssignments", **{
-            "$filter": f"appScopeId eq '/AccessPackageCatalog/{cat}'"}).json()["value"]
+        owners = t.get(
+            alias,
+            f"{RM}/roleAssignments",
+            **{"$filter": f"appScopeId eq '/AccessPackageCatalog/{cat}'"},
+        ).json()["value"]
         assert [(o["principalId"], o["roleDefinitionId"]) for o in owners] == [
-            (t.ids[alias], CATALOG_OWNER.id)]
+            (t.ids[alias], CATALOG_OWNER.id)
+        ]
     body = t.get("mamta", f"{EM}/catalogs/{cats['mamta']}").json()
     assert body["catalogType"] == "userManaged"
     assert body["state"] == "published"
@@ -154,19 +196,23 @@ def test_step4_heads_cannot_see_each_others_catalogs(t: Tenant) -> None:
 def test_step5_owner_adds_the_resources_her_department_owns(t: Tenant) -> None:
     replay(t, 5)
     added = step5_resources(t)
-    assert all(r["state"] == "delivered" and r["requestType"] == "adminAdd"
-               for r in added.values())
-    listed = t.get("mamta", f"{EM}/catalogs/{t.ids['cat_marketing']}/resources",
-                   **{"$expand": "roles,scopes"}).json()["value"]
+    assert all(r["state"] == "delivered" and r["requestType"] == "adminAdd" for r in added.values())
+    listed = t.get(
+        "mamta", f"{EM}/catalogs/{t.ids['cat_marketing']}/resources", **{"$expand": "roles,scopes"}
+    ).json()["value"]
     by_system = {r["originSystem"]: r for r in listed}
     group = by_system["AadGroup"]
     assert {r["originId"] for r in group["roles"]} == {
-        f"Member_{t.ids['marketing']}", f"Owner_{t.ids['marketing']}"}
+        f"Member_{t.ids['marketing']}",
+        f"Owner_{t.ids['marketing']}",
+    }
     assert group["scopes"][0]["isRootScope"] is True
-    assert {r["displayName"] for r in by_system["AadApplication"]["roles"]} == {"Planner",
-                                                                                "Viewer"}
+    assert {r["displayName"] for r in by_system["AadApplication"]["roles"]} == {"Planner", "Viewer"}
     assert {r["displayName"] for r in by_system["SharePointOnline"]["roles"]} == {
-        "Members", "Owners", "Visitors"}
+        "Members",
+        "Owners",
+        "Visitors",
+    }
 
 
 def test_step6_owner_cannot_add_what_she_does_not_own(t: Tenant) -> None:
@@ -180,12 +226,13 @@ def test_step6_owner_cannot_add_what_she_does_not_own(t: Tenant) -> None:
     # She owns Tier-0 admins, but it is role-assignable: only GA / PRA may onboard it.
     assert t.add_resource("mamta", cat, "AadGroup", t.ids["tier0"]).status_code == 403
     # Her own group into someone else's catalog: that catalog does not exist for her.
-    assert t.add_resource("mamta", t.ids["cat_finance"], "AadGroup",
-                          t.ids["marketing"]).status_code == 404
+    assert (
+        t.add_resource("mamta", t.ids["cat_finance"], "AadGroup", t.ids["marketing"]).status_code
+        == 404
+    )
     # A refusal changes nothing: the catalog still holds exactly what step 5 added.
     listed = t.get("mamta", f"{EM}/catalogs/{cat}/resources").json()["value"]
-    assert {r["originId"] for r in listed} == {t.ids[k] for k in ("marketing", "planner",
-                                                                  "mksite")}
+    assert {r["originId"] for r in listed} == {t.ids[k] for k in ("marketing", "planner", "mksite")}
 
 
 def test_step7_owner_adds_a_co_owner(t: Tenant) -> None:
@@ -202,23 +249,34 @@ def test_step8_owner_names_a_project_lead_access_package_manager(t: Tenant) -> N
     replay(t, 8)
     step8_manager(t)
     cat = t.ids["cat_marketing"]
-    listed = t.get("lena", f"{RM}/roleAssignments", **{
-        "$filter": f"principalId eq '{t.ids['lena']}'", "$expand": "roleDefinition"}).json()
+    listed = t.get(
+        "lena",
+        f"{RM}/roleAssignments",
+        **{"$filter": f"principalId eq '{t.ids['lena']}'", "$expand": "roleDefinition"},
+    ).json()
     assert [a["roleDefinition"]["displayName"] for a in listed["value"]] == [
-        "AccessPackages manager"]
+        "AccessPackages manager"
+    ]
     assert [c["id"] for c in t.get("lena", f"{EM}/catalogs").json()["value"]] == [cat]
 
 
 def test_step9_manager_builds_an_access_package_from_catalog_resources(t: Tenant) -> None:
     replay(t, 9)
     package = step9_package(t)
-    body = t.get("lena", f"{EM}/accessPackages/{package}", **{
-        "$expand": "catalog,resourceRoleScopes($expand=role,scope)"}).json()
+    body = t.get(
+        "lena",
+        f"{EM}/accessPackages/{package}",
+        **{"$expand": "catalog,resourceRoleScopes($expand=role,scope)"},
+    ).json()
     assert body["catalog"]["displayName"] == "Marketing"
     assert sorted(s["role"]["displayName"] for s in body["resourceRoleScopes"]) == [
-        "Member", "Members", "Planner"]
-    assert all(s["id"] == f"{s['role']['id']}_{s['scope']['id']}"
-               for s in body["resourceRoleScopes"])
+        "Member",
+        "Members",
+        "Planner",
+    ]
+    assert all(
+        s["id"] == f"{s['role']['id']}_{s['scope']['id']}" for s in body["resourceRoleScopes"]
+    )
 
 
 def test_step10_manager_can_do_nothing_outside_the_catalog(t: Tenant) -> None:
@@ -240,13 +298,20 @@ def test_step11_every_step_is_audited_and_the_chain_verifies(t: Tenant, db: Data
     replay(t, 10)
     events = t.get("hana", "/v1.0/auditLogs/directoryAudits", **{"$top": "500"}).json()["value"]
     activities = [e["activityDisplayName"] for e in events]
-    for expected in ("Add group", "Create role assignment", "Create access package catalog",
-                     "Add resource to catalog", "Create access package",
-                     "Add resource role to access package"):
+    for expected in (
+        "Add group",
+        "Create role assignment",
+        "Create access package catalog",
+        "Add resource to catalog",
+        "Create access package",
+        "Add resource role to access package",
+    ):
         assert expected in activities
     lena_events = [e for e in events if e["initiatedBy"]["user"]["id"] == t.ids["lena"]]
     assert {e["activityDisplayName"] for e in lena_events} == {
-        "Create access package", "Add resource role to access package"}
+        "Create access package",
+        "Add resource role to access package",
+    }
     # Mamta sees her catalog's history, not Finance's, and no tenant-level events.
     mine = t.get("mamta", "/v1.0/auditLogs/directoryAudits", **{"$top": "500"}).json()["value"]
     catalogs = {d["value"] for e in mine for d in e["additionalDetails"] if d["key"] == "catalogId"}

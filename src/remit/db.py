@@ -7,18 +7,22 @@ SQLite is the embedded default: WAL, foreign keys on, and every write transactio
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
+    CompoundSelect,
     Connection,
     DateTime,
     Engine,
     MetaData,
+    Select,
     String,
     TypeDecorator,
     create_engine,
@@ -26,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -88,7 +93,80 @@ def _configure_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get("remit_write", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: a statement through SQLAlchemy costs more than the BEGIN itself,
+        # and every read (one per API request) starts a transaction.
+        driver = cast(sqlite3.Connection, conn.connection.driver_connection)
+        driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class HotSelect:
+    """A SELECT compiled by SQLAlchemy once per dialect and run on the DBAPI cursor.
+
+    Only for the statements of the hottest reads (docs/decisions/0007), where SQLAlchemy's
+    per-execution bookkeeping (execution context, result metadata, row objects) costs more
+    than the database takes to answer. Parameters and values go through the column types'
+    bind and result processors, so the rows hold what ``Connection.execute`` would return.
+    The statement must not use expanding (IN-list) parameters, and SQLAlchemy's statement
+    events (``echo``, ``before_cursor_execute``) do not see it.
+    """
+
+    def __init__(self, statement: Select[Any] | CompoundSelect[Any]) -> None:
+        self.statement = statement
+        self._plans: dict[str, _Plan] = {}
+
+    def rows(self, conn: Connection, params: dict[str, Any]) -> list[Sequence[Any]]:
+        """The result rows, in the transaction of ``conn`` (begun here if need be)."""
+        plan = self._plans.get(conn.dialect.name) or self._plan(conn.dialect)
+        if not conn.in_transaction():
+            conn.begin()  # as Connection.execute would: SQLite's BEGIN comes from make_engine
+        values = dict(plan.compiled.construct_params(params))
+        for name, process in plan.binds:
+            values[name] = process(values[name])
+        bound: Any = (
+            tuple(values[n] for n in plan.compiled.positiontup or ())
+            if plan.compiled.positional
+            else values
+        )
+        cursor = conn.connection.cursor()
+        try:
+            cursor.execute(plan.compiled.string, bound)
+            fetched: Sequence[Sequence[Any]] = cursor.fetchall()
+        finally:
+            cursor.close()
+        if not plan.results:
+            return list(fetched)
+        rows: list[Sequence[Any]] = []
+        for fetched_row in fetched:
+            row = list(fetched_row)
+            for i, process in plan.results:
+                row[i] = process(row[i])
+            rows.append(row)
+        return rows
+
+    def _plan(self, dialect: Dialect) -> _Plan:
+        compiled = self.statement.compile(dialect=dialect)
+        if any(b.expanding for b in compiled.binds.values()):
+            raise ValueError("HotSelect does not take expanding (IN-list) parameters")
+        binds = [
+            (b.key, process)
+            for b in compiled.binds.values()
+            if (process := b.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        ]
+        results = [
+            (i, process)
+            for i, c in enumerate(self.statement.selected_columns)
+            if (process := c.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
+        ]
+        plan = _Plan(compiled, binds, results)
+        self._plans[dialect.name] = plan
+        return plan
+
+
+@dataclass(frozen=True)
+class _Plan:
+    compiled: SQLCompiler
+    binds: Sequence[tuple[str, Callable[[Any], Any]]]
+    results: Sequence[tuple[int, Callable[[Any], Any]]]  # the columns that need converting
 
 
 class Database:

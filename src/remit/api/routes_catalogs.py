@@ -8,11 +8,10 @@ from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from remit.api import shapes
+from remit.api import fast_reads, shapes
 from remit.api.bodies import CatalogCreate, CatalogUpdate, ResourceRequestCreate
 from remit.api.collection import (
     QueryOptions,
-    check_expand,
     collection,
     entity,
     query_options,
@@ -137,18 +136,7 @@ def create_catalog(
         )
 
 
-@router.get("/catalogs/{catalog_id}")
-def get_catalog(
-    request: Request,
-    catalog_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        catalog = ops.get_catalog(ctx, catalog_id)
-        check_expand(q, ("accessPackages",))
-        item = _render_catalogs(ctx, q)(ctx.session, [catalog])[0]
-        return entity(request, "identityGovernance/entitlementManagement/catalogs", item, q)
+router.get("/catalogs/{catalog_id}", **fast_reads.SINGLE_READ)(fast_reads.get_catalog)
 
 
 @router.patch("/catalogs/{catalog_id}", status_code=204)

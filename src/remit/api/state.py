@@ -2,23 +2,69 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
+import jwt
 from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import select
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
-from remit.authz.actor import Actor, load_actor
+from remit.authz.actor import Actor, load_actor, load_actor_by_upn
 from remit.clock import Clock
 from remit.context import Ctx
 from remit.db import Database
-from remit.directory.models import User
 from remit.errors import Unauthenticated
 from remit.settings import Settings
-from remit.tokens import Identity, TokenService
+from remit.tokens import LEEWAY, Identity, TokenService
+
+
+class VerifiedTokens:
+    """Bearer tokens this process has verified, by their exact text (see docs/decisions/0006).
+
+    Verifying an RS256 token costs more than the rest of a single-object read, and a client sends
+    the same token for its whole lifetime. Remembered is only what cannot change for the same
+    text under the same ``TokenService``: that signature, algorithm, issuer, audience and subject
+    passed. ``exp``/``nbf``/``iat`` are compared with the clock on every use (a token that fails
+    is verified in full again, so the error is the verifier's own), and an entry is forgotten
+    after ``MAX_AGE`` seconds so that a key withdrawn from an OIDC issuer's JWKS stops counting.
+    Nothing about the user is cached: the actor is read from the database on every request.
+    """
+
+    MAX_AGE = 300.0
+    MAX_ENTRIES = 10_000
+
+    def __init__(self) -> None:
+        # token -> (verifier, identity, exp, nbf, iat, monotonic time of verification)
+        self._seen: dict[str, tuple[TokenService, Identity, float, float, float, float]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, tokens: TokenService, token: str, *, now: datetime) -> Identity:
+        hit = self._seen.get(token)
+        if hit is not None:
+            verifier, found, exp, nbf, iat, verified_at = hit
+            ts, leeway = now.timestamp(), LEEWAY.total_seconds()
+            if (
+                verifier is tokens
+                and time.monotonic() - verified_at < self.MAX_AGE
+                and exp > ts - leeway
+                and nbf <= ts + leeway
+                and iat <= ts + leeway
+            ):
+                return found
+        found = tokens.verify(token, now=now)  # raises unless the token is good right now
+        claims = jwt.decode(token, options={"verify_signature": False})  # verified just above
+        entry = (tokens, found, claims["exp"], claims["nbf"], claims["iat"], time.monotonic())
+        with self._lock:
+            if len(self._seen) >= self.MAX_ENTRIES:
+                self._seen.clear()
+            self._seen[token] = entry
+        return found
 
 
 @dataclass
@@ -27,6 +73,7 @@ class AppState:
     db: Database
     tokens: TokenService
     clock: Clock
+    verified: VerifiedTokens = field(default_factory=VerifiedTokens)
 
 
 def app_state(request: Request) -> AppState:
@@ -43,24 +90,22 @@ async def identity(request: Request) -> Identity:
     if creds is None or creds.scheme.lower() != "bearer":
         raise Unauthenticated("a bearer token is required")
     state = app_state(request)
-    found = state.tokens.verify(creds.credentials, now=state.clock())
+    found = state.verified.verify(state.tokens, creds.credentials, now=state.clock())
     request.state.identity = found
     return found
 
 
-def resolve_user_id(session: Session, ident: Identity) -> str:
-    if not ident.by_upn:
-        return ident.subject
-    user_id = session.execute(
-        select(User.id).where(User.upn_key == ident.subject.lower())
-    ).scalar_one_or_none()
-    if user_id is None:
-        raise Unauthenticated("the user is unknown or disabled")
-    return user_id
+def actor_for(
+    conn: Session | Connection, ident: Identity, *, catalog_id: str | None = None
+) -> Actor:
+    """The caller as the database says now, in one round trip, by object id or by UPN.
 
-
-def actor_for(session: Session, ident: Identity) -> Actor:
-    return load_actor(session, resolve_user_id(session, ident))
+    With ``catalog_id``, only the grants that can matter on that catalog are loaded (see
+    ``load_actor``): for a hot read that decides about one catalog only.
+    """
+    if ident.by_upn:
+        return load_actor_by_upn(conn, ident.subject, catalog_id=catalog_id)
+    return load_actor(conn, ident.subject, catalog_id=catalog_id)
 
 
 @contextmanager
@@ -69,7 +114,9 @@ def operation(request: Request, ident: Identity, *, write: bool) -> Iterator[Ctx
     state = app_state(request)
     if write:
         with state.db.write() as session:
-            yield Ctx(session, actor_for(session, ident), state.clock())
+            # Nothing is pending yet, so the actor's statement may skip the session's autoflush
+            # and run straight on its connection (a user may hold thousands of grants).
+            yield Ctx(session, actor_for(session.connection(), ident), state.clock())
     else:
         with Session(state.db.engine) as session:
-            yield Ctx(session, actor_for(session, ident), state.clock())
+            yield Ctx(session, actor_for(session.connection(), ident), state.clock())

@@ -1,23 +1,40 @@
 """Who is acting: a user with their transitive groups and roles, resolved once per call.
 
-Resolution is three set-based queries (the user, the transitive group closure by a recursive
-CTE, and the role assignments held by any of those principals); nothing is cached between
-calls, so a revocation is seen by the very next decision.
+Resolution is one round trip: a single statement returns the user (if enabled), the transitive
+group closure (a recursive CTE) and the role assignments held by any of those principals.
+Nothing is cached between calls, so a revocation is seen by the very next decision. The
+statements are built once at import (building a CTE costs more than running it); on a bare
+connection they run as ``HotSelect``s, on a session through ``Session.execute`` as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Row, literal, select, union
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    CTE,
+    ColumnElement,
+    CompoundSelect,
+    Connection,
+    String,
+    bindparam,
+    cast,
+    literal_column,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+)
+from sqlalchemy.orm import QueryableAttribute, Session
 
 from remit.authz.models import RoleAssignment
 from remit.authz.roles import DIRECTORY_ROLE_TASKS, EM_ROLE_TASKS, EM_ROLES, MEMBER_USER
 from remit.authz.tasks import CATALOG_TASKS, Task
+from remit.db import HotSelect
 from remit.directory.models import DirectoryRoleAssignment, GroupMember, User
 from remit.errors import Unauthenticated
 
@@ -25,9 +42,12 @@ TENANT = "/"
 CATALOG_SCOPE_PREFIX = "/AccessPackageCatalog/"
 
 
-@dataclass(frozen=True)
-class Grant:
-    """One reason the actor holds a role: which assignment, on which scope, through whom."""
+class Grant(NamedTuple):
+    """One reason the actor holds a role: which assignment, on which scope, through whom.
+
+    A named tuple rather than a frozen dataclass: an actor may hold thousands of grants, and
+    it is built on every request.
+    """
 
     role_id: str
     scope: str  # "/" or a catalog id
@@ -72,68 +92,138 @@ def system_actor(name: str = "system") -> Actor:
     )
 
 
-def transitive_group_ids(conn: Connection | Session, principal_id: str) -> frozenset[str]:
-    """Every group the principal is in, directly or through nested groups."""
-    closure = (
-        select(GroupMember.group_id.label("gid"))
-        .where(GroupMember.member_id == principal_id)
-        .cte("closure", recursive=True)
-    )
-    closure = closure.union(
+def _closure_of(seed: ColumnElement[bool]) -> CTE:
+    """The recursive CTE of group ids reachable from the membership rows matching ``seed``."""
+    closure = select(GroupMember.group_id.label("gid")).where(seed).cte("closure", recursive=True)
+    # UNION (not UNION ALL) stops at groups already reached, so nesting cycles terminate.
+    return closure.union(
         select(GroupMember.group_id).join(closure, GroupMember.member_id == closure.c.gid)
     )
-    return frozenset(conn.execute(select(closure.c.gid)).scalars())
 
 
-def load_actor(conn: Connection | Session, user_id: str) -> Actor:
-    user = conn.execute(
-        select(User.id, User.user_principal_name, User.user_type, User.account_enabled).where(
-            User.id == user_id
-        )
-    ).first()
-    if user is None or not user.account_enabled:
-        raise Unauthenticated("the user is unknown or disabled")
-    groups = transitive_group_ids(conn, user_id)
-    principals = [user_id, *groups]
-    rows: Sequence[Row[Any]] = conn.execute(  # type: ignore[assignment]
-        union(
-            select(
-                literal("directoryRole").label("source"),
-                DirectoryRoleAssignment.id,
-                DirectoryRoleAssignment.principal_id,
-                DirectoryRoleAssignment.role_definition_id,
-                literal(None).label("catalog_id"),
-            ).where(DirectoryRoleAssignment.principal_id.in_(principals)),
-            select(
-                literal("entitlementManagement").label("source"),
-                RoleAssignment.id,
-                RoleAssignment.principal_id,
-                RoleAssignment.role_definition_id,
-                RoleAssignment.catalog_id,
-            ).where(RoleAssignment.principal_id.in_(principals)),
-        )
-    ).all()
-    grants: list[Grant] = []
-    if user.user_type == "Member":
-        grants.append(Grant(MEMBER_USER, TENANT, "builtin", None, user_id))
-    grants.extend(
-        Grant(r.role_definition_id, r.catalog_id or TENANT, r.source, r.id, r.principal_id)
-        for r in rows
+_GROUPS_OF = select(_closure_of(GroupMember.member_id == bindparam("who", type_=String)).c.gid)
+
+
+def transitive_group_ids(conn: Connection | Session, principal_id: str) -> frozenset[str]:
+    """Every group the principal is in, directly or through nested groups."""
+    return frozenset(conn.execute(_GROUPS_OF, {"who": principal_id}).scalars())
+
+
+def _actor_statement(
+    key: QueryableAttribute[str], *, one_catalog: bool
+) -> CompoundSelect[*tuple[Any, ...]]:
+    """One statement for the whole actor; rows are tagged u(ser) / g(roup) / d(irectory) / e(m).
+
+    A disabled account has no "u" row, exactly like an unknown one. With ``one_catalog``, the
+    catalog-scoped grants are only those on the ``catalog`` parameter.
+    """
+    me = (
+        select(User.id, User.user_principal_name, User.user_type)
+        .where(key == bindparam("who", type_=String), User.account_enabled == true())
+        .cte("me")
     )
-    return build_actor(user_id, user.user_principal_name, user.user_type, groups, grants)
+    closure = _closure_of(GroupMember.member_id.in_(select(me.c.id)))
+    # UNION ALL: a duplicate could not change what ``IN`` matches, so no need to sort it away.
+    principals = union_all(select(me.c.id.label("pid")), select(closure.c.gid)).cte("principals")
+    nothing = cast(null(), String)
+    dra, ra = DirectoryRoleAssignment, RoleAssignment
+    em_scope = (
+        or_(ra.catalog_id.is_(None), ra.catalog_id == bindparam("catalog", type_=String))
+        if one_catalog
+        else true()
+    )
+
+    def kind(tag: str) -> ColumnElement[str]:
+        return literal_column(f"'{tag}'", String).label("kind")
+
+    return union_all(
+        select(
+            kind("u"),
+            me.c.id.label("id"),
+            me.c.user_principal_name.label("principal_id"),
+            me.c.user_type.label("role_id"),
+            nothing.label("catalog_id"),
+        ),
+        select(kind("g"), closure.c.gid, nothing, nothing, nothing),
+        select(kind("d"), dra.id, dra.principal_id, dra.role_definition_id, nothing).where(
+            dra.principal_id.in_(select(principals.c.pid))
+        ),
+        select(kind("e"), ra.id, ra.principal_id, ra.role_definition_id, ra.catalog_id).where(
+            ra.principal_id.in_(select(principals.c.pid)), em_scope
+        ),
+    )
+
+
+# Built once: constructing a CTE costs more than executing it from the compiled cache.
+_STATEMENTS = {
+    (by_upn, one_catalog): HotSelect(
+        _actor_statement(User.upn_key if by_upn else User.id, one_catalog=one_catalog)
+    )
+    for by_upn in (False, True)
+    for one_catalog in (False, True)
+}
+
+
+def load_actor(conn: Connection | Session, user_id: str, *, catalog_id: str | None = None) -> Actor:
+    """The actor for a user id, from the database as it is now (Unauthenticated if disabled).
+
+    With ``catalog_id``, catalog-scoped grants on other catalogs are left out: the actor then
+    decides exactly as the full one about that catalog and the tenant, and denies anything about
+    another catalog. For hot reads that decide about one catalog, of a user who may hold roles on
+    thousands; never hand such an actor to an operation.
+    """
+    return _load(conn, False, user_id, catalog_id)
+
+
+def load_actor_by_upn(
+    conn: Connection | Session, upn: str, *, catalog_id: str | None = None
+) -> Actor:
+    """The actor for a userPrincipalName (case-insensitive), as ``load_actor``."""
+    return _load(conn, True, upn.lower(), catalog_id)
+
+
+def _load(conn: Connection | Session, by_upn: bool, who: str, catalog_id: str | None) -> Actor:
+    statement = _STATEMENTS[by_upn, catalog_id is not None]
+    params = {"who": who} if catalog_id is None else {"who": who, "catalog": catalog_id}
+    # A session runs it as usual (autoflush first); a bare connection is a hot read.
+    rows: Iterable[Sequence[Any]] = (
+        statement.rows(conn, params)
+        if isinstance(conn, Connection)
+        else conn.execute(statement.statement, params)
+    )
+    user = None
+    groups: list[str] = []
+    grants: list[Grant] = []
+    for kind, id_, principal, role, catalog in rows:
+        if kind == "u":
+            user = (id_, principal, role)
+        elif kind == "g":
+            groups.append(id_)
+        elif kind == "d":
+            grants.append(Grant(role, TENANT, "directoryRole", id_, principal))
+        else:
+            grants.append(Grant(role, catalog or TENANT, "entitlementManagement", id_, principal))
+    if user is None:
+        raise Unauthenticated("the user is unknown or disabled")
+    user_id, name, user_type = user
+    if user_type == "Member":
+        grants.insert(0, Grant(MEMBER_USER, TENANT, "builtin", None, user_id))
+    return build_actor(user_id, name, user_type, frozenset(groups), grants)
 
 
 def build_actor(
     user_id: str, name: str, user_type: str, groups: frozenset[str], grants: list[Grant]
 ) -> Actor:
     tenant: set[Task] = set()
-    per_catalog: dict[str, set[Task]] = {}
+    # Most catalogs are reached through one role: share that role's task set, copy on a second.
+    per_catalog: dict[str, frozenset[Task]] = {}
     for g in grants:
         if g.source == "entitlementManagement":
             tasks = EM_ROLE_TASKS.get(g.role_id, frozenset())
             role = EM_ROLES.get(g.role_id)
             if role is not None and role.catalog_scoped:
-                per_catalog.setdefault(g.scope, set()).update(tasks)
+                held = per_catalog.get(g.scope)
+                per_catalog[g.scope] = tasks if held is None else held | tasks
                 continue
             tenant.update(tasks)
         else:
@@ -144,6 +234,6 @@ def build_actor(
         user_type=user_type,
         group_ids=groups,
         tenant_tasks=frozenset(tenant),
-        catalog_tasks=MappingProxyType({k: frozenset(v) for k, v in per_catalog.items()}),
+        catalog_tasks=MappingProxyType(per_catalog),
         grants=tuple(grants),
     )

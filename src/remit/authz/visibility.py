@@ -15,9 +15,16 @@ def catalogs_with_task(actor: Actor, task: Task) -> Select[str | None] | None:
     """A sub-select of the catalog ids on which ``actor`` holds ``task``; None means all of them."""
     if task in actor.tenant_tasks:
         return None
-    return select(RoleAssignment.catalog_id).where(
-        RoleAssignment.principal_id.in_(actor.principal_ids),
-        RoleAssignment.role_definition_id.in_(catalog_roles_granting(task)),
+    # DISTINCT changes nothing for ``IN`` but keeps PostgreSQL from a merge semi-join that walks
+    # the whole catalog index of em_role_assignments on every keyset page after the first
+    # (~40 ms per page for a reader of 2,500 of 100,000 catalogs, ~2 ms with it; see bench P2).
+    return (
+        select(RoleAssignment.catalog_id)
+        .where(
+            RoleAssignment.principal_id.in_(actor.principal_ids),
+            RoleAssignment.role_definition_id.in_(catalog_roles_granting(task)),
+        )
+        .distinct()
     )
 
 

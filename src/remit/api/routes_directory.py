@@ -24,6 +24,7 @@ from remit.api.odata import F
 from remit.api.state import identity, operation
 from remit.authz.decide import authorize
 from remit.authz.tasks import Task
+from remit.context import Ctx
 from remit.directory import operations as ops
 from remit.directory.models import (
     Application,
@@ -288,6 +289,22 @@ def _principals(session: Session, ids: list[str]) -> list[dict[str, Any]]:
     return [users.get(i) or groups[i] for i in ids if i in users or i in groups]
 
 
+def _principal_list(
+    request: Request, ctx: Ctx, stmt: Any, column: Any, q: QueryOptions
+) -> dict[str, Any]:
+    """A page of users/groups named by ``column`` of ``stmt`` (members, owners, admins)."""
+    return collection(
+        request,
+        ctx.session,
+        stmt,
+        key=column,
+        fields={"id": F(column)},
+        q=q,
+        render=lambda s, rows: _principals(s, [getattr(r, column.key) for r in rows]),
+        context="directoryObjects",
+    )
+
+
 @router.get("/groups/{group_id}/members")
 def list_members(
     request: Request,
@@ -298,16 +315,7 @@ def list_members(
     with operation(request, ident, write=False) as ctx:
         group = ops.get_group(ctx, group_id)
         stmt = select(GroupMember).where(GroupMember.group_id == group.id)
-        return collection(
-            request,
-            ctx.session,
-            stmt,
-            key=GroupMember.member_id,
-            fields={"id": F(GroupMember.member_id)},
-            q=q,
-            render=lambda s, rows: _principals(s, [r.member_id for r in rows]),
-            context="directoryObjects",
-        )
+        return _principal_list(request, ctx, stmt, GroupMember.member_id, q)
 
 
 @router.post("/groups/{group_id}/members/$ref", status_code=204)
@@ -338,16 +346,7 @@ def list_owners(
     with operation(request, ident, write=False) as ctx:
         group = ops.get_group(ctx, group_id)
         stmt = select(GroupOwner).where(GroupOwner.group_id == group.id)
-        return collection(
-            request,
-            ctx.session,
-            stmt,
-            key=GroupOwner.user_id,
-            fields={"id": F(GroupOwner.user_id)},
-            q=q,
-            render=lambda s, rows: _principals(s, [r.user_id for r in rows]),
-            context="directoryObjects",
-        )
+        return _principal_list(request, ctx, stmt, GroupOwner.user_id, q)
 
 
 @router.post("/groups/{group_id}/owners/$ref", status_code=204)
@@ -436,16 +435,7 @@ def list_app_owners(
     with operation(request, ident, write=False) as ctx:
         app = ops.get_application(ctx, app_id)
         stmt = select(ApplicationOwner).where(ApplicationOwner.application_id == app.id)
-        return collection(
-            request,
-            ctx.session,
-            stmt,
-            key=ApplicationOwner.user_id,
-            fields={"id": F(ApplicationOwner.user_id)},
-            q=q,
-            render=lambda s, rows: _principals(s, [r.user_id for r in rows]),
-            context="directoryObjects",
-        )
+        return _principal_list(request, ctx, stmt, ApplicationOwner.user_id, q)
 
 
 @router.post("/applications/{app_id}/owners/$ref", status_code=204)
@@ -523,16 +513,7 @@ def list_site_admins(
     with operation(request, ident, write=False) as ctx:
         site = ops.get_site(ctx, site_id)
         stmt = select(SiteAdmin).where(SiteAdmin.site_id == site.id)
-        return collection(
-            request,
-            ctx.session,
-            stmt,
-            key=SiteAdmin.user_id,
-            fields={"id": F(SiteAdmin.user_id)},
-            q=q,
-            render=lambda s, rows: _principals(s, [r.user_id for r in rows]),
-            context="directoryObjects",
-        )
+        return _principal_list(request, ctx, stmt, SiteAdmin.user_id, q)
 
 
 @router.post("/sites/{site_id}/administrators/$ref", status_code=204)

@@ -75,7 +75,11 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=True)
+    # No pre-ping: it costs a round trip per checkout. A connection found dead is invalidated
+    # with the whole pool on first use, and that one call answers 503 + Retry-After (api/errors).
+    return create_engine(
+        url, echo=echo, pool_size=10, max_overflow=10, pool_pre_ping=False, pool_recycle=1800
+    )
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -177,6 +181,7 @@ class Database:
         self.engine = make_engine(url, echo=echo)
         self.dialect = self.engine.dialect.name
         self._write_engine = self.engine.execution_options(remit_write=True)
+        self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = sessionmaker(self._write_engine, expire_on_commit=False)
 
     @property
@@ -192,6 +197,22 @@ class Database:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         with self.engine.connect() as conn:
+            yield conn
+
+    @contextmanager
+    def read_latest(self) -> Iterator[Connection]:
+        """Reads where each statement sees the latest committed data (hot single-object reads).
+
+        On PostgreSQL this is autocommit: no BEGIN and ROLLBACK round trips, and no weaker than
+        a READ COMMITTED transaction, whose statements each take a fresh snapshot anyway. On
+        SQLite it is a plain read transaction. Use ``read`` when several statements must see one
+        snapshot (the audit verifier).
+        """
+        if self.is_sqlite:
+            with self.engine.connect() as conn:
+                yield conn
+            return
+        with self._autocommit.connect() as conn:
             yield conn
 
     def dispose(self) -> None:

@@ -10,6 +10,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from remit.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
@@ -100,6 +101,18 @@ def install(app: FastAPI) -> None:
         code = HTTP_CODES.get(exc.status_code, "invalidRequest")
         message = "the resource was not found" if exc.status_code == 404 else str(exc.detail)
         return graph_error(request, exc.status_code, code, message)
+
+    @app.exception_handler(DBAPIError)
+    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:
+            # The pool had a dead connection (database restarted); the next try gets a new one.
+            log.warning("database connection lost", request_id=request_id(request))
+            response = graph_error(
+                request, 503, "serviceNotAvailable", "the database connection was lost; retry"
+            )
+            response.headers["Retry-After"] = "1"
+            return response
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -42,7 +42,7 @@ async def read(request: Request, work: Callable[[AppState, Connection], T]) -> T
 
 
 def _in_transaction(state: AppState, work: Callable[[AppState, Connection], T]) -> T:
-    with state.db.read() as conn:
+    with state.db.read_latest() as conn:
         return work(state, conn)
 
 

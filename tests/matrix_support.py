@@ -40,6 +40,14 @@ from remit.models import Base
 from remit.packages import operations as pkgs
 from tests.factories import DOMAIN, Tenant, upn
 
+# The four catalog-scoped roles by the short names the tables use.
+CATALOG_ROLES = {
+    "owner": CATALOG_OWNER.id,
+    "apm": PACKAGE_MANAGER.id,
+    "apam": ASSIGNMENT_MANAGER.id,
+    "reader": CATALOG_READER.id,
+}
+
 
 @dataclass(frozen=True)
 class Persona:

@@ -21,10 +21,8 @@ import pytest
 
 from remit.authz.actor import system_actor
 from remit.authz.roles import (
-    ASSIGNMENT_MANAGER,
     CATALOG_CREATOR,
     CATALOG_OWNER,
-    CATALOG_READER,
     PACKAGE_MANAGER,
     DirectoryRole,
 )
@@ -32,14 +30,8 @@ from remit.catalogs.operations import GENERAL_CATALOG_ID as GENERAL
 from remit.context import Ctx
 from remit.directory import operations as d
 from tests.factories import EM, RM, Tenant, upn
-from tests.matrix_support import World, build_world, fingerprint, grant
+from tests.matrix_support import CATALOG_ROLES, World, build_world, fingerprint, grant
 
-CATALOG_ROLES = {
-    "owner": CATALOG_OWNER.id,
-    "apm": PACKAGE_MANAGER.id,
-    "apam": ASSIGNMENT_MANAGER.id,
-    "reader": CATALOG_READER.id,
-}
 DIRECTORY_ROLES = "/v1.0/roleManagement/directory/roleAssignments"
 SYSTEMS = {"group": "AadGroup", "app": "AadApplication", "site": "SharePointOnline"}
 

@@ -34,15 +34,19 @@ import httpx
 import pytest
 
 from remit.authz.roles import (
-    ASSIGNMENT_MANAGER,
     CATALOG_CREATOR,
-    CATALOG_OWNER,
-    CATALOG_READER,
-    PACKAGE_MANAGER,
     DirectoryRole,
 )
 from tests.factories import DOMAIN, EM, RM, Tenant
-from tests.matrix_support import ANONYMOUS, PERSONAS, Persona, World, build_world, fingerprint
+from tests.matrix_support import (
+    ANONYMOUS,
+    CATALOG_ROLES,
+    PERSONAS,
+    Persona,
+    World,
+    build_world,
+    fingerprint,
+)
 
 GRAPH = "https://graph.microsoft.com/v1.0"
 PERSONA_KEYS = tuple(p.key for p in PERSONAS)
@@ -278,12 +282,7 @@ def _assign(role_id: str, scope: str = "/AccessPackageCatalog/<$>") -> dict[str,
     return {"principalId": "<$:assignee>", "roleDefinitionId": role_id, "appScopeId": scope}
 
 
-_ROLES = {
-    "owner": CATALOG_OWNER.id,
-    "apm": PACKAGE_MANAGER.id,
-    "apam": ASSIGNMENT_MANAGER.id,
-    "reader": CATALOG_READER.id,
-}
+_ROLES = CATALOG_ROLES
 _DR = "roleManagement/directory/roleAssignments"
 
 # A data table: one operation per line reads better than the formatter's layout.

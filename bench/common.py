@@ -105,6 +105,17 @@ def pg_available() -> str | None:
     return None
 
 
+def engines(table: Table) -> list[str]:
+    """The engines to measure: SQLite, and PostgreSQL when it answers (else a SKIPPED row)."""
+    found = ["SQLite"]
+    why_not = pg_available()
+    if why_not is None:
+        found.append("PostgreSQL")
+    else:
+        table.row("PostgreSQL", "SKIPPED", why_not)
+    return found
+
+
 def pg_database(name: str, *, recreate: bool) -> str:
     """The URL of database ``name`` on the bench server, created (or re-created) as asked."""
     from sqlalchemy import create_engine, text

@@ -22,9 +22,9 @@ from bench import dataset, tenants
 from bench.common import (
     QUICK,
     Table,
+    engines,
     median,
     percentile,
-    pg_available,
     progress,
     scale,
     scratch_dir,
@@ -187,14 +187,9 @@ def run() -> Table:
         f" wide = reader of {s.wide_catalogs:,} catalogs through a nested group (stress);"
         " admin = Identity Governance Administrator, sees every catalog (reference).",
     )
-    engines = ["SQLite"]
-    why_not = pg_available()
-    if why_not is None:
-        engines.append("PostgreSQL")
-    else:
-        table.row("PostgreSQL", "SKIPPED", why_not)
+    measured = engines(table)
     loaded = ""
-    for engine in engines:
+    for engine in measured:
         progress(f"P2 on {engine}: preparing the tenant")
         url = tenants.prepare(engine, s)
         loaded = loaded or tenants.describe(url)

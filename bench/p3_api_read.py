@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from bench import dataset, tenants
-from bench.common import QUICK, Table, median, pg_available, progress, scale, scratch_dir
+from bench.common import QUICK, Table, engines, median, progress, scale, scratch_dir
 from bench.loadgen import run_job
 from bench.server import BARE_PATH, Server
 
@@ -71,26 +71,21 @@ def run() -> Table:
         " ratio = remit / bare of the same round, median over rounds."
         f"\nthe route is served by {serving_handler()}",
     )
-    engines = ["SQLite"]
-    why_not = pg_available()
-    if why_not is None:
-        engines.append("PostgreSQL")
-    else:
-        table.row("PostgreSQL", "SKIPPED", why_not)
-    urls = {engine: tenants.prepare(engine, tenants.spec()) for engine in engines}
+    measured = engines(table)
+    urls = {engine: tenants.prepare(engine, tenants.spec()) for engine in measured}
     data_dir = scratch_dir("p3-keys")
     token = TokenService(Settings(data_dir=data_dir)).issue(
         dataset.DELEGATE, "delegate@contoso.example", now=datetime.now(UTC)
     )
-    rates: dict[str, list[float]] = {"bare": [], **{e: [] for e in engines}}
+    rates: dict[str, list[float]] = {"bare": [], **{e: [] for e in measured}}
     jobs = {"bare": {"paths": [BARE_PATH], "headers": {}}}
-    for e in engines:
+    for e in measured:
         path = f"{EM}/catalogs/{delegate_catalog(urls[e])}"
         jobs[e] = {"paths": [path], "headers": {"Authorization": f"Bearer {token}"}}
     try:
         with ExitStack() as stack:
             ports = {"bare": stack.enter_context(Server("bare")).port}
-            for e in engines:
+            for e in measured:
                 ports[e] = stack.enter_context(Server("remit", data_dir, urls[e])).port
             for n in range(rounds):
                 progress(f"P3 round {n + 1} of {rounds}")
@@ -109,12 +104,12 @@ def run() -> Table:
                         raise RuntimeError(f"{name}: unexpected statuses {result['statuses']}")
                     rates[name].append(result["rps"])
     finally:
-        for engine in engines:
+        for engine in measured:
             tenants.cleanup(engine, urls[engine])
         shutil.rmtree(data_dir, ignore_errors=True)
     bare = median(rates["bare"])
     table.row("bare FastAPI, async endpoint returning a constant", f"{bare:,.0f} req/s")
-    for engine in engines:
+    for engine in measured:
         ratio = median([r / b for r, b in zip(rates[engine], rates["bare"], strict=True)])
         table.row(f"remit GET catalog, {engine}", f"{median(rates[engine]):,.0f} req/s")
         table.row(

@@ -404,19 +404,35 @@ def create_resource_request(
             )
         else:
             raise Invalid("requestType must be adminAdd or adminRemove", target="requestType")
-        item = _render_requests(ctx, {"resource": {}, "catalog": {}})(ctx.session, [created])[0]
+        item = _render_requests({"resource": {}, "catalog": {}})(ctx.session, [created])[0]
         return entity(request, "identityGovernance/entitlementManagement/resourceRequests", item)
 
 
-def _render_requests(ctx: Ctx, expand: dict[str, dict[str, str]]):  # type: ignore[no-untyped-def]
+def _render_requests(expand: dict[str, dict[str, str]]):  # type: ignore[no-untyped-def]
+    """Resource requests, with their catalog and resource batch-loaded for the page."""
+
     def render(session: Session, rows: list[ResourceRequest]) -> list[dict[str, Any]]:
         items = [shapes.resource_request(r) for r in rows]
+        catalogs: dict[str, Catalog] = {}
+        resources: dict[str, CatalogResource] = {}
+        if "catalog" in expand and rows:
+            ids = {r.catalog_id for r in rows}
+            catalogs = {
+                c.id: c for c in session.scalars(select(Catalog).where(Catalog.id.in_(ids)))
+            }
+        if "resource" in expand and rows:
+            ids = {r.resource_id for r in rows if r.resource_id}
+            resources = {
+                r.id: r
+                for r in session.scalars(select(CatalogResource).where(CatalogResource.id.in_(ids)))
+            }
         for item, row in zip(items, rows, strict=True):
             if "catalog" in expand:
-                catalog = session.get(Catalog, row.catalog_id)
+                catalog = catalogs.get(row.catalog_id)
                 item["catalog"] = shapes.catalog(catalog) if catalog else {"id": row.catalog_id}
             if "resource" in expand:
-                found = session.get(CatalogResource, row.resource_id) if row.resource_id else None
+                # A removed resource is gone from the catalog; the request still names it.
+                found = resources.get(row.resource_id or "")
                 item["resource"] = (
                     shapes.resource(found)
                     if found
@@ -452,7 +468,7 @@ def list_resource_requests(
             key=ResourceRequest.id,
             fields=REQUEST_FIELDS,
             q=q,
-            render=_render_requests(ctx, q.expand),
+            render=_render_requests(q.expand),
             expandable=("resource", "catalog"),
             context="identityGovernance/entitlementManagement/resourceRequests",
         )
@@ -469,5 +485,5 @@ def get_resource_request(
         found = ctx.session.get(ResourceRequest, request_id)
         if found is None or not can(ctx.actor, Task.CATALOG_READ, found.catalog_id):
             raise NotFound(f"resource request {request_id} was not found")
-        item = _render_requests(ctx, q.expand)(ctx.session, [found])[0]
+        item = _render_requests(q.expand)(ctx.session, [found])[0]
         return entity(request, "identityGovernance/entitlementManagement/resourceRequests", item, q)

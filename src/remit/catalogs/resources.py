@@ -186,7 +186,7 @@ def add_resource(
             is_root_scope=True,
         )
     )
-    request = _record(ctx, "adminAdd", catalog.id, resource.id, origin)
+    request = _record(ctx, "adminAdd", catalog.id, resource)
     ctx.audit(
         "Add resource to catalog",
         operation_type="Add",
@@ -229,18 +229,7 @@ def remove_resource(
     try:
         origin, owner = _lookup(ctx, resource.origin_system, resource.origin_id)
     except NotFound:
-        # The directory object is gone: the catalog owner may clean up what is left.
-        origin, owner = (
-            _Origin(
-                resource.origin_system,
-                resource.origin_id,
-                resource.display_name,
-                None,
-                ResourceKind.SECURITY_GROUP,
-                (),
-            ),
-            True,
-        )
+        pass  # the directory object is gone: the catalog owner may clean up what is left
     else:
         _check_right(ctx, origin, owner)
     in_use = ctx.session.execute(
@@ -258,7 +247,7 @@ def remove_resource(
             "package first"
         )
     ctx.session.delete(resource)
-    request = _record(ctx, "adminRemove", catalog.id, resource.id, origin)
+    request = _record(ctx, "adminRemove", catalog.id, resource)
     ctx.audit(
         "Remove resource from catalog",
         operation_type="Delete",
@@ -272,16 +261,16 @@ def remove_resource(
 
 
 def _record(
-    ctx: Ctx, request_type: str, catalog_id: str, resource_id: str, origin: _Origin
+    ctx: Ctx, request_type: str, catalog_id: str, resource: CatalogResource
 ) -> ResourceRequest:
     request = ResourceRequest(
         request_type=request_type,
         state="delivered",
         catalog_id=catalog_id,
-        resource_id=resource_id,
-        origin_system=origin.system,
-        origin_id=origin.id,
-        display_name=origin.display_name,
+        resource_id=resource.id,
+        origin_system=resource.origin_system,
+        origin_id=resource.origin_id,
+        display_name=resource.display_name,
         requestor_id=ctx.actor.user_id,
         created_at=ctx.now,
     )

@@ -265,7 +265,7 @@ def _add_member(ctx: Ctx, group: Group, member_id: str) -> None:
         raise Invalid("a role-assignable group cannot have groups as members")
     # A group may not contain itself, directly or through nesting.
     if member_type == "group" and (
-        member_id == group.id or group.id in _groups_below(ctx, member_id)
+        member_id == group.id or member_id in transitive_group_ids(ctx.session, group.id)
     ):
         raise Invalid("adding this group would create a membership cycle")
     if ctx.session.get(GroupMember, (group.id, member_id)) is not None:
@@ -281,21 +281,6 @@ def _add_member(ctx: Ctx, group: Group, member_id: str) -> None:
         after={"member": member_id, "memberType": member_type},
         category=DIRECTORY,
     )
-
-
-def _groups_below(ctx: Ctx, group_id: str) -> frozenset[str]:
-    """Groups nested (transitively) inside ``group_id``."""
-    below: set[str] = set()
-    frontier = {group_id}
-    while frontier:
-        rows = ctx.session.execute(
-            select(GroupMember.member_id).where(
-                GroupMember.group_id.in_(frontier), GroupMember.member_type == "group"
-            )
-        ).scalars()
-        frontier = set(rows) - below
-        below |= frontier
-    return frozenset(below)
 
 
 def remove_group_member(ctx: Ctx, group_id: str, member_id: str) -> None:

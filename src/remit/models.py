@@ -14,6 +14,7 @@ from remit.directory.models import (
     Application,
     ApplicationOwner,
     AppRole,
+    AppRoleAssignment,
     DirectoryRoleAssignment,
     Group,
     GroupMember,
@@ -21,31 +22,60 @@ from remit.directory.models import (
     Site,
     SiteAdmin,
     SiteRole,
+    SiteRoleMember,
     User,
 )
+from remit.external.models import (
+    ConnectedOrganization,
+    ConnectedOrganizationDomain,
+    ConnectedOrganizationSponsor,
+    TenantSettings,
+)
+from remit.jobs.models import Job
+from remit.lifecycle.models import (
+    ApprovalStage,
+    Assignment,
+    AssignmentRequest,
+    ResourceGrant,
+    StageApprover,
+)
+from remit.notify.models import CustomExtension
 from remit.packages.models import (
     AccessPackage,
     IncompatibleGroup,
     IncompatiblePackage,
     ResourceRoleScope,
 )
+from remit.policies.models import AssignmentPolicy, PolicyTarget
 
 __all__ = [
     "AccessPackage",
     "AppRole",
+    "AppRoleAssignment",
     "Application",
     "ApplicationOwner",
+    "ApprovalStage",
+    "Assignment",
+    "AssignmentPolicy",
+    "AssignmentRequest",
     "AuditEvent",
     "AuditHead",
     "Base",
     "Catalog",
     "CatalogResource",
+    "ConnectedOrganization",
+    "ConnectedOrganizationDomain",
+    "ConnectedOrganizationSponsor",
+    "CustomExtension",
     "DirectoryRoleAssignment",
     "Group",
     "GroupMember",
     "GroupOwner",
     "IncompatibleGroup",
     "IncompatiblePackage",
+    "Job",
+    "PolicyTarget",
+    "ResourceGrant",
     "ResourceRequest",
     "ResourceRole",
     "ResourceRoleScope",
@@ -54,5 +84,8 @@ __all__ = [
     "Site",
     "SiteAdmin",
     "SiteRole",
+    "SiteRoleMember",
+    "StageApprover",
+    "TenantSettings",
     "User",
 ]

@@ -27,6 +27,12 @@ class User(Base):
     department: Mapped[str | None]
     job_title: Mapped[str | None]
     created_at: Mapped[datetime]
+    # Guests: governed (invited through entitlement management) or notGoverned; spec §6.4.
+    subject_lifecycle: Mapped[str | None] = mapped_column(String(16))
+    connected_organization_id: Mapped[str | None] = mapped_column(String(36))
+    # Set when a governed guest lost its last assignment: when it was blocked, when it goes.
+    blocked_at: Mapped[datetime | None]
+    delete_after: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class Group(Base):
@@ -55,6 +61,9 @@ class GroupMember(Base):
     )
     member_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     member_type: Mapped[str] = mapped_column(String(8))
+    # Delivered by an access package: the latest expiry of the assignments that need it. Past
+    # it the edge counts for nothing, even before the expiry sweep has removed it.
+    valid_until: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_group_members_member", "member_id"),)
 
@@ -68,6 +77,7 @@ class GroupOwner(Base):
     user_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
     )
+    valid_until: Mapped[datetime | None]
 
 
 class Application(Base):
@@ -105,6 +115,21 @@ class ApplicationOwner(Base):
     )
 
 
+class AppRoleAssignment(Base):
+    """An app role held by a user (delivered by an access package or granted by hand)."""
+
+    __tablename__ = "app_role_assignments"
+
+    # An app role id, or the all-zero id of "Default Access" for an app without roles.
+    app_role_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    principal_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    application_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("applications.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime]
+    valid_until: Mapped[datetime | None]
+
+
 class Site(Base):
     __tablename__ = "sites"
 
@@ -126,6 +151,19 @@ class SiteRole(Base):
     display_name: Mapped[str]
 
     __table_args__ = (UniqueConstraint("site_id", "display_name"),)
+
+
+class SiteRoleMember(Base):
+    """A user holding a site role."""
+
+    __tablename__ = "site_role_members"
+
+    site_role_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("site_roles.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    created_at: Mapped[datetime]
+    valid_until: Mapped[datetime | None]
 
 
 class SiteAdmin(Base):

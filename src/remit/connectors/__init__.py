@@ -1,0 +1,1 @@
+"""Delivery of resource roles into target systems."""

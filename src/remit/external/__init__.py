@@ -1,0 +1,1 @@
+"""External users: connected organizations, tenant settings, the guest lifecycle (spec §7)."""

@@ -1,0 +1,49 @@
+"""Putting work on the queue, inside the caller's transaction (the transactional outbox)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from remit.jobs.models import Job
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    now: datetime,
+    run_after: datetime | None = None,
+    dedupe_key: str | None = None,
+    max_attempts: int = 8,
+) -> None:
+    """Queue a job, committed or rolled back with the change that needs it.
+
+    With ``dedupe_key``, nothing is added while a job with that key is still queued (not yet
+    claimed): one queued "sync this subject" covers every change made before it runs.
+    """
+    values = {
+        "kind": kind,
+        "payload": payload,
+        "status": "queued",
+        "run_after": run_after or now,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "created_at": now,
+        "updated_at": now,
+        "dedupe_key": dedupe_key,
+    }
+    if dedupe_key is None:
+        session.execute(insert(Job), [values])
+        return
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt: Any = postgresql.insert(Job).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    else:
+        stmt = sqlite.insert(Job).on_conflict_do_nothing(index_elements=["dedupe_key"])
+    session.execute(stmt, [values])

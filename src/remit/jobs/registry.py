@@ -1,0 +1,66 @@
+"""What each kind of job does. Domain packages register their handlers here (``jobs.py`` beside
+their domain); the runner only looks them up.
+
+A handler runs in one write transaction with the system actor and must be idempotent: a job may
+run twice (a lease that ran out, a crash after the work but before the commit is impossible,
+since the job row is finished in the same transaction). It raises ``RetryLater`` to be run again
+after a delay with its changes so far committed, or any other exception to have its changes
+rolled back and the job retried with backoff, up to ``max_attempts``; then ``on_give_up`` runs
+(in a transaction of its own) and the job stays visible as failed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from remit.context import Ctx
+
+Handler = Callable[[Ctx, dict[str, Any]], None]
+GiveUp = Callable[[Ctx, dict[str, Any], str], None]
+
+
+class RetryLater(Exception):  # noqa: N818 - a signal, not an error
+    """Commit what the handler did, and run the job again after ``delay``."""
+
+    def __init__(self, delay: timedelta, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    handler: Handler
+    max_attempts: int = 8
+    on_give_up: GiveUp | None = None
+    # Periodic kinds are enqueued by every worker's scheduler, at most one queued at a time.
+    every: timedelta | None = None
+
+
+REGISTRY: dict[str, JobKind] = {}
+
+
+def job(
+    name: str, *, max_attempts: int = 8, on_give_up: GiveUp | None = None
+) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        if name in REGISTRY:
+            raise ValueError(f"job kind {name!r} is registered twice")
+        REGISTRY[name] = JobKind(name, handler, max_attempts, on_give_up)
+        return handler
+
+    return register
+
+
+def periodic(name: str, *, every: timedelta, max_attempts: int = 3) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        if name in REGISTRY:
+            raise ValueError(f"job kind {name!r} is registered twice")
+        REGISTRY[name] = JobKind(name, handler, max_attempts, None, every)
+        return handler
+
+    return register

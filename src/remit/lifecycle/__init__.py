@@ -1,0 +1,1 @@
+"""Requests, approvals, assignments, delivery and expiry (spec §6)."""

@@ -1,0 +1,163 @@
+"""Requests, approval stages, assignments and resource grants.
+
+Uniqueness that races must not break is carried by nullable unique "keys" (NULLs never collide on
+either engine): ``open_key`` on a request while it is an open add for (target, package), and
+``active_key`` on an assignment while it is active. Fifty identical requests in parallel meet
+the unique index, not a check-then-insert.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from remit.db import Base, new_id
+
+
+class AssignmentRequest(Base):
+    __tablename__ = "assignment_requests"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    request_type: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(64))
+    access_package_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("access_packages.id", ondelete="CASCADE"), index=True
+    )
+    catalog_id: Mapped[str] = mapped_column(String(36), index=True)
+    policy_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("assignment_policies.id", ondelete="SET NULL"), index=True
+    )
+    # The assignment this request created (adds) or acts on (updates, removals).
+    assignment_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    target_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    target_email: Mapped[str | None] = mapped_column(String(320))
+    # Who asked: the target themself, a manager on behalf, an administrator; NULL for the system.
+    requestor_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    justification: Mapped[str | None] = mapped_column(Text)
+    answers: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # {startDateTime, expiration{type,endDateTime,duration}}: frozen when submitted.
+    schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    completed_at: Mapped[datetime | None]
+    current_stage: Mapped[int | None] = mapped_column(Integer)
+    open_key: Mapped[str | None] = mapped_column(String(80), unique=True)
+    delivery_error: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class ApprovalStage(Base):
+    """One stage of one request's approval; its settings are frozen from the policy."""
+
+    __tablename__ = "approval_stages"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    request_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("assignment_requests.id", ondelete="CASCADE")
+    )
+    stage_index: Mapped[int] = mapped_column(Integer)
+    # NotStarted | InProgress | Completed
+    status: Mapped[str] = mapped_column(String(16))
+    # NotReviewed | Approve | Deny | TimedOut
+    review_result: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[datetime | None]
+    escalate_at: Mapped[datetime | None] = mapped_column(index=True)
+    deny_at: Mapped[datetime | None] = mapped_column(index=True)
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    reviewed_by: Mapped[str | None] = mapped_column(String(36))
+    reviewed_at: Mapped[datetime | None]
+    justification: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("request_id", "stage_index"),)
+
+
+class StageApprover(Base):
+    """Who may decide a stage: users or groups (checked against the actor's transitive groups).
+
+    Dynamic approvers (manager, second-level manager, sponsors) are resolved to users when the
+    stage starts; fallbacks stand in when they cannot be found. Escalation approvers count only
+    once the stage has escalated.
+    """
+
+    __tablename__ = "stage_approvers"
+
+    stage_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("approval_stages.id", ondelete="CASCADE"), primary_key=True
+    )
+    principal_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
+    # primary | escalation
+    tier: Mapped[str] = mapped_column(String(16), primary_key=True)
+    principal_type: Mapped[str] = mapped_column(String(8))
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    access_package_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("access_packages.id", ondelete="CASCADE"), index=True
+    )
+    catalog_id: Mapped[str] = mapped_column(String(36), index=True)
+    policy_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("assignment_policies.id", ondelete="SET NULL"), index=True
+    )
+    target_id: Mapped[str] = mapped_column(String(36), index=True)
+    # delivering | partiallyDelivered | delivered | deliveryFailed | expired
+    state: Mapped[str] = mapped_column(String(24))
+    status: Mapped[str] = mapped_column(String(64))
+    start_at: Mapped[datetime]
+    expires_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The pattern it was given ({type, duration, endDateTime}), as Graph shows it in ``schedule``.
+    expiration: Mapped[dict[str, Any]] = mapped_column(JSON)
+    expired_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    modified_at: Mapped[datetime]
+    request_id: Mapped[str | None] = mapped_column(String(36))
+    ended_by: Mapped[str | None] = mapped_column(String(36))
+    end_reason: Mapped[str | None] = mapped_column(String(32))
+    extension_count: Mapped[int] = mapped_column(Integer, default=0)
+    # Bit 1: the 14-day reminder went out; bit 2: the 1-day one.
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    active_key: Mapped[str | None] = mapped_column(String(80), unique=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+    __table_args__ = (Index("ix_assignments_package_state", "access_package_id", "state"),)
+
+
+class ResourceGrant(Base):
+    """A resource role a subject should (or should no longer) hold in a target system.
+
+    ``holders`` counts the active assignments that need it (spec §4.2: revoke only when the last
+    one ends). Each change of ``desired`` bumps ``generation``; delivery applies the current
+    desire under a lock on this row and records ``applied_generation``, so a late grant can
+    never undo a newer revoke.
+    """
+
+    __tablename__ = "resource_grants"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    origin_system: Mapped[str] = mapped_column(String(32))
+    resource_origin_id: Mapped[str] = mapped_column(String(80))
+    role_origin_id: Mapped[str] = mapped_column(String(80))
+    display_name: Mapped[str]
+    holders: Mapped[int] = mapped_column(Integer, default=0)
+    desired: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The latest expiry among the holders (NULL: one of them never expires).
+    valid_until: Mapped[datetime | None]
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    applied_generation: Mapped[int] = mapped_column(Integer, default=0)
+    # none | granted | revoked | failed
+    applied_state: Mapped[str] = mapped_column(String(16), default="none")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        UniqueConstraint("subject_id", "origin_system", "role_origin_id"),
+        Index("ix_resource_grants_pending", "applied_generation", "generation"),
+    )

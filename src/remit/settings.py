@@ -32,6 +32,26 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
 
+    # Jobs: ``remit serve`` runs one worker in-process unless told not to; ``remit worker`` more.
+    worker_in_process: bool = True
+    worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    worker_batch: int = Field(default=20, ge=1, le=1000)
+    worker_lease_seconds: int = Field(default=300, ge=5, le=24 * 3600)
+
+    # Email over SMTP. With no host, messages are written to data_dir/outbox/ as .eml files.
+    smtp_host: str = ""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    # "none", "starttls" or "tls" (implicit TLS, usually port 465)
+    smtp_security: str = "none"
+    smtp_username: str = ""
+    smtp_password: str = Field(default="", repr=False)
+    smtp_sender: str = "remit <no-reply@remit.invalid>"
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Where approvers and requestors are sent from emails ("<portal>/approvals/{id}").
+    portal_base_url: str = ""
+
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-24 08:50:07.527121
+Create Date: 2026-11-24 09:00:03.815359
 """
 
 from collections.abc import Sequence
@@ -328,6 +328,7 @@ def upgrade() -> None:
         sa.Column("end_reason", sa.String(length=32), nullable=True),
         sa.Column("extension_count", sa.Integer(), nullable=False),
         sa.Column("reminders_sent", sa.Integer(), nullable=False),
+        sa.Column("out_of_scope_since", remit.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("active_key", sa.String(length=80), nullable=True),
         sa.Column("version", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
@@ -428,6 +429,12 @@ def upgrade() -> None:
             batch_op.f("ix_stage_approvers_principal_id"), ["principal_id"], unique=False
         )
 
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("subject_id", sa.String(length=36), nullable=True))
+        batch_op.create_index(
+            batch_op.f("ix_audit_events_subject_id"), ["subject_id"], unique=False
+        )
+
     with op.batch_alter_table("group_members", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("valid_until", remit.db.UTCDateTime(timezone=True), nullable=True)
@@ -468,6 +475,10 @@ def downgrade() -> None:
 
     with op.batch_alter_table("group_members", schema=None) as batch_op:
         batch_op.drop_column("valid_until")
+
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_audit_events_subject_id"))
+        batch_op.drop_column("subject_id")
 
     with op.batch_alter_table("stage_approvers", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_stage_approvers_principal_id"))

@@ -30,6 +30,8 @@ class Ctx:
         before: dict[str, Any] | None = None,
         after: dict[str, Any] | None = None,
         category: str = "EntitlementManagement",
+        subject_id: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> None:
         """One event per change, in the same transaction as the change."""
         chain.append(
@@ -44,5 +46,6 @@ class Ctx:
             target_id=target_id,
             target_name=target_name,
             catalog_id=catalog_id,
-            details={"before": before, "after": after},
+            subject_id=subject_id,
+            details={"before": before, "after": after, **(details or {})},
         )

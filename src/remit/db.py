@@ -19,6 +19,8 @@ from sqlalchemy import (
     JSON,
     CompoundSelect,
     Connection,
+    CursorResult,
+    Result,
     DateTime,
     Engine,
     MetaData,
@@ -28,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -171,6 +174,23 @@ class _Plan:
     compiled: SQLCompiler
     binds: Sequence[tuple[str, Callable[[Any], Any]]]
     results: Sequence[tuple[int, Callable[[Any], Any]]]  # the columns that need converting
+
+
+def affected(result: Result[Any]) -> int:
+    """Rows an UPDATE or DELETE matched (the conditional updates that claim a state change)."""
+    return cast(CursorResult[Any], result).rowcount
+
+
+def insert_or_ignore(
+    session: Session, table: Any, rows: list[dict[str, Any]], conflict: Sequence[str]
+) -> None:
+    """INSERT ... ON CONFLICT (``conflict``) DO NOTHING, on either engine."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    session.execute(stmt, rows)
 
 
 class Database:

@@ -81,7 +81,7 @@ SINGLE_READ: dict[str, Any] = {
 def _catalog_item(
     state: AppState, conn: Connection, ident: Identity, catalog_id: str, q: QueryOptions
 ) -> dict[str, Any]:
-    actor = actor_for(conn, ident, catalog_id=catalog_id)
+    actor = actor_for(conn, ident, catalog_id=catalog_id, now=state.clock())
     # A Core row has the attributes the shape reads from the ORM object.
     item = shapes.catalog(cast(Catalog, read_catalog(conn, actor, catalog_id)))
     check_expand(q, ("accessPackages",))  # after the read, as the ORM route: 404 comes first

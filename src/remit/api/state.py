@@ -96,7 +96,11 @@ async def identity(request: Request) -> Identity:
 
 
 def actor_for(
-    conn: Session | Connection, ident: Identity, *, catalog_id: str | None = None
+    conn: Session | Connection,
+    ident: Identity,
+    *,
+    now: datetime,
+    catalog_id: str | None = None,
 ) -> Actor:
     """The caller as the database says now, in one round trip, by object id or by UPN.
 
@@ -104,19 +108,20 @@ def actor_for(
     ``load_actor``): for a hot read that decides about one catalog only.
     """
     if ident.by_upn:
-        return load_actor_by_upn(conn, ident.subject, catalog_id=catalog_id)
-    return load_actor(conn, ident.subject, catalog_id=catalog_id)
+        return load_actor_by_upn(conn, ident.subject, catalog_id=catalog_id, now=now)
+    return load_actor(conn, ident.subject, catalog_id=catalog_id, now=now)
 
 
 @contextmanager
 def operation(request: Request, ident: Identity, *, write: bool) -> Iterator[Ctx]:
     """One unit of work for one API call: the actor is resolved inside the same transaction."""
     state = app_state(request)
+    now = state.clock()
     if write:
         with state.db.write() as session:
             # Nothing is pending yet, so the actor's statement may skip the session's autoflush
             # and run straight on its connection (a user may hold thousands of grants).
-            yield Ctx(session, actor_for(session.connection(), ident), state.clock())
+            yield Ctx(session, actor_for(session.connection(), ident, now=now), now)
     else:
         with Session(state.db.engine) as session:
-            yield Ctx(session, actor_for(session.connection(), ident), state.clock())
+            yield Ctx(session, actor_for(session.connection(), ident, now=now), now)

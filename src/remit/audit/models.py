@@ -28,6 +28,9 @@ class AuditEvent(Base):
     target_name: Mapped[str | None] = mapped_column(Text)
     # Not a foreign key: the record outlives the catalog it speaks of.
     catalog_id: Mapped[str | None] = mapped_column(String(36))
+    # The user the event is about (a request's target, an assignment's holder): a user's whole
+    # history is one indexed query.
+    subject_id: Mapped[str | None] = mapped_column(String(36), index=True)
     details: Mapped[dict[str, Any]]
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))

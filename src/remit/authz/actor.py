@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
@@ -34,7 +35,8 @@ from sqlalchemy.orm import QueryableAttribute, Session
 from remit.authz.models import RoleAssignment
 from remit.authz.roles import DIRECTORY_ROLE_TASKS, EM_ROLE_TASKS, EM_ROLES, MEMBER_USER
 from remit.authz.tasks import CATALOG_TASKS, Task
-from remit.db import HotSelect
+from remit.clock import utcnow
+from remit.db import HotSelect, UTCDateTime
 from remit.directory.models import DirectoryRoleAssignment, GroupMember, User
 from remit.errors import Unauthenticated
 
@@ -93,20 +95,33 @@ def system_actor(name: str = "system") -> Actor:
 
 
 def _closure_of(seed: ColumnElement[bool]) -> CTE:
-    """The recursive CTE of group ids reachable from the membership rows matching ``seed``."""
-    closure = select(GroupMember.group_id.label("gid")).where(seed).cte("closure", recursive=True)
+    """The recursive CTE of group ids reachable from the membership rows matching ``seed``.
+
+    A membership delivered by an access package counts only until its ``valid_until`` (the
+    ``now`` parameter): expired access is never honoured, even before the sweep removes it.
+    """
+    live = or_(GroupMember.valid_until.is_(None), GroupMember.valid_until > _NOW)
+    closure = (
+        select(GroupMember.group_id.label("gid")).where(seed, live).cte("closure", recursive=True)
+    )
     # UNION (not UNION ALL) stops at groups already reached, so nesting cycles terminate.
     return closure.union(
-        select(GroupMember.group_id).join(closure, GroupMember.member_id == closure.c.gid)
+        select(GroupMember.group_id)
+        .join(closure, GroupMember.member_id == closure.c.gid)
+        .where(live)
     )
 
 
+_NOW = bindparam("now", type_=UTCDateTime())
 _GROUPS_OF = select(_closure_of(GroupMember.member_id == bindparam("who", type_=String)).c.gid)
 
 
-def transitive_group_ids(conn: Connection | Session, principal_id: str) -> frozenset[str]:
-    """Every group the principal is in, directly or through nested groups."""
-    return frozenset(conn.execute(_GROUPS_OF, {"who": principal_id}).scalars())
+def transitive_group_ids(
+    conn: Connection | Session, principal_id: str, *, now: datetime | None = None
+) -> frozenset[str]:
+    """Every group the principal is in, directly or through nested groups (at ``now``)."""
+    params = {"who": principal_id, "now": now or utcnow()}
+    return frozenset(conn.execute(_GROUPS_OF, params).scalars())
 
 
 def _actor_statement(
@@ -164,7 +179,13 @@ _STATEMENTS = {
 }
 
 
-def load_actor(conn: Connection | Session, user_id: str, *, catalog_id: str | None = None) -> Actor:
+def load_actor(
+    conn: Connection | Session,
+    user_id: str,
+    *,
+    catalog_id: str | None = None,
+    now: datetime | None = None,
+) -> Actor:
     """The actor for a user id, from the database as it is now (Unauthenticated if disabled).
 
     With ``catalog_id``, catalog-scoped grants on other catalogs are left out: the actor then
@@ -172,19 +193,31 @@ def load_actor(conn: Connection | Session, user_id: str, *, catalog_id: str | No
     another catalog. For hot reads that decide about one catalog, of a user who may hold roles on
     thousands; never hand such an actor to an operation.
     """
-    return _load(conn, False, user_id, catalog_id)
+    return _load(conn, False, user_id, catalog_id, now)
 
 
 def load_actor_by_upn(
-    conn: Connection | Session, upn: str, *, catalog_id: str | None = None
+    conn: Connection | Session,
+    upn: str,
+    *,
+    catalog_id: str | None = None,
+    now: datetime | None = None,
 ) -> Actor:
     """The actor for a userPrincipalName (case-insensitive), as ``load_actor``."""
-    return _load(conn, True, upn.lower(), catalog_id)
+    return _load(conn, True, upn.lower(), catalog_id, now)
 
 
-def _load(conn: Connection | Session, by_upn: bool, who: str, catalog_id: str | None) -> Actor:
+def _load(
+    conn: Connection | Session,
+    by_upn: bool,
+    who: str,
+    catalog_id: str | None,
+    now: datetime | None,
+) -> Actor:
     statement = _STATEMENTS[by_upn, catalog_id is not None]
-    params = {"who": who} if catalog_id is None else {"who": who, "catalog": catalog_id}
+    params: dict[str, Any] = {"who": who, "now": now or utcnow()}
+    if catalog_id is not None:
+        params["catalog"] = catalog_id
     # A session runs it as usual (autoflush first); a bare connection is a hot read.
     rows: Iterable[Sequence[Any]] = (
         statement.rows(conn, params)

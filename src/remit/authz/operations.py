@@ -194,7 +194,7 @@ def explain_for(ctx: Ctx, *, user: str, task: str, catalog_id: str | None) -> Ex
         )
     ):
         raise Forbidden("you may explain only your own rights here")
-    subject = ctx.actor if target is None else load_actor(ctx.session, target.id)
+    subject = ctx.actor if target is None else load_actor(ctx.session, target.id, now=ctx.now)
     # Rows unpack as tuples (Result.tuples() is deprecated in SQLAlchemy 2.1).
     names = dict(
         ctx.session.execute(

@@ -14,6 +14,7 @@ class Task(StrEnum):
     AUTO_ASSIGNMENT_POLICY_MANAGE = "policy:autoAssignment:manage"
     TENANT_ROLES_READ = "em:tenantRoles:read"
     TENANT_AUDIT_READ = "audit:tenant:read"
+    REQUEST_RECORD_DELETE = "em:requestRecords:delete"
 
     # Catalog-scoped tasks: held on one catalog, or on every catalog by an administrator
     CATALOG_READ = "catalog:read"

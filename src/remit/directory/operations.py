@@ -265,7 +265,8 @@ def _add_member(ctx: Ctx, group: Group, member_id: str) -> None:
         raise Invalid("a role-assignable group cannot have groups as members")
     # A group may not contain itself, directly or through nesting.
     if member_type == "group" and (
-        member_id == group.id or member_id in transitive_group_ids(ctx.session, group.id)
+        member_id == group.id
+        or member_id in transitive_group_ids(ctx.session, group.id, now=ctx.now)
     ):
         raise Invalid("adding this group would create a membership cycle")
     if ctx.session.get(GroupMember, (group.id, member_id)) is not None:
@@ -356,7 +357,7 @@ def principal_type(ctx: Ctx, principal_id: str) -> str:
 
 
 def member_groups(ctx: Ctx, principal_id: str) -> frozenset[str]:
-    return transitive_group_ids(ctx.session, principal_id)
+    return transitive_group_ids(ctx.session, principal_id, now=ctx.now)
 
 
 # ---------------------------------------------------------------- applications
@@ -525,7 +526,7 @@ def parse_directory_role(role: str) -> DirectoryRole:
 
 
 def _holds_directory_role(ctx: Ctx, user_id: str) -> bool:
-    principals = [user_id, *transitive_group_ids(ctx.session, user_id)]
+    principals = [user_id, *transitive_group_ids(ctx.session, user_id, now=ctx.now)]
     return (
         ctx.session.execute(
             select(DirectoryRoleAssignment.id)

@@ -6,9 +6,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from remit.db import insert_or_ignore
 from remit.jobs.models import Job
 
 
@@ -40,10 +40,5 @@ def enqueue(
     }
     if dedupe_key is None:
         session.execute(insert(Job), [values])
-        return
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        stmt: Any = postgresql.insert(Job).on_conflict_do_nothing(index_elements=["dedupe_key"])
     else:
-        stmt = sqlite.insert(Job).on_conflict_do_nothing(index_elements=["dedupe_key"])
-    session.execute(stmt, [values])
+        insert_or_ignore(session, Job, [values], ["dedupe_key"])

@@ -122,6 +122,8 @@ class Assignment(Base):
     extension_count: Mapped[int] = mapped_column(Integer, default=0)
     # Bit 1: the 14-day reminder went out; bit 2: the 1-day one.
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0)
+    # Auto-assignment: when the holder stopped matching the rule (the grace period runs from it).
+    out_of_scope_since: Mapped[datetime | None]
     active_key: Mapped[str | None] = mapped_column(String(80), unique=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
 

@@ -1,0 +1,95 @@
+"""Answers to a policy's questions (spec §5.5), checked against the questions when submitted."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from remit.errors import Invalid
+
+ANSWER_TYPE = "#microsoft.graph.accessPackageAnswerString"
+TEXT = "#microsoft.graph.accessPackageTextInputQuestion"
+CHOICE = "#microsoft.graph.accessPackageMultipleChoiceQuestion"
+MAX_ANSWER = 4000
+
+
+def validate(questions: list[dict[str, Any]], answers: list[Any] | None) -> list[dict[str, Any]]:
+    """Stored answers (Graph shape), or Invalid naming the first problem."""
+    if answers is None:
+        answers = []
+    if not isinstance(answers, list):
+        raise Invalid("answers must be a list", target="answers")
+    by_id = {q["id"]: q for q in questions}
+    given: dict[str, dict[str, Any]] = {}
+    for i, answer in enumerate(answers):
+        where = f"answers[{i}]"
+        if not isinstance(answer, dict):
+            raise Invalid(f"{where} must be an object", target=where)
+        asked = answer.get("answeredQuestion") or {}
+        qid = asked.get("id") if isinstance(asked, dict) else None
+        if not isinstance(qid, str) or qid not in by_id:
+            raise Invalid(
+                f"{where} answers no question of this policy", target=f"{where}.answeredQuestion"
+            )
+        if qid in given:
+            raise Invalid(f"{where} answers a question twice", target=where)
+        value = answer.get("value")
+        if value is None:
+            value = ""
+        if not isinstance(value, str):
+            raise Invalid(f"{where}.value must be a string", target=f"{where}.value")
+        if len(value) > MAX_ANSWER:
+            raise Invalid(f"{where}.value is too long", target=f"{where}.value")
+        question = by_id[qid]
+        display = (
+            answer.get("displayValue") if isinstance(answer.get("displayValue"), str) else None
+        )
+        value, display = _check(question, value.strip(), display, where)
+        given[qid] = {
+            "@odata.type": ANSWER_TYPE,
+            "value": value,
+            "displayValue": display,
+            "answeredQuestion": {
+                "@odata.type": question.get("@odata.type"),
+                "id": qid,
+                "text": question.get("text"),
+                "sequence": question.get("sequence"),
+            },
+        }
+    for q in questions:
+        if q.get("isRequired") and not (given.get(q["id"]) or {}).get("value"):
+            raise Invalid(
+                f"the question {q.get('text')!r} requires an answer",
+                target="answers",
+                code="MissingRequiredAnswer",
+            )
+    return [given[q["id"]] for q in questions if q["id"] in given]
+
+
+def _check(
+    question: dict[str, Any], value: str, display: str | None, where: str
+) -> tuple[str, str]:
+    if not value:
+        return value, display or value
+    if question.get("@odata.type") == CHOICE:
+        choices = {c.get("actualValue"): c for c in question.get("choices") or []}
+        picked = (
+            [v.strip() for v in value.split(",")]
+            if question.get("isMultipleSelectionAllowed")
+            else [value]
+        )
+        unknown = [v for v in picked if v not in choices]
+        if unknown:
+            raise Invalid(
+                f"{where}: {unknown[0]!r} is not one of the choices", target=f"{where}.value"
+            )
+        shown = ", ".join(str(choices[v].get("text") or v) for v in picked)
+        return ",".join(picked), display or shown
+    if question.get("isSingleLineQuestion") and "\n" in value:
+        raise Invalid(f"{where}: this question takes a single line", target=f"{where}.value")
+    pattern = question.get("regexPattern")
+    if pattern and re.fullmatch(pattern, value) is None:
+        raise Invalid(
+            f"{where}: the answer does not have the required format", target=f"{where}.value"
+        )
+    return value, display or value

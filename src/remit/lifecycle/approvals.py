@@ -1,0 +1,406 @@
+"""Multi-stage approval (spec §5.6): stages in order, any one approver decides a stage, a denial
+anywhere ends the request, nobody decides their own request, escalation after its delay and
+automatic denial at the deadline.
+
+A stage's approvers are resolved when it starts: users and groups as named (groups are checked
+against the deciding actor's transitive groups, so membership changes count), dynamic approvers
+(manager, second-level manager, sponsors) resolved to users, fallbacks when those cannot be
+found. Decisions are claimed with conditional updates on the stage and on the request, so of
+fifty concurrent approvals one advances and the rest get Conflict, and an approval racing a
+cancel never both succeed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+
+from remit.authz.actor import Actor
+from remit.context import Ctx
+from remit.db import affected
+from remit.directory.models import User
+from remit.durations import parse_duration
+from remit.errors import Conflict, Forbidden, Invalid
+from remit.external.models import ConnectedOrganizationSponsor
+from remit.lifecycle import notices
+from remit.lifecycle.models import ApprovalStage, AssignmentRequest, StageApprover
+
+REQUEST = "AccessPackageAssignmentRequest"
+DEFAULT_DEADLINE = timedelta(days=14)
+DYNAMIC = {
+    "#microsoft.graph.requestorManager",
+    "#microsoft.graph.internalSponsors",
+    "#microsoft.graph.externalSponsors",
+    "#microsoft.graph.targetUserSponsors",
+    "#microsoft.graph.targetManager",
+}
+
+
+def begin(
+    ctx: Ctx, request: AssignmentRequest, stages: list[dict[str, Any]], package_name: str
+) -> None:
+    """Create the request's stages from the policy's (frozen here) and start the first."""
+    rows = [
+        ApprovalStage(
+            request_id=request.id,
+            stage_index=i,
+            status="NotStarted",
+            review_result="NotReviewed",
+            settings=stage,
+        )
+        for i, stage in enumerate(stages)
+    ]
+    ctx.session.add_all(rows)
+    ctx.session.flush()
+    request.state, request.status = "pendingApproval", "PendingApproval"
+    ctx.audit(
+        "Create request approval",
+        operation_type="Add",
+        category="UserManagement",
+        target_type=REQUEST,
+        target_id=request.id,
+        target_name=package_name,
+        catalog_id=request.catalog_id,
+        subject_id=request.target_id,
+        details={"stages": len(rows)},
+    )
+    _start(ctx, request, rows[0], len(rows), package_name)
+
+
+def _start(
+    ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, count: int, package_name: str
+) -> None:
+    s = stage.settings
+    stage.status = "InProgress"
+    stage.started_at = ctx.now
+    deadline = s.get("durationBeforeAutomaticDenial")
+    stage.deny_at = ctx.now + (parse_duration(deadline) if deadline else DEFAULT_DEADLINE)
+    if s.get("isEscalationEnabled"):
+        stage.escalate_at = ctx.now + parse_duration(s.get("durationBeforeEscalation") or "PT0S")
+    request.current_stage = stage.stage_index
+    primary = _resolve(
+        ctx, request, s.get("primaryApprovers") or [], s.get("fallbackPrimaryApprovers") or []
+    )
+    escalation = (
+        _resolve(
+            ctx,
+            request,
+            s.get("escalationApprovers") or [],
+            s.get("fallbackEscalationApprovers") or [],
+        )
+        if s.get("isEscalationEnabled")
+        else []
+    )
+    for tier, found in (("primary", primary), ("escalation", escalation)):
+        for principal_id, principal_type in dict(found).items():
+            ctx.session.add(
+                StageApprover(
+                    stage_id=stage.id,
+                    principal_id=principal_id,
+                    principal_type=principal_type,
+                    tier=tier,
+                )
+            )
+    ctx.session.flush()
+    ctx.audit(
+        "Add approver to request approval",
+        operation_type="Add",
+        category="UserManagement",
+        target_type=REQUEST,
+        target_id=request.id,
+        target_name=package_name,
+        catalog_id=request.catalog_id,
+        subject_id=request.target_id,
+        details={
+            "stage": stage.stage_index + 1,
+            "approvers": sorted(p for p, _ in primary),
+            "escalationApprovers": sorted(p for p, _ in escalation),
+        },
+    )
+    notices.approval_needed(ctx, request, stage, count, package_name, [p for p, _ in primary])
+
+
+def _resolve(
+    ctx: Ctx,
+    request: AssignmentRequest,
+    subjects: list[dict[str, Any]],
+    fallbacks: list[dict[str, Any]],
+) -> list[tuple[str, str]]:
+    """Approver principals for a list of subjectSets; fallbacks stand in for dynamic ones
+    that resolve to nobody (spec §5.6)."""
+    found: list[tuple[str, str]] = []
+    dynamic_missing = False
+    for subject in subjects:
+        kind = subject.get("@odata.type", "")
+        resolved = _one(ctx, request, subject)
+        if not resolved and kind in DYNAMIC:
+            dynamic_missing = True
+        found.extend(resolved)
+    if dynamic_missing or not found:
+        for subject in fallbacks:
+            found.extend(_one(ctx, request, subject))
+    return found
+
+
+def _one(ctx: Ctx, request: AssignmentRequest, subject: dict[str, Any]) -> list[tuple[str, str]]:
+    kind = subject.get("@odata.type", "")
+    session = ctx.session
+    if kind == "#microsoft.graph.singleUser" and subject.get("userId"):
+        user = session.get(User, subject["userId"])
+        return [(user.id, "user")] if user is not None and user.account_enabled else []
+    if kind == "#microsoft.graph.groupMembers" and subject.get("groupId"):
+        return [(subject["groupId"], "group")]
+    target = session.get(User, request.target_id) if request.target_id else None
+    if kind in ("#microsoft.graph.requestorManager", "#microsoft.graph.targetManager"):
+        level = int(subject.get("managerLevel") or 1)
+        person = target
+        for _ in range(level):
+            person = session.get(User, person.manager_id) if person and person.manager_id else None
+        return [(person.id, "user")] if person is not None and person.account_enabled else []
+    if kind in ("#microsoft.graph.internalSponsors", "#microsoft.graph.externalSponsors"):
+        org = target.connected_organization_id if target else None
+        if org is None:
+            return []
+        sponsor_kind = "internal" if kind.endswith("internalSponsors") else "external"
+        rows = session.execute(
+            select(
+                ConnectedOrganizationSponsor.principal_id,
+                ConnectedOrganizationSponsor.principal_type,
+            ).where(
+                ConnectedOrganizationSponsor.organization_id == org,
+                ConnectedOrganizationSponsor.kind == sponsor_kind,
+            )
+        ).all()
+        return [(pid, ptype) for pid, ptype in rows]
+    return []  # targetUserSponsors: remit keeps no sponsors on users; fallbacks apply
+
+
+def may_decide(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage) -> bool:
+    if ctx.actor.user_id in {request.target_id, request.requestor_id}:
+        return False
+    tiers = ["primary", "escalation"] if stage.escalated else ["primary"]
+    hit = ctx.session.execute(
+        select(StageApprover.principal_id)
+        .where(
+            StageApprover.stage_id == stage.id,
+            StageApprover.tier.in_(tiers),
+            StageApprover.principal_id.in_(ctx.actor.principal_ids),
+        )
+        .limit(1)
+    ).first()
+    return hit is not None
+
+
+def is_approver_of(ctx: Ctx, request_id: str) -> bool:
+    """Whether the actor is named on any stage of the request (it may then see it)."""
+    hit = ctx.session.execute(
+        select(StageApprover.principal_id)
+        .join(ApprovalStage, ApprovalStage.id == StageApprover.stage_id)
+        .where(
+            ApprovalStage.request_id == request_id,
+            StageApprover.principal_id.in_(ctx.actor.principal_ids),
+        )
+        .limit(1)
+    ).first()
+    return hit is not None
+
+
+def decide(
+    ctx: Ctx,
+    request: AssignmentRequest,
+    stage: ApprovalStage,
+    *,
+    result: str,
+    justification: str | None,
+    package_name: str,
+) -> str:
+    """Record one approver's decision on the open stage; returns what became of the request:
+    "next stage", "approved" or "denied"."""
+    verdict = {"approve": "Approve", "deny": "Deny"}.get(result.strip().lower())
+    if verdict is None:
+        raise Invalid("reviewResult must be Approve or Deny", target="reviewResult")
+    if not may_decide(ctx, request, stage):
+        if ctx.actor.user_id in {request.target_id, request.requestor_id}:
+            raise Forbidden("nobody can approve or deny their own request")
+        raise Forbidden("you are not an approver of this stage")
+    if stage.settings.get("isApproverJustificationRequired") and not (justification or "").strip():
+        raise Invalid(
+            "this stage requires a justification from the approver", target="justification"
+        )
+    claimed = affected(
+        ctx.session.execute(
+            update(ApprovalStage)
+            .where(ApprovalStage.id == stage.id, ApprovalStage.status == "InProgress")
+            .values(
+                status="Completed",
+                review_result=verdict,
+                reviewed_by=ctx.actor.user_id,
+                reviewed_at=ctx.now,
+                justification=(justification or "").strip() or None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claimed != 1:
+        raise Conflict(
+            "another approver has already decided this stage", code="StageAlreadyDecided"
+        )
+    _claim_request(ctx, request)
+    ctx.session.refresh(stage)
+    detail = {"stage": stage.stage_index + 1, "justification": stage.justification}
+    if verdict == "Deny":
+        _close(ctx, request, "denied", "Denied")
+        ctx.audit(
+            "Deny access package assignment request",
+            operation_type="Update",
+            target_type=REQUEST,
+            target_id=request.id,
+            target_name=package_name,
+            catalog_id=request.catalog_id,
+            subject_id=request.target_id,
+            details=detail,
+        )
+        notices.denied(ctx, request, stage, package_name)
+        return "denied"
+    ctx.audit(
+        "Approve access package assignment request",
+        operation_type="Update",
+        target_type=REQUEST,
+        target_id=request.id,
+        target_name=package_name,
+        catalog_id=request.catalog_id,
+        subject_id=request.target_id,
+        details=detail,
+    )
+    stages = list(
+        ctx.session.execute(
+            select(ApprovalStage)
+            .where(ApprovalStage.request_id == request.id)
+            .order_by(ApprovalStage.stage_index)
+        ).scalars()
+    )
+    following = [s for s in stages if s.stage_index > stage.stage_index]
+    if following:
+        notices.stage_approved(ctx, request, stage, package_name)
+        _start(ctx, request, following[0], len(stages), package_name)
+        return "next stage"
+    notices.request_approved(ctx, request, stage, package_name)
+    return "approved"
+
+
+def _claim_request(ctx: Ctx, request: AssignmentRequest) -> None:
+    """Bump the request's version while it is still pending: a concurrent cancel (or a timer)
+    that got there first makes this decision fail instead of both taking effect."""
+    claimed = affected(
+        ctx.session.execute(
+            update(AssignmentRequest)
+            .where(
+                AssignmentRequest.id == request.id,
+                AssignmentRequest.state == "pendingApproval",
+                AssignmentRequest.version == request.version,
+            )
+            .values(version=AssignmentRequest.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claimed != 1:
+        raise Conflict("the request is no longer pending approval", code="RequestNotPending")
+    ctx.session.refresh(request)
+
+
+def _close(ctx: Ctx, request: AssignmentRequest, state: str, status: str) -> None:
+    request.state, request.status = state, status
+    request.completed_at = ctx.now
+    request.open_key = None
+    request.current_stage = None
+
+
+def escalate(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package_name: str) -> None:
+    stage.escalated = True
+    escalation = [
+        pid
+        for (pid,) in ctx.session.execute(
+            select(StageApprover.principal_id).where(
+                StageApprover.stage_id == stage.id, StageApprover.tier == "escalation"
+            )
+        )
+    ]
+    ctx.audit(
+        "Forward request approval to alternate approvers",
+        operation_type="Update",
+        category="UserManagement",
+        target_type=REQUEST,
+        target_id=request.id,
+        target_name=package_name,
+        catalog_id=request.catalog_id,
+        subject_id=request.target_id,
+        details={"stage": stage.stage_index + 1, "approvers": sorted(escalation)},
+    )
+    count = ctx.session.execute(
+        select(ApprovalStage.id).where(ApprovalStage.request_id == request.id)
+    ).all()
+    notices.approval_needed(
+        ctx, request, stage, len(count), package_name, escalation, escalated=True
+    )
+
+
+def time_out(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package_name: str) -> None:
+    """Nobody decided before the deadline: the request is denied (the requestor resubmits)."""
+    claimed = affected(
+        ctx.session.execute(
+            update(ApprovalStage)
+            .where(ApprovalStage.id == stage.id, ApprovalStage.status == "InProgress")
+            .values(status="Completed", review_result="TimedOut", reviewed_at=ctx.now)
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claimed != 1:
+        return
+    _claim_request(ctx, request)
+    _close(ctx, request, "denied", "TimedOut")
+    ctx.audit(
+        "Access package assignment request timed out (no approver action taken)",
+        operation_type="Update",
+        target_type=REQUEST,
+        target_id=request.id,
+        target_name=package_name,
+        catalog_id=request.catalog_id,
+        subject_id=request.target_id,
+        details={"stage": stage.stage_index + 1},
+    )
+    notices.timed_out(ctx, request, stage, package_name)
+
+
+def approvers_of(ctx: Ctx, stage_ids: Iterable[str]) -> dict[str, list[tuple[str, str, str]]]:
+    found: dict[str, list[tuple[str, str, str]]] = {}
+    for stage_id, pid, ptype, tier in ctx.session.execute(
+        select(
+            StageApprover.stage_id,
+            StageApprover.principal_id,
+            StageApprover.principal_type,
+            StageApprover.tier,
+        ).where(StageApprover.stage_id.in_(set(stage_ids)))
+    ):
+        found.setdefault(stage_id, []).append((pid, ptype, tier))
+    return found
+
+
+def pending_for(actor: Actor) -> Any:
+    """SQL: ids of requests with an open stage the actor may decide (not their own)."""
+    stage = ApprovalStage
+    return (
+        select(stage.request_id)
+        .join(StageApprover, StageApprover.stage_id == stage.id)
+        .join(AssignmentRequest, AssignmentRequest.id == stage.request_id)
+        .where(
+            stage.status == "InProgress",
+            AssignmentRequest.state == "pendingApproval",
+            StageApprover.principal_id.in_(actor.principal_ids),
+            (StageApprover.tier == "primary") | (stage.escalated.is_(True)),
+            AssignmentRequest.target_id.is_distinct_from(actor.user_id),
+            AssignmentRequest.requestor_id.is_distinct_from(actor.user_id),
+        )
+    )

@@ -1,0 +1,301 @@
+"""Assignments: activation from an approved request, delivery states, extension and ending.
+
+Every function here runs inside an operation's (or a job's) transaction; authorization has
+already happened in the request operation that leads here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+
+from remit.context import Ctx
+from remit.db import affected
+from remit.directory.models import User
+from remit.errors import Conflict
+from remit.lifecycle import delivery, notices
+from remit.lifecycle.models import Assignment, AssignmentRequest
+from remit.lifecycle.schedule import end_of, iso, start_of
+from remit.packages.models import AccessPackage
+
+TARGET = "AccessPackageAssignment"
+REQUEST = "AccessPackageAssignmentRequest"
+ADD_TYPES = frozenset({"userAdd", "adminAdd", "systemAdd"})
+REMOVE_TYPES = frozenset({"userRemove", "adminRemove", "systemRemove"})
+UPDATE_TYPES = frozenset({"userUpdate", "adminUpdate", "systemUpdate", "userExtend"})
+ACTIVE_STATES = ("delivering", "partiallyDelivered", "delivered", "deliveryFailed")
+
+
+def active_key(target_id: str, package_id: str) -> str:
+    return f"{target_id}:{package_id}"
+
+
+def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> Assignment | None:
+    """An approved add request becomes an assignment (or waits, scheduled, for its start)."""
+    start = start_of(request.schedule, ctx.now)
+    if start > ctx.now:
+        request.state, request.status = "scheduled", "Scheduled"
+        from remit.jobs.queue import enqueue
+
+        enqueue(
+            ctx.session,
+            "lifecycle.activate_scheduled",
+            {"request_id": request.id},
+            now=ctx.now,
+            run_after=start,
+        )
+        return None
+    target_id = request.target_id
+    if target_id is None:
+        target_id = notices.guest_for(ctx, request).id
+        request.target_id = target_id
+    assignment = Assignment(
+        access_package_id=package.id,
+        catalog_id=package.catalog_id,
+        policy_id=request.policy_id,
+        target_id=target_id,
+        state="delivering",
+        status="Delivering",
+        start_at=start,
+        expires_at=end_of(request.schedule, start),
+        expiration=dict(request.schedule.get("expiration") or {"type": "noExpiration"}),
+        created_at=ctx.now,
+        modified_at=ctx.now,
+        request_id=request.id,
+        active_key=active_key(target_id, package.id),
+    )
+    try:
+        with ctx.session.begin_nested():
+            ctx.session.add(assignment)
+    except IntegrityError:
+        raise Conflict(
+            "the target already has an active assignment to this access package",
+            code="ExistingAssignment",
+        ) from None
+    request.assignment_id = assignment.id
+    request.state, request.status = "delivering", "Delivering"
+    ctx.audit(
+        "Ready to fulfill access package assignment request",
+        operation_type="Add",
+        target_type=REQUEST,
+        target_id=request.id,
+        target_name=package.display_name,
+        catalog_id=package.catalog_id,
+        subject_id=target_id,
+        after={"assignmentId": assignment.id, "expiresAt": iso(assignment.expires_at)},
+    )
+    notices.restore_guest(ctx, target_id)
+    roles = delivery.package_roles(ctx.session, [package.id])[package.id]
+    if delivery.recompute(ctx, target_id, roles):
+        delivery.schedule_sync(ctx, target_id)
+    refresh_states(ctx, target_id)
+    return assignment
+
+
+def end(
+    ctx: Ctx,
+    assignment: Assignment,
+    *,
+    reason: str,
+    request: AssignmentRequest | None = None,
+) -> None:
+    """End an active assignment: revoke what no other assignment needs, notify, audit.
+
+    The row is claimed with a conditional update, so of two concurrent ends (an expiry sweep
+    and an admin removal, say) exactly one goes ahead and the other gets Conflict.
+    """
+    claimed = affected(
+        ctx.session.execute(
+            update(Assignment)
+            .where(Assignment.id == assignment.id, Assignment.active_key.is_not(None))
+            .values(
+                state="expired",
+                status="Expired" if reason == "expired" else "Removed",
+                active_key=None,
+                expired_at=ctx.now,
+                modified_at=ctx.now,
+                end_reason=reason,
+                ended_by=None if ctx.actor.is_system else ctx.actor.user_id,
+                version=Assignment.version + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    )
+    if claimed != 1:
+        raise Conflict("the assignment has already ended", code="AssignmentEnded")
+    ctx.session.refresh(assignment)
+    package = ctx.session.get(AccessPackage, assignment.access_package_id)
+    name = package.display_name if package else assignment.access_package_id
+    ctx.audit(
+        "Remove access package assignment",
+        operation_type="Delete",
+        target_type=TARGET,
+        target_id=assignment.id,
+        target_name=name,
+        catalog_id=assignment.catalog_id,
+        subject_id=assignment.target_id,
+        details={"reason": reason, "requestId": request.id if request else None},
+    )
+    revoke_for(ctx, assignment.target_id, [assignment.access_package_id])
+    if request is not None:
+        request.assignment_id = assignment.id
+    refresh_states(ctx, assignment.target_id)
+    notices.access_ended(ctx, assignment, name, reason)
+    notices.after_last_assignment(ctx, assignment.target_id)
+
+
+def revoke_for(ctx: Ctx, subject_id: str, package_ids: Iterable[str]) -> None:
+    """Recount the subject's roles of these packages; apply local revocations at once."""
+    roles = [r for rs in delivery.package_roles(ctx.session, package_ids).values() for r in rs]
+    changed = delivery.recompute(ctx, subject_id, roles)
+    if not changed:
+        return
+    retry = delivery.apply(ctx, changed, local_only=True)
+    if retry or any(g.applied_generation < g.generation for g in changed):
+        delivery.schedule_sync(ctx, subject_id)
+
+
+def extend(
+    ctx: Ctx, assignment: Assignment, new_end: datetime | None, request: AssignmentRequest
+) -> None:
+    before = iso(assignment.expires_at)
+    assignment.expires_at = new_end
+    assignment.expiration = (
+        {"type": "afterDateTime", "endDateTime": iso(new_end), "duration": None}
+        if new_end
+        else {"type": "noExpiration", "endDateTime": None, "duration": None}
+    )
+    assignment.extension_count += 1
+    assignment.reminders_sent = 0
+    assignment.modified_at = ctx.now
+    assignment.version += 1
+    request.assignment_id = assignment.id
+    ctx.audit(
+        "Extend access package assignment",
+        operation_type="Update",
+        target_type=TARGET,
+        target_id=assignment.id,
+        catalog_id=assignment.catalog_id,
+        subject_id=assignment.target_id,
+        before={"expiresAt": before},
+        after={"expiresAt": iso(new_end)},
+        details={"requestId": request.id},
+    )
+    roles = delivery.package_roles(ctx.session, [assignment.access_package_id])
+    if delivery.recompute(ctx, assignment.target_id, roles[assignment.access_package_id]):
+        delivery.schedule_sync(ctx, assignment.target_id)
+    request.state, request.status, request.completed_at = "delivered", "Fulfilled", ctx.now
+    request.open_key = None
+
+
+def refresh_states(ctx: Ctx, subject_id: str) -> None:
+    """Derive the subject's assignment and request states from its grant rows."""
+    session = ctx.session
+    session.flush()
+    assignments = list(
+        session.execute(
+            select(Assignment).where(
+                Assignment.target_id == subject_id, Assignment.active_key.is_not(None)
+            )
+        ).scalars()
+    )
+    roles = delivery.package_roles(session, {a.access_package_id for a in assignments})
+    all_roles = {r for rs in roles.values() for r in rs}
+    grants = delivery.grant_rows(session, subject_id, all_roles)
+    for a in assignments:
+        state, error = delivery.delivery_state(roles[a.access_package_id], grants)
+        if state != a.state:
+            _transition(ctx, a, state, error)
+    _finish_removals(ctx, subject_id)
+
+
+STATUS = {
+    "delivering": "Delivering",
+    "delivered": "Delivered",
+    "partiallyDelivered": "PartiallyDelivered",
+    "deliveryFailed": "DeliveryFailed",
+}
+
+
+def _transition(ctx: Ctx, a: Assignment, state: str, error: str | None) -> None:
+    a.state, a.status, a.modified_at = state, STATUS[state], ctx.now
+    request = ctx.session.get(AssignmentRequest, a.request_id) if a.request_id else None
+    package = ctx.session.get(AccessPackage, a.access_package_id)
+    name = package.display_name if package else a.access_package_id
+    if state == "delivered":
+        ctx.audit(
+            "Fulfill access package assignment",
+            operation_type="Update",
+            target_type=TARGET,
+            target_id=a.id,
+            target_name=name,
+            catalog_id=a.catalog_id,
+            subject_id=a.target_id,
+            details={"requestId": a.request_id},
+        )
+    elif state in ("partiallyDelivered", "deliveryFailed"):
+        ctx.audit(
+            "Access package assignment delivery failed",
+            operation_type="Update",
+            target_type=TARGET,
+            target_id=a.id,
+            target_name=name,
+            catalog_id=a.catalog_id,
+            subject_id=a.target_id,
+            details={"state": state, "error": error},
+        )
+    if request is None or request.request_type not in ADD_TYPES:
+        return
+    if request.state in ("delivering", "delivered", "partiallyDelivered", "deliveryFailed"):
+        first_time = request.state == "delivering"
+        request.state = state
+        request.status = {"delivered": "Fulfilled"}.get(state, STATUS[state])
+        request.delivery_error = error
+        if state != "delivering":
+            request.completed_at = ctx.now
+            request.open_key = None
+        if state == "delivered" and first_time:
+            notices.delivered(ctx, request, a, name)
+
+
+def _finish_removals(ctx: Ctx, subject_id: str) -> None:
+    """Removal requests complete once nothing about their assignment's roles is pending."""
+    session = ctx.session
+    removals = list(
+        session.execute(
+            select(AssignmentRequest).where(
+                AssignmentRequest.target_id == subject_id,
+                AssignmentRequest.state == "delivering",
+                AssignmentRequest.request_type.in_(REMOVE_TYPES),
+            )
+        ).scalars()
+    )
+    if not removals:
+        return
+    ended = {
+        a.id: a.access_package_id
+        for a in session.execute(
+            select(Assignment).where(Assignment.id.in_({r.assignment_id for r in removals}))
+        ).scalars()
+    }
+    roles = delivery.package_roles(session, set(ended.values()))
+    grants = delivery.grant_rows(session, subject_id, {r for rs in roles.values() for r in rs})
+    for r in removals:
+        needed = roles.get(ended.get(r.assignment_id or "", ""), [])
+        if any(g.applied_generation < g.generation for x in needed if (g := grants.get(x))):
+            continue
+        r.state, r.status, r.completed_at = "delivered", "Fulfilled", ctx.now
+
+
+def target_user(ctx: Ctx, user_id: str) -> User | None:
+    return ctx.session.get(User, user_id)
+
+
+def render_schedule(a: Assignment) -> dict[str, Any]:
+    from remit.lifecycle.schedule import assignment_schedule
+
+    return assignment_schedule(a.start_at, a.expires_at, a.expiration)

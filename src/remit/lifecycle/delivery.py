@@ -1,0 +1,313 @@
+"""Delivery: resource grants with reference counts, applied through connectors.
+
+The flow, for one subject and one resource role (spec §4.2):
+
+1. Whatever changes the subject's active assignments (activation, end, extension, a role added
+   to or removed from a package) calls ``recompute``: under a lock on the (subject, role) grant
+   row it counts the active, unexpired assignments whose package holds that role. ``desired`` is
+   "count > 0"; a change of desire (or of the latest expiry) bumps ``generation``.
+2. ``apply`` brings the target in line with the row's *current* desire and records the
+   generation it applied, still under the row lock. A job that runs late applies the desire of
+   its own moment, never a stale one, so a late grant cannot undo a newer revoke.
+3. ``refresh_states`` derives each assignment's delivery state (and its request's) from the
+   grant rows: all applied → delivered; some failed for good → partiallyDelivered or
+   deliveryFailed; anything pending → delivering.
+
+Grants wait for the worker (``lifecycle.sync_subject``), so an approval returns at once and a
+crash after it loses nothing. Revocations through local connectors are applied in the very
+transaction that ends the assignment: access is gone when the call returns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import Row, and_, case, func, or_, select
+from sqlalchemy.orm import Session
+
+from remit.catalogs.models import CatalogResource, ResourceRole
+from remit.connectors.base import ConnectorError, RoleRef
+from remit.connectors.registry import connector_for
+from remit.context import Ctx
+from remit.db import insert_or_ignore
+from remit.jobs.queue import enqueue
+from remit.lifecycle.models import Assignment, ResourceGrant
+from remit.packages.models import ResourceRoleScope
+
+SYNC_JOB = "lifecycle.sync_subject"
+MAX_ATTEMPTS = 8  # 30 s doubling: about two hours of retries ("several hours", spec §6.7)
+
+
+def package_roles(session: Session, package_ids: Iterable[str]) -> dict[str, list[RoleRef]]:
+    """The resource roles of each package, in target-system terms."""
+    ids = set(package_ids)
+    found: dict[str, list[RoleRef]] = {p: [] for p in ids}
+    if not ids:
+        return found
+    rows = session.execute(
+        select(
+            ResourceRoleScope.access_package_id,
+            ResourceRole.origin_system,
+            CatalogResource.origin_id,
+            ResourceRole.origin_id,
+            ResourceRole.display_name,
+            CatalogResource.display_name,
+        )
+        .join(ResourceRole, ResourceRole.id == ResourceRoleScope.role_id)
+        .join(CatalogResource, CatalogResource.id == ResourceRole.resource_id)
+        .where(ResourceRoleScope.access_package_id.in_(ids))
+        .order_by(ResourceRole.origin_system, ResourceRole.origin_id)
+    )
+    for package_id, system, resource, role, role_name, resource_name in rows:
+        ref = RoleRef(system, resource, role, f"{role_name} of {resource_name}")
+        if ref not in found[package_id]:
+            found[package_id].append(ref)
+    return found
+
+
+def _holders(
+    session: Session, subject_id: str, role: RoleRef, now: datetime
+) -> tuple[int, datetime | None, int]:
+    """How many active, unexpired assignments of the subject need ``role``, and until when."""
+    live = (
+        select(Assignment.id, Assignment.expires_at)
+        .where(
+            Assignment.target_id == subject_id,
+            Assignment.active_key.is_not(None),
+            or_(Assignment.expires_at.is_(None), Assignment.expires_at > now),
+            Assignment.access_package_id.in_(
+                select(ResourceRoleScope.access_package_id)
+                .join(ResourceRole, ResourceRole.id == ResourceRoleScope.role_id)
+                .where(
+                    ResourceRole.origin_system == role.origin_system,
+                    ResourceRole.origin_id == role.role_origin_id,
+                )
+            ),
+        )
+        .subquery()
+    )
+    count, latest, never = session.execute(
+        select(
+            func.count(),
+            func.max(live.c.expires_at),
+            func.coalesce(func.sum(case((live.c.expires_at.is_(None), 1), else_=0)), 0),
+        ).select_from(live)
+    ).one()
+    return int(count), latest, int(never)
+
+
+def _locked_grants(
+    session: Session, subject_id: str, roles: Sequence[RoleRef], now: datetime
+) -> list[ResourceGrant]:
+    """The grant rows for these roles, created if missing, locked in a fixed order."""
+    insert_or_ignore(
+        session,
+        ResourceGrant,
+        [
+            {
+                "id": _grant_id(),
+                "subject_id": subject_id,
+                "origin_system": r.origin_system,
+                "resource_origin_id": r.resource_origin_id,
+                "role_origin_id": r.role_origin_id,
+                "display_name": r.display_name,
+                "holders": 0,
+                "desired": False,
+                "generation": 0,
+                "applied_generation": 0,
+                "applied_state": "none",
+                "attempts": 0,
+                "updated_at": now,
+            }
+            for r in roles
+        ],
+        ["subject_id", "origin_system", "role_origin_id"],
+    )
+    keys = [
+        and_(
+            ResourceGrant.origin_system == r.origin_system,
+            ResourceGrant.role_origin_id == r.role_origin_id,
+        )
+        for r in roles
+    ]
+    return list(
+        session.execute(
+            select(ResourceGrant)
+            .where(ResourceGrant.subject_id == subject_id, or_(*keys))
+            .order_by(ResourceGrant.origin_system, ResourceGrant.role_origin_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalars()
+    )
+
+
+def _grant_id() -> str:
+    from remit.db import new_id
+
+    return new_id()
+
+
+def recompute(ctx: Ctx, subject_id: str, roles: Iterable[RoleRef]) -> list[ResourceGrant]:
+    """Bring the subject's grant rows for ``roles`` in line with its active assignments.
+
+    Returns the rows whose desire changed (now waiting to be applied).
+    """
+    wanted = sorted(set(roles), key=lambda r: (r.origin_system, r.role_origin_id))
+    if not wanted:
+        return []
+    session = ctx.session
+    session.flush()
+    changed: list[ResourceGrant] = []
+    for grant in _locked_grants(session, subject_id, wanted, ctx.now):
+        role = _ref(grant)
+        count, latest, never = _holders(session, subject_id, role, ctx.now)
+        desired = count > 0
+        valid_until = None if (not desired or never) else latest
+        grant.holders = count
+        if desired != grant.desired or (desired and valid_until != grant.valid_until):
+            grant.desired = desired
+            grant.valid_until = valid_until
+            grant.generation += 1
+            grant.attempts = 0
+            grant.last_error = None
+            grant.updated_at = ctx.now
+            changed.append(grant)
+        elif grant.applied_state == "failed" and desired:
+            changed.append(grant)  # still failed: a reprocess retries it
+    return changed
+
+
+def schedule_sync(ctx: Ctx, subject_id: str, *, delay: timedelta | None = None) -> None:
+    """Queue (once) the job that applies the subject's pending grants."""
+    enqueue(
+        ctx.session,
+        SYNC_JOB,
+        {"subject_id": subject_id},
+        now=ctx.now,
+        run_after=ctx.now + delay if delay else None,
+        dedupe_key=f"sync:{subject_id}",
+        max_attempts=3,
+    )
+
+
+def pending_grants(session: Session, subject_id: str) -> list[ResourceGrant]:
+    return list(
+        session.execute(
+            select(ResourceGrant)
+            .where(
+                ResourceGrant.subject_id == subject_id,
+                ResourceGrant.applied_generation < ResourceGrant.generation,
+            )
+            .order_by(ResourceGrant.origin_system, ResourceGrant.role_origin_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).scalars()
+    )
+
+
+def apply(ctx: Ctx, grants: Sequence[ResourceGrant], *, local_only: bool = False) -> bool:
+    """Apply the current desire of each (locked) row; True if some must be retried later."""
+    retry = False
+    for grant in grants:
+        if grant.applied_generation >= grant.generation:
+            continue
+        try:
+            connector = connector_for(grant.origin_system)
+        except ConnectorError as e:
+            _failed(ctx, grant, str(e), permanent=True)
+            continue
+        if local_only and not connector.local:
+            continue
+        try:
+            with ctx.session.begin_nested():
+                if grant.desired:
+                    connector.grant(
+                        ctx.session,
+                        grant.subject_id,
+                        _ref(grant),
+                        valid_until=grant.valid_until,
+                        now=ctx.now,
+                    )
+                else:
+                    connector.revoke(ctx.session, grant.subject_id, _ref(grant))
+        except ConnectorError as e:
+            retry |= not _failed(ctx, grant, str(e), permanent=e.permanent)
+            continue
+        except Exception as e:  # a remote target's transport error: retried
+            if connector.local:
+                raise
+            retry |= not _failed(ctx, grant, f"{type(e).__name__}: {e}", permanent=False)
+            continue
+        grant.applied_generation = grant.generation
+        grant.applied_state = "granted" if grant.desired else "revoked"
+        grant.attempts = 0
+        grant.last_error = None
+        grant.updated_at = ctx.now
+    return retry
+
+
+def _failed(ctx: Ctx, grant: ResourceGrant, error: str, *, permanent: bool) -> bool:
+    """Record a failed attempt; True when it will not be retried."""
+    grant.attempts += 1
+    grant.last_error = error[:500]
+    grant.updated_at = ctx.now
+    if permanent or grant.attempts >= MAX_ATTEMPTS:
+        grant.applied_generation = grant.generation
+        grant.applied_state = "failed"
+        return True
+    return False
+
+
+def retry_delay(grants: Sequence[ResourceGrant]) -> timedelta:
+    attempts = max((g.attempts for g in grants), default=1)
+    return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
+
+
+def _ref(grant: ResourceGrant) -> RoleRef:
+    return RoleRef(
+        grant.origin_system, grant.resource_origin_id, grant.role_origin_id, grant.display_name
+    )
+
+
+def grant_rows(
+    session: Session, subject_id: str, roles: Iterable[RoleRef]
+) -> dict[RoleRef, ResourceGrant]:
+    """The subject's grant rows for ``roles`` (unlocked, for deriving states)."""
+    wanted = {(r.origin_system, r.role_origin_id): r for r in roles}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(ResourceGrant).where(
+            ResourceGrant.subject_id == subject_id,
+            or_(
+                *(
+                    and_(ResourceGrant.origin_system == s, ResourceGrant.role_origin_id == r)
+                    for s, r in wanted
+                )
+            ),
+        )
+    ).scalars()
+    return {wanted[(g.origin_system, g.role_origin_id)]: g for g in rows}
+
+
+def delivery_state(
+    roles: Sequence[RoleRef], grants: dict[RoleRef, ResourceGrant]
+) -> tuple[str, str | None]:
+    """An active assignment's state from its roles' grant rows, and the first error if any."""
+    if not roles:
+        return "delivered", None
+    pending = failed = 0
+    error = None
+    for role in roles:
+        g = grants.get(role)
+        if g is None or g.applied_generation < g.generation or not g.desired:
+            pending += 1
+        elif g.applied_state == "failed":
+            failed += 1
+            error = error or f"{role.display_name}: {g.last_error}"
+    if pending:
+        return "delivering", error
+    if failed:
+        return ("deliveryFailed" if failed == len(roles) else "partiallyDelivered"), error
+    return "delivered", None

@@ -1,0 +1,143 @@
+"""The lifecycle's jobs: delivery, scheduled starts, and the periodic sweeps (expiry, approval
+timers, expiry reminders, auto-assignment). Each runs in one transaction (``jobs.runner``) and
+is idempotent; the sweeps work in bounded chunks and ask to run again while work remains.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+
+from remit.context import Ctx
+from remit.jobs.registry import RetryLater, job, periodic
+from remit.lifecycle import approvals, assignments, delivery, notices, requests
+from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
+from remit.packages.models import AccessPackage
+from remit.policies.models import AssignmentPolicy
+
+CHUNK = 500
+NOW = timedelta(0)
+
+
+@job(delivery.SYNC_JOB, max_attempts=3)
+def sync_subject(ctx: Ctx, payload: dict[str, Any]) -> None:
+    subject_id = payload["subject_id"]
+    grants = delivery.pending_grants(ctx.session, subject_id)
+    retry = delivery.apply(ctx, grants)
+    assignments.refresh_states(ctx, subject_id)
+    if retry:
+        raise RetryLater(
+            delivery.retry_delay(grants), "some resource roles could not be delivered yet"
+        )
+
+
+@job("lifecycle.activate_scheduled")
+def activate_scheduled(ctx: Ctx, payload: dict[str, Any]) -> None:
+    request = ctx.session.get(AssignmentRequest, payload["request_id"])
+    if request is None or request.state != "scheduled":
+        return  # cancelled meanwhile, or already activated
+    package = ctx.session.get(AccessPackage, request.access_package_id)
+    if package is None:
+        return
+    request.schedule = {**request.schedule, "startDateTime": None}
+    assignments.activate(ctx, request, package)
+
+
+@periodic("lifecycle.expiry_sweep", every=timedelta(minutes=1))
+def expiry_sweep(ctx: Ctx, payload: dict[str, Any]) -> None:
+    if expire_due(ctx, limit=CHUNK) >= CHUNK:
+        raise RetryLater(NOW, "more assignments to expire")
+
+
+def expire_due(ctx: Ctx, *, limit: int) -> int:
+    """End up to ``limit`` assignments whose end has passed; returns how many."""
+    query = (
+        select(Assignment)
+        .where(Assignment.active_key.is_not(None), Assignment.expires_at <= ctx.now)
+        .order_by(Assignment.expires_at)
+        .limit(limit)
+    )
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    due = list(ctx.session.execute(query).scalars())
+    for a in due:
+        request = requests.system_remove_record(ctx, a)
+        assignments.end(ctx, a, reason="expired", request=request)
+    return len(due)
+
+
+@periodic("lifecycle.approval_timers", every=timedelta(minutes=1))
+def approval_timers(ctx: Ctx, payload: dict[str, Any]) -> None:
+    stages = list(
+        ctx.session.execute(
+            select(ApprovalStage)
+            .where(
+                ApprovalStage.status == "InProgress",
+                or_(
+                    ApprovalStage.deny_at <= ctx.now,
+                    and_(
+                        ApprovalStage.escalate_at <= ctx.now,
+                        ApprovalStage.escalated.is_(False),
+                    ),
+                ),
+            )
+            .order_by(ApprovalStage.started_at)
+            .limit(CHUNK)
+        ).scalars()
+    )
+    for stage in stages:
+        request = ctx.session.get(AssignmentRequest, stage.request_id)
+        if request is None or request.state != "pendingApproval":
+            continue
+        package = ctx.session.get(AccessPackage, request.access_package_id)
+        name = package.display_name if package else request.access_package_id
+        if stage.deny_at is not None and stage.deny_at <= ctx.now:
+            approvals.time_out(ctx, request, stage, name)
+        else:
+            approvals.escalate(ctx, request, stage, name)
+    if len(stages) >= CHUNK:
+        raise RetryLater(NOW, "more approval timers due")
+
+
+REMINDERS = ((1, timedelta(days=14), 14), (2, timedelta(days=1), 1))
+
+
+@periodic("lifecycle.expiry_reminders", every=timedelta(minutes=15))
+def expiry_reminders(ctx: Ctx, payload: dict[str, Any]) -> None:
+    sent = 0
+    for bit, ahead, days in REMINDERS:
+        due = list(
+            ctx.session.execute(
+                select(Assignment)
+                .where(
+                    Assignment.active_key.is_not(None),
+                    Assignment.expires_at > ctx.now,
+                    Assignment.expires_at <= ctx.now + ahead,
+                    Assignment.reminders_sent.op("&")(bit) == 0,
+                )
+                .limit(CHUNK)
+            ).scalars()
+        )
+        for a in due:
+            # A later reminder also settles the earlier one: nobody gets "14 days" a day before.
+            a.reminders_sent = a.reminders_sent | bit | (1 if bit == 2 else 0)
+            package = ctx.session.get(AccessPackage, a.access_package_id)
+            notices.expiring(ctx, a, package.display_name if package else a.access_package_id, days)
+        sent += len(due)
+    if sent >= CHUNK:
+        raise RetryLater(NOW, "more reminders due")
+
+
+@periodic("lifecycle.auto_assignment", every=timedelta(minutes=5))
+def auto_assignment(ctx: Ctx, payload: dict[str, Any]) -> None:
+    policies = list(
+        ctx.session.execute(
+            select(AssignmentPolicy).where(AssignmentPolicy.auto_assignment_key.is_not(None))
+        ).scalars()
+    )
+    for policy in policies:
+        from remit.lifecycle.auto import evaluate
+
+        evaluate(ctx, policy)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
@@ -49,7 +49,7 @@ class Tenant:
     client: TestClient
     clock: Callable[[], datetime]
     ids: dict[str, str] = field(default_factory=dict)
-    _tokens: dict[str, str] = field(default_factory=dict)
+    _tokens: dict[str, tuple[str, datetime]] = field(default_factory=dict)
 
     @classmethod
     def build(
@@ -143,10 +143,14 @@ class Tenant:
     # ------------------------------------------------------------ API helpers
 
     def token(self, alias: str) -> str:
-        if alias not in self._tokens:
+        """A token for the persona, issued again once the (test) clock has moved on an hour."""
+        now = self.clock()
+        held = self._tokens.get(alias)
+        if held is None or not timedelta(0) <= now - held[1] < timedelta(minutes=30):
             state: AppState = self.client.app.state.remit  # type: ignore[attr-defined]
-            self._tokens[alias] = state.tokens.issue(self.ids[alias], upn(alias), now=self.clock())
-        return self._tokens[alias]
+            held = (state.tokens.issue(self.ids[alias], upn(alias), now=now), now)
+            self._tokens[alias] = held
+        return held[0]
 
     def headers(self, alias: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token(alias)}"}

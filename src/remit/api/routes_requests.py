@@ -1,0 +1,301 @@
+"""Assignment requests and approvals (graph-api §A.3.5, §A.3.7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Request, Response
+from sqlalchemy.orm import Session
+
+from remit.api import lifecycle_shapes as shapes
+from remit.api.collection import (
+    QueryOptions,
+    check_expand,
+    collection,
+    entity,
+    query_options,
+    single_options,
+)
+from remit.api.odata import F
+from remit.api.state import identity, operation
+from remit.errors import Invalid
+from remit.lifecycle import operations as ops
+from remit.lifecycle import requests
+from remit.lifecycle.models import AssignmentRequest
+from remit.tokens import Identity
+
+EM = "/v1.0/identityGovernance/entitlementManagement"
+CONTEXT = "identityGovernance/entitlementManagement/assignmentRequests"
+APPROVALS = "identityGovernance/entitlementManagement/accessPackageAssignmentApprovals"
+router = APIRouter(prefix=EM, tags=["assignmentRequests"], dependencies=[Depends(identity)])
+
+R = AssignmentRequest
+REQUEST_FIELDS = {
+    "id": F(R.id),
+    "requestType": F(R.request_type),
+    "state": F(R.state),
+    "status": F(R.status),
+    "createdDateTime": F(R.created_at),
+    "completedDateTime": F(R.completed_at),
+    "accessPackage/id": F(R.access_package_id),
+    "assignment/id": F(R.assignment_id),
+    "requestor/objectId": F(R.requestor_id),
+    "requestor/id": F(R.requestor_id),
+    "target/objectId": F(R.target_id),
+    "target/id": F(R.target_id),
+}
+REQUEST_EXPANDS = ("accessPackage", "assignment", "requestor", "target")
+
+
+def render_requests(q: QueryOptions):  # type: ignore[no-untyped-def]
+    def render(session: Session, rows: list[AssignmentRequest]) -> list[dict[str, Any]]:
+        items = [shapes.request(r) for r in rows]
+        shapes.expand_requests(session, rows, items, set(q.expand))
+        return items
+
+    return render
+
+
+def _pick(source: dict[str, Any], *names: str) -> Any:
+    for name in names:
+        value = source.get(name)
+        if value not in (None, ""):
+            return value
+    return None
+
+
+def _nested_id(source: dict[str, Any], name: str, key: str = "id") -> Any:
+    value = source.get(name)
+    return value.get(key) if isinstance(value, dict) else None
+
+
+def parse_request_body(body: Any) -> dict[str, Any]:
+    """The lenient reading of graph-api §A.3.5: ``assignment`` or ``accessPackageAssignment``,
+    camelCase or snake_case ids (the SDK's additional_data), or typed navigations."""
+    if not isinstance(body, dict):
+        raise Invalid("the body must be a JSON object")
+    raw = body.get("assignment") or body.get("accessPackageAssignment") or {}
+    if not isinstance(raw, dict):
+        raise Invalid("assignment must be an object", target="assignment")
+    target = raw.get("target") if isinstance(raw.get("target"), dict) else {}
+    answers = body.get("answers")
+    if answers is not None and not isinstance(answers, list):
+        raise Invalid("answers must be a list", target="answers")
+    schedule = body.get("schedule")
+    if schedule is not None and not isinstance(schedule, dict):
+        raise Invalid("schedule must be an object", target="schedule")
+    justification = body.get("justification")
+    if justification is not None and not isinstance(justification, str):
+        raise Invalid("justification must be a string", target="justification")
+    found = {
+        "kind": body.get("requestType"),
+        "package_id": _pick(raw, "accessPackageId", "access_package_id")
+        or _nested_id(raw, "accessPackage"),
+        "policy_id": _pick(raw, "assignmentPolicyId", "assignment_policy_id")
+        or _nested_id(raw, "assignmentPolicy"),
+        "target_id": _pick(raw, "targetId", "target_id") or target.get("objectId") or None,
+        "target_email": target.get("email") or None,
+        "assignment_id": raw.get("id"),
+        "justification": justification,
+        "answers": answers,
+        "schedule": schedule,
+    }
+    for key in ("package_id", "policy_id", "target_id", "target_email", "assignment_id"):
+        value = found[key]
+        if value is not None and (not isinstance(value, str) or len(value) > 320):
+            raise Invalid(f"{key} must be a string", target=key)
+    return found
+
+
+@router.get("/assignmentRequests")
+def list_requests(
+    request: Request,
+    q: QueryOptions = Depends(query_options),
+    ident: Identity = Depends(identity),
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        return collection(
+            request,
+            ctx.session,
+            ops.visible_requests(ctx),
+            key=R.id,
+            fields=REQUEST_FIELDS,
+            q=q,
+            render=render_requests(q),
+            context=CONTEXT,
+            expandable=REQUEST_EXPANDS,
+        )
+
+
+@router.post("/assignmentRequests", status_code=201)
+def create_request(
+    request: Request,
+    response: Response,
+    body: dict[str, Any] = Body(...),  # noqa: B008 - FastAPI's way to take a raw JSON object
+    ident: Identity = Depends(identity),
+) -> dict[str, Any]:
+    fields = parse_request_body(body)
+    with operation(request, ident, write=True) as ctx:
+        created = requests.submit(ctx, **fields)
+        item = shapes.request(created)
+        shapes.expand_requests(ctx.session, [created], [item], {"accessPackage", "assignment"})
+    response.headers["Location"] = f"{EM}/assignmentRequests/{created.id}"
+    return entity(request, CONTEXT, item)
+
+
+@router.get("/assignmentRequests/filterByCurrentUser(on='{on}')")
+def requests_for_me(
+    request: Request,
+    on: str,
+    q: QueryOptions = Depends(query_options),
+    ident: Identity = Depends(identity),
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        return collection(
+            request,
+            ctx.session,
+            ops.requests_for_current_user(ctx, on),
+            key=R.id,
+            fields=REQUEST_FIELDS,
+            q=q,
+            render=render_requests(q),
+            context=CONTEXT,
+            expandable=REQUEST_EXPANDS,
+        )
+
+
+@router.get("/assignmentRequests/{request_id}")
+def get_request(
+    request: Request,
+    request_id: str,
+    q: QueryOptions = Depends(single_options),
+    ident: Identity = Depends(identity),
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        found = requests.get_request(ctx, request_id)
+        check_expand(q, REQUEST_EXPANDS)
+        item = shapes.request(found)
+        shapes.expand_requests(ctx.session, [found], [item], set(q.expand))
+        return entity(request, CONTEXT, item, q)
+
+
+@router.delete("/assignmentRequests/{request_id}", status_code=204)
+def delete_request(
+    request: Request, request_id: str, ident: Identity = Depends(identity)
+) -> Response:
+    with operation(request, ident, write=True) as ctx:
+        requests.delete_record(ctx, request_id)
+    return Response(status_code=204)
+
+
+@router.post("/assignmentRequests/{request_id}/cancel", status_code=204)
+def cancel_request(
+    request: Request, request_id: str, ident: Identity = Depends(identity)
+) -> Response:
+    with operation(request, ident, write=True) as ctx:
+        requests.cancel(ctx, request_id)
+    return Response(status_code=204)
+
+
+@router.post("/assignmentRequests/{request_id}/reprocess", status_code=202)
+def reprocess_request(
+    request: Request, request_id: str, ident: Identity = Depends(identity)
+) -> Response:
+    with operation(request, ident, write=True) as ctx:
+        requests.reprocess_request(ctx, request_id)
+    return Response(status_code=202)
+
+
+# ------------------------------------------------------------------------------- approvals
+
+
+def _approval(ctx: Any, request_id: str) -> dict[str, Any]:
+    found, stages = ops.get_approval(ctx, request_id)
+    return {
+        "id": found.id,
+        "stages": [
+            {"@odata.type": "#microsoft.graph.approvalStage", **s}
+            for s in ops.stage_view(ctx, found, stages)
+        ],
+    }
+
+
+@router.get("/accessPackageAssignmentApprovals/filterByCurrentUser(on='{on}')")
+def approvals_for_me(
+    request: Request,
+    on: str,
+    q: QueryOptions = Depends(query_options),
+    ident: Identity = Depends(identity),
+) -> dict[str, Any]:
+    if on != "approver":
+        raise Invalid("on must be 'approver'", target="on")
+    with operation(request, ident, write=False) as ctx:
+
+        def render(session: Session, rows: list[AssignmentRequest]) -> list[dict[str, Any]]:
+            return [_approval(ctx, r.id) for r in rows]
+
+        return collection(
+            request,
+            ctx.session,
+            ops.approvals_for_current_user(ctx),
+            key=R.id,
+            fields={"id": F(R.id)},
+            q=q,
+            render=render,
+            context=APPROVALS,
+        )
+
+
+@router.get("/accessPackageAssignmentApprovals/{approval_id}")
+def get_approval(
+    request: Request, approval_id: str, ident: Identity = Depends(identity)
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        return entity(request, APPROVALS, _approval(ctx, approval_id))
+
+
+@router.get("/accessPackageAssignmentApprovals/{approval_id}/stages")
+def list_stages(
+    request: Request, approval_id: str, ident: Identity = Depends(identity)
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        stages = _approval(ctx, approval_id)["stages"]
+    return {"@odata.context": f"{APPROVALS}('{approval_id}')/stages", "value": stages}
+
+
+@router.get("/accessPackageAssignmentApprovals/{approval_id}/stages/{stage_id}")
+def get_stage(
+    request: Request, approval_id: str, stage_id: str, ident: Identity = Depends(identity)
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        stage = next(
+            (s for s in _approval(ctx, approval_id)["stages"] if s["id"] == stage_id), None
+        )
+    if stage is None:
+        from remit.errors import NotFound
+
+        raise NotFound(f"approval stage {stage_id} was not found")
+    return entity(request, f"{APPROVALS}/stages", stage)
+
+
+@router.patch("/accessPackageAssignmentApprovals/{approval_id}/stages/{stage_id}", status_code=204)
+def decide_stage(
+    request: Request,
+    approval_id: str,
+    stage_id: str,
+    body: dict[str, Any] = Body(...),  # noqa: B008 - a raw JSON object
+    ident: Identity = Depends(identity),
+) -> Response:
+    result = body.get("reviewResult")
+    justification = body.get("justification")
+    if not isinstance(result, str):
+        raise Invalid("reviewResult (Approve or Deny) is required", target="reviewResult")
+    if justification is not None and (
+        not isinstance(justification, str) or len(justification) > 4000
+    ):
+        raise Invalid(
+            "justification must be a string of at most 4,000 characters", target="justification"
+        )
+    with operation(request, ident, write=True) as ctx:
+        ops.decide_stage(ctx, approval_id, stage_id, result=result, justification=justification)
+    return Response(status_code=204)

@@ -1,0 +1,259 @@
+"""The world of the lifecycle scenario (issue #3), built through the API, and helpers to drive
+requests, approvals and the worker. Shared by the scenario, matrix, race and crash tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+
+from remit.authz.actor import system_actor
+from remit.authz.roles import ASSIGNMENT_MANAGER, CATALOG_OWNER, PACKAGE_MANAGER
+from remit.context import Ctx
+from remit.directory import operations as d
+from remit.directory.models import AppRoleAssignment, GroupMember, SiteRoleMember
+from remit.jobs.runner import Worker
+from remit.settings import Settings
+from tests.factories import DOMAIN, EM, Tenant
+
+EMPLOYEES = "Marketing employees"
+CONTRACTORS = "Contractors (direct)"
+
+
+def employees_policy(package_id: str, t: Tenant, **overrides: Any) -> dict[str, Any]:
+    """Marketing members request with a justification; their manager, then the catalog owner,
+    approve; 90 days; extendable once, with approval."""
+    body: dict[str, Any] = {
+        "displayName": EMPLOYEES,
+        "description": "Employees of Marketing",
+        "accessPackage": {"id": package_id},
+        "allowedTargetScope": "specificDirectoryUsers",
+        "specificAllowedTargets": [
+            {"@odata.type": "#microsoft.graph.groupMembers", "groupId": t.ids["marketing"]}
+        ],
+        "expiration": {"type": "afterDuration", "duration": "P90D"},
+        "requestorSettings": {
+            "enableTargetsToSelfAddAccess": True,
+            "enableTargetsToSelfUpdateAccess": True,
+            "enableTargetsToSelfRemoveAccess": True,
+            "allowCustomAssignmentSchedule": False,
+            "enableOnBehalfRequestorsToAddAccess": False,
+            "enableOnBehalfRequestorsToUpdateAccess": False,
+            "enableOnBehalfRequestorsToRemoveAccess": False,
+            "onBehalfRequestors": [],
+        },
+        "requestApprovalSettings": {
+            "isApprovalRequiredForAdd": True,
+            "isApprovalRequiredForUpdate": True,
+            "isRequestorJustificationRequired": True,
+            "stages": [
+                {
+                    "durationBeforeAutomaticDenial": "P14D",
+                    "isApproverJustificationRequired": False,
+                    "isEscalationEnabled": True,
+                    "durationBeforeEscalation": "P7D",
+                    "primaryApprovers": [
+                        {"@odata.type": "#microsoft.graph.requestorManager", "managerLevel": 1}
+                    ],
+                    "fallbackPrimaryApprovers": [
+                        {"@odata.type": "#microsoft.graph.singleUser", "userId": t.ids["mamta"]}
+                    ],
+                    "escalationApprovers": [
+                        {"@odata.type": "#microsoft.graph.singleUser", "userId": t.ids["hana"]}
+                    ],
+                    "fallbackEscalationApprovers": [],
+                },
+                {
+                    "durationBeforeAutomaticDenial": "P14D",
+                    "isApproverJustificationRequired": True,
+                    "isEscalationEnabled": False,
+                    "primaryApprovers": [
+                        {"@odata.type": "#microsoft.graph.singleUser", "userId": t.ids["mamta"]}
+                    ],
+                },
+            ],
+        },
+    }
+    body.update(overrides)
+    return body
+
+
+def contractors_policy(package_id: str) -> dict[str, Any]:
+    """Administrator direct assignment only, 30 days, no approval."""
+    return {
+        "displayName": CONTRACTORS,
+        "description": "Assignment managers assign contractors directly",
+        "accessPackage": {"id": package_id},
+        "allowedTargetScope": "notSpecified",
+        "specificAllowedTargets": [],
+        "expiration": {"type": "afterDuration", "duration": "P30D"},
+        "requestorSettings": {"enableTargetsToSelfAddAccess": False},
+        "requestApprovalSettings": {"isApprovalRequiredForAdd": False, "stages": []},
+    }
+
+
+@dataclass
+class Campaign:
+    t: Tenant
+    catalog: str
+    package: str
+    employees: str
+    contractors: str
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def add_roles(self, alias: str, package: str, names: set[str]) -> None:
+        for name in sorted(names):
+            role = self.roles[name]
+            r = self.t.post(
+                alias,
+                f"{EM}/accessPackages/{package}/resourceRoleScopes",
+                {
+                    "role": {
+                        "id": role["id"],
+                        "originId": role["originId"],
+                        "originSystem": role["originSystem"],
+                        "resource": {"id": role["resource"]["id"]},
+                    },
+                    "scope": {
+                        "originId": role["resource"]["originId"],
+                        "originSystem": role["originSystem"],
+                        "isRootScope": True,
+                    },
+                },
+            )
+            assert r.status_code == 201, r.text
+
+    def new_package(self, alias: str, name: str, roles: set[str]) -> str:
+        r = self.t.create_package(alias, self.catalog, name)
+        assert r.status_code == 201, r.text
+        package = str(r.json()["id"])
+        self.add_roles(alias, package, roles)
+        return package
+
+    def policy(self, alias: str, body: dict[str, Any]) -> str:
+        r = self.t.post(alias, f"{EM}/assignmentPolicies", body)
+        assert r.status_code == 201, r.text
+        return str(r.json()["id"])
+
+
+def add_people(t: Tenant) -> None:
+    """Carl, a contractor; Alex, an assignment manager; Sofia reports to Omar."""
+    with t.db.write() as s:
+        root = Ctx(s, system_actor("test"), t.clock())
+        for alias, name in (("carl", "Carl Contractor"), ("alex", "Alex Assign")):
+            t.ids[alias] = d.create_user(
+                root,
+                user_principal_name=f"{alias}@{DOMAIN}",
+                display_name=name,
+                department="Marketing",
+                mail=f"{alias}@{DOMAIN}",
+            ).id
+        d.update_user(root, t.ids["sofia"], {"manager": t.ids["omar"]})
+        for alias in ("sofia", "omar", "mamta", "hana", "lena"):
+            d.update_user(root, t.ids[alias], {"mail": f"{alias}@{DOMAIN}"})
+
+
+def build_campaign(t: Tenant) -> Campaign:
+    """Mamta's Marketing catalog with a group, an app and a site; Omar co-owns it, Lena manages
+    packages, Alex manages assignments; Lena's "Campaign 2027" grants the campaigns group's
+    Member role, the planner's Planner role and the hub's Members role, under two policies."""
+    add_people(t)
+    catalog = t.create_catalog("mamta", "Marketing")
+    for system, key in (
+        ("AadGroup", "campaigns"),
+        ("AadApplication", "planner"),
+        ("SharePointOnline", "mksite"),
+    ):
+        r = t.add_resource("mamta", catalog, system, t.ids[key])
+        assert r.status_code == 201, r.text
+    for who, role in (("omar", CATALOG_OWNER), ("lena", PACKAGE_MANAGER), ("alex", ASSIGNMENT_MANAGER)):
+        r = t.assign_role("mamta", who, role.id, catalog)
+        assert r.status_code == 201, r.text
+    listed = t.get("lena", f"{EM}/catalogs/{catalog}/resourceRoles", **{"$expand": "resource"})
+    assert listed.status_code == 200, listed.text
+    roles = {r["displayName"]: r for r in listed.json()["value"]}
+    c = Campaign(t, catalog, "", "", "", roles)
+    c.package = c.new_package("lena", "Campaign 2027", {"Member", "Planner", "Members"})
+    c.employees = c.policy("lena", employees_policy(c.package, t))
+    c.contractors = c.policy("lena", contractors_policy(c.package))
+    return c
+
+
+# ---------------------------------------------------------------------------- driving it
+
+
+def user_add(t: Tenant, alias: str, package: str, **extra: Any) -> httpx.Response:
+    body: dict[str, Any] = {
+        "requestType": "userAdd",
+        "assignment": {"accessPackageId": package, "targetId": t.ids[alias]},
+        "justification": "Working on the 2027 campaign",
+    }
+    if "policy" in extra:
+        body["assignment"]["assignmentPolicyId"] = extra.pop("policy")
+    body.update(extra)
+    return t.post(alias, f"{EM}/assignmentRequests", body)
+
+
+def admin_add(t: Tenant, alias: str, target: str, package: str, policy: str) -> httpx.Response:
+    return t.post(
+        alias,
+        f"{EM}/assignmentRequests",
+        {
+            "requestType": "adminAdd",
+            "assignment": {
+                "targetId": t.ids.get(target, target),
+                "assignmentPolicyId": policy,
+                "accessPackageId": package,
+            },
+        },
+    )
+
+
+def open_stage(t: Tenant, alias: str, request_id: str) -> dict[str, Any]:
+    r = t.get(alias, f"{EM}/accessPackageAssignmentApprovals/{request_id}")
+    assert r.status_code == 200, r.text
+    return next(s for s in r.json()["stages"] if s["status"] == "InProgress")
+
+
+def decide(
+    t: Tenant, alias: str, request_id: str, result: str = "Approve", why: str = "ok"
+) -> httpx.Response:
+    stage = open_stage(t, alias, request_id)
+    return t.call(
+        alias,
+        "PATCH",
+        f"{EM}/accessPackageAssignmentApprovals/{request_id}/stages/{stage['id']}",
+        {"reviewResult": result, "justification": why},
+    )
+
+
+def request_state(t: Tenant, alias: str, request_id: str) -> str:
+    r = t.get(alias, f"{EM}/assignmentRequests/{request_id}")
+    assert r.status_code == 200, r.text
+    return str(r.json()["state"])
+
+
+def worker(t: Tenant, settings: Settings) -> Worker:
+    return Worker(t.db, settings, clock=t.clock, worker_id="test-worker")
+
+
+@contextmanager
+def session_of(t: Tenant) -> Iterator[Any]:
+    with t.db.write() as s:
+        yield s
+
+
+def holdings(t: Tenant, alias: str) -> set[str]:
+    """What the user holds in remit's own directory: group memberships (by group alias), app
+    roles and site roles, by display name."""
+    uid = t.ids[alias]
+    names = {v: k for k, v in t.ids.items()}
+    with t.db.write() as s:
+        groups = {names.get(g, g) for g in s.execute(select(GroupMember.group_id).where(GroupMember.member_id == uid)).scalars()}
+        apps = set(s.execute(select(AppRoleAssignment.app_role_id).where(AppRoleAssignment.principal_id == uid)).scalars())
+        sites = set(s.execute(select(SiteRoleMember.site_role_id).where(SiteRoleMember.user_id == uid)).scalars())
+    return {f"group:{g}" for g in groups} | {f"app:{a}" for a in apps} | {f"site:{x}" for x in sites}

@@ -1,0 +1,76 @@
+"""Real protocol peers on loopback for the tests: an SMTP server (aiosmtpd) that keeps what it
+accepts, and an HTTP receiver for webhooks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_tos: list[str]
+    message: EmailMessage
+    tls: bool
+    login: bytes | None
+
+
+@dataclass
+class MailSink:
+    """An aiosmtpd handler: keeps what it accepts, refuses recipients when told to."""
+
+    messages: list[Received] = field(default_factory=list)
+    rcpt_attempts: int = 0
+    refuse_with: str | None = None  # e.g. "451 4.3.0 try again later"
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        self.rcpt_attempts += 1
+        if self.refuse_with:
+            return self.refuse_with
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        parsed = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
+        login = session.login_data if session.authenticated else None
+        self.messages.append(
+            Received(
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                parsed,  # type: ignore[arg-type]
+                session.ssl is not None,
+                login,
+            )
+        )
+        return "250 Message accepted"
+
+    def to(self, address: str) -> list[str]:
+        """The subjects of the messages sent to ``address``."""
+        return [
+            str(m.message["Subject"])
+            for m in self.messages
+            if any(address.lower() == r.lower() for r in m.rcpt_tos)
+        ]
+
+
+class LoopbackController(Controller):
+    """aiosmtpd's threaded controller on a port the system picks (port 0)."""
+
+    def _trigger_server(self) -> None:
+        assert self.server is not None
+        self.port = self.server.sockets[0].getsockname()[1]
+        super()._trigger_server()
+
+
+def start_smtp(sink: MailSink, **kwargs: Any) -> LoopbackController:
+    controller = LoopbackController(sink, hostname="127.0.0.1", port=0, **kwargs)
+    controller.start()
+    return controller

@@ -15,6 +15,7 @@ from remit.authz.tasks import Task
 from remit.catalogs import operations as catalog_ops
 from remit.catalogs import resources as resource_ops
 from remit.catalogs.models import Catalog
+from remit.cli import jobs as jobs_cli
 from remit.cli.common import (
     ACTING_AS,
     catalog_id,
@@ -68,6 +69,7 @@ for sub, name in (
     (audit_app, "audit"),
 ):
     app.add_typer(sub, name=name)
+jobs_cli.register(app)
 
 AsOption = Annotated[
     str | None,
@@ -110,13 +112,14 @@ def serve(
         if load_if_empty(db):
             console.print("[green]demo tenant loaded[/green]")
         print_tokens(db, s, host or s.host, port or s.port)
-    uvicorn.run(
-        create_app(s, db=db),
-        host=host or s.host,
-        port=port or s.port,
-        log_level=s.log_level,
-        access_log=False,
-    )
+    with jobs_cli.in_process_worker(s, db):
+        uvicorn.run(
+            create_app(s, db=db),
+            host=host or s.host,
+            port=port or s.port,
+            log_level=s.log_level,
+            access_log=False,
+        )
 
 
 @db_app.command("upgrade")

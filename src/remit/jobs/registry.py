@@ -7,6 +7,17 @@ since the job row is finished in the same transaction). It raises ``RetryLater``
 after a delay with its changes so far committed, or any other exception to have its changes
 rolled back and the job retried with backoff, up to ``max_attempts``; then ``on_give_up`` runs
 (in a transaction of its own) and the job stays visible as failed.
+
+- ``RetryLater`` does not count against ``max_attempts``: waiting is not failing. A handler that
+  may wait for long bounds the wait itself (a deadline in its payload, say).
+- A job gives up after the smaller of its kind's ``max_attempts`` and the one given to
+  ``enqueue``.
+- A periodic handler receives ``{}``. Each periodic kind has one job row, re-armed for the next
+  multiple of ``every`` (since the Unix epoch) after each run; the first run is due at once.
+- On SQLite the handler's transaction holds the database's one write lock: keep network calls
+  short (a timeout of a few seconds) and never wait for anything else inside a handler.
+
+The runner is ``remit.jobs.runner`` (docs/decisions/0011-job-runner.md).
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ Handler = Callable[[Ctx, dict[str, Any]], None]
 GiveUp = Callable[[Ctx, dict[str, Any], str], None]
 
 
-class RetryLater(Exception):  # noqa: N818 - a signal, not an error
+class RetryLater(Exception):  # a signal, not an error: hence no "Error" in its name
     """Commit what the handler did, and run the job again after ``delay``."""
 
     def __init__(self, delay: timedelta, reason: str) -> None:

@@ -26,6 +26,7 @@ from remit.errors import Conflict, Forbidden, Invalid, NotFound
 from remit.jobs.models import Job
 from remit.jobs.operations import list_jobs, retry_job
 from remit.jobs.queue import enqueue
+from remit.jobs import handlers
 from remit.jobs.registry import REGISTRY, RetryLater, job, periodic
 from remit.jobs.runner import ClaimedJob, Worker, next_slot, periodic_key
 from remit.settings import Settings
@@ -77,6 +78,7 @@ class Probe:
 @pytest.fixture
 def probe() -> Iterator[Probe]:
     """The test kinds, alone in the registry while the test runs (whatever else is imported)."""
+    handlers.load_all()  # imported now, so that building a Worker registers nothing later
     saved = dict(REGISTRY)
     REGISTRY.clear()
     p = Probe()
@@ -486,7 +488,7 @@ def test_retry_job_requeues_a_failed_job_and_audits_it(
 
 
 def test_only_administrators_see_and_retry_jobs(
-    db: Database, clock: SteppingClock, make_worker: Callable[..., Worker]
+    db: Database, clock: SteppingClock, make_worker: Callable[..., Worker], probe: Probe
 ) -> None:
     put(db, clock, "test.jobs.unknown", {"n": 1})
     make_worker().run_once()

@@ -77,7 +77,7 @@ def parse_request_body(body: Any) -> dict[str, Any]:
     raw = body.get("assignment") or body.get("accessPackageAssignment") or {}
     if not isinstance(raw, dict):
         raise Invalid("assignment must be an object", target="assignment")
-    target = raw.get("target") if isinstance(raw.get("target"), dict) else {}
+    target: dict[str, Any] = raw["target"] if isinstance(raw.get("target"), dict) else {}
     answers = body.get("answers")
     if answers is not None and not isinstance(answers, list):
         raise Invalid("answers must be a list", target="answers")

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from remit.audit.models import AuditEvent, AuditHead
 from remit.db import new_id
+from remit.faults import crash_point
 
 GENESIS = "0" * 64
 HEAD_ID = 1
@@ -115,6 +116,7 @@ def append(
     session.add(event)
     head.seq, head.hash = event.seq, event.hash
     session.flush()
+    crash_point("audit.after_append")
     return event
 
 

@@ -9,6 +9,7 @@ from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
 from remit.db import insert_or_ignore
+from remit.faults import crash_point
 from remit.jobs.models import Job
 
 
@@ -42,3 +43,4 @@ def enqueue(
         session.execute(insert(Job), [values])
     else:
         insert_or_ignore(session, Job, [values], ["dedupe_key"])
+    crash_point("job.after_enqueue")

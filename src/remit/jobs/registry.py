@@ -50,18 +50,20 @@ class JobKind:
     on_give_up: GiveUp | None = None
     # Periodic kinds are enqueued by every worker's scheduler, at most one queued at a time.
     every: timedelta | None = None
+    # Network I/O (email, webhooks): run outside a write transaction; reads only.
+    io: bool = False
 
 
 REGISTRY: dict[str, JobKind] = {}
 
 
 def job(
-    name: str, *, max_attempts: int = 8, on_give_up: GiveUp | None = None
+    name: str, *, max_attempts: int = 8, on_give_up: GiveUp | None = None, io: bool = False
 ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if name in REGISTRY:
             raise ValueError(f"job kind {name!r} is registered twice")
-        REGISTRY[name] = JobKind(name, handler, max_attempts, on_give_up)
+        REGISTRY[name] = JobKind(name, handler, max_attempts, on_give_up, io=io)
         return handler
 
     return register

@@ -50,6 +50,7 @@ from remit.authz.actor import system_actor
 from remit.clock import Clock, utcnow
 from remit.context import Ctx
 from remit.db import Database
+from remit.faults import crash_point
 from remit.jobs import handlers
 from remit.jobs.models import Job
 from remit.jobs.queue import enqueue
@@ -269,6 +270,7 @@ class Worker:
                 .where(Job.id.in_(ids))
                 .order_by(Job.run_after, Job.id)
             ).all()
+        crash_point("job.after_claim")
         return [ClaimedJob(*row) for row in rows]
 
     # ------------------------------------------------------------------ running
@@ -303,22 +305,46 @@ class Worker:
             )
             return True
         try:
-            with self.db.write() as session:
-                if not self._lock(session, job):
-                    raise _LeaseLost
-                ctx = Ctx(session, self._actor, self.clock())
-                try:
-                    kind.handler(ctx, copy.deepcopy(job.payload))
-                except RetryLater as later:
-                    self._retry_later(session, job, later)
-                else:
-                    self._succeed(session, job, kind)
+            if kind.io:
+                self._run_io(job, kind)
+            else:
+                with self.db.write() as session:
+                    if not self._lock(session, job):
+                        raise _LeaseLost
+                    ctx = Ctx(session, self._actor, self.clock())
+                    try:
+                        kind.handler(ctx, copy.deepcopy(job.payload))
+                    except RetryLater as later:
+                        self._retry_later(session, job, later)
+                    else:
+                        crash_point("job.before_finish")
+                        self._succeed(session, job, kind)
         except _LeaseLost:
             self._log.warning("job lease lost", job_id=job.id, kind=job.kind)
             return False
         except Exception as exc:
             self._fail(job, kind, limit, exc)
         return True
+
+    def _run_io(self, job: ClaimedJob, kind: JobKind) -> None:
+        """A handler that talks to the network (SMTP, webhooks) runs outside any write
+        transaction, so a slow peer never holds SQLite's one write lock; the job row is finished
+        afterwards in a short transaction of its own. At least once: a crash between the call
+        and that commit repeats the call (the receiver de-duplicates by delivery id)."""
+        with Session(self.db.engine) as session:
+            ctx = Ctx(session, self._actor, self.clock())
+            try:
+                kind.handler(ctx, copy.deepcopy(job.payload))
+            except RetryLater as later:
+                session.rollback()
+                with self.db.write() as done:
+                    self._retry_later(done, job, later)
+                return
+            session.rollback()  # reads only: nothing of the handler's is committed
+        with self.db.write() as done:
+            if not self._lock(done, job):
+                raise _LeaseLost
+            self._succeed(done, job, kind)
 
     def _mine(self, job: ClaimedJob) -> ColumnElement[bool]:
         return and_(Job.id == job.id, Job.lease_owner == self.worker_id, Job.status == "running")

@@ -20,6 +20,7 @@ from sqlalchemy import select, update
 
 from remit.authz.actor import Actor
 from remit.context import Ctx
+from remit.faults import crash_point
 from remit.db import affected
 from remit.directory.models import User
 from remit.durations import parse_duration
@@ -250,6 +251,7 @@ def decide(
         )
     _claim_request(ctx, request)
     ctx.session.refresh(stage)
+    crash_point("stage.after_decision")
     detail = {"stage": stage.stage_index + 1, "justification": stage.justification}
     if verdict == "Deny":
         _close(ctx, request, "denied", "Denied")

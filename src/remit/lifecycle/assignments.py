@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from remit.context import Ctx
+from remit.faults import crash_point
 from remit.db import affected
 from remit.directory.models import User
 from remit.errors import Conflict
@@ -78,6 +79,7 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
         ) from None
     request.assignment_id = assignment.id
     request.state, request.status = "delivering", "Delivering"
+    crash_point("assignment.after_create")
     ctx.audit(
         "Ready to fulfill access package assignment request",
         operation_type="Add",
@@ -141,6 +143,7 @@ def end(
         details={"reason": reason, "requestId": request.id if request else None},
     )
     revoke_for(ctx, assignment.target_id, [assignment.access_package_id])
+    crash_point("removal.after_revoke")
     if request is not None:
         request.assignment_id = assignment.id
     refresh_states(ctx, assignment.target_id)

@@ -31,6 +31,7 @@ from remit.connectors.base import ConnectorError, RoleRef
 from remit.connectors.registry import connector_for
 from remit.context import Ctx
 from remit.db import insert_or_ignore
+from remit.faults import crash_point
 from remit.jobs.queue import enqueue
 from remit.lifecycle.models import Assignment, ResourceGrant
 from remit.packages.models import ResourceRoleScope
@@ -220,6 +221,7 @@ def apply(ctx: Ctx, grants: Sequence[ResourceGrant], *, local_only: bool = False
         if local_only and not connector.local:
             continue
         try:
+            crash_point("connector.before_call")
             with ctx.session.begin_nested():
                 if grant.desired:
                     connector.grant(
@@ -239,6 +241,7 @@ def apply(ctx: Ctx, grants: Sequence[ResourceGrant], *, local_only: bool = False
                 raise
             retry |= not _failed(ctx, grant, f"{type(e).__name__}: {e}", permanent=False)
             continue
+        crash_point("connector.after_call")
         grant.applied_generation = grant.generation
         grant.applied_state = "granted" if grant.desired else "revoked"
         grant.attempts = 0

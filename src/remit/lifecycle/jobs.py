@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 
 from remit.context import Ctx
+from remit.faults import crash_point
 from remit.jobs.registry import RetryLater, job, periodic
 from remit.lifecycle import approvals, assignments, delivery, notices, requests
 from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
@@ -65,6 +66,7 @@ def expire_due(ctx: Ctx, *, limit: int) -> int:
     for a in due:
         request = requests.system_remove_record(ctx, a)
         assignments.end(ctx, a, reason="expired", request=request)
+        crash_point("expiry.after_transition")
     return len(due)
 
 

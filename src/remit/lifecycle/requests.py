@@ -20,6 +20,7 @@ from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
 from remit.catalogs.models import Catalog
 from remit.context import Ctx
+from remit.faults import crash_point
 from remit.db import affected
 from remit.directory.models import User
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
@@ -180,6 +181,7 @@ def _add(
         created_at=ctx.now,
         open_key=f"add:{who}:{package.id}",
     )
+    crash_point("request.after_insert")
     _insert(ctx, request)
     ctx.audit(
         {
@@ -202,6 +204,7 @@ def _add(
         },
     )
     notices.submitted(ctx, request)
+    crash_point("request.before_commit")
     settings = policy.request_approval_settings
     stages = list(settings.get("stages") or [])
     if settings.get("isApprovalRequiredForAdd") and stages:

@@ -317,3 +317,31 @@ def test_the_whole_history_of_a_user_reads_back_from_the_audit_log(
     ):
         assert expected in events, (expected, events)
     assert events.index("Fulfill access package assignment") < events.index("Remove access package assignment")
+
+
+def test_roles_added_to_or_removed_from_a_package_follow_its_assignees(
+    c: Campaign, settings: Settings
+) -> None:
+    t = c.t
+    requested_and_delivered(c, settings)
+    viewer = next(r for n, r in c.roles.items() if n == "Member")
+    scopes = t.get("lena", f"{EM}/accessPackages/{c.package}/resourceRoleScopes", **{"$expand": "role"}).json()["value"]
+    member_scope = next(s for s in scopes if s["role"]["id"] == viewer["id"])
+    r = t.call("lena", "DELETE", f"{EM}/accessPackages/{c.package}/resourceRoleScopes/{member_scope['id']}")
+    assert r.status_code == 204, r.text
+    assert "group:campaigns" not in holdings(t, "sofia"), "revoked at once"
+    c.add_roles("lena", c.package, {"Member"})
+    assert "group:campaigns" not in holdings(t, "sofia"), "granted by the worker, not inline"
+    drain(c, settings)
+    assert "group:campaigns" in holdings(t, "sofia")
+    assert my_assignment(c, "sofia")["state"] == "delivered"
+
+
+def test_a_package_with_active_assignments_cannot_be_deleted(c: Campaign, settings: Settings) -> None:
+    t = c.t
+    requested_and_delivered(c, settings)
+    r = t.call("lena", "DELETE", f"{EM}/accessPackages/{c.package}")
+    assert r.status_code == 409, r.text
+    assert r.json()["error"]["code"] == "AccessPackageHasActiveAssignments"
+    r = t.call("lena", "DELETE", f"{EM}/assignmentPolicies/{c.employees}")
+    assert r.status_code == 409, r.text

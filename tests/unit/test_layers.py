@@ -8,7 +8,19 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "remit"
-DOMAIN = ["directory", "authz", "catalogs", "packages", "audit"]
+DOMAIN = [
+    "directory",
+    "authz",
+    "catalogs",
+    "packages",
+    "policies",
+    "lifecycle",
+    "connectors",
+    "jobs",
+    "external",
+    "notify",
+    "audit",
+]
 ADAPTERS = ("remit.api", "remit.cli", "remit.web")
 
 

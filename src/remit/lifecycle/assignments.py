@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
+from remit.connectors.base import RoleRef
 from remit.context import Ctx
 from remit.faults import crash_point
 from remit.db import affected
@@ -302,3 +303,31 @@ def render_schedule(a: Assignment) -> dict[str, Any]:
     from remit.lifecycle.schedule import assignment_schedule
 
     return assignment_schedule(a.start_at, a.expires_at, a.expiration)
+
+
+def package_roles_changed(ctx: Ctx, package_id: str, removed: Iterable[RoleRef] = ()) -> int:
+    """Spec §4.2: a role added to a package goes to every active assignee; a role removed is
+    taken away from them, unless another of their assignments still grants it. Returns how
+    many assignees were touched."""
+    session = ctx.session
+    session.flush()
+    subjects = sorted(
+        set(
+            session.execute(
+                select(Assignment.target_id).where(
+                    Assignment.access_package_id == package_id,
+                    Assignment.active_key.is_not(None),
+                )
+            ).scalars()
+        )
+    )
+    roles = delivery.package_roles(session, [package_id])[package_id] + list(removed)
+    for subject in subjects:
+        changed = delivery.recompute(ctx, subject, roles)
+        if not changed:
+            continue
+        delivery.apply(ctx, [g for g in changed if not g.desired], local_only=True)
+        if any(g.applied_generation < g.generation for g in changed):
+            delivery.schedule_sync(ctx, subject)
+        refresh_states(ctx, subject)
+    return len(subjects)

@@ -15,6 +15,8 @@ from remit.catalogs.operations import GENERAL_CATALOG_ID, get_catalog
 from remit.context import Ctx
 from remit.directory.models import Group
 from remit.errors import Conflict, Invalid, NotFound
+from remit.lifecycle import assignments, delivery
+from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.packages.models import (
     AccessPackage,
     IncompatibleGroup,
@@ -116,7 +118,31 @@ def update_package(ctx: Ctx, package_id: str, changes: dict[str, Any]) -> Access
 def delete_package(ctx: Ctx, package_id: str) -> None:
     package = get_package(ctx, package_id)
     authorize(ctx.actor, Task.PACKAGE_DELETE, package.catalog_id)
-    # Assignments (and the refusal while any is active) arrive with the access lifecycle.
+    # Spec §4.5: only without active assignments (of any user, even a disabled one), and, our
+    # addition, without open requests, which would otherwise vanish under their approvers.
+    active = ctx.session.execute(
+        select(Assignment.id)
+        .where(Assignment.access_package_id == package.id, Assignment.active_key.is_not(None))
+        .limit(1)
+    ).first()
+    if active is not None:
+        raise Conflict(
+            "the access package has active assignments; remove them first",
+            code="AccessPackageHasActiveAssignments",
+        )
+    pending = ctx.session.execute(
+        select(AssignmentRequest.id)
+        .where(
+            AssignmentRequest.access_package_id == package.id,
+            AssignmentRequest.open_key.is_not(None),
+        )
+        .limit(1)
+    ).first()
+    if pending is not None:
+        raise Conflict(
+            "the access package has open requests; cancel them first",
+            code="AccessPackageHasOpenRequests",
+        )
     ctx.session.delete(package)
     ctx.audit(
         "Delete access package",
@@ -214,6 +240,7 @@ def add_resource_role_scope(
     ctx.session.add(rrs)
     package.modified_at = ctx.now
     ctx.session.flush()
+    assignments.package_roles_changed(ctx, package.id)
     ctx.audit(
         "Add resource role to access package",
         operation_type="Add",
@@ -244,8 +271,12 @@ def remove_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> None:
     found = get_resource_role_scope(ctx, package_id, rrs)
     package = get_package(ctx, package_id)
     authorize(ctx.actor, Task.PACKAGE_RESOURCE_ROLES_MANAGE, package.catalog_id)
+    before = delivery.package_roles(ctx.session, [package.id])[package.id]
     ctx.session.delete(found)
     package.modified_at = ctx.now
+    ctx.session.flush()
+    after = delivery.package_roles(ctx.session, [package.id])[package.id]
+    assignments.package_roles_changed(ctx, package.id, [r for r in before if r not in after])
     ctx.audit(
         "Remove resource role from access package",
         operation_type="Delete",

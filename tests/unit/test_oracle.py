@@ -90,6 +90,7 @@ TENANT_MATRIX: dict[str, set[str]] = {
     "policy:autoAssignment:manage": {ADMIN},  # "IGA only; catalog owners and APMs cannot"
     "em:tenantRoles:read": {ADMIN},
     "audit:tenant:read": {ADMIN},
+    "em:requestRecords:delete": {ADMIN},  # "Remove a completed request record: IGA"
     # Directory administration is outside §1.2: Entra's defaults. A User Administrator keeps
     # only these since Microsoft removed its entitlement-management rights (§1.1).
     "directory:read": {ADMIN, USER_ADMIN, MEMBER},

@@ -65,9 +65,26 @@ ASSIGNMENT_MANAGER = EmRole(
         f"{EM_PREFIX}/AccessPackageCatalog/allEntities/Read",
     ),
 )
+# Tenant-wide (appScopeId "/"), assigned like the catalog creator. Microsoft's docs print the id
+# one hex digit short (e65cf63f-…-cb667e9d90f); the full id is the one Microsoft365DSC uses for
+# role assignments. The resource action is named by analogy (decision 0012).
+CONNECTED_ORGANIZATION_ADMINISTRATOR = EmRole(
+    "e65cf63f-9cc2-4b48-8871-cb667e9d90fb",
+    "Connected organization administrator",
+    "Connected Organization Administrator",
+    False,
+    (f"{EM_PREFIX}/connectedOrganizations/allTasks",),
+)
 EM_ROLES: dict[str, EmRole] = {
     r.id: r
-    for r in (CATALOG_CREATOR, CATALOG_OWNER, CATALOG_READER, PACKAGE_MANAGER, ASSIGNMENT_MANAGER)
+    for r in (
+        CATALOG_CREATOR,
+        CATALOG_OWNER,
+        CATALOG_READER,
+        PACKAGE_MANAGER,
+        ASSIGNMENT_MANAGER,
+        CONNECTED_ORGANIZATION_ADMINISTRATOR,
+    )
 }
 
 
@@ -139,6 +156,7 @@ _EM_ADMIN = CATALOG_TASKS | {
     Task.AUTO_ASSIGNMENT_POLICY_MANAGE,
     Task.TENANT_ROLES_READ,
     Task.TENANT_AUDIT_READ,
+    Task.REQUEST_RECORD_DELETE,
     Task.DIRECTORY_READ,
 }
 
@@ -149,6 +167,7 @@ EM_ROLE_TASKS: dict[str, frozenset[Task]] = {
     PACKAGE_MANAGER.id: _MANAGE_PACKAGES,
     ASSIGNMENT_MANAGER.id: _ASSIGN,
     CATALOG_READER.id: _VIEW,
+    CONNECTED_ORGANIZATION_ADMINISTRATOR.id: frozenset({Task.CONNECTED_ORGS_MANAGE}),
 }
 
 # Directory roles: tenant-wide; a catalog task held here applies to every catalog.

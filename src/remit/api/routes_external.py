@@ -1,0 +1,280 @@
+"""Connected organizations with their sponsors, and the tenant settings (graph-api §A.3.8,
+§A.3.9). Who may do what is decided in ``remit.external`` (docs/decisions/0012)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, Response
+from pydantic import Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from remit.api.bodies import Body, Ref
+from remit.api.collection import (
+    QueryOptions,
+    check_expand,
+    collection,
+    entity,
+    query_options,
+    single_options,
+)
+from remit.api.odata import F
+from remit.api.shapes import GRAPH, group, iso, user
+from remit.api.state import identity, operation
+from remit.directory.models import Group, User
+from remit.external import orgs, sponsors
+from remit.external import settings as tenant_settings
+from remit.external.models import ConnectedOrganization, ConnectedOrganizationSponsor
+from remit.tokens import Identity
+
+EM = "/v1.0/identityGovernance/entitlementManagement"
+CONTEXT = "identityGovernance/entitlementManagement/connectedOrganizations"
+SPONSORS = {"internalSponsors": "internal", "externalSponsors": "external"}
+# The token is checked before query options and body fields: a bad token is a 401 first.
+router = APIRouter(prefix=EM, tags=["connectedOrganizations"], dependencies=[Depends(identity)])
+
+ORG_FIELDS = {
+    "id": F(ConnectedOrganization.id),
+    "displayName": F(ConnectedOrganization.display_name),
+    "description": F(ConnectedOrganization.description),
+    "state": F(ConnectedOrganization.state, enum=True),
+    "createdDateTime": F(ConnectedOrganization.created_at),
+    "modifiedDateTime": F(ConnectedOrganization.modified_at),
+}
+
+
+class OrganizationCreate(Body):
+    displayName: str = Field(max_length=256)
+    description: str | None = Field(default=None, max_length=4000)
+    state: Any = "configured"
+    identitySources: list[Any] | None = Field(default=None, max_length=100)
+
+
+class OrganizationUpdate(Body):
+    displayName: str | None = Field(default=None, max_length=256)
+    description: str | None = Field(default=None, max_length=4000)
+    state: Any = None
+    identitySources: list[Any] | None = Field(default=None, max_length=100)
+
+
+class SettingsUpdate(Body):
+    externalUserLifecycleAction: Any = None
+    durationUntilExternalUserDeletedAfterBlocked: Any = None
+
+
+def organization(org: ConnectedOrganization) -> dict[str, Any]:
+    return {
+        "id": org.id,
+        "displayName": org.display_name,
+        "description": org.description,
+        "state": org.state,
+        "identitySources": org.identity_sources,
+        "createdDateTime": iso(org.created_at),
+        "modifiedDateTime": iso(org.modified_at),
+    }
+
+
+def _principals(session: Session, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """Users and groups by id, with their ``@odata.type`` (one query each)."""
+    if not ids:
+        return {}
+    found = {u.id: user(u) for u in session.scalars(select(User).where(User.id.in_(ids)))}
+    found.update({g.id: group(g) for g in session.scalars(select(Group).where(Group.id.in_(ids)))})
+    return found
+
+
+def _render(q: QueryOptions):  # type: ignore[no-untyped-def]
+    """Organizations, with their sponsors batch-loaded for the page when expanded."""
+
+    def render(session: Session, rows: list[ConnectedOrganization]) -> list[dict[str, Any]]:
+        items = [organization(o) for o in rows]
+        wanted = [name for name in SPONSORS if name in q.expand]
+        if not wanted or not rows:
+            return items
+        kinds = [SPONSORS[name] for name in wanted]
+        links = list(
+            session.scalars(
+                select(ConnectedOrganizationSponsor)
+                .where(
+                    ConnectedOrganizationSponsor.organization_id.in_([o.id for o in rows]),
+                    ConnectedOrganizationSponsor.kind.in_(kinds),
+                )
+                .order_by(ConnectedOrganizationSponsor.principal_id)
+            )
+        )
+        found = _principals(session, sorted({link.principal_id for link in links}))
+        by_org: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for link in links:
+            if link.principal_id in found:
+                by_org.setdefault((link.organization_id, link.kind), []).append(
+                    found[link.principal_id]
+                )
+        for item in items:
+            for name in wanted:
+                item[name] = by_org.get((item["id"], SPONSORS[name]), [])
+        return items
+
+    return render
+
+
+@router.get("/connectedOrganizations")
+def list_organizations(
+    request: Request,
+    q: QueryOptions = Depends(query_options),
+    ident: Identity = Depends(identity),
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        return collection(
+            request,
+            ctx.session,
+            orgs.visible_organizations(ctx),
+            key=ConnectedOrganization.id,
+            fields=ORG_FIELDS,
+            q=q,
+            render=_render(q),
+            context=CONTEXT,
+            expandable=tuple(SPONSORS),
+        )
+
+
+@router.post("/connectedOrganizations", status_code=201)
+def create_organization(
+    request: Request, body: OrganizationCreate, ident: Identity = Depends(identity)
+) -> dict[str, Any]:
+    with operation(request, ident, write=True) as ctx:
+        org = orgs.create_organization(
+            ctx,
+            display_name=body.displayName,
+            description=body.description,
+            state=body.state,
+            identity_sources=body.identitySources,
+        )
+        return entity(request, CONTEXT, organization(org))
+
+
+@router.get("/connectedOrganizations/{organization_id}")
+def get_organization(
+    request: Request,
+    organization_id: str,
+    q: QueryOptions = Depends(single_options),
+    ident: Identity = Depends(identity),
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        org = orgs.get_organization(ctx, organization_id)
+        check_expand(q, tuple(SPONSORS))
+        return entity(request, CONTEXT, _render(q)(ctx.session, [org])[0], q)
+
+
+@router.patch("/connectedOrganizations/{organization_id}", status_code=204)
+def update_organization(
+    request: Request,
+    organization_id: str,
+    body: OrganizationUpdate,
+    ident: Identity = Depends(identity),
+) -> Response:
+    with operation(request, ident, write=True) as ctx:
+        orgs.update_organization(ctx, organization_id, body.changes())
+    return Response(status_code=204)
+
+
+@router.delete("/connectedOrganizations/{organization_id}", status_code=204)
+def delete_organization(
+    request: Request, organization_id: str, ident: Identity = Depends(identity)
+) -> Response:
+    with operation(request, ident, write=True) as ctx:
+        orgs.delete_organization(ctx, organization_id)
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- sponsors
+
+
+def _sponsor_routes(name: str, kind: str) -> None:
+    """GET …/{name}, POST …/{name}/$ref, DELETE …/{name}/{id}/$ref for one kind of sponsor."""
+
+    @router.get(f"/connectedOrganizations/{{organization_id}}/{name}", name=f"list_{name}")
+    def list_sponsors(
+        request: Request,
+        organization_id: str,
+        q: QueryOptions = Depends(query_options),
+        ident: Identity = Depends(identity),
+    ) -> dict[str, Any]:
+        with operation(request, ident, write=False) as ctx:
+            column = ConnectedOrganizationSponsor.principal_id
+
+            def render(session: Session, rows: list[ConnectedOrganizationSponsor]) -> Any:
+                found = _principals(session, [r.principal_id for r in rows])
+                return [found[r.principal_id] for r in rows if r.principal_id in found]
+
+            return collection(
+                request,
+                ctx.session,
+                sponsors.listed(ctx, organization_id, kind),
+                key=column,
+                fields={"id": F(column)},
+                q=q,
+                render=render,
+                context="directoryObjects",
+            )
+
+    @router.post(
+        f"/connectedOrganizations/{{organization_id}}/{name}/$ref",
+        status_code=204,
+        name=f"add_{name}",
+    )
+    def add_sponsor(
+        request: Request, organization_id: str, body: Ref, ident: Identity = Depends(identity)
+    ) -> Response:
+        principal_id = body.object_id("users", "groups")
+        with operation(request, ident, write=True) as ctx:
+            sponsors.add_sponsor(ctx, organization_id, kind, principal_id)
+        return Response(status_code=204)
+
+    @router.delete(
+        f"/connectedOrganizations/{{organization_id}}/{name}/{{principal_id}}/$ref",
+        status_code=204,
+        name=f"remove_{name}",
+    )
+    def remove_sponsor(
+        request: Request,
+        organization_id: str,
+        principal_id: str,
+        ident: Identity = Depends(identity),
+    ) -> Response:
+        with operation(request, ident, write=True) as ctx:
+            sponsors.remove_sponsor(ctx, organization_id, kind, principal_id)
+        return Response(status_code=204)
+
+
+for _name, _kind in SPONSORS.items():
+    _sponsor_routes(_name, _kind)
+
+
+# ---------------------------------------------------------------- settings
+
+
+@router.get("/settings")
+def get_settings(
+    request: Request,
+    q: QueryOptions = Depends(single_options),
+    ident: Identity = Depends(identity),
+) -> dict[str, Any]:
+    with operation(request, ident, write=False) as ctx:
+        row = tenant_settings.read_settings(ctx)
+        check_expand(q, ())
+        item = {
+            "@odata.type": GRAPH + "entitlementManagementSettings",
+            "id": str(row.id),
+            **tenant_settings.as_graph(row),
+        }
+        return entity(request, "identityGovernance/entitlementManagement/settings", item, q)
+
+
+@router.patch("/settings", status_code=204)
+def update_settings(
+    request: Request, body: SettingsUpdate, ident: Identity = Depends(identity)
+) -> Response:
+    with operation(request, ident, write=True) as ctx:
+        tenant_settings.update_settings(ctx, body.changes())
+    return Response(status_code=204)

@@ -17,6 +17,7 @@ from remit import bootstrap
 from remit.api.app import create_app
 from remit.db import Database
 from remit.models import Base
+from remit.notify import config
 from remit.settings import Settings
 from tests.factories import Tenant
 
@@ -94,8 +95,13 @@ def db(migrated_db: Database, clock: SteppingClock) -> Database:
 
 
 @pytest.fixture
-def settings(session_dir: Path) -> Settings:
-    return Settings(data_dir=session_dir / "data", database_url="unused", page_size=100)
+def settings(session_dir: Path) -> Iterator[Settings]:
+    found = Settings(data_dir=session_dir / "data", database_url="unused", page_size=100)
+    # Notifications go where this test's settings say (the outbox under its data dir), never
+    # to whatever the environment of the test run names.
+    config.configure(found)
+    yield found
+    config.configure(None)
 
 
 @pytest.fixture

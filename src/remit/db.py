@@ -20,10 +20,10 @@ from sqlalchemy import (
     CompoundSelect,
     Connection,
     CursorResult,
-    Result,
     DateTime,
     Engine,
     MetaData,
+    Result,
     Select,
     String,
     TypeDecorator,
@@ -96,6 +96,10 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
+        # -match in membership rules: the same linear-time matcher as in Python (no ReDoS).
+        from remit.policies.rules import sqlite_match  # noqa: PLC0415 - it imports the models
+
+        dbapi_conn.create_function("remit_match", 2, sqlite_match, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:

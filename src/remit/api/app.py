@@ -14,11 +14,16 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from remit import __version__
 from remit.api import (
     errors,
+    routes_assignments,
     routes_audit,
     routes_catalogs,
     routes_directory,
+    routes_extensions,
+    routes_external,
     routes_packages,
+    routes_policies,
     routes_remit,
+    routes_requests,
     routes_roles,
 )
 from remit.api.state import AppState
@@ -66,13 +71,19 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock =
     app.state.remit = state
     errors.install(app)
     # FastAPI tries routes in order, ~0.5 µs each: the hot reads (catalogs, access packages)
-    # come first. No two routers' paths overlap, so the order changes no match.
+    # come first. Policies precede packages: accessPackages/filterByCurrentUser(...) would
+    # otherwise match accessPackages/{id}; no other paths overlap.
     for module in (
         routes_catalogs,
+        routes_policies,
         routes_packages,
         routes_directory,
         routes_roles,
+        routes_requests,
+        routes_assignments,
         routes_audit,
+        routes_extensions,
+        routes_external,
         routes_remit,
     ):
         app.include_router(module.router)

@@ -37,6 +37,9 @@ def in_process_worker(s: Settings, db: Database) -> Iterator[Worker | None]:
     from remit.jobs.runner import Worker
 
     load_all()
+    from remit.notify import config
+
+    config.configure(s)
     running = Worker(db, s)
     running.start_thread()
     try:
@@ -58,8 +61,11 @@ def worker(
     from remit.jobs.handlers import load_all
     from remit.jobs.runner import Worker
 
+    from remit.notify import config
+
     s = settings()
     logs.configure(s.log_level)
+    config.configure(s)
     load_all()
     db = open_db(s)
     workers = [Worker(db, s) for _ in range(threads)]

@@ -1,0 +1,195 @@
+"""Email notifications: queued in the caller's transaction, rendered and sent by a job.
+
+``send_later`` puts one ``notify.email`` job per recipient on the queue: the template name, the
+user id and the template data, never an address or a secret. The job (``notify.jobs``) looks the
+user up when it runs, so a changed address is used and a disabled or deleted user is skipped.
+
+Transport: SMTP (``smtp_security`` none / starttls / tls, optional login) when ``smtp_host`` is
+set, else a ``.eml`` file in ``data_dir/outbox/`` (the embedded default needs no mail server).
+Failures: a permanent refusal of the recipient or of the message (5xx) is logged and ends the
+job, since sending the same message again would be refused again; everything else (no
+connection, a timeout, 4xx, a refused login or sender, which are configuration problems that an
+operator can fix) raises, so the runner retries with backoff until the job's attempts run out.
+"""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import uuid
+from collections.abc import Iterable
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, parseaddr
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from remit.context import Ctx
+from remit.directory.models import User
+from remit.jobs.queue import enqueue
+from remit.notify import config, render
+
+log = structlog.get_logger("remit.notify")
+
+EMAIL_JOB = "notify.email"
+EMAIL_ATTEMPTS = 8
+
+
+def send_later(ctx: Ctx, *, template: str, to: Iterable[str], data: dict[str, Any]) -> None:
+    """Queue ``template`` for each user id in ``to``, in the caller's transaction."""
+    if template not in render.TEMPLATES:
+        raise ValueError(f"no email template named {template!r}")
+    for user_id in dict.fromkeys(to):  # each recipient once, in the order given
+        enqueue(
+            ctx.session,
+            EMAIL_JOB,
+            {
+                "template": template,
+                "user_id": user_id,
+                "data": data,
+                # Stable across retries: the Message-ID and the outbox file name.
+                "message_id": str(uuid.uuid4()),
+                "queued_at": ctx.now.isoformat(),
+            },
+            now=ctx.now,
+            max_attempts=EMAIL_ATTEMPTS,
+        )
+
+
+def deliver(ctx: Ctx, payload: dict[str, Any]) -> None:
+    """The ``notify.email`` job: render for the user as they are now, and send."""
+    user_id = str(payload["user_id"])
+    template = str(payload["template"])
+    user = ctx.session.get(User, user_id)
+    reason = _skip_reason(user)
+    if user is None or reason is not None:
+        log.info("email.skipped", user_id=user_id, template=template, reason=reason)
+        return
+    cfg = config.current()
+    rendered = render.render(
+        template, payload.get("data") or {}, portal_base_url=cfg.settings.portal_base_url
+    )
+    recipient = _recipient(user)
+    if recipient is None:
+        log.warning("email.skipped", user_id=user_id, template=template, reason="bad address")
+        return
+    message = build_message(
+        sender=cfg.settings.smtp_sender,
+        recipient=recipient,
+        rendered=rendered,
+        message_id=str(payload["message_id"]),
+        ctx=ctx,
+        template=template,
+    )
+    if not cfg.settings.smtp_host:
+        path = write_outbox(cfg.settings.data_dir, message, str(payload["queued_at"]))
+        log.info("email.outbox", user_id=user_id, template=template, path=str(path))
+        return
+    send_smtp(cfg, message, user_id=user_id, template=template)
+
+
+def _skip_reason(user: User | None) -> str | None:
+    if user is None:
+        return "user deleted"
+    if not user.account_enabled:
+        return "user disabled"
+    if not _addresses(user):
+        return "no address"
+    return None
+
+
+def _addresses(user: User) -> list[str]:
+    """The user's mail, else their UPN, which is mail-shaped, except a guest's ``#EXT#`` one."""
+    found = []
+    for candidate in (user.mail, user.user_principal_name):
+        addr = (candidate or "").strip()
+        if addr and "#ext#" not in addr.lower():
+            found.append(addr)
+    return found
+
+
+def _recipient(user: User) -> Address | None:
+    for addr in _addresses(user):
+        try:
+            return Address(display_name=user.display_name, addr_spec=addr)
+        except (ValueError, IndexError, HeaderParseError):
+            continue
+    return None
+
+
+def build_message(
+    *,
+    sender: str,
+    recipient: Address,
+    rendered: render.Rendered,
+    message_id: str,
+    ctx: Ctx,
+    template: str,
+) -> EmailMessage:
+    message = EmailMessage()
+    message["Subject"] = rendered.subject
+    message["From"] = sender
+    message["To"] = recipient
+    message["Date"] = format_datetime(ctx.now)
+    domain = parseaddr(sender)[1].rpartition("@")[2] or "remit.invalid"
+    message["Message-ID"] = f"<{message_id}@{domain}>"
+    # RFC 3834: an automatic message, so auto-responders stay quiet.
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Remit-Template"] = template
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    return message
+
+
+def write_outbox(data_dir: Path, message: EmailMessage, queued_at: str) -> Path:
+    """``data_dir/outbox/<queued time>-<message id>.eml``: the same name on a retry."""
+    outbox = data_dir / "outbox"
+    outbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stamp = "".join(c for c in queued_at[:19] if c.isdigit())
+    token = str(message["Message-ID"]).strip("<>").partition("@")[0]
+    path = outbox / f"{stamp}-{token}.eml"
+    partial = path.with_suffix(".part")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(message.as_bytes())
+    os.replace(partial, path)
+    return path
+
+
+def send_smtp(
+    cfg: config.NotifyConfig, message: EmailMessage, *, user_id: str, template: str
+) -> None:
+    settings = cfg.settings
+    security = settings.smtp_security.strip().lower()
+    if security not in ("none", "starttls", "tls"):
+        raise ValueError("REMIT_SMTP_SECURITY must be none, starttls or tls")
+    timeout = settings.smtp_timeout_seconds
+    smtp: smtplib.SMTP
+    if security == "tls":
+        smtp = smtplib.SMTP_SSL(
+            settings.smtp_host, settings.smtp_port, timeout=timeout, context=cfg.ssl_context()
+        )
+    else:
+        smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
+    try:
+        with smtp:
+            if security == "starttls":
+                smtp.starttls(context=cfg.ssl_context())
+            if settings.smtp_username:
+                smtp.login(settings.smtp_username, settings.smtp_password)
+            smtp.send_message(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        codes = [code for code, _ in exc.recipients.values()]
+        if codes and all(500 <= code < 600 for code in codes):
+            log.warning("email.refused", user_id=user_id, template=template, codes=codes)
+            return
+        raise
+    except smtplib.SMTPDataError as exc:
+        if 500 <= exc.smtp_code < 600:
+            log.warning("email.refused", user_id=user_id, template=template, codes=[exc.smtp_code])
+            return
+        raise
+    log.info("email.sent", user_id=user_id, template=template, message_id=message["Message-ID"])

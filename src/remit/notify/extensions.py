@@ -1,0 +1,211 @@
+"""Custom extension use cases (spec §5.10): a catalog's webhooks, managed by its owners.
+
+Reading needs ``catalog:read`` on the catalog, changing ``catalog:update``; a catalog the actor
+may not see is NotFound. The secret (the HMAC key of ``X-Remit-Signature``) is write-only: it is
+accepted on create and update, generated when a create omits it (and then handed back once, by
+``create_extension``'s return value), and never rendered, logged or audited.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import Select, func, select
+
+from remit import validation
+from remit.authz.decide import authorize
+from remit.authz.tasks import Task
+from remit.catalogs.operations import get_catalog
+from remit.context import Ctx
+from remit.errors import Conflict, Invalid, NotFound
+from remit.notify.models import CustomExtension
+from remit.policies.models import AssignmentPolicy
+
+MAX_PER_TENANT = 500  # Entra's documented limit (spec §5.10)
+MIN_SECRET, MAX_SECRET = 16, 256
+TARGET = "AccessPackageCustomWorkflowExtension"
+
+
+def visible_extensions(ctx: Ctx, catalog_id: str) -> Select[CustomExtension]:
+    catalog = get_catalog(ctx, catalog_id)
+    return select(CustomExtension).where(CustomExtension.catalog_id == catalog.id)
+
+
+def get_extension(ctx: Ctx, catalog_id: str, extension_id: str) -> CustomExtension:
+    catalog = get_catalog(ctx, catalog_id)
+    found = ctx.session.get(CustomExtension, extension_id)
+    if found is None or found.catalog_id != catalog.id:
+        raise NotFound(f"custom extension {extension_id} was not found in this catalog")
+    return found
+
+
+def endpoint_url(value: Any) -> str:
+    """An absolute http(s) URL with a host, and no user name or password in it."""
+    text = value.strip() if isinstance(value, str) else ""
+    target = "endpointConfiguration.url"
+    if not text or len(text) > 2048 or any(ord(c) < 33 for c in text):
+        raise Invalid("endpointConfiguration.url must be an absolute http(s) URL", target=target)
+    try:
+        parts = urlsplit(text)
+        _port = parts.port  # raises on a port that is not a number from 0 to 65535
+    except ValueError:
+        raise Invalid(
+            "endpointConfiguration.url must be an absolute http(s) URL", target=target
+        ) from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise Invalid("endpointConfiguration.url must be an absolute http(s) URL", target=target)
+    if parts.username is not None or parts.password is not None:
+        raise Invalid("endpointConfiguration.url must not carry credentials", target=target)
+    return text
+
+
+def _secret(value: Any) -> str:
+    # The value itself never goes into a message.
+    if not isinstance(value, str) or not MIN_SECRET <= len(value) <= MAX_SECRET:
+        raise Invalid(
+            f"secret must be a string of {MIN_SECRET} to {MAX_SECRET} characters", target="secret"
+        )
+    if any(ord(c) < 33 or ord(c) > 126 for c in value):
+        raise Invalid("secret must be printable ASCII without spaces", target="secret")
+    return value
+
+
+def _url_of(endpoint: Any) -> str:
+    if not isinstance(endpoint, dict) or endpoint.get("url") is None:
+        raise Invalid(
+            "endpointConfiguration.url is required: remit calls a URL (a Logic App's workflow "
+            "name alone cannot be resolved)",
+            target="endpointConfiguration.url",
+        )
+    return endpoint_url(endpoint["url"])
+
+
+def create_extension(
+    ctx: Ctx,
+    *,
+    catalog_id: str,
+    display_name: str,
+    description: str | None = None,
+    endpoint_configuration: dict[str, Any] | None = None,
+    secret: str | None = None,
+) -> tuple[CustomExtension, str | None]:
+    """The new extension, and its secret if remit generated it (shown to the caller once)."""
+    catalog = get_catalog(ctx, catalog_id)
+    authorize(ctx.actor, Task.CATALOG_UPDATE, catalog.id)
+    name = validation.display_name(display_name)
+    url = _url_of(endpoint_configuration)
+    generated = secrets.token_urlsafe(32) if secret is None else None
+    key = generated or _secret(secret)
+    count = ctx.session.execute(select(func.count()).select_from(CustomExtension)).scalar_one()
+    if count >= MAX_PER_TENANT:
+        raise Conflict(f"a tenant holds at most {MAX_PER_TENANT} custom extensions")
+    ext = CustomExtension(
+        catalog_id=catalog.id,
+        display_name=name,
+        description=validation.optional_text(description, "description"),
+        endpoint_url=url,
+        secret=key,
+        created_at=ctx.now,
+        modified_at=ctx.now,
+    )
+    ctx.session.add(ext)
+    ctx.session.flush()
+    ctx.audit(
+        "Create custom extension",
+        operation_type="Add",
+        target_type=TARGET,
+        target_id=ext.id,
+        target_name=name,
+        catalog_id=catalog.id,
+        after=snapshot(ext),
+    )
+    return ext, generated
+
+
+EDITABLE = {"displayName", "description", "endpointConfiguration", "secret"}
+
+
+def update_extension(
+    ctx: Ctx, catalog_id: str, extension_id: str, changes: dict[str, Any]
+) -> CustomExtension:
+    ext = get_extension(ctx, catalog_id, extension_id)
+    authorize(ctx.actor, Task.CATALOG_UPDATE, ext.catalog_id)
+    unknown = set(changes) - EDITABLE
+    if unknown:
+        raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
+    before = snapshot(ext)
+    if "displayName" in changes:
+        ext.display_name = validation.display_name(changes["displayName"])
+    if "description" in changes:
+        ext.description = validation.optional_text(changes["description"], "description")
+    if "endpointConfiguration" in changes:
+        ext.endpoint_url = _url_of(changes["endpointConfiguration"])
+    rotated = False
+    if "secret" in changes:
+        key = _secret(changes["secret"])
+        rotated = not secrets.compare_digest(key.encode(), ext.secret.encode())
+        ext.secret = key
+    after = snapshot(ext)
+    if after != before or rotated:
+        ext.modified_at = ctx.now
+        ctx.audit(
+            "Update custom extension",
+            operation_type="Update",
+            target_type=TARGET,
+            target_id=ext.id,
+            target_name=ext.display_name,
+            catalog_id=ext.catalog_id,
+            before=before,
+            # Only the fact of a new secret is recorded, never its value.
+            after={**after, "secretChanged": True} if rotated else after,
+        )
+    return ext
+
+
+def delete_extension(ctx: Ctx, catalog_id: str, extension_id: str) -> None:
+    ext = get_extension(ctx, catalog_id, extension_id)
+    authorize(ctx.actor, Task.CATALOG_UPDATE, ext.catalog_id)
+    users = [
+        policy_id
+        for policy_id, stage_settings in ctx.session.execute(
+            select(AssignmentPolicy.id, AssignmentPolicy.custom_extension_stage_settings).where(
+                AssignmentPolicy.catalog_id == ext.catalog_id
+            )
+        )
+        if _references(stage_settings, ext.id)
+    ]
+    if users:
+        raise Conflict(
+            f"the custom extension is used by {len(users)} assignment "
+            f"polic{'y' if len(users) == 1 else 'ies'} ({', '.join(sorted(users)[:5])}); "
+            "remove it from their customExtensionStageSettings first"
+        )
+    ctx.session.delete(ext)
+    ctx.audit(
+        "Delete custom extension",
+        operation_type="Delete",
+        target_type=TARGET,
+        target_id=ext.id,
+        target_name=ext.display_name,
+        catalog_id=ext.catalog_id,
+        before=snapshot(ext),
+    )
+
+
+def _references(stage_settings: Any, extension_id: str) -> bool:
+    for entry in stage_settings or ():
+        ref = entry.get("customExtension") if isinstance(entry, dict) else None
+        if isinstance(ref, dict) and ref.get("id") == extension_id:
+            return True
+    return False
+
+
+def snapshot(ext: CustomExtension) -> dict[str, Any]:
+    """What the audit trail records: everything but the secret."""
+    return {
+        "displayName": ext.display_name,
+        "description": ext.description,
+        "endpointUrl": ext.endpoint_url,
+    }

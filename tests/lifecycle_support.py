@@ -3,22 +3,27 @@ requests, approvals and the worker. Shared by the scenario, matrix, race and cra
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import select
 
-from remit.authz.actor import system_actor
+from remit.authz.actor import Actor, load_actor, system_actor
 from remit.authz.roles import ASSIGNMENT_MANAGER, CATALOG_OWNER, PACKAGE_MANAGER
+from remit.connectors.base import RoleRef
+from remit.connectors.registry import connector_for
 from remit.context import Ctx
 from remit.directory import operations as d
 from remit.directory.models import AppRoleAssignment, GroupMember, SiteRoleMember
 from remit.jobs.runner import Worker
+from remit.lifecycle import delivery
 from remit.settings import Settings
 from tests.factories import DOMAIN, EM, Tenant
+
+T = TypeVar("T")
 
 EMPLOYEES = "Marketing employees"
 CONTRACTORS = "Contractors (direct)"
@@ -170,7 +175,11 @@ def build_campaign(t: Tenant) -> Campaign:
     ):
         r = t.add_resource("mamta", catalog, system, t.ids[key])
         assert r.status_code == 201, r.text
-    for who, role in (("omar", CATALOG_OWNER), ("lena", PACKAGE_MANAGER), ("alex", ASSIGNMENT_MANAGER)):
+    for who, role in (
+        ("omar", CATALOG_OWNER),
+        ("lena", PACKAGE_MANAGER),
+        ("alex", ASSIGNMENT_MANAGER),
+    ):
         r = t.assign_role("mamta", who, role.id, catalog)
         assert r.status_code == 201, r.text
     listed = t.get("lena", f"{EM}/catalogs/{catalog}/resourceRoles", **{"$expand": "resource"})
@@ -253,7 +262,59 @@ def holdings(t: Tenant, alias: str) -> set[str]:
     uid = t.ids[alias]
     names = {v: k for k, v in t.ids.items()}
     with t.db.write() as s:
-        groups = {names.get(g, g) for g in s.execute(select(GroupMember.group_id).where(GroupMember.member_id == uid)).scalars()}
-        apps = set(s.execute(select(AppRoleAssignment.app_role_id).where(AppRoleAssignment.principal_id == uid)).scalars())
-        sites = set(s.execute(select(SiteRoleMember.site_role_id).where(SiteRoleMember.user_id == uid)).scalars())
-    return {f"group:{g}" for g in groups} | {f"app:{a}" for a in apps} | {f"site:{x}" for x in sites}
+        groups = {
+            names.get(g, g)
+            for g in s.execute(
+                select(GroupMember.group_id).where(GroupMember.member_id == uid)
+            ).scalars()
+        }
+        apps = set(
+            s.execute(
+                select(AppRoleAssignment.app_role_id).where(AppRoleAssignment.principal_id == uid)
+            ).scalars()
+        )
+        sites = set(
+            s.execute(
+                select(SiteRoleMember.site_role_id).where(SiteRoleMember.user_id == uid)
+            ).scalars()
+        )
+    return (
+        {f"group:{g}" for g in groups} | {f"app:{a}" for a in apps} | {f"site:{x}" for x in sites}
+    )
+
+
+# ---------------------------------------------------------------------------- operations level
+
+
+def add_users(t: Tenant, prefix: str, count: int) -> list[str]:
+    """``count`` plain member users, in one transaction, known to ``t`` as ``{prefix}{i}``."""
+    with t.db.write() as s:
+        root = Ctx(s, system_actor("test"), t.clock())
+        for i in range(count):
+            alias = f"{prefix}{i}"
+            t.ids[alias] = d.create_user(
+                root,
+                user_principal_name=f"{alias}@{DOMAIN}",
+                display_name=f"{prefix.title()} {i}",
+                department="Sales",
+            ).id
+    return [t.ids[f"{prefix}{i}"] for i in range(count)]
+
+
+def actor_at(t: Tenant, user_id: str) -> Actor:
+    """The user as an operation would see them at the tenant clock's now."""
+    with t.db.read() as conn:
+        return load_actor(conn, user_id, now=t.clock())
+
+
+def in_transaction(t: Tenant, actor: Actor, call: Callable[[Ctx], T]) -> T:
+    """``call`` in one write transaction of its own, as the API runs an operation."""
+    with t.db.write() as s:
+        return call(Ctx(s, actor, t.clock()))
+
+
+def role_holders(t: Tenant, package_id: str) -> dict[RoleRef, set[str]]:
+    """Who holds each resource role of the package in the target (remit's own directory)."""
+    with t.db.write() as s:
+        roles = delivery.package_roles(s, [package_id])[package_id]
+        return {r: connector_for(r.origin_system).holders(s, r) for r in roles}

@@ -42,7 +42,9 @@ from tests.peers import MailSink, start_smtp
 def mail(settings: Settings) -> Iterator[MailSink]:
     sink = MailSink()
     controller = start_smtp(sink)
-    config.configure(settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": controller.port}))
+    config.configure(
+        settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": controller.port})
+    )
     yield sink
     config.configure(None)
     controller.stop()
@@ -70,7 +72,9 @@ def requested_and_delivered(c: Campaign, settings: Settings, alias: str = "sofia
 
 
 def my_assignment(c: Campaign, alias: str) -> dict[str, Any]:
-    r = c.t.get(alias, f"{EM}/assignments/filterByCurrentUser(on='target')", **{"$expand": "accessPackage"})
+    r = c.t.get(
+        alias, f"{EM}/assignments/filterByCurrentUser(on='target')", **{"$expand": "accessPackage"}
+    )
     assert r.status_code == 200, r.text
     found = [a for a in r.json()["value"] if a["accessPackage"]["id"] == c.package]
     assert len(found) == 1, found
@@ -112,12 +116,27 @@ def test_request_manager_then_owner_approve_and_all_three_roles_are_delivered(
     # Omar (her manager) has it in his inbox; Mamta (stage 2) not yet; Sofia never.
     inbox = t.get("omar", f"{EM}/assignmentRequests/filterByCurrentUser(on='approver')").json()
     assert [x["id"] for x in inbox["value"]] == [rid]
-    assert t.get("mamta", f"{EM}/assignmentRequests/filterByCurrentUser(on='approver')").json()["value"] == []
-    assert t.get("sofia", f"{EM}/accessPackageAssignmentApprovals/filterByCurrentUser(on='approver')").json()["value"] == []
+    assert (
+        t.get("mamta", f"{EM}/assignmentRequests/filterByCurrentUser(on='approver')").json()[
+            "value"
+        ]
+        == []
+    )
+    assert (
+        t.get(
+            "sofia", f"{EM}/accessPackageAssignmentApprovals/filterByCurrentUser(on='approver')"
+        ).json()["value"]
+        == []
+    )
     # Mamta cannot jump the queue: she is not a stage-1 approver.
     stage1 = t.get("omar", f"{EM}/accessPackageAssignmentApprovals/{rid}").json()["stages"][0]
     assert stage1["assignedToMe"] is True
-    r = t.call("mamta", "PATCH", f"{EM}/accessPackageAssignmentApprovals/{rid}/stages/{stage1['id']}", {"reviewResult": "Approve"})
+    r = t.call(
+        "mamta",
+        "PATCH",
+        f"{EM}/accessPackageAssignmentApprovals/{rid}/stages/{stage1['id']}",
+        {"reviewResult": "Approve"},
+    )
     assert r.status_code == 403, r.text
     assert decide(t, "omar", rid).status_code == 204
     assert request_state(t, "sofia", rid) == "pendingApproval"
@@ -139,7 +158,9 @@ def test_request_manager_then_owner_approve_and_all_three_roles_are_delivered(
     assert mail.to(f"sofia@{DOMAIN}"), "the requestor hears that access is delivered"
 
 
-def test_a_denial_in_any_stage_ends_the_request(c: Campaign, settings: Settings, mail: MailSink) -> None:
+def test_a_denial_in_any_stage_ends_the_request(
+    c: Campaign, settings: Settings, mail: MailSink
+) -> None:
     t = c.t
     rid = user_add(t, "sofia", c.package).json()["id"]
     assert decide(t, "omar", rid).status_code == 204
@@ -147,11 +168,18 @@ def test_a_denial_in_any_stage_ends_the_request(c: Campaign, settings: Settings,
     assert request_state(t, "sofia", rid) == "denied"
     drain(c, settings)
     assert holdings(t, "sofia") & role_ids(c) == set()
-    assert t.get("sofia", f"{EM}/assignments/filterByCurrentUser(on='target')").json()["value"] == []
+    assert (
+        t.get("sofia", f"{EM}/assignments/filterByCurrentUser(on='target')").json()["value"] == []
+    )
     assert mail.to(f"sofia@{DOMAIN}"), "the requestor hears of the denial"
     # The stage is decided: a late approval is a conflict, not a second decision.
     stages = t.get("mamta", f"{EM}/accessPackageAssignmentApprovals/{rid}").json()["stages"]
-    r = t.call("mamta", "PATCH", f"{EM}/accessPackageAssignmentApprovals/{rid}/stages/{stages[1]['id']}", {"reviewResult": "Approve", "justification": "x"})
+    r = t.call(
+        "mamta",
+        "PATCH",
+        f"{EM}/accessPackageAssignmentApprovals/{rid}/stages/{stages[1]['id']}",
+        {"reviewResult": "Approve", "justification": "x"},
+    )
     assert r.status_code == 409, r.text
 
 
@@ -161,7 +189,10 @@ def test_day_90_takes_access_away_except_what_another_assignment_still_grants(
     t = c.t
     # "Campaign tools" also grants the campaigns group's Member role, directly and for good.
     tools = c.new_package("lena", "Campaign tools", {"Member"})
-    forever = c.policy("lena", {**_direct(tools), "displayName": "Direct, no end", "expiration": {"type": "noExpiration"}})
+    forever = c.policy(
+        "lena",
+        {**_direct(tools), "displayName": "Direct, no end", "expiration": {"type": "noExpiration"}},
+    )
     assert admin_add(t, "alex", "sofia", tools, forever).status_code == 201
     requested_and_delivered(c, settings)
     assert holdings(t, "sofia") >= role_ids(c)
@@ -175,7 +206,9 @@ def test_day_90_takes_access_away_except_what_another_assignment_still_grants(
     assert f"site:{c.roles['Members']['originId']}" not in held
     a = my_assignment(c, "sofia")
     assert a["state"] == "expired" and a["expiredDateTime"]
-    removal = t.get("alex", f"{EM}/assignmentRequests", **{"$filter": "requestType eq 'systemRemove'"}).json()["value"]
+    removal = t.get(
+        "alex", f"{EM}/assignmentRequests", **{"$filter": "requestType eq 'systemRemove'"}
+    ).json()["value"]
     assert len(removal) == 1 and removal[0]["state"] == "delivered"
     assert any("ended" in s.lower() for s in mail.to(f"sofia@{DOMAIN}"))
 
@@ -211,12 +244,16 @@ def test_assignment_managers_assign_contractors_directly_for_30_days(
     drain(c, settings)
     assert holdings(t, "carl") >= role_ids(c)
     a = my_assignment(c, "carl")
-    assert a["schedule"]["expiration"]["endDateTime"].startswith((clock.now + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M"))
+    assert a["schedule"]["expiration"]["endDateTime"].startswith(
+        (clock.now + timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
+    )
     # Sofia holds no role on the catalog: she cannot assign anyone.
     assert admin_add(t, "sofia", "nobody", c.package, c.contractors).status_code == 404
 
 
-def test_direct_assignment_never_bypasses_the_policys_approval(c: Campaign, settings: Settings) -> None:
+def test_direct_assignment_never_bypasses_the_policys_approval(
+    c: Campaign, settings: Settings
+) -> None:
     t = c.t
     r = admin_add(t, "alex", "sofia", c.package, c.employees)
     assert r.status_code == 201, r.text
@@ -231,11 +268,21 @@ def test_an_undecided_request_is_escalated_then_denied_at_its_deadline(
     t = c.t
     # Lena has no manager: the fallback approver (Mamta) stands in for stage 1.
     rid = user_add(t, "lena", c.package).json()["id"]
-    assert [x["id"] for x in t.get("mamta", f"{EM}/assignmentRequests/filterByCurrentUser(on='approver')").json()["value"]] == [rid]
-    assert t.get("hana", f"{EM}/assignmentRequests/filterByCurrentUser(on='approver')").json()["value"] == []
+    assert [
+        x["id"]
+        for x in t.get(
+            "mamta", f"{EM}/assignmentRequests/filterByCurrentUser(on='approver')"
+        ).json()["value"]
+    ] == [rid]
+    assert (
+        t.get("hana", f"{EM}/assignmentRequests/filterByCurrentUser(on='approver')").json()["value"]
+        == []
+    )
     clock.advance(days=7, minutes=1)
     drain(c, settings)
-    inbox = t.get("hana", f"{EM}/assignmentRequests/filterByCurrentUser(on='approver')").json()["value"]
+    inbox = t.get("hana", f"{EM}/assignmentRequests/filterByCurrentUser(on='approver')").json()[
+        "value"
+    ]
     assert [x["id"] for x in inbox] == [rid], "forwarded to the alternate approver"
     assert mail.to(f"hana@{DOMAIN}")
     clock.advance(days=7)
@@ -245,18 +292,28 @@ def test_an_undecided_request_is_escalated_then_denied_at_its_deadline(
     assert any("expired" in s.lower() for s in mail.to(f"lena@{DOMAIN}"))
 
 
-def test_a_holder_of_an_incompatible_package_cannot_request(c: Campaign, settings: Settings) -> None:
+def test_a_holder_of_an_incompatible_package_cannot_request(
+    c: Campaign, settings: Settings
+) -> None:
     t = c.t
     audit = c.new_package("lena", "Audit 2027", {"Planner"})
     open_policy = {
         **_direct(audit),
         "displayName": "Marketing, no approval",
         "allowedTargetScope": "specificDirectoryUsers",
-        "specificAllowedTargets": [{"@odata.type": "#microsoft.graph.groupMembers", "groupId": t.ids["marketing"]}],
+        "specificAllowedTargets": [
+            {"@odata.type": "#microsoft.graph.groupMembers", "groupId": t.ids["marketing"]}
+        ],
         "requestorSettings": {"enableTargetsToSelfAddAccess": True},
     }
     c.policy("lena", open_policy)
-    r = t.post("lena", f"{EM}/accessPackages/{audit}/incompatibleAccessPackages/$ref", {"@odata.id": f"https://graph.microsoft.com/v1.0/identityGovernance/entitlementManagement/accessPackages/{c.package}"})
+    r = t.post(
+        "lena",
+        f"{EM}/accessPackages/{audit}/incompatibleAccessPackages/$ref",
+        {
+            "@odata.id": f"https://graph.microsoft.com/v1.0/identityGovernance/entitlementManagement/accessPackages/{c.package}"
+        },
+    )
     assert r.status_code == 204, r.text
     requested_and_delivered(c, settings)
     r = user_add(t, "sofia", audit)
@@ -266,12 +323,22 @@ def test_a_holder_of_an_incompatible_package_cannot_request(c: Campaign, setting
     assert user_add(t, "omar", audit).status_code == 201
 
 
-def test_extension_with_approval_moves_the_end(c: Campaign, settings: Settings, clock: SteppingClock) -> None:
+def test_extension_with_approval_moves_the_end(
+    c: Campaign, settings: Settings, clock: SteppingClock
+) -> None:
     t = c.t
     requested_and_delivered(c, settings)
     aid = my_assignment(c, "sofia")["id"]
     clock.advance(days=80)
-    r = t.post("sofia", f"{EM}/assignmentRequests", {"requestType": "userExtend", "assignment": {"id": aid}, "justification": "campaign runs late"})
+    r = t.post(
+        "sofia",
+        f"{EM}/assignmentRequests",
+        {
+            "requestType": "userExtend",
+            "assignment": {"id": aid},
+            "justification": "campaign runs late",
+        },
+    )
     assert r.status_code == 201, r.text
     assert r.json()["state"] == "pendingApproval"
     rid = r.json()["id"]
@@ -289,7 +356,11 @@ def test_self_removal_revokes_at_once(c: Campaign, settings: Settings) -> None:
     t = c.t
     requested_and_delivered(c, settings)
     aid = my_assignment(c, "sofia")["id"]
-    r = t.post("sofia", f"{EM}/assignmentRequests", {"requestType": "userRemove", "assignment": {"id": aid}})
+    r = t.post(
+        "sofia",
+        f"{EM}/assignmentRequests",
+        {"requestType": "userRemove", "assignment": {"id": aid}},
+    )
     assert r.status_code == 201, r.text
     assert r.json()["state"] == "delivered"
     assert holdings(t, "sofia") & role_ids(c) == set()
@@ -303,9 +374,15 @@ def test_the_whole_history_of_a_user_reads_back_from_the_audit_log(
     clock.advance(days=91)
     drain(c, settings)
     with db.read() as conn:
-        events = conn.execute(
-            select(AuditEvent.activity).where(AuditEvent.subject_id == c.t.ids["sofia"]).order_by(AuditEvent.seq)
-        ).scalars().all()
+        events = (
+            conn.execute(
+                select(AuditEvent.activity)
+                .where(AuditEvent.subject_id == c.t.ids["sofia"])
+                .order_by(AuditEvent.seq)
+            )
+            .scalars()
+            .all()
+        )
         assert verify(conn).ok
     for expected in (
         "User requests access package assignment",
@@ -316,7 +393,9 @@ def test_the_whole_history_of_a_user_reads_back_from_the_audit_log(
         "Remove access package assignment",
     ):
         assert expected in events, (expected, events)
-    assert events.index("Fulfill access package assignment") < events.index("Remove access package assignment")
+    assert events.index("Fulfill access package assignment") < events.index(
+        "Remove access package assignment"
+    )
 
 
 def test_roles_added_to_or_removed_from_a_package_follow_its_assignees(
@@ -325,9 +404,13 @@ def test_roles_added_to_or_removed_from_a_package_follow_its_assignees(
     t = c.t
     requested_and_delivered(c, settings)
     viewer = next(r for n, r in c.roles.items() if n == "Member")
-    scopes = t.get("lena", f"{EM}/accessPackages/{c.package}/resourceRoleScopes", **{"$expand": "role"}).json()["value"]
+    scopes = t.get(
+        "lena", f"{EM}/accessPackages/{c.package}/resourceRoleScopes", **{"$expand": "role"}
+    ).json()["value"]
     member_scope = next(s for s in scopes if s["role"]["id"] == viewer["id"])
-    r = t.call("lena", "DELETE", f"{EM}/accessPackages/{c.package}/resourceRoleScopes/{member_scope['id']}")
+    r = t.call(
+        "lena", "DELETE", f"{EM}/accessPackages/{c.package}/resourceRoleScopes/{member_scope['id']}"
+    )
     assert r.status_code == 204, r.text
     assert "group:campaigns" not in holdings(t, "sofia"), "revoked at once"
     c.add_roles("lena", c.package, {"Member"})
@@ -337,7 +420,9 @@ def test_roles_added_to_or_removed_from_a_package_follow_its_assignees(
     assert my_assignment(c, "sofia")["state"] == "delivered"
 
 
-def test_a_package_with_active_assignments_cannot_be_deleted(c: Campaign, settings: Settings) -> None:
+def test_a_package_with_active_assignments_cannot_be_deleted(
+    c: Campaign, settings: Settings
+) -> None:
     t = c.t
     requested_and_delivered(c, settings)
     r = t.call("lena", "DELETE", f"{EM}/accessPackages/{c.package}")

@@ -9,24 +9,12 @@ SDK's absolute ``@odata.nextLink`` handling is exercised too.
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import threading
-from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
-import httpx
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
-from kiota_abstractions.authentication import (
-    AccessTokenProvider,
-    AllowedHostsValidator,
-    BaseBearerTokenAuthenticationProvider,
-)
 from kiota_abstractions.base_request_configuration import RequestConfiguration
-from msgraph import GraphRequestAdapter, GraphServiceClient
 from msgraph.generated.identity_governance.entitlement_management.access_packages.item.access_package_item_request_builder import (  # noqa: E501
     AccessPackageItemRequestBuilder,
 )
@@ -56,84 +44,15 @@ from msgraph.generated.role_management.entitlement_management.role_assignments.r
     RoleAssignmentsRequestBuilder,
 )
 
-from remit.api.app import create_app
 from remit.authz.roles import CATALOG_CREATOR, CATALOG_OWNER, PACKAGE_MANAGER
 from remit.db import Database
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import Tenant
+from tests.sdk_support import Remit, serving
 
 HOST = "127.0.0.1"
 PAGE_SIZE = 2
-
-
-class StaticTokenProvider(AccessTokenProvider):
-    """graph-api.md §B.1: a fixed token, attached only for the allowed hosts."""
-
-    def __init__(self, token: str, hosts: list[str]) -> None:
-        self._token = token
-        self._validator = AllowedHostsValidator(hosts)
-
-    async def get_authorization_token(
-        self, uri: str, additional_authentication_context: dict[str, Any] | None = None
-    ) -> str:
-        return self._token if self._validator.is_url_host_valid(uri) else ""
-
-    def get_allowed_hosts_validator(self) -> AllowedHostsValidator:
-        return self._validator
-
-
-async def close(client: httpx.AsyncClient) -> None:
-    await client.aclose()
-    # msgraph-core's AsyncGraphTransport does not pass aclose() on to the transport it wraps,
-    # which would leave the sockets to the garbage collector (a ResourceWarning, so an error).
-    transport: Any = client._transport
-    while (inner := getattr(transport, "transport", None)) is not None:
-        await inner.aclose()
-        transport = inner
-
-
-@dataclass
-class Remit:
-    """A remit server on loopback and the tenant behind it."""
-
-    base_url: str
-    t: Tenant
-    adapters: list[GraphRequestAdapter] = field(default_factory=list)
-
-    def graph(self, alias: str | None) -> GraphServiceClient:
-        """A client for ``alias`` (``None``: no token at all)."""
-        token = self.t.token(alias) if alias else ""
-        adapter = GraphRequestAdapter(
-            BaseBearerTokenAuthenticationProvider(StaticTokenProvider(token, [HOST]))
-        )
-        adapter.base_url = self.base_url  # before the client copies it (§B.1)
-        self.adapters.append(adapter)
-        return GraphServiceClient(request_adapter=adapter)
-
-    def run(self, scenario: Callable[[], Awaitable[None]]) -> None:
-        """Run an async scenario, then close every client's connection pool on the same loop."""
-
-        async def main() -> None:
-            try:
-                await scenario()
-            finally:
-                for adapter in self.adapters:
-                    await close(adapter._http_client)
-
-        asyncio.run(main())
-
-
-class Server(uvicorn.Server):
-    """uvicorn, telling the test thread when it is listening."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        self.ready.set()
 
 
 @pytest.fixture
@@ -142,24 +61,8 @@ def remit(
 ) -> Iterator[Remit]:
     # The directory without "Department managers": step 1 creates it through the SDK.
     tenant = Tenant.build(db, app_client, clock, delegated=False)
-    # The same data_dir (so the same signing key) as the tenant's in-process app.
-    app = create_app(settings.model_copy(update={"page_size": PAGE_SIZE}), db=db, clock=clock)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind((HOST, 0))
-    config = uvicorn.Config(
-        app, lifespan="off", ws="none", http="h11", log_config=None, access_log=False
-    )
-    server = Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    if not server.ready.wait(timeout=60):
-        raise RuntimeError("uvicorn did not start")
-    try:
-        yield Remit(f"http://{HOST}:{sock.getsockname()[1]}/v1.0", tenant)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        sock.close()
+    with serving(db, settings, clock, tenant, page_size=PAGE_SIZE) as server:
+        yield server
 
 
 def _expand(builder: type, *names: str) -> RequestConfiguration[Any]:

@@ -1,0 +1,235 @@
+"""Who may request through a policy (spec §5.2, §5.3, §4.4). Called by the request engine.
+
+Scope semantics (``allowedTargetScope``):
+
+* ``notSpecified`` (direct assignment only) and the service-principal / agent scopes: no user.
+* ``allMemberUsers``: users of type Member. ``allDirectoryUsers``: every user, guests included.
+* ``specificDirectoryUsers``: the users named by ``singleUser``, and the members of the
+  ``groupMembers`` groups, nesting included (through the caller-supplied transitive group ids).
+  An ``attributeRuleMembers`` rule (automatic assignment) names the users it matches, so the
+  auto-assignment job may ask whether a user is still in scope; nobody *requests* through an
+  automatic policy, though, so ``requestable_*`` leave those policies out.
+* ``specificConnectedOrganizationUsers``: guests whose connected organization is named (configured
+  or proposed, spec §5.2). ``allConfiguredConnectedOrganizationUsers``: guests of any
+  *configured* organization (proposed ones are excluded, spec §7.3).
+  ``allExternalUsers``: every guest, with or without an organization.
+
+Self-requests additionally need the policy to accept requests (``acceptRequests``) and allow
+self-add, not to be an automatic assignment policy, the catalog to be enabled (published) and,
+for a guest, enabled for external users; a disabled or blocked account requests nothing. When
+several policies apply, only those of the highest priority category are offered (spec §5.2;
+``PRIORITY``; specific connected organizations are in P1, decision 0013).
+
+``is_allowed_requestor`` decides for one loaded policy in Python; ``requestable_packages`` builds
+the same rule as SQL over ``policy_targets`` for lists. Both are tested against each other.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select
+from sqlalchemy.orm import Session
+
+from remit.catalogs.models import Catalog
+from remit.directory.models import User
+from remit.external.models import ConnectedOrganization
+from remit.packages.models import AccessPackage
+from remit.policies import rules
+from remit.policies import subjects as s
+from remit.policies.models import AssignmentPolicy, PolicyTarget
+
+MEMBER, GUEST = "Member", "Guest"
+CONFIGURED = "configured"
+PUBLISHED = "published"
+# Lower is stronger; an applicable policy of a stronger category hides the weaker ones.
+PRIORITY: dict[str, int] = {
+    "specificDirectoryUsers": 1,
+    "specificConnectedOrganizationUsers": 1,
+    "allMemberUsers": 2,
+    "allDirectoryUsers": 3,
+    "allConfiguredConnectedOrganizationUsers": 4,
+    "allExternalUsers": 4,
+}
+
+
+def is_allowed_requestor(
+    session: Session, policy: AssignmentPolicy, user: User, group_ids: frozenset[str]
+) -> bool:
+    """Whether ``user`` is in the policy's "who can request" scope (flags not considered)."""
+    return _in_scope(policy, user, group_ids, _LazyOrganizationState(session, user))
+
+
+def requestable_policies(
+    session: Session, package_id: str, user: User, group_ids: frozenset[str]
+) -> list[AssignmentPolicy]:
+    """The policies through which ``user`` may request ``package_id`` for themself right now,
+    in the top priority category only, oldest first (an empty list: they may not)."""
+    if not _may_request(user):
+        return []
+    catalog = session.execute(
+        select(Catalog.state, Catalog.is_externally_visible)
+        .join(AccessPackage, AccessPackage.catalog_id == Catalog.id)
+        .where(AccessPackage.id == package_id)
+    ).one_or_none()
+    if catalog is None or catalog.state != PUBLISHED:
+        return []
+    if user.user_type == GUEST and not catalog.is_externally_visible:
+        return []
+    policies = session.execute(
+        select(AssignmentPolicy)
+        .where(AssignmentPolicy.access_package_id == package_id)
+        .order_by(AssignmentPolicy.created_at, AssignmentPolicy.id)
+    ).scalars()
+    org = _LazyOrganizationState(session, user)
+    usable = [
+        p
+        for p in policies
+        if p.auto_assignment_key is None
+        and p.automatic_request_settings is None
+        and p.requestor_settings.get("acceptRequests") is True
+        and p.requestor_settings.get("enableTargetsToSelfAddAccess") is True
+        and _in_scope(p, user, group_ids, org)
+    ]
+    if not usable:
+        return []
+    best = min(PRIORITY[p.allowed_target_scope] for p in usable)
+    return [p for p in usable if PRIORITY[p.allowed_target_scope] == best]
+
+
+def requestable_packages(
+    session: Session, user: User, group_ids: frozenset[str]
+) -> Select[AccessPackage]:
+    """The packages ``user`` finds in My Access (spec §4.4): not hidden, in an enabled catalog
+    (enabled for external users too, for a guest), with at least one policy they may request
+    through. The same rule as ``requestable_policies``, in SQL."""
+    if not _may_request(user):
+        return select(AccessPackage).where(false())
+    org_state = _LazyOrganizationState(session, user).get()
+    policy = AssignmentPolicy
+    settings = policy.requestor_settings
+    usable = exists().where(
+        policy.access_package_id == AccessPackage.id,
+        policy.auto_assignment_key.is_(None),
+        settings["acceptRequests"].as_boolean().is_(True),
+        settings["enableTargetsToSelfAddAccess"].as_boolean().is_(True),
+        _in_scope_clause(user, group_ids, org_state),
+    )
+    stmt = (
+        select(AccessPackage)
+        .join(Catalog, Catalog.id == AccessPackage.catalog_id)
+        .where(AccessPackage.is_hidden.is_(False), Catalog.state == PUBLISHED, usable)
+    )
+    if user.user_type == GUEST:
+        stmt = stmt.where(Catalog.is_externally_visible.is_(True))
+    return stmt
+
+
+def requirements(policy: AssignmentPolicy) -> dict[str, Any]:
+    """An accessPackageAssignmentRequestRequirements (getApplicablePolicyRequirements item)."""
+    approval, requestor = policy.request_approval_settings, policy.requestor_settings
+    return {
+        "policyId": policy.id,
+        "policyDisplayName": policy.display_name,
+        "policyDescription": policy.description,
+        "isApprovalRequiredForAdd": bool(approval.get("isApprovalRequiredForAdd")),
+        "isApprovalRequiredForUpdate": bool(approval.get("isApprovalRequiredForUpdate")),
+        "isRequestorJustificationRequired": bool(approval.get("isRequestorJustificationRequired")),
+        "allowCustomAssignmentSchedule": bool(requestor.get("allowCustomAssignmentSchedule")),
+        "questions": copy.deepcopy(policy.questions),
+        "schedule": {"startDateTime": None, "expiration": copy.deepcopy(policy.expiration)},
+    }
+
+
+# ---------------------------------------------------------------- the rule, twice
+
+
+class _LazyOrganizationState:
+    """The state of the user's connected organization, read at most once, only if needed."""
+
+    def __init__(self, session: Session, user: User) -> None:
+        self.session, self.user = session, user
+        self.loaded = False
+        self.state: str | None = None
+
+    def get(self) -> str | None:
+        """``configured``/``proposed``; None for a member, or an unknown or absent organization."""
+        if not self.loaded:
+            self.loaded = True
+            org = self.user.connected_organization_id
+            if self.user.user_type == GUEST and org is not None:
+                self.state = self.session.execute(
+                    select(ConnectedOrganization.state).where(ConnectedOrganization.id == org)
+                ).scalar_one_or_none()
+        return self.state
+
+
+def _may_request(user: User) -> bool:
+    return user.account_enabled and user.blocked_at is None
+
+
+def _in_scope(
+    policy: AssignmentPolicy,
+    user: User,
+    group_ids: frozenset[str],
+    org: _LazyOrganizationState,
+) -> bool:
+    scope = policy.allowed_target_scope
+    targets = policy.specific_allowed_targets or []
+    if scope == "specificDirectoryUsers":
+        return any(_names(t, user, group_ids) for t in targets)
+    if scope in ("allDirectoryUsers", "allMemberUsers", "allExternalUsers"):
+        wanted = {"allMemberUsers": MEMBER, "allExternalUsers": GUEST}.get(scope)
+        return wanted is None or user.user_type == wanted
+    # The organization's state is None unless the user is a guest of a known organization.
+    if scope == "allConfiguredConnectedOrganizationUsers":
+        return org.get() == CONFIGURED
+    if scope == "specificConnectedOrganizationUsers":
+        named = {
+            t.get("connectedOrganizationId")
+            for t in targets
+            if s.kind(t) == s.CONNECTED_ORGANIZATION_MEMBERS
+        }
+        return user.connected_organization_id in named and org.get() is not None
+    return False  # notSpecified, service principals, agent identities
+
+
+def _names(target: dict[str, Any], user: User, group_ids: frozenset[str]) -> bool:
+    kind = s.kind(target)
+    if kind == s.SINGLE_USER:
+        return bool(target.get("userId") == user.id)
+    if kind == s.GROUP_MEMBERS:
+        return target.get("groupId") in group_ids
+    if kind == s.ATTRIBUTE_RULE_MEMBERS:
+        return rules.parse(str(target["membershipRule"])).matches(user)
+    return False
+
+
+def _in_scope_clause(
+    user: User, group_ids: frozenset[str], org_state: str | None
+) -> ColumnElement[bool]:
+    policy, target = AssignmentPolicy, PolicyTarget
+    scope = policy.allowed_target_scope
+
+    def names(kind: str, ids: ColumnElement[bool]) -> ColumnElement[bool]:
+        return exists().where(target.policy_id == policy.id, target.kind == kind, ids)
+
+    named = [names(s.SINGLE_USER, target.subject_id == user.id)]
+    if group_ids:
+        named.append(names(s.GROUP_MEMBERS, target.subject_id.in_(group_ids)))
+    clauses = [
+        scope == "allDirectoryUsers",
+        and_(scope == "specificDirectoryUsers", or_(*named)),
+    ]
+    if user.user_type == MEMBER:
+        clauses.append(scope == "allMemberUsers")
+    if user.user_type == GUEST:
+        clauses.append(scope == "allExternalUsers")
+        org = user.connected_organization_id
+        if org is not None and org_state is not None:
+            by_org = names(s.CONNECTED_ORGANIZATION_MEMBERS, target.subject_id == org)
+            clauses.append(and_(scope == "specificConnectedOrganizationUsers", by_org))
+            if org_state == CONFIGURED:
+                clauses.append(scope == "allConfiguredConnectedOrganizationUsers")
+    return or_(*clauses)

@@ -3,7 +3,8 @@
 Everything is created through the operations, as the people who would do it, so the demo's own
 audit trail tells the story: the Global Administrator sets up the directory, Hana (Identity
 Governance Administrator) makes "Department managers" catalog creators, and Mark and Joe have
-already built their department catalogs. Mamta's Marketing catalog is left for the README tour.
+already built their department catalogs; Mark offers "Invoice approvals" to Finance staff.
+Mamta's Marketing catalog is left for the README tour.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from sqlalchemy import func, select
 from remit.authz.actor import load_actor, system_actor
 from remit.authz.operations import create_role_assignment
 from remit.authz.roles import CATALOG_CREATOR, DirectoryRole
+from remit.catalogs.models import CatalogResource, ResourceRole
 from remit.catalogs.operations import create_catalog
 from remit.catalogs.resources import add_resource
 from remit.clock import utcnow
@@ -21,6 +23,8 @@ from remit.context import Ctx
 from remit.db import Database
 from remit.directory import operations as d
 from remit.directory.models import User
+from remit.packages.operations import add_resource_role_scope, create_package
+from remit.policies.operations import create_policy
 from remit.settings import Settings
 
 DOMAIN = "contoso.example"
@@ -171,8 +175,60 @@ def load(db: Database) -> None:
             origin_system_name="AadGroup",
             origin_id=groups["Finance approvers"],
         )
+        _invoice_approvals(mark, finance.id, groups["Finance"], ids["mark"])
         joe = Ctx(session, load_actor(session, ids["joe"]), now)
         create_catalog(joe, display_name="Legal", description="Legal department resources")
+
+
+def _invoice_approvals(mark: Ctx, catalog_id: str, finance_group: str, mark_id: str) -> None:
+    """Mark's access package: membership of "Finance approvers" for 30 days, requested by
+    Finance staff with a justification and approved by their manager (Mark if they have none)."""
+    package = create_package(
+        mark,
+        display_name="Invoice approvals",
+        catalog_id=catalog_id,
+        description="Approve supplier invoices (member of Finance approvers)",
+    )
+    member_role = mark.session.execute(
+        select(ResourceRole.id)
+        .join(CatalogResource, CatalogResource.id == ResourceRole.resource_id)
+        .where(CatalogResource.catalog_id == catalog_id, ResourceRole.display_name == "Member")
+    ).scalar_one()
+    add_resource_role_scope(mark, package.id, role_id=member_role)
+    create_policy(
+        mark,
+        {
+            "displayName": "Finance staff",
+            "description": "Finance staff request; their manager approves; 30 days",
+            "accessPackage": {"id": package.id},
+            "allowedTargetScope": "specificDirectoryUsers",
+            "specificAllowedTargets": [
+                {"@odata.type": "#microsoft.graph.groupMembers", "groupId": finance_group}
+            ],
+            "expiration": {"type": "afterDuration", "duration": "P30D"},
+            "requestorSettings": {
+                "enableTargetsToSelfAddAccess": True,
+                "enableTargetsToSelfUpdateAccess": True,
+                "enableTargetsToSelfRemoveAccess": True,
+            },
+            "requestApprovalSettings": {
+                "isApprovalRequiredForAdd": True,
+                "isApprovalRequiredForUpdate": True,
+                "isRequestorJustificationRequired": True,
+                "stages": [
+                    {
+                        "durationBeforeAutomaticDenial": "P14D",
+                        "primaryApprovers": [
+                            {"@odata.type": "#microsoft.graph.requestorManager", "managerLevel": 1}
+                        ],
+                        "fallbackPrimaryApprovers": [
+                            {"@odata.type": "#microsoft.graph.singleUser", "userId": mark_id}
+                        ],
+                    }
+                ],
+            },
+        },
+    )
 
 
 def print_tokens(db: Database, settings: Settings, host: str, port: int) -> None:

@@ -149,6 +149,7 @@ def _add(
             code="CatalogNotExternallyVisible",
         )
     policy = _choose_policy(ctx, kind, package, policy_id, target, target_email, sees_package)
+    _hold(ctx, policy)
     _check_incompatible(ctx, package, target)
     if kind == "userAdd" and policy.request_approval_settings.get(
         "isRequestorJustificationRequired"
@@ -213,6 +214,18 @@ def _add(
     _auto_approve(ctx, request, package.display_name)
     assignments.activate(ctx, request, package)
     return request
+
+
+def _hold(ctx: Ctx, policy: AssignmentPolicy) -> None:
+    """Share-lock the policy until commit, so that a concurrent delete (which takes it FOR
+    UPDATE) waits for this request and then sees it, instead of orphaning it. SQLite's one
+    writer already serialises the two."""
+    if ctx.session.get_bind().dialect.name == "postgresql":
+        ctx.session.execute(
+            select(AssignmentPolicy.id)
+            .where(AssignmentPolicy.id == policy.id)
+            .with_for_update(read=True)
+        )
 
 
 def _auto_approve(ctx: Ctx, request: AssignmentRequest, package_name: str) -> None:

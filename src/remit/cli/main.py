@@ -16,6 +16,7 @@ from remit.catalogs import operations as catalog_ops
 from remit.catalogs import resources as resource_ops
 from remit.catalogs.models import Catalog
 from remit.cli import jobs as jobs_cli
+from remit.cli import lifecycle as lifecycle_cli
 from remit.cli.common import (
     ACTING_AS,
     catalog_id,
@@ -70,6 +71,7 @@ for sub, name in (
 ):
     app.add_typer(sub, name=name)
 jobs_cli.register(app)
+lifecycle_cli.register(app)
 
 AsOption = Annotated[
     str | None,

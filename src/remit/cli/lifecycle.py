@@ -1,0 +1,644 @@
+"""``remit request | approve | deny | assignment``: the access lifecycle from the command line.
+
+Each command calls the lifecycle use cases (``lifecycle.requests``, ``lifecycle.operations``), so
+``--as UPN`` meets exactly the authorization of the API. Packages, policies and questions may be
+named by display name or id; a name is looked up only among what the acting identity can find
+(packages of its catalogs, or packages it may request), so a lookup reveals nothing. An id is
+handed to the use case unchanged: a hidden package is requested by its id, and the use case
+decides what the actor may see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import typer
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select
+from sqlalchemy.orm import Session
+
+from remit.cli.common import ACTING_AS, console, fail, plain, table, unit, user_id
+from remit.context import Ctx
+from remit.directory.models import User
+from remit.errors import Conflict, DomainError, Invalid, NotFound
+from remit.lifecycle import operations as ops
+from remit.lifecycle import requests
+from remit.lifecycle.assignments import ACTIVE_STATES
+from remit.lifecycle.models import Assignment, AssignmentRequest
+from remit.lifecycle.schedule import iso, parse_instant
+from remit.packages import operations as package_ops
+from remit.packages.models import AccessPackage
+from remit.policies import operations as policy_ops
+from remit.policies import scope
+from remit.policies.models import AssignmentPolicy
+
+request_app = typer.Typer(help="Access package assignment requests.", no_args_is_help=True)
+assignment_app = typer.Typer(help="Access package assignments.", no_args_is_help=True)
+
+# Graph's accessPackageRequestState and accessPackageAssignmentState.
+REQUEST_STATES = (
+    "submitted",
+    "pendingApproval",
+    "scheduled",
+    "delivering",
+    "delivered",
+    "partiallyDelivered",
+    "deliveryFailed",
+    "denied",
+    "canceled",
+)
+ASSIGNMENT_STATES = (*ACTIVE_STATES, "expired")
+# The request body's vocabulary, as the CLI spells it, in the use case's messages.
+CLI_WORDS = {
+    "assignment.assignmentPolicyId": "--policy",
+    "assignment.accessPackageId": "--package",
+    "assignment.targetId or assignment.target.email": "--for",
+}
+
+T = TypeVar("T")
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``request``, ``assignment``, ``approve`` and ``deny`` to the ``remit`` command."""
+    app.add_typer(request_app, name="request")
+    app.add_typer(assignment_app, name="assignment")
+    app.command("approve")(approve)
+    app.command("deny")(deny)
+
+
+# ---------------------------------------------------------------- options and look-ups
+
+
+def _at_most_one(**given: object) -> None:
+    named = [f"--{name}" for name, value in given.items() if value]
+    if len(named) > 1:
+        fail(f"{' and '.join(named)} cannot be combined; give one of them", 2)
+
+
+def _needs_persona(option: str) -> None:
+    if ACTING_AS["upn"] is None:
+        fail(f"{option} needs --as UPN: the operator has no requests or access of its own", 2)
+
+
+def _choice(value: str | None, allowed: Sequence[str], option: str) -> str | None:
+    if value is None:
+        return None
+    found = next((a for a in allowed if a.lower() == value.strip().lower()), None)
+    if found is None:
+        fail(f"{option} must be one of: {', '.join(allowed)}", 2)
+    return found
+
+
+def _instant(value: str | None, option: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        return iso(parse_instant(value, option))
+    except Invalid as exc:
+        fail(exc.message, 2)
+
+
+def _answer_pairs(specs: Sequence[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for spec in specs:
+        key, sep, value = spec.partition("=")
+        if not sep or not key.strip():
+            fail(f"--answer {spec!r}: write it as QUESTION=VALUE (question id or text)", 2)
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def _cli_words(call: Callable[[], T]) -> T:
+    """Run a use case; its messages name CLI options where they name request-body fields."""
+    try:
+        return call()
+    except DomainError as exc:
+        for field, option in CLI_WORDS.items():
+            exc.message = exc.message.replace(field, option)
+        raise
+
+
+def _package_id(ctx: Ctx, name_or_id: str, *, requesting: bool = False) -> str:
+    """By id or display name (any case), among the packages of the actor's catalogs and the
+    packages it may request."""
+    p = AccessPackage
+    findable = or_(
+        p.id.in_(package_ops.visible_packages(ctx).with_only_columns(p.id)),
+        p.id.in_(policy_ops.requestable_packages(ctx).with_only_columns(p.id)),
+    )
+    found = (
+        ctx.session.execute(
+            select(p.id)
+            .where(
+                findable, or_(p.id == name_or_id, func.lower(p.display_name) == name_or_id.lower())
+            )
+            .order_by(p.id)
+        )
+        .scalars()
+        .all()
+    )
+    if name_or_id in found:
+        return name_or_id
+    if len(found) == 1:
+        return found[0]
+    if found:
+        raise Invalid(
+            f"several access packages are named {name_or_id!r}: {', '.join(found)}; give the id"
+        )
+    if requesting:
+        return name_or_id  # perhaps a hidden package's id: the request decides
+    raise NotFound(f"access package {name_or_id!r} was not found")
+
+
+def _policies(ctx: Ctx, package_id: str) -> list[AssignmentPolicy]:
+    """The package's policies the actor may read, and those it may request through."""
+    seen = list(
+        ctx.session.execute(
+            policy_ops.visible_policies(ctx)
+            .where(AssignmentPolicy.access_package_id == package_id)
+            .order_by(AssignmentPolicy.created_at, AssignmentPolicy.id)
+        ).scalars()
+    )
+    me = ctx.session.get(User, ctx.actor.user_id)
+    if me is not None:
+        known = {p.id for p in seen}
+        seen += [
+            p
+            for p in scope.requestable_policies(ctx.session, package_id, me, ctx.actor.group_ids)
+            if p.id not in known
+        ]
+    return seen
+
+
+def _policy_id(ctx: Ctx, package_id: str, name_or_id: str) -> str:
+    wanted = name_or_id.lower()
+    found = [
+        p
+        for p in _policies(ctx, package_id)
+        if p.id == name_or_id or p.display_name.lower() == wanted
+    ]
+    if len(found) > 1:
+        raise Invalid(
+            f"several policies are named {name_or_id!r}: {', '.join(p.id for p in found)}; "
+            "give the id"
+        )
+    return found[0].id if found else name_or_id  # the request names what is wrong with it
+
+
+def _direct_policy(ctx: Ctx, package_id: str) -> str | None:
+    """The one policy an administrator can assign through, or None to let the request say."""
+    usable = [p for p in _policies(ctx, package_id) if p.auto_assignment_key is None]
+    if len(usable) > 1:
+        raise Invalid(
+            "the access package has several policies; choose one with --policy: "
+            + ", ".join(f"{p.id} ({p.display_name})" for p in usable)
+        )
+    return usable[0].id if usable else None
+
+
+def _answers(
+    ctx: Ctx, package_id: str, policy_id: str | None, pairs: Sequence[tuple[str, str]]
+) -> list[dict[str, Any]]:
+    """Graph answers, each question found by id or text in the policy (or, without --policy,
+    in any of the package's policies the actor can read or request through)."""
+    if not pairs:
+        return []
+    policies = [p for p in _policies(ctx, package_id) if policy_id in (None, p.id)]
+    out = []
+    for key, value in pairs:
+        ids = {
+            q["id"]
+            for p in policies
+            for q in p.questions
+            if key == q["id"] or key.lower() == str(q.get("text") or "").strip().lower()
+        }
+        if len(ids) > 1:
+            raise Invalid(f"several policies ask {key!r}; choose one with --policy")
+        if not ids and policies:
+            raise Invalid(f"--answer {key!r}: the policy asks no such question")
+        qid = ids.pop() if ids else key
+        out.append({"answeredQuestion": {"id": qid}, "value": value})
+    return out
+
+
+def _target(ctx: Ctx, who: str | None) -> tuple[str, str | None, str | None]:
+    """(request type, target id, target email) for ``--for``."""
+    if who is None:
+        return "userAdd", None, None
+    found = ctx.session.execute(
+        select(User.id).where(or_(User.upn_key == who.lower(), User.id == who))
+    ).scalar()
+    if found is not None and found == ctx.actor.user_id:
+        return "userAdd", None, None
+    if found is not None:
+        return "adminAdd", found, None
+    if "@" in who:
+        return "adminAdd", None, who  # someone outside the directory, by email
+    raise NotFound(f"no user {who}")
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds") if value is not None else ""
+
+
+def _upns(session: Session, ids: Iterable[str | None]) -> dict[str, str]:
+    wanted = {i for i in ids if i}
+    if not wanted:
+        return {}
+    rows = session.execute(select(User.id, User.user_principal_name).where(User.id.in_(wanted)))
+    return dict(rows.tuples().all())
+
+
+def _package_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(AccessPackage.id, AccessPackage.display_name).where(AccessPackage.id.in_(wanted))
+    )
+    return dict(rows.tuples().all())
+
+
+def _lapsed(a: Assignment, now: datetime) -> bool:
+    """Past its end but not yet swept: it already counts for nothing (as the API shows it)."""
+    return a.active_key is not None and a.expires_at is not None and a.expires_at <= now
+
+
+def _assignment_state(state: str, now: datetime) -> ColumnElement[bool]:
+    a = Assignment
+    lapsed = and_(a.active_key.is_not(None), a.expires_at.is_not(None), a.expires_at <= now)
+    if state == "expired":
+        return or_(a.state == "expired", lapsed)
+    return and_(a.state == state, not_(lapsed))
+
+
+def _schedule_text(schedule: dict[str, Any]) -> tuple[str, str]:
+    """(start, end) of a request's schedule, in words."""
+    expiration = schedule.get("expiration") or {}
+    kind = expiration.get("type")
+    if kind == "afterDuration":
+        end = f"after {expiration.get('duration')}"
+    elif kind == "afterDateTime":
+        end = str(expiration.get("endDateTime"))
+    else:
+        end = "never" if kind == "noExpiration" else ""
+    return str(schedule.get("startDateTime") or "when approved"), end
+
+
+# ---------------------------------------------------------------- requests
+
+
+@request_app.command("submit")
+def request_submit(
+    package: Annotated[str, typer.Option(help="access package name or id")],
+    policy: Annotated[str | None, typer.Option(help="policy name or id")] = None,
+    for_: Annotated[
+        str | None,
+        typer.Option(
+            "--for",
+            help="assign to this user (UPN or id) or email address; default: yourself (--as)",
+        ),
+    ] = None,
+    justification: Annotated[str | None, typer.Option(help="why the access is needed")] = None,
+    answer: Annotated[
+        list[str] | None,
+        typer.Option(help="QUESTION_ID_OR_TEXT=VALUE, one per question (repeatable)"),
+    ] = None,
+    start: Annotated[str | None, typer.Option(help="ISO-8601 start, if the policy allows")] = None,
+    end: Annotated[str | None, typer.Option(help="ISO-8601 end, if the policy allows")] = None,
+) -> None:
+    """Request an access package for yourself (userAdd), or assign it to someone else with
+    --for (adminAdd). Prints the request id and its state."""
+    if ACTING_AS["upn"] is None and for_ is None:
+        fail(
+            "the operator holds no access of its own: request as a user with --as UPN, "
+            "or assign someone with --for",
+            2,
+        )
+    pairs = _answer_pairs(answer or [])
+    schedule: dict[str, Any] | None = None
+    if start is not None or end is not None:
+        schedule = {"startDateTime": _instant(start, "--start")}
+        if end is not None:
+            schedule["expiration"] = {
+                "type": "afterDateTime",
+                "endDateTime": _instant(end, "--end"),
+            }
+    with unit() as ctx:
+        kind, target_id, target_email = _target(ctx, for_)
+        package_id = _package_id(ctx, package, requesting=True)
+        if policy is not None:
+            policy_id: str | None = _policy_id(ctx, package_id, policy)
+        elif kind == "adminAdd":
+            policy_id = _direct_policy(ctx, package_id)
+        else:
+            policy_id = None  # the request picks the one policy that lets you, or says
+        answers = _answers(ctx, package_id, policy_id, pairs)
+        created = _cli_words(
+            lambda: requests.submit(
+                ctx,
+                kind=kind,
+                package_id=package_id,
+                policy_id=policy_id,
+                target_id=target_id,
+                target_email=target_email,
+                justification=justification,
+                answers=answers,
+                schedule=schedule,
+            )
+        )
+        line = f"{created.id} {created.state}"
+    plain(line)
+
+
+@request_app.command("list")
+def request_list(
+    mine: Annotated[bool, typer.Option("--mine", help="requests by you or for you")] = False,
+    approver: Annotated[
+        bool, typer.Option("--approver", help="requests waiting for your decision")
+    ] = False,
+    package: Annotated[str | None, typer.Option(help="access package name or id")] = None,
+    state: Annotated[str | None, typer.Option(help=f"one of {', '.join(REQUEST_STATES)}")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+) -> None:
+    """Requests you may see, newest first."""
+    _at_most_one(mine=mine, approver=approver, package=package)
+    if mine or approver:
+        _needs_persona("--mine" if mine else "--approver")
+    wanted = _choice(state, REQUEST_STATES, "--state")
+    r = AssignmentRequest
+    with unit(write=False) as ctx:
+        if approver:
+            stmt = ops.requests_for_current_user(ctx, "approver")
+        else:
+            stmt = ops.visible_requests(ctx)
+        if mine:
+            stmt = stmt.where(
+                or_(r.target_id == ctx.actor.user_id, r.requestor_id == ctx.actor.user_id)
+            )
+        if package is not None:
+            stmt = stmt.where(r.access_package_id == _package_id(ctx, package))
+        if wanted is not None:
+            stmt = stmt.where(r.state == wanted)
+        rows = (
+            ctx.session.execute(stmt.order_by(r.created_at.desc(), r.id).limit(limit))
+            .scalars()
+            .all()
+        )
+        users = _upns(ctx.session, [x.target_id for x in rows] + [x.requestor_id for x in rows])
+        names = _package_names(ctx.session, [x.access_package_id for x in rows])
+        table(
+            "Assignment requests",
+            ["Id", "Type", "State", "Package", "Target", "Requestor", "Created"],
+            [
+                (
+                    x.id,
+                    x.request_type,
+                    x.state,
+                    names.get(x.access_package_id, x.access_package_id),
+                    users.get(x.target_id or "", x.target_id or x.target_email),
+                    users.get(x.requestor_id, x.requestor_id) if x.requestor_id else "(system)",
+                    _when(x.created_at),
+                )
+                for x in rows
+            ],
+        )
+
+
+@request_app.command("show")
+def request_show(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """One request, with its approval stages when you may see them."""
+    with unit(write=False) as ctx:
+        found = requests.get_request(ctx, request_id)
+        try:
+            approval, stages = ops.get_approval(ctx, found.id)
+            staged = ops.stage_view(ctx, approval, stages)
+        except NotFound:
+            staged = []  # no approval, or not yours to see (the API answers the same)
+        users = _upns(ctx.session, [found.target_id, found.requestor_id])
+        names = _package_names(ctx.session, [found.access_package_id])
+        policy = ctx.session.get(AssignmentPolicy, found.policy_id) if found.policy_id else None
+        begins, ends = _schedule_text(found.schedule or {})
+        rows: list[tuple[str, Any]] = [
+            ("Id", found.id),
+            ("Type", found.request_type),
+            ("State", f"{found.state} ({found.status})"),
+            ("Package", f"{names.get(found.access_package_id, '')} ({found.access_package_id})"),
+            ("Policy", f"{policy.display_name} ({policy.id})" if policy else found.policy_id),
+            ("Target", users.get(found.target_id or "", found.target_id or found.target_email)),
+            (
+                "Requestor",
+                users.get(found.requestor_id, found.requestor_id)
+                if found.requestor_id
+                else "(system)",
+            ),
+            ("Created", _when(found.created_at)),
+            ("Completed", _when(found.completed_at)),
+            ("Justification", found.justification),
+            ("Starts", begins),
+            ("Ends", ends),
+            ("Assignment", found.assignment_id),
+        ]
+        rows += [
+            (
+                f"Answer: {(a.get('answeredQuestion') or {}).get('text') or ''}",
+                a.get("displayValue") or a.get("value"),
+            )
+            for a in found.answers or []
+        ]
+        if found.delivery_error:
+            rows.append(("Delivery error", found.delivery_error))
+        table(f"Request {found.id}", ["Field", "Value"], rows)
+        if staged:
+            table(
+                "Approval stages",
+                ["Stage", "Status", "Result", "Reviewed by", "Reviewed", "Justification", "Yours"],
+                [
+                    (
+                        s["displayName"],
+                        s["status"],
+                        s["reviewResult"],
+                        (s["reviewedBy"] or {}).get("displayName"),
+                        s["reviewedDateTime"],
+                        s["justification"],
+                        "yes" if s["assignedToMe"] else "",
+                    )
+                    for s in staged
+                ],
+            )
+
+
+@request_app.command("cancel")
+def request_cancel(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Cancel a request that has not completed."""
+    with unit() as ctx:
+        found = requests.cancel(ctx, request_id)
+        line = f"request {found.id} {found.state}"
+    console.print(line, highlight=False, markup=False)
+
+
+@request_app.command("reprocess")
+def request_reprocess(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Deliver again a request whose delivery failed or was partial (within 7 days)."""
+    with unit() as ctx:
+        found = requests.reprocess_request(ctx, request_id)
+        line = f"request {found.id} {found.state}"
+    console.print(line, highlight=False, markup=False)
+
+
+# ---------------------------------------------------------------- approvals
+
+
+RequestId = Annotated[str, typer.Argument(metavar="REQUEST_ID")]
+Justification = Annotated[str | None, typer.Option(help="the reason for your decision")]
+
+
+def approve(request_id: RequestId, justification: Justification = None) -> None:
+    """Approve the stage of a request that waits for your decision."""
+    _decide(request_id, "Approve", justification)
+
+
+def deny(request_id: RequestId, justification: Justification = None) -> None:
+    """Deny a request at the stage that waits for your decision."""
+    _decide(request_id, "Deny", justification)
+
+
+def _decide(request_id: str, result: str, justification: str | None) -> None:
+    with unit() as ctx:
+        request, stages = ops.get_approval(ctx, request_id)
+        stage = next((s for s in stages if s.status == "InProgress"), None)
+        if stage is None:
+            raise Conflict(
+                f"request {request.id} has no stage waiting for a decision (it is {request.state})"
+            )
+        outcome = ops.decide_stage(
+            ctx, request.id, stage.id, result=result, justification=justification
+        )
+        ctx.session.refresh(request)
+        if outcome == "next stage":
+            line = (
+                f"request {request.id}: stage {stage.stage_index + 1} of {len(stages)} approved; "
+                f"stage {stage.stage_index + 2} is next"
+            )
+        elif outcome == "approved":
+            line = f"request {request.id} approved; it is {request.state}"
+        else:
+            line = f"request {request.id} denied"
+    console.print(line, highlight=False, markup=False)
+
+
+# ---------------------------------------------------------------- assignments
+
+
+@assignment_app.command("list")
+def assignment_list(
+    mine: Annotated[bool, typer.Option("--mine", help="your own assignments")] = False,
+    package: Annotated[str | None, typer.Option(help="access package name or id")] = None,
+    user: Annotated[str | None, typer.Option(help="the assignee's UPN or id")] = None,
+    state: Annotated[
+        str | None, typer.Option(help=f"one of {', '.join(ASSIGNMENT_STATES)}")
+    ] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000)] = 100,
+) -> None:
+    """Assignments you may see, newest first (one past its end shows as expired)."""
+    _at_most_one(mine=mine, package=package, user=user)
+    if mine:
+        _needs_persona("--mine")
+    wanted = _choice(state, ASSIGNMENT_STATES, "--state")
+    a = Assignment
+    with unit(write=False) as ctx:
+        if mine:
+            stmt = ops.assignments_for_current_user(ctx, "target")
+        else:
+            stmt = ops.visible_assignments(ctx)
+        if package is not None:
+            stmt = stmt.where(a.access_package_id == _package_id(ctx, package))
+        if user is not None:
+            stmt = stmt.where(a.target_id == user_id(ctx.session, user))
+        if wanted is not None:
+            stmt = stmt.where(_assignment_state(wanted, ctx.now))
+        rows = (
+            ctx.session.execute(stmt.order_by(a.created_at.desc(), a.id).limit(limit))
+            .scalars()
+            .all()
+        )
+        users = _upns(ctx.session, [x.target_id for x in rows])
+        names = _package_names(ctx.session, [x.access_package_id for x in rows])
+        table(
+            "Assignments",
+            ["Id", "Package", "Target", "State", "Start", "End"],
+            [
+                (
+                    x.id,
+                    names.get(x.access_package_id, x.access_package_id),
+                    users.get(x.target_id, x.target_id),
+                    "expired" if _lapsed(x, ctx.now) else x.state,
+                    _when(x.start_at),
+                    _when(x.expired_at if x.active_key is None else x.expires_at) or "never",
+                )
+                for x in rows
+            ],
+        )
+
+
+def _own(ctx: Ctx, assignment_id: str) -> bool:
+    """Whether the assignment is the actor's own (it chooses the request type only: the
+    request itself checks that the actor may see and change the assignment)."""
+    found = ctx.session.get(Assignment, assignment_id)
+    return found is not None and found.target_id == ctx.actor.user_id
+
+
+@assignment_app.command("remove")
+def assignment_remove(
+    assignment_id: Annotated[str, typer.Argument(metavar="ID")],
+    justification: Annotated[str | None, typer.Option(help="why it is removed")] = None,
+) -> None:
+    """End an assignment: your own (userRemove, if the policy allows) or, as an assignment
+    manager, anyone's (adminRemove). Prints the removal request's id and state."""
+    with unit() as ctx:
+        kind = "userRemove" if _own(ctx, assignment_id) else "adminRemove"
+        created = requests.submit(
+            ctx, kind=kind, assignment_id=assignment_id, justification=justification
+        )
+        line = f"{created.id} {created.state}"
+    plain(line)
+
+
+@assignment_app.command("extend")
+def assignment_extend(
+    assignment_id: Annotated[str, typer.Argument(metavar="ID")],
+    end: Annotated[
+        str | None, typer.Option(help="ISO-8601 end; default: a fresh period of the policy")
+    ] = None,
+    justification: Annotated[str | None, typer.Option(help="why it is extended")] = None,
+) -> None:
+    """Extend an assignment: your own (userExtend, perhaps with approval) or, as an assignment
+    manager, anyone's (adminUpdate). Prints the request's id and state."""
+    new_end = _instant(end, "--end")
+    schedule = (
+        {"expiration": {"type": "afterDateTime", "endDateTime": new_end}} if new_end else None
+    )
+    with unit() as ctx:
+        kind = "userExtend" if _own(ctx, assignment_id) else "adminUpdate"
+        created = requests.submit(
+            ctx,
+            kind=kind,
+            assignment_id=assignment_id,
+            justification=justification,
+            schedule=schedule,
+        )
+        line = f"{created.id} {created.state}"
+    plain(line)
+
+
+@assignment_app.command("reprocess")
+def assignment_reprocess(assignment_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
+    """Apply every resource role of an assignment again (repairs changes made outside remit)."""
+    with unit() as ctx:
+        found = ops.reprocess_assignment(ctx, assignment_id)
+        line = f"assignment {found.id}: its resource roles are being applied again"
+    console.print(line, highlight=False, markup=False)

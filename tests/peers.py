@@ -3,10 +3,12 @@ accepts, and an HTTP receiver for webhooks."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
@@ -18,7 +20,7 @@ class Received:
     rcpt_tos: list[str]
     message: EmailMessage
     tls: bool
-    login: bytes | None
+    authenticated: bool
 
 
 @dataclass
@@ -29,7 +31,7 @@ class MailSink:
     rcpt_attempts: int = 0
     refuse_with: str | None = None  # e.g. "451 4.3.0 try again later"
 
-    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+    async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         self.rcpt_attempts += 1
@@ -38,16 +40,15 @@ class MailSink:
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         parsed = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
-        login = session.login_data if session.authenticated else None
         self.messages.append(
             Received(
                 envelope.mail_from,
                 list(envelope.rcpt_tos),
                 parsed,  # type: ignore[arg-type]
                 session.ssl is not None,
-                login,
+                bool(session.authenticated),
             )
         )
         return "250 Message accepted"
@@ -74,3 +75,42 @@ def start_smtp(sink: MailSink, **kwargs: Any) -> LoopbackController:
     controller = LoopbackController(sink, hostname="127.0.0.1", port=0, **kwargs)
     controller.start()
     return controller
+
+
+@dataclass
+class Hit:
+    headers: dict[str, str]
+    body: bytes
+
+
+class Receiver:
+    """A webhook receiver: records each POST and answers from a script (then 200)."""
+
+    def __init__(self) -> None:
+        self.hits: list[Hit] = []
+        self.script: list[tuple[int, dict[str, str]]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                receiver.hits.append(Hit(dict(self.headers.items()), body))
+                status, headers = receiver.script.pop(0) if receiver.script else (200, {})
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/remit?sig=abc"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()

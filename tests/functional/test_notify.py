@@ -14,20 +14,17 @@ import random
 import socket
 import ssl
 import stat
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -51,6 +48,7 @@ from remit.policies.models import AssignmentPolicy
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant
+from tests.peers import Hit, MailSink, Receiver, start_smtp
 
 SMTP_PASSWORD = "smtp-pass-never-logged-7Q2"
 HOOK_SECRET = "hook-secret-never-shown-Zx81"
@@ -76,55 +74,6 @@ def extensions_path(catalog_id: str) -> str:
 
 
 # ---------------------------------------------------------------- peers
-
-
-@dataclass
-class Received:
-    mail_from: str
-    rcpt_tos: list[str]
-    message: EmailMessage
-    tls: bool
-    authenticated: bool
-
-
-@dataclass
-class MailSink:
-    """An aiosmtpd handler: keeps what it accepts, refuses recipients when told to."""
-
-    messages: list[Received] = field(default_factory=list)
-    rcpt_attempts: int = 0
-    refuse_with: str | None = None  # e.g. "451 4.3.0 try again later"
-
-    async def handle_RCPT(
-        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
-    ) -> str:
-        self.rcpt_attempts += 1
-        if self.refuse_with:
-            return self.refuse_with
-        envelope.rcpt_tos.append(address)
-        return "250 OK"
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        parsed = BytesParser(policy=policy.default).parsebytes(envelope.original_content)
-        self.messages.append(
-            Received(
-                envelope.mail_from,
-                list(envelope.rcpt_tos),
-                parsed,  # type: ignore[arg-type]
-                session.ssl is not None,
-                bool(session.authenticated),
-            )
-        )
-        return "250 Message accepted"
-
-
-class LoopbackController(Controller):
-    """aiosmtpd's threaded controller on a port the system picks (port 0)."""
-
-    def _trigger_server(self) -> None:
-        assert self.server is not None
-        self.port = self.server.sockets[0].getsockname()[1]
-        super()._trigger_server()
 
 
 @dataclass
@@ -176,51 +125,6 @@ def closed_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
-
-
-def start_smtp(sink: MailSink, **kwargs: Any) -> LoopbackController:
-    controller = LoopbackController(sink, hostname="127.0.0.1", port=0, **kwargs)
-    controller.start()
-    return controller
-
-
-@dataclass
-class Hit:
-    headers: dict[str, str]
-    body: bytes
-
-
-class Receiver:
-    """A webhook receiver: records each POST and answers from a script (then 200)."""
-
-    def __init__(self) -> None:
-        self.hits: list[Hit] = []
-        self.script: list[tuple[int, dict[str, str]]] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                receiver.hits.append(Hit(dict(self.headers.items()), body))
-                status, headers = receiver.script.pop(0) if receiver.script else (200, {})
-                self.send_response(status)
-                for name, value in headers.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/remit?sig=abc"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join()
 
 
 @pytest.fixture

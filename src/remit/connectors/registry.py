@@ -20,6 +20,9 @@ def connector_for(origin_system: str) -> Connector:
     return found
 
 
-def register(origin_system: str, connector: Connector) -> None:
-    """Route an origin system to another connector (SCIM, LDAP; tests)."""
+def register(origin_system: str, connector: Connector) -> Connector | None:
+    """Route an origin system to another connector (SCIM, LDAP; tests); returns the one it
+    replaces, so that it can be put back."""
+    previous = _BY_SYSTEM.get(origin_system)
     _BY_SYSTEM[origin_system] = connector
+    return previous

@@ -35,6 +35,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from remit.safe_regex import sqlite_match
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -97,8 +99,6 @@ def _configure_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA busy_timeout=10000")
         cur.close()
         # -match in membership rules: the same linear-time matcher as in Python (no ReDoS).
-        from remit.policies.rules import sqlite_match  # noqa: PLC0415 - it imports the models
-
         dbapi_conn.create_function("remit_match", 2, sqlite_match, deterministic=True)
 
     @event.listens_for(engine, "begin")

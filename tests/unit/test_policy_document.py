@@ -229,6 +229,25 @@ def test_questions_keep_given_ids_and_get_new_ones() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("pattern", "named"),
+    [
+        (r"^(\w)\1$", r"\1 isn't supported (back-references"),
+        (r"^(?=.*\d).{8,}$", "(?...) constructs (flags, look-arounds, named groups)"),
+        (r"\bEMEA\b", r"\b isn't supported (word boundaries)"),
+        ("^x{1,500}$", "repetition counts are limited to 100"),
+    ],
+)
+def test_question_patterns_outside_the_linear_subset_are_refused(pattern: str, named: str) -> None:
+    """Python's re takes these; answers are matched by remit.safe_regex, which refuses them."""
+    question = {"@odata.type": G + "accessPackageTextInputQuestion", "text": "x"}
+    with pytest.raises(Invalid) as error:
+        parse(body(questions=[{**question, "regexPattern": pattern}]), now=NOW)
+    assert error.value.target == "questions[0].regexPattern"
+    assert "is not a regular expression remit supports" in error.value.message
+    assert named in error.value.message
+
+
 def test_approval_off_keeps_its_stages() -> None:
     doc = parse(body(requestApprovalSettings={"stages": [stage()]}), now=NOW)
     assert doc.request_approval_settings["isApprovalRequiredForAdd"] is False

@@ -1,10 +1,19 @@
-"""Answers to a policy's questions (spec §5.5), checked against the questions when submitted."""
+"""Answers to a policy's questions (spec §5.5), checked against the questions when submitted.
+
+A text answer must match the whole of its question's ``regexPattern``, checked with
+``remit.safe_regex`` (linear time: no pattern can hang a request). Policies written before that
+module checked their patterns may hold one outside its subset (a back-reference, a look-around,
+``\\b``, ...). Such a pattern is not guessed at, nor skipped: a non-empty answer to that question
+is refused (400, code ``UnsupportedQuestionPattern``, target the answer's ``answeredQuestion``)
+with the reason, until a policy owner rewrites the pattern (a PUT that keeps it is refused too,
+by ``remit.policies.questions``). An optional question may still be left unanswered.
+"""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
+from remit import safe_regex
 from remit.errors import Invalid
 
 ANSWER_TYPE = "#microsoft.graph.accessPackageAnswerString"
@@ -88,8 +97,20 @@ def _check(
     if question.get("isSingleLineQuestion") and "\n" in value:
         raise Invalid(f"{where}: this question takes a single line", target=f"{where}.value")
     pattern = question.get("regexPattern")
-    if pattern and re.fullmatch(pattern, value) is None:
+    if pattern and not _pattern(pattern, where).fullmatch(value):
         raise Invalid(
             f"{where}: the answer does not have the required format", target=f"{where}.value"
         )
     return value, display or value
+
+
+def _pattern(pattern: str, where: str) -> safe_regex.SafeRegex:
+    try:
+        return safe_regex.compile(pattern)
+    except safe_regex.PatternError as exc:
+        raise Invalid(
+            f"{where}: the question's regexPattern can't be checked safely ({exc}); "
+            "the policy's owner must rewrite it before this question can be answered",
+            target=f"{where}.answeredQuestion",
+            code="UnsupportedQuestionPattern",
+        ) from None

@@ -10,6 +10,11 @@ Stored form, every key present::
 
 A question keeps the id it is given (so a PUT that echoes a GET keeps every id); remit assigns
 one to a question without.
+
+``regexPattern`` must lie in the linear-time subset of ``remit.safe_regex``: answers are checked
+against it with that module's ``fullmatch`` (case-sensitive; ``.`` matches a newline too and
+``\\d \\w \\s`` are ASCII), never with Python's backtracking ``re``, so that no pattern can hang a
+request. A pattern outside the subset is refused with the reason and the character at fault.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from remit import safe_regex
 from remit.db import new_id
 from remit.errors import Invalid
 from remit.policies import fields as f
@@ -102,10 +108,12 @@ def _regex(src: dict[str, Any], path: str) -> str | None:
     if pattern is None or pattern == "":
         return None
     try:
-        re.compile(pattern)
-    except (re.error, RecursionError, OverflowError) as exc:
+        safe_regex.compile(pattern, max_length=MAX_REGEX_LENGTH)
+    except safe_regex.PatternError as exc:
         target = at(path, "regexPattern")
-        raise Invalid(f"{target} is not a valid regular expression: {exc}", target=target) from exc
+        raise Invalid(
+            f"{target} is not a regular expression remit supports: {exc}", target=target
+        ) from None
     return pattern
 
 

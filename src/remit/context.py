@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from remit.audit import chain
+from remit.audit import pending
 from remit.authz.actor import Actor
 
 
@@ -33,19 +33,22 @@ class Ctx:
         subject_id: str | None = None,
         details: dict[str, Any] | None = None,
     ) -> None:
-        """One event per change, in the same transaction as the change."""
-        chain.append(
+        """One event per change, committed with the change (appended to the chain at commit:
+        ``audit.pending``)."""
+        pending.add(
             self.session,
-            occurred_at=self.now,
-            category=category,
-            activity=activity,
-            operation_type=operation_type,
-            actor_id=self.actor.user_id,
-            actor_name=self.actor.name,
-            target_type=target_type,
-            target_id=target_id,
-            target_name=target_name,
-            catalog_id=catalog_id,
-            subject_id=subject_id,
-            details={"before": before, "after": after, **(details or {})},
+            {
+                "occurred_at": self.now,
+                "category": category,
+                "activity": activity,
+                "operation_type": operation_type,
+                "actor_id": self.actor.user_id,
+                "actor_name": self.actor.name,
+                "target_type": target_type,
+                "target_id": target_id,
+                "target_name": target_name,
+                "catalog_id": catalog_id,
+                "subject_id": subject_id,
+                "details": {"before": before, "after": after, **(details or {})},
+            },
         )

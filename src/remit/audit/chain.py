@@ -148,6 +148,7 @@ def append_many(session: Session, events: list[dict[str, Any]]) -> int:
     session.execute(insert(AuditEvent), rows)
     head.seq, head.hash = seq, prev
     session.flush()
+    crash_point("audit.after_append")
     return len(rows)
 
 

@@ -15,6 +15,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from remit.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 
+# SQLSTATEs of a transaction the database rolled back on its own: serialization failure,
+# deadlock detected.
+TRANSIENT = frozenset({"40001", "40P01"})
+
 log = structlog.get_logger("remit.api")
 
 STATUS: dict[type[DomainError], int] = {
@@ -109,6 +113,17 @@ def install(app: FastAPI) -> None:
             log.warning("database connection lost", request_id=request_id(request))
             response = graph_error(
                 request, 503, "serviceNotAvailable", "the database connection was lost; retry"
+            )
+            response.headers["Retry-After"] = "1"
+            return response
+        if getattr(exc.orig, "sqlstate", None) in TRANSIENT:
+            # PostgreSQL chose this transaction as a deadlock victim (or could not serialise
+            # it): it was rolled back whole, so the call had no effect and may be retried.
+            log.warning(
+                "transaction rolled back by the database; retry", request_id=request_id(request)
+            )
+            response = graph_error(
+                request, 503, "serviceNotAvailable", "a concurrent change interfered; retry"
             )
             response.headers["Retry-After"] = "1"
             return response

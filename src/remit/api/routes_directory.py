@@ -186,7 +186,11 @@ def member_of(
     with operation(request, ident, write=False) as ctx:
         user = ops.find_user(ctx, user_id)
         stmt = select(Group).where(
-            Group.id.in_(select(GroupMember.group_id).where(GroupMember.member_id == user.id))
+            Group.id.in_(
+                select(GroupMember.group_id).where(
+                    GroupMember.member_id == user.id, ops.live_membership(ctx.now)
+                )
+            )
         )
         return collection(
             request,
@@ -314,7 +318,9 @@ def list_members(
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
         group = ops.get_group(ctx, group_id)
-        stmt = select(GroupMember).where(GroupMember.group_id == group.id)
+        stmt = select(GroupMember).where(
+            GroupMember.group_id == group.id, ops.live_membership(ctx.now)
+        )
         return _principal_list(request, ctx, stmt, GroupMember.member_id, q)
 
 

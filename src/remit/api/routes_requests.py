@@ -131,7 +131,7 @@ def list_requests(
 def create_request(
     request: Request,
     response: Response,
-    body: dict[str, Any] = Body(...),  # noqa: B008 - FastAPI's way to take a raw JSON object
+    body: dict[str, Any] = Body(...),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     fields = parse_request_body(body)
@@ -283,7 +283,7 @@ def decide_stage(
     request: Request,
     approval_id: str,
     stage_id: str,
-    body: dict[str, Any] = Body(...),  # noqa: B008 - a raw JSON object
+    body: dict[str, Any] = Body(...),
     ident: Identity = Depends(identity),
 ) -> Response:
     result = body.get("reviewResult")

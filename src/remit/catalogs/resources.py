@@ -22,11 +22,11 @@ from remit.directory.models import (
     ApplicationOwner,
     AppRole,
     Group,
-    GroupOwner,
     Site,
     SiteAdmin,
     SiteRole,
 )
+from remit.directory.operations import owns_group
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
 from remit.packages.models import ResourceRoleScope
 
@@ -79,7 +79,7 @@ def _lookup(ctx: Ctx, system: str, origin_id: str) -> tuple[_Origin, bool]:
         roles: tuple[tuple[str, str], ...] = (("Owner_" + group.id, "Owner"),)
         if not group.membership_rule:  # dynamic groups: Owner only (spec §2.1)
             roles = (("Member_" + group.id, "Member"), *roles)
-        owner = ctx.session.get(GroupOwner, (group.id, uid)) is not None
+        owner = owns_group(ctx, group.id, uid)
         return _Origin(system, group.id, group.display_name, group.description, kind, roles), owner
     if system == "AadApplication":
         app = ctx.session.get(Application, origin_id)

@@ -60,7 +60,6 @@ def worker(
     from remit import logs
     from remit.jobs.handlers import load_all
     from remit.jobs.runner import Worker
-
     from remit.notify import config
 
     s = settings()

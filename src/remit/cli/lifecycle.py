@@ -151,8 +151,9 @@ def _package_id(ctx: Ctx, name_or_id: str, *, requesting: bool = False) -> str:
     raise NotFound(f"access package {name_or_id!r} was not found")
 
 
-def _policies(ctx: Ctx, package_id: str) -> list[AssignmentPolicy]:
-    """The package's policies the actor may read, and those it may request through."""
+def _policies(ctx: Ctx, package_id: str, *, requestable: bool = True) -> list[AssignmentPolicy]:
+    """The package's policies the actor may read, and (``requestable``) those it may request
+    through for itself."""
     seen = list(
         ctx.session.execute(
             policy_ops.visible_policies(ctx)
@@ -160,7 +161,7 @@ def _policies(ctx: Ctx, package_id: str) -> list[AssignmentPolicy]:
             .order_by(AssignmentPolicy.created_at, AssignmentPolicy.id)
         ).scalars()
     )
-    me = ctx.session.get(User, ctx.actor.user_id)
+    me = ctx.session.get(User, ctx.actor.user_id) if requestable else None
     if me is not None:
         known = {p.id for p in seen}
         seen += [
@@ -188,7 +189,9 @@ def _policy_id(ctx: Ctx, package_id: str, name_or_id: str) -> str:
 
 def _direct_policy(ctx: Ctx, package_id: str) -> str | None:
     """The one policy an administrator can assign through, or None to let the request say."""
-    usable = [p for p in _policies(ctx, package_id) if p.auto_assignment_key is None]
+    usable = [
+        p for p in _policies(ctx, package_id, requestable=False) if p.auto_assignment_key is None
+    ]
     if len(usable) > 1:
         raise Invalid(
             "the access package has several policies; choose one with --policy: "
@@ -214,9 +217,12 @@ def _answers(
             if key == q["id"] or key.lower() == str(q.get("text") or "").strip().lower()
         }
         if len(ids) > 1:
-            raise Invalid(f"several policies ask {key!r}; choose one with --policy")
+            raise Invalid(
+                f"--answer {key!r}: several questions match; give the question id or --policy"
+            )
         if not ids and policies:
-            raise Invalid(f"--answer {key!r}: the policy asks no such question")
+            asker = "the policy asks" if policy_id else "no policy of the access package asks"
+            raise Invalid(f"--answer {key!r}: {asker} such a question")
         qid = ids.pop() if ids else key
         out.append({"answeredQuestion": {"id": qid}, "value": value})
     return out
@@ -416,7 +422,7 @@ def request_show(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> No
         found = requests.get_request(ctx, request_id)
         try:
             approval, stages = ops.get_approval(ctx, found.id)
-            staged = ops.stage_view(ctx, approval, stages)
+            staged = list(zip(stages, ops.stage_view(ctx, approval, stages), strict=True))
         except NotFound:
             staged = []  # no approval, or not yours to see (the API answers the same)
         users = _upns(ctx.session, [found.target_id, found.requestor_id])
@@ -443,6 +449,8 @@ def request_show(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> No
             ("Ends", ends),
             ("Assignment", found.assignment_id),
         ]
+        if found.state == "pendingApproval" and found.current_stage is not None:
+            rows.append(("Waiting for", f"approval stage {found.current_stage + 1}"))
         rows += [
             (
                 f"Answer: {(a.get('answeredQuestion') or {}).get('text') or ''}",
@@ -459,15 +467,15 @@ def request_show(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> No
                 ["Stage", "Status", "Result", "Reviewed by", "Reviewed", "Justification", "Yours"],
                 [
                     (
-                        s["displayName"],
-                        s["status"],
-                        s["reviewResult"],
-                        (s["reviewedBy"] or {}).get("displayName"),
-                        s["reviewedDateTime"],
-                        s["justification"],
-                        "yes" if s["assignedToMe"] else "",
+                        view["displayName"],
+                        stage.status,
+                        stage.review_result,
+                        (view["reviewedBy"] or {}).get("displayName"),
+                        _when(stage.reviewed_at),
+                        stage.justification,
+                        "yes" if view["assignedToMe"] else "",
                     )
-                    for s in staged
+                    for stage, view in staged
                 ],
             )
 

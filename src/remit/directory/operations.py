@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from remit import validation
@@ -237,6 +238,18 @@ def group_snapshot(group: Group) -> dict[str, Any]:
     }
 
 
+def live_membership(now: datetime) -> ColumnElement[bool]:
+    """Membership edges that count at ``now`` (delivered ones only until ``valid_until``)."""
+    return or_(GroupMember.valid_until.is_(None), GroupMember.valid_until > now)
+
+
+def owns_group(ctx: Ctx, group_id: str, user_id: str) -> bool:
+    """Whether the user owns the group now: an ownership delivered by an access package counts
+    only until its ``valid_until`` (expired access is never honoured, even before the sweep)."""
+    edge = ctx.session.get(GroupOwner, (group_id, user_id))
+    return edge is not None and (edge.valid_until is None or edge.valid_until > ctx.now)
+
+
 def _authorize_group_change(ctx: Ctx, group: Group) -> None:
     """Groups Administrators (and above) manage any group; owners manage their own."""
     if group.is_assignable_to_role:
@@ -245,8 +258,7 @@ def _authorize_group_change(ctx: Ctx, group: Group) -> None:
         return
     if Task.GROUPS_MANAGE in ctx.actor.tenant_tasks:
         return
-    owned = ctx.session.get(GroupOwner, (group.id, ctx.actor.user_id))
-    if owned is None:
+    if not owns_group(ctx, group.id, ctx.actor.user_id):
         raise Forbidden("only the group's owners or a groups administrator may change it")
 
 
@@ -311,9 +323,13 @@ def add_group_owner(ctx: Ctx, group_id: str, user_id: str) -> None:
 def _add_owner(ctx: Ctx, group: Group, user_id: str) -> None:
     if ctx.session.get(User, user_id) is None:
         raise Invalid(f"user {user_id} was not found; owners are users")
-    if ctx.session.get(GroupOwner, (group.id, user_id)) is not None:
+    edge = ctx.session.get(GroupOwner, (group.id, user_id))
+    if edge is not None and (edge.valid_until is None or edge.valid_until > ctx.now):
         raise Conflict("the user is already an owner of the group")
-    ctx.session.add(GroupOwner(group_id=group.id, user_id=user_id))
+    if edge is not None:
+        edge.valid_until = None  # a lapsed delivered ownership, now given by hand for good
+    else:
+        ctx.session.add(GroupOwner(group_id=group.id, user_id=user_id))
     ctx.session.flush()
     ctx.audit(
         "Add owner to group",

@@ -20,12 +20,12 @@ from sqlalchemy import select, update
 
 from remit.authz.actor import Actor
 from remit.context import Ctx
-from remit.faults import crash_point
 from remit.db import affected
 from remit.directory.models import User
 from remit.durations import parse_duration
 from remit.errors import Conflict, Forbidden, Invalid
 from remit.external.models import ConnectedOrganizationSponsor
+from remit.faults import crash_point
 from remit.lifecycle import notices
 from remit.lifecycle.models import ApprovalStage, AssignmentRequest, StageApprover
 
@@ -231,6 +231,17 @@ def decide(
         raise Invalid(
             "this stage requires a justification from the approver", target="justification"
         )
+    # The request row first, then the stage: the order every transition takes (a cancel does
+    # the same), so that racing transitions queue instead of deadlocking.
+    try:
+        _claim_request(ctx, request)
+    except Conflict:
+        ctx.session.refresh(stage)
+        if stage.status == "Completed":
+            raise Conflict(
+                "another approver has already decided this stage", code="StageAlreadyDecided"
+            ) from None
+        raise
     claimed = affected(
         ctx.session.execute(
             update(ApprovalStage)
@@ -249,7 +260,6 @@ def decide(
         raise Conflict(
             "another approver has already decided this stage", code="StageAlreadyDecided"
         )
-    _claim_request(ctx, request)
     ctx.session.refresh(stage)
     crash_point("stage.after_decision")
     detail = {"stage": stage.stage_index + 1, "justification": stage.justification}
@@ -351,6 +361,10 @@ def escalate(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package
 
 def time_out(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package_name: str) -> None:
     """Nobody decided before the deadline: the request is denied (the requestor resubmits)."""
+    try:
+        _claim_request(ctx, request)
+    except Conflict:
+        return  # decided or cancelled meanwhile
     claimed = affected(
         ctx.session.execute(
             update(ApprovalStage)
@@ -360,8 +374,7 @@ def time_out(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package
         )
     )
     if claimed != 1:
-        return
-    _claim_request(ctx, request)
+        raise Conflict("the stage was decided meanwhile", code="StageAlreadyDecided")
     _close(ctx, request, "denied", "TimedOut")
     ctx.audit(
         "Access package assignment request timed out (no approver action taken)",

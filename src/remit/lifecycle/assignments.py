@@ -15,13 +15,15 @@ from sqlalchemy.exc import IntegrityError
 
 from remit.connectors.base import RoleRef
 from remit.context import Ctx
-from remit.faults import crash_point
 from remit.db import affected
 from remit.directory.models import User
 from remit.errors import Conflict
+from remit.faults import crash_point
+from remit.jobs.queue import enqueue
 from remit.lifecycle import delivery, notices
+from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import Assignment, AssignmentRequest
-from remit.lifecycle.schedule import end_of, iso, start_of
+from remit.lifecycle.schedule import assignment_schedule, end_of, iso, start_of
 from remit.packages.models import AccessPackage
 
 TARGET = "AccessPackageAssignment"
@@ -41,8 +43,6 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
     start = start_of(request.schedule, ctx.now)
     if start > ctx.now:
         request.state, request.status = "scheduled", "Scheduled"
-        from remit.jobs.queue import enqueue
-
         enqueue(
             ctx.session,
             "lifecycle.activate_scheduled",
@@ -122,7 +122,7 @@ def end(
                 expired_at=ctx.now,
                 modified_at=ctx.now,
                 end_reason=reason,
-                ended_by=None if ctx.actor.is_system else ctx.actor.user_id,
+                ended_by=None if ctx.actor.is_system or reason == "expired" else ctx.actor.user_id,
                 version=Assignment.version + 1,
             )
             .execution_options(synchronize_session=False)
@@ -300,8 +300,6 @@ def target_user(ctx: Ctx, user_id: str) -> User | None:
 
 
 def render_schedule(a: Assignment) -> dict[str, Any]:
-    from remit.lifecycle.schedule import assignment_schedule
-
     return assignment_schedule(a.start_at, a.expires_at, a.expiration)
 
 
@@ -322,6 +320,7 @@ def package_roles_changed(ctx: Ctx, package_id: str, removed: Iterable[RoleRef] 
         )
     )
     roles = delivery.package_roles(session, [package_id])[package_id] + list(removed)
+    lock_subjects(ctx, subjects)
     for subject in subjects:
         changed = delivery.recompute(ctx, subject, roles)
         if not changed:

@@ -13,6 +13,7 @@ from remit.directory.models import User
 from remit.durations import parse_duration
 from remit.errors import DomainError
 from remit.lifecycle import assignments, requests
+from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.policies import rules
 from remit.policies.models import AssignmentPolicy
@@ -56,6 +57,8 @@ def evaluate(ctx: Ctx, policy: AssignmentPolicy) -> tuple[int, int]:
         ).scalars()
     )
     added = removed = 0
+    # Every subject this run may touch is locked up front, in order (lifecycle.locks).
+    lock_subjects(ctx, (matching - set(held) - open_adds) | set(held))
     if settings.get("requestAccessForAllowedTargets", True):
         for user_id in sorted(matching - set(held) - open_adds):
             if len(held) + added >= LIMIT:
@@ -74,7 +77,7 @@ def evaluate(ctx: Ctx, policy: AssignmentPolicy) -> tuple[int, int]:
                 continue  # e.g. an incompatible package or an active assignment elsewhere
     grace_text = settings.get("gracePeriodBeforeAccessRemoval")
     grace = parse_duration(grace_text) if grace_text else timedelta(0)
-    for user_id, a in held.items():
+    for user_id, a in sorted(held.items()):
         if user_id in matching:
             a.out_of_scope_since = None
             continue

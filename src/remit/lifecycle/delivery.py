@@ -23,14 +23,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Row, and_, case, func, or_, select
+from sqlalchemy import and_, case, func, or_, select
 from sqlalchemy.orm import Session
 
 from remit.catalogs.models import CatalogResource, ResourceRole
 from remit.connectors.base import ConnectorError, RoleRef
 from remit.connectors.registry import connector_for
 from remit.context import Ctx
-from remit.db import insert_or_ignore
+from remit.db import insert_or_ignore, new_id
 from remit.faults import crash_point
 from remit.jobs.queue import enqueue
 from remit.lifecycle.models import Assignment, ResourceGrant
@@ -107,7 +107,7 @@ def _locked_grants(
         ResourceGrant,
         [
             {
-                "id": _grant_id(),
+                "id": new_id(),
                 "subject_id": subject_id,
                 "origin_system": r.origin_system,
                 "resource_origin_id": r.resource_origin_id,
@@ -141,12 +141,6 @@ def _locked_grants(
             .execution_options(populate_existing=True)
         ).scalars()
     )
-
-
-def _grant_id() -> str:
-    from remit.db import new_id
-
-    return new_id()
 
 
 def recompute(ctx: Ctx, subject_id: str, roles: Iterable[RoleRef]) -> list[ResourceGrant]:
@@ -188,7 +182,6 @@ def schedule_sync(ctx: Ctx, subject_id: str, *, delay: timedelta | None = None) 
         now=ctx.now,
         run_after=ctx.now + delay if delay else None,
         dedupe_key=f"sync:{subject_id}",
-        max_attempts=3,
     )
 
 

@@ -13,7 +13,8 @@ from sqlalchemy import and_, or_, select
 from remit.context import Ctx
 from remit.faults import crash_point
 from remit.jobs.registry import RetryLater, job, periodic
-from remit.lifecycle import approvals, assignments, delivery, notices, requests
+from remit.lifecycle import approvals, assignments, auto, delivery, notices, requests
+from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
 from remit.packages.models import AccessPackage
 from remit.policies.models import AssignmentPolicy
@@ -22,9 +23,25 @@ CHUNK = 500
 NOW = timedelta(0)
 
 
-@job(delivery.SYNC_JOB, max_attempts=3)
+def _sync_gave_up(ctx: Ctx, payload: dict[str, Any], error: str) -> None:
+    """The sync job itself kept failing (not a target: those retry inside it). Its pending
+    grants are marked failed, so their assignments read deliveryFailed or partiallyDelivered
+    and an administrator can reprocess them, instead of "delivering" for ever."""
+    subject_id = payload["subject_id"]
+    lock_subjects(ctx, [subject_id])
+    for grant in delivery.pending_grants(ctx.session, subject_id):
+        grant.attempts += 1
+        grant.last_error = f"delivery gave up: {error}"[:500]
+        grant.applied_generation = grant.generation
+        grant.applied_state = "failed"
+        grant.updated_at = ctx.now
+    assignments.refresh_states(ctx, subject_id)
+
+
+@job(delivery.SYNC_JOB, max_attempts=8, on_give_up=_sync_gave_up)
 def sync_subject(ctx: Ctx, payload: dict[str, Any]) -> None:
     subject_id = payload["subject_id"]
+    lock_subjects(ctx, [subject_id])
     grants = delivery.pending_grants(ctx.session, subject_id)
     retry = delivery.apply(ctx, grants)
     assignments.refresh_states(ctx, subject_id)
@@ -37,7 +54,11 @@ def sync_subject(ctx: Ctx, payload: dict[str, Any]) -> None:
 @job("lifecycle.activate_scheduled")
 def activate_scheduled(ctx: Ctx, payload: dict[str, Any]) -> None:
     request = ctx.session.get(AssignmentRequest, payload["request_id"])
-    if request is None or request.state != "scheduled":
+    if request is None:
+        return
+    lock_subjects(ctx, [request.target_id or request.target_email])
+    ctx.session.refresh(request)
+    if request.state != "scheduled":
         return  # cancelled meanwhile, or already activated
     package = ctx.session.get(AccessPackage, request.access_package_id)
     if package is None:
@@ -53,21 +74,31 @@ def expiry_sweep(ctx: Ctx, payload: dict[str, Any]) -> None:
 
 
 def expire_due(ctx: Ctx, *, limit: int) -> int:
-    """End up to ``limit`` assignments whose end has passed; returns how many."""
-    query = (
-        select(Assignment)
-        .where(Assignment.active_key.is_not(None), Assignment.expires_at <= ctx.now)
-        .order_by(Assignment.expires_at)
-        .limit(limit)
+    """End up to ``limit`` assignments whose end has passed; returns how many it ended.
+
+    One sweep runs at a time (a periodic job); it takes the subjects' locks in sorted order and
+    claims each assignment with ``end``'s conditional update, so a removal that got there first
+    is simply skipped.
+    """
+    due = list(
+        ctx.session.execute(
+            select(Assignment.id, Assignment.target_id)
+            .where(Assignment.active_key.is_not(None), Assignment.expires_at <= ctx.now)
+            .order_by(Assignment.expires_at, Assignment.id)
+            .limit(limit)
+        ).all()
     )
-    if ctx.session.get_bind().dialect.name == "postgresql":
-        query = query.with_for_update(skip_locked=True)
-    due = list(ctx.session.execute(query).scalars())
-    for a in due:
+    lock_subjects(ctx, [target for _, target in due])
+    ended = 0
+    for assignment_id, _ in sorted(due, key=lambda row: (row[1], row[0])):
+        a = ctx.session.get(Assignment, assignment_id, populate_existing=True)
+        if a is None or a.active_key is None:
+            continue
         request = requests.system_remove_record(ctx, a)
         assignments.end(ctx, a, reason="expired", request=request)
         crash_point("expiry.after_transition")
-    return len(due)
+        ended += 1
+    return ended
 
 
 @periodic("lifecycle.approval_timers", every=timedelta(minutes=1))
@@ -91,7 +122,12 @@ def approval_timers(ctx: Ctx, payload: dict[str, Any]) -> None:
     )
     for stage in stages:
         request = ctx.session.get(AssignmentRequest, stage.request_id)
-        if request is None or request.state != "pendingApproval":
+        if request is None:
+            continue
+        lock_subjects(ctx, [request.target_id or request.target_email])
+        ctx.session.refresh(request)
+        ctx.session.refresh(stage)
+        if request.state != "pendingApproval" or stage.status != "InProgress":
             continue
         package = ctx.session.get(AccessPackage, request.access_package_id)
         name = package.display_name if package else request.access_package_id
@@ -140,6 +176,4 @@ def auto_assignment(ctx: Ctx, payload: dict[str, Any]) -> None:
         ).scalars()
     )
     for policy in policies:
-        from remit.lifecycle.auto import evaluate
-
-        evaluate(ctx, policy)
+        auto.evaluate(ctx, policy)

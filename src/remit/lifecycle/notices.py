@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from remit.context import Ctx
 from remit.directory.models import GroupMember, User
+from remit.directory.operations import live_membership
 from remit.external import guests, orgs
 from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest, StageApprover
 from remit.lifecycle.schedule import end_of, iso, start_of
@@ -49,7 +50,7 @@ def users_of(ctx: Ctx, principals: Iterable[str]) -> list[str]:
     while frontier:
         rows = ctx.session.execute(
             select(GroupMember.member_id, GroupMember.member_type).where(
-                GroupMember.group_id.in_(frontier)
+                GroupMember.group_id.in_(frontier), live_membership(ctx.now)
             )
         ).all()
         frontier = set()

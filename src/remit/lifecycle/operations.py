@@ -10,9 +10,12 @@ from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
 from remit.context import Ctx
-from remit.errors import NotFound
+from remit.directory.models import User
+from remit.errors import Conflict, Invalid, NotFound
 from remit.lifecycle import approvals, requests
+from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
+from remit.lifecycle.schedule import iso
 from remit.packages.models import AccessPackage, IncompatiblePackage
 
 
@@ -36,8 +39,6 @@ def requests_for_current_user(ctx: Ctx, on: str) -> Select[AssignmentRequest]:
         return query.where(AssignmentRequest.requestor_id == me)
     if on == "approver":
         return query.where(AssignmentRequest.id.in_(approvals.pending_for(ctx.actor)))
-    from remit.errors import Invalid
-
     raise Invalid("on must be 'target', 'createdBy' or 'approver'", target="on")
 
 
@@ -60,8 +61,6 @@ def assignments_for_current_user(ctx: Ctx, on: str) -> Select[Assignment]:
                 select(AssignmentRequest.id).where(AssignmentRequest.requestor_id == me)
             )
         )
-    from remit.errors import Invalid
-
     raise Invalid("on must be 'target' or 'createdBy'", target="on")
 
 
@@ -77,12 +76,11 @@ def get_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
 def reprocess_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
     """Spec §6.7: grant every resource role again (repairs drift made outside remit)."""
     a = get_assignment(ctx, assignment_id)
+    lock_subjects(ctx, [a.target_id])
     if not can(ctx.actor, Task.ASSIGNMENT_READ, a.catalog_id):
         raise NotFound(f"assignment {assignment_id} was not found")
     authorize(ctx.actor, Task.REQUEST_REPROCESS, a.catalog_id)
-    if a.active_key is None:
-        from remit.errors import Conflict
-
+    if a.active_key is None or (a.expires_at is not None and a.expires_at <= ctx.now):
         raise Conflict("the assignment has ended", code="AssignmentEnded")
     requests.retry_roles(ctx, a, failed_only=False)
     ctx.audit(
@@ -150,12 +148,11 @@ def decide_stage(
     ctx: Ctx, request_id: str, stage_id: str, *, result: str, justification: str | None
 ) -> str:
     request, stages = get_approval(ctx, request_id)
+    lock_subjects(ctx, [request.target_id or request.target_email])
     stage = next((s for s in stages if s.id == stage_id), None)
     if stage is None:
         raise NotFound(f"approval stage {stage_id} was not found")
     if stage.status != "InProgress":
-        from remit.errors import Conflict
-
         if stage.status == "Completed":
             raise Conflict("this stage has already been decided", code="StageAlreadyDecided")
         raise Conflict("this stage has not started yet", code="StageNotStarted")
@@ -173,9 +170,6 @@ def stage_view(
     ctx: Ctx, request: AssignmentRequest, stages: list[ApprovalStage]
 ) -> list[dict[str, Any]]:
     """The approvalStage shapes, with ``assignedToMe`` for the caller."""
-    from remit.directory.models import User
-    from remit.lifecycle.schedule import iso
-
     names = {
         u.id: u.display_name
         for u in ctx.session.execute(

@@ -20,13 +20,15 @@ from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
 from remit.catalogs.models import Catalog
 from remit.context import Ctx
-from remit.faults import crash_point
 from remit.db import affected
 from remit.directory.models import User
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
+from remit.external import orgs
+from remit.faults import crash_point
 from remit.lifecycle import answers as answer_rules
 from remit.lifecycle import approvals, assignments, delivery, notices
-from remit.lifecycle.assignments import ADD_TYPES, REMOVE_TYPES, UPDATE_TYPES, active_key
+from remit.lifecycle.assignments import ADD_TYPES, REMOVE_TYPES, active_key
+from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
 from remit.lifecycle.schedule import extension_end, frozen_schedule, iso, parse_instant
 from remit.packages.models import AccessPackage, IncompatibleGroup, IncompatiblePackage
@@ -139,6 +141,7 @@ def _add(
             raise NotFound(f"access package {package_id} was not found")
         authorize(actor, Task.ASSIGNMENT_DIRECT_ADD, package.catalog_id)
     target = _add_target(ctx, kind, target_id, target_email)
+    lock_subjects(ctx, [target.id if target is not None else target_email])
     catalog = session.get(Catalog, package.catalog_id)
     if catalog is None or catalog.state != "published":
         raise Invalid("the catalog of this access package is disabled", code="CatalogDisabled")
@@ -151,20 +154,19 @@ def _add(
     policy = _choose_policy(ctx, kind, package, policy_id, target, target_email, sees_package)
     _hold(ctx, policy)
     _check_incompatible(ctx, package, target)
-    if kind == "userAdd" and policy.request_approval_settings.get(
-        "isRequestorJustificationRequired"
-    ):
-        if justification is None:
-            raise Invalid(
-                "this policy requires a justification",
-                target="justification",
-                code="JustificationRequired",
-            )
+    needs_reason = policy.request_approval_settings.get("isRequestorJustificationRequired")
+    if kind == "userAdd" and needs_reason and justification is None:
+        raise Invalid(
+            "this policy requires a justification",
+            target="justification",
+            code="JustificationRequired",
+        )
     stored_answers = answer_rules.validate(policy.questions, answers)
     custom = bool(policy.requestor_settings.get("allowCustomAssignmentSchedule")) or admin
     frozen = frozen_schedule(policy.expiration, schedule, allow_custom=custom, now=ctx.now)
     who = target.id if target is not None else (target_email or "").lower()
     if target is not None:
+        _end_lapsed(ctx, target.id, package.id)
         _no_active_assignment(ctx, target.id, package.id)
     request = AssignmentRequest(
         request_type=kind,
@@ -182,8 +184,8 @@ def _add(
         created_at=ctx.now,
         open_key=f"add:{who}:{package.id}",
     )
-    crash_point("request.after_insert")
     _insert(ctx, request)
+    crash_point("request.after_insert")
     ctx.audit(
         {
             "userAdd": "User requests access package assignment",
@@ -293,56 +295,14 @@ def _choose_policy(
     target_email: str | None,
     sees_package: bool,
 ) -> AssignmentPolicy:
-    session, actor = ctx.session, ctx.actor
-    if kind == "userAdd":
-        assert target is not None
-        groups = transitive_group_ids(session, target.id, now=ctx.now)
-        on_behalf = target.id != actor.user_id
-        if on_behalf and target.manager_id != actor.user_id:
-            raise Forbidden("you can request access only for yourself or for your direct reports")
-        if on_behalf:
-            candidates = [
-                p
-                for p in _policies(ctx, package.id)
-                if p.requestor_settings.get("enableOnBehalfRequestorsToAddAccess")
-                and p.requestor_settings.get("acceptRequests", True)
-                and scope.is_allowed_requestor(session, p, target, groups)
-            ]
-        else:
-            candidates = scope.requestable_policies(session, package.id, target, groups)
-        if policy_id:
-            chosen = next((p for p in candidates if p.id == policy_id), None)
-            if chosen is None:
-                if not candidates and not sees_package:
-                    raise NotFound(f"access package {package.id} was not found")
-                _policy_of(ctx, package, policy_id)  # NotFound / wrong package first
-                raise Invalid(
-                    "you don't meet the requirements of this policy",
-                    target="assignmentPolicyId",
-                    code="RequestorNotInPolicyScope",
-                )
-            return chosen
-        if not candidates:
-            if not sees_package:
-                raise NotFound(f"access package {package.id} was not found")
-            raise Invalid(
-                "no policy of this access package lets you request it",
-                code="RequestorNotInPolicyScope",
-            )
-        if len(candidates) > 1:
-            raise Invalid(
-                "several policies apply; choose one with assignment.assignmentPolicyId: "
-                + ", ".join(p.id for p in candidates),
-                target="assignmentPolicyId",
-                code="PolicySelectionRequired",
-            )
-        return candidates[0]
+    if kind == "userAdd" and target is not None:
+        return _user_policy(ctx, package, policy_id, target, sees_package)
     if not policy_id:
         raise Invalid("assignment.assignmentPolicyId is required", target="assignmentPolicyId")
     policy = _policy_of(ctx, package, policy_id)
     if not policy.requestor_settings.get("acceptRequests", True):
         raise Invalid("this policy is disabled", target="assignmentPolicyId", code="PolicyDisabled")
-    if policy.auto_assignment_key is not None and not actor.is_system:
+    if policy.auto_assignment_key is not None and not ctx.actor.is_system:
         raise Invalid(
             "an auto-assignment policy assigns by its rule only",
             target="assignmentPolicyId",
@@ -357,6 +317,54 @@ def _choose_policy(
     return policy
 
 
+def _user_policy(
+    ctx: Ctx, package: AccessPackage, policy_id: str | None, target: User, sees_package: bool
+) -> AssignmentPolicy:
+    """The policy of a request by the target themself, or by their manager on their behalf.
+
+    Someone who may neither see the package nor request it learns nothing: NotFound.
+    """
+    session, actor = ctx.session, ctx.actor
+    groups = transitive_group_ids(session, target.id, now=ctx.now)
+    if target.id == actor.user_id:
+        candidates = scope.requestable_policies(session, package.id, target, groups)
+    elif target.manager_id == actor.user_id:
+        candidates = [
+            p
+            for p in _policies(ctx, package.id)
+            if p.requestor_settings.get("enableOnBehalfRequestorsToAddAccess")
+            and p.requestor_settings.get("acceptRequests", True)
+            and scope.is_allowed_requestor(session, p, target, groups)
+        ]
+    else:
+        raise Forbidden("you can request access only for yourself or for your direct reports")
+    if not candidates and not sees_package:
+        raise NotFound(f"access package {package.id} was not found")
+    if policy_id:
+        chosen = next((p for p in candidates if p.id == policy_id), None)
+        if chosen is None:
+            _policy_of(ctx, package, policy_id)  # a policy of another package: say so first
+            raise Invalid(
+                "you don't meet the requirements of this policy",
+                target="assignmentPolicyId",
+                code="RequestorNotInPolicyScope",
+            )
+        return chosen
+    if not candidates:
+        raise Invalid(
+            "no policy of this access package lets you request it",
+            code="RequestorNotInPolicyScope",
+        )
+    if len(candidates) > 1:
+        raise Invalid(
+            "several policies apply; choose one with assignment.assignmentPolicyId: "
+            + ", ".join(p.id for p in candidates),
+            target="assignmentPolicyId",
+            code="PolicySelectionRequired",
+        )
+    return candidates[0]
+
+
 def _admin_scope_ok(
     ctx: Ctx, policy: AssignmentPolicy, target: User | None, email: str | None
 ) -> bool:
@@ -366,8 +374,6 @@ def _admin_scope_ok(
     if target is not None:
         groups = transitive_group_ids(ctx.session, target.id, now=ctx.now)
         return scope.is_allowed_requestor(ctx.session, policy, target, groups)
-    from remit.external import orgs
-
     org = orgs.match_organization(ctx.session, email or "")
     if scope_name == "allExternalUsers":
         return True
@@ -445,6 +451,19 @@ def _check_incompatible(ctx: Ctx, package: AccessPackage, target: User | None) -
             )
 
 
+def _end_lapsed(ctx: Ctx, target_id: str, package_id: str) -> None:
+    """An assignment whose end has passed but which the sweep has not reached yet is ended here
+    first (as the sweep would), so that it never blocks a new one."""
+    lapsed = ctx.session.execute(
+        select(Assignment).where(
+            Assignment.active_key == active_key(target_id, package_id),
+            Assignment.expires_at <= ctx.now,
+        )
+    ).scalar_one_or_none()
+    if lapsed is not None:
+        assignments.end(ctx, lapsed, reason="expired", request=system_remove_record(ctx, lapsed))
+
+
 def _no_active_assignment(ctx: Ctx, target_id: str, package_id: str) -> None:
     existing = ctx.session.execute(
         select(Assignment.id).where(Assignment.active_key == active_key(target_id, package_id))
@@ -459,7 +478,7 @@ def _no_active_assignment(ctx: Ctx, target_id: str, package_id: str) -> None:
 # --------------------------------------------------------------------------- removals
 
 
-def _active_assignment(ctx: Ctx, assignment_id: str, *, admin: bool) -> Assignment:
+def _active_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
     assignment = ctx.session.get(Assignment, assignment_id)
     visible = assignment is not None and (
         assignment.target_id == ctx.actor.user_id
@@ -481,7 +500,8 @@ def _manages(ctx: Ctx, user_id: str) -> bool:
 def _remove(
     ctx: Ctx, kind: str, assignment_id: str, justification: str | None
 ) -> AssignmentRequest:
-    assignment = _active_assignment(ctx, assignment_id, admin=kind == "adminRemove")
+    assignment = _active_assignment(ctx, assignment_id)
+    lock_subjects(ctx, [assignment.target_id])
     policy = (
         ctx.session.get(AssignmentPolicy, assignment.policy_id) if assignment.policy_id else None
     )
@@ -545,7 +565,8 @@ def _update(
     answers: list[Any] | None,
     schedule: dict[str, Any] | None,
 ) -> AssignmentRequest:
-    assignment = _active_assignment(ctx, assignment_id, admin=kind == "adminUpdate")
+    assignment = _active_assignment(ctx, assignment_id)
+    lock_subjects(ctx, [assignment.target_id])
     if assignment.expires_at is not None and assignment.expires_at <= ctx.now:
         raise Conflict("the assignment has expired", code="AssignmentEnded")
     policy = (
@@ -694,6 +715,7 @@ def may_see(ctx: Ctx, request: AssignmentRequest) -> bool:
 
 def cancel(ctx: Ctx, request_id: str) -> AssignmentRequest:
     request = get_request(ctx, request_id)
+    lock_subjects(ctx, [request.target_id or request.target_email])
     admin = can(ctx.actor, Task.REQUEST_CANCEL, request.catalog_id)
     own = ctx.actor.user_id in (request.requestor_id, request.target_id)
     if not admin and not own:
@@ -748,6 +770,7 @@ def cancel(ctx: Ctx, request_id: str) -> AssignmentRequest:
 
 def reprocess_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
     request = get_request(ctx, request_id)
+    lock_subjects(ctx, [request.target_id])
     if not can(ctx.actor, Task.REQUEST_READ, request.catalog_id):
         raise NotFound(f"assignment request {request_id} was not found")
     authorize(ctx.actor, Task.REQUEST_REPROCESS, request.catalog_id)
@@ -764,7 +787,7 @@ def reprocess_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
     assignment = (
         ctx.session.get(Assignment, request.assignment_id) if request.assignment_id else None
     )
-    if assignment is None or assignment.active_key is None:
+    if assignment is None or assignment.active_key is None or _lapsed(ctx, assignment):
         raise Invalid("the request's assignment has ended", code="RequestNotReprocessable")
     request.state, request.status, request.completed_at = "delivering", "Delivering", None
     retry_roles(ctx, assignment, failed_only=True)
@@ -777,6 +800,10 @@ def reprocess_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
         subject_id=request.target_id,
     )
     return request
+
+
+def _lapsed(ctx: Ctx, assignment: Assignment) -> bool:
+    return assignment.expires_at is not None and assignment.expires_at <= ctx.now
 
 
 def retry_roles(ctx: Ctx, assignment: Assignment, *, failed_only: bool) -> int:

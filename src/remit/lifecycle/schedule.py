@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
-from remit.durations import format_duration, parse_duration
+from remit.durations import parse_duration
 from remit.errors import Invalid
 
 MAX_DAYS = 3660
@@ -32,6 +32,39 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def _requested(
+    requested: dict[str, Any], *, allow_custom: bool, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """The start and end a requestor asked for (either may be absent)."""
+    if not allow_custom:
+        raise Invalid(
+            "this policy does not let requestors choose their own schedule",
+            target="schedule",
+            code="CustomScheduleNotAllowed",
+        )
+    start = (
+        parse_instant(requested["startDateTime"], "schedule.startDateTime")
+        if requested.get("startDateTime")
+        else None
+    )
+    expiration = requested.get("expiration") or {}
+    end = None
+    if expiration.get("endDateTime"):
+        end = parse_instant(expiration["endDateTime"], "schedule.expiration.endDateTime")
+    elif expiration.get("duration"):
+        end = (start or now) + parse_duration(str(expiration["duration"]))
+    return start, end
+
+
+def _policy_end(policy_expiration: dict[str, Any], begin: datetime) -> datetime | None:
+    kind = policy_expiration.get("type")
+    if kind == "afterDateTime" and policy_expiration.get("endDateTime"):
+        return parse_instant(policy_expiration["endDateTime"], "policy expiration")
+    if kind == "afterDuration" and policy_expiration.get("duration"):
+        return begin + parse_duration(policy_expiration["duration"])
+    return None
+
+
 def frozen_schedule(
     policy_expiration: dict[str, Any],
     requested: dict[str, Any] | None,
@@ -45,60 +78,32 @@ def frozen_schedule(
     "(unclear)": we clamp). The result is stored on the request; policy edits made later do not
     change it.
     """
-    start: datetime | None = None
-    end: datetime | None = None
-    if requested:
-        if not allow_custom:
-            raise Invalid(
-                "this policy does not let requestors choose their own schedule",
-                target="schedule",
-                code="CustomScheduleNotAllowed",
-            )
-        if requested.get("startDateTime"):
-            start = parse_instant(requested["startDateTime"], "schedule.startDateTime")
-        expiration = requested.get("expiration") or {}
-        if expiration.get("endDateTime"):
-            end = parse_instant(expiration["endDateTime"], "schedule.expiration.endDateTime")
-        elif expiration.get("duration"):
-            end = (start or now) + parse_duration(str(expiration["duration"]))
+    start, end = (
+        _requested(requested, allow_custom=allow_custom, now=now) if requested else (None, None)
+    )
     begin = max(start or now, now)
     if end is not None and end <= begin:
         raise Invalid("the requested end is not after the start", target="schedule")
-    kind = policy_expiration.get("type") or "noExpiration"
-    policy_end: datetime | None = None
-    if kind == "afterDateTime" and policy_expiration.get("endDateTime"):
-        policy_end = parse_instant(policy_expiration["endDateTime"], "policy expiration")
-    elif kind == "afterDuration" and policy_expiration.get("duration"):
-        policy_end = begin + parse_duration(policy_expiration["duration"])
+    policy_end = _policy_end(policy_expiration, begin)
     if policy_end is not None and policy_end <= begin:
         raise Invalid(
             "the policy's end date has passed: no new assignments can start",
             target="schedule",
             code="PolicyExpired",
         )
-    if end is None or (policy_end is not None and end > policy_end):
+    kind = policy_expiration.get("type") or "noExpiration"
+    if end is not None and (policy_end is None or end < policy_end):
+        kind = "afterDateTime"  # a custom end: the assignment ends then
+    else:
         end = policy_end
-    duration = policy_expiration.get("duration") if kind == "afterDuration" else None
-    if end is not None and requested and end != policy_end:
-        # A custom end: the assignment ends then, whatever the policy's pattern.
-        return {
-            "startDateTime": iso(start),
-            "expiration": {"type": "afterDateTime", "endDateTime": iso(end), "duration": None},
-        }
+    expiration: dict[str, Any] = {"type": kind, "endDateTime": None, "duration": None}
     if kind == "afterDuration":
-        return {
-            "startDateTime": iso(start),
-            "expiration": {"type": "afterDuration", "endDateTime": None, "duration": duration},
-        }
-    if kind == "afterDateTime":
-        return {
-            "startDateTime": iso(start),
-            "expiration": {"type": "afterDateTime", "endDateTime": iso(end), "duration": None},
-        }
-    return {
-        "startDateTime": iso(start),
-        "expiration": {"type": "noExpiration", "endDateTime": None, "duration": None},
-    }
+        expiration["duration"] = policy_expiration.get("duration")
+    elif kind == "afterDateTime":
+        expiration["endDateTime"] = iso(end)
+    else:
+        expiration["type"] = "noExpiration"
+    return {"startDateTime": iso(start), "expiration": expiration}
 
 
 def start_of(schedule: dict[str, Any], now: datetime) -> datetime:
@@ -150,7 +155,3 @@ def extension_end(
             )
         return fixed
     return None
-
-
-def days(delta: timedelta) -> str:
-    return format_duration(delta)

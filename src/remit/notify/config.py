@@ -1,8 +1,9 @@
 """What the notification jobs need to know about the outside world, set once per process.
 
 Job handlers receive only a ``Ctx`` and their payload, so the SMTP server, the outbox folder,
-the portal's address and the webhook timeout come from here: ``create_app`` and the worker call
-``configure(settings)`` at start-up, and tests point it at their own SMTP server (and, for
+the portal's address and the webhook timeout come from here: the workers (``remit worker`` and
+the one inside ``remit serve``) call ``configure(settings)`` at start-up, and tests point it at
+their own SMTP server (and, for
 STARTTLS against a self-signed certificate, their own TLS context). A process that never calls
 it reads ``Settings()`` from the environment on first use, as ``remit serve`` itself does.
 """

@@ -3,14 +3,19 @@
 ``TABLE_TEXT`` is the one source of truth: each line is an API operation on one scope, with the
 expected outcome for every persona (``tests/matrix_support.py`` says who they are and builds the
 world). Scopes: ``own`` = the catalog on which the persona holds its role, or a directory object
-it owns; ``other`` = someone else's; ``tenant`` = no catalog; ``self`` = the caller's own user or
-role assignment. Outcomes:
+it owns; ``other`` = someone else's; ``tenant`` = no catalog; ``self`` = the caller's own user,
+role assignment, or requests and assignments (made in a catalog where they hold no role).
+Outcomes:
 
 * ``A`` allowed: 2xx; a list holds the target; a write changes the database (a no-op does not).
 * ``D`` denied: 403 with a Graph error, and a write changes nothing (every table is compared).
 * ``N`` not found: the target is outside the persona's scope, so for them it does not exist:
   404 (a top-level list simply leaves it out), and a write changes nothing.
 * ``-`` not applicable (the persona has nothing in that scope).
+
+Where a line's operation reveals a detail of an object (a request's delivery errors), ``A``
+also needs the detail in the answer, and ``D`` may be either 403 or an answer without it (the
+object is visible, the detail is not).
 
 The anonymous caller is one more column, implicit: every line answers 401 and changes nothing.
 
@@ -21,7 +26,12 @@ Where the spec is silent, the lines follow the role descriptions and the (impl) 
 and assignment managers see the catalog, its resources, packages, role assignments and audit
 events; a catalog creator without a catalog sees nothing (its "access denied" is a 404 here,
 since every object is outside its scope); role-assignment lists show only explicit assignments,
-so a role held through a group is not listed as the caller's own.
+so a role held through a group is not listed as the caller's own. Approval is a right a policy
+gives, not a role: the plain member is the approver of the ``own`` and ``other`` requests, so
+sees them (not in the catalog's lists, which are for its roles) and decides them; everyone else
+who sees a request gets 403 when deciding, including administrators and the requestor named as
+an approver of their own request. An object a persona sees (their own request or assignment, a
+request they approve) answers 403, not 404, to what they may not do with it.
 """
 
 from __future__ import annotations
@@ -37,14 +47,18 @@ from remit.authz.roles import (
     CATALOG_CREATOR,
     DirectoryRole,
 )
+from remit.settings import Settings
 from tests.factories import DOMAIN, EM, RM, Tenant
 from tests.matrix_support import (
+    ALL_SCOPES,
     ANONYMOUS,
     CATALOG_ROLES,
     PERSONAS,
     Persona,
     World,
+    auto_policy,
     build_world,
+    direct_policy,
     fingerprint,
 )
 
@@ -130,6 +144,132 @@ package.incompatibleGroups.add            own     A  A   N   A   A   D    D   N 
 package.incompatibleGroups.add            other   A  A   N   N   N   N    N   N  N   N
 package.incompatibleGroups.remove         own     A  A   N   A   A   D    D   N  N   A
 package.incompatibleGroups.remove         other   A  A   N   N   N   N    N   N  N   N
+# ---- assignment policies (§1.2: create and edit = owner, APM, admins; automatic ones IGA/GA only)
+policies.list                             own     A  A   N   A   A   A    A   N  N   A
+policies.list                             other   A  A   N   N   N   N    N   N  N   N
+policy.get                                own     A  A   N   A   A   A    A   N  N   A
+policy.get                                other   A  A   N   N   N   N    N   N  N   N
+policy.questions                          own     A  A   N   A   A   A    A   N  N   A
+policy.questions                          other   A  A   N   N   N   N    N   N  N   N
+package.policies                          own     A  A   N   A   A   A    A   N  N   A
+package.policies                          other   A  A   N   N   N   N    N   N  N   N
+policies.create                           own     A  A   N   A   A   D    D   N  N   A
+policies.create                           other   A  A   N   N   N   N    N   N  N   N
+package.policies.create                   own     A  A   N   A   A   D    D   N  N   A
+package.policies.create                   other   A  A   N   N   N   N    N   N  N   N
+policy.update                             own     A  A   N   A   A   D    D   N  N   A
+policy.update                             other   A  A   N   N   N   N    N   N  N   N
+policy.update[no-op]                      own     A  A   N   A   A   D    D   N  N   A
+policy.update[no-op]                      other   A  A   N   N   N   N    N   N  N   N
+policy.delete                             own     A  A   N   A   A   D    D   N  N   A
+policy.delete                             other   A  A   N   N   N   N    N   N  N   N
+policies.create[auto]                     own     A  A   N   D   D   D    D   N  N   D
+policies.create[auto]                     other   A  A   N   N   N   N    N   N  N   N
+policy.update[auto]                       own     A  A   N   D   D   D    D   N  N   D
+policy.update[auto]                       other   A  A   N   N   N   N    N   N  N   N
+policy.update[to-auto]                    own     A  A   N   D   D   D    D   N  N   D
+policy.update[to-auto]                    other   A  A   N   N   N   N    N   N  N   N
+policy.delete[auto]                       own     A  A   N   D   D   D    D   N  N   D
+policy.delete[auto]                       other   A  A   N   N   N   N    N   N  N   N
+# ---- what the caller may request (§4.4; filterByCurrentUser(on='allowedRequestor')): requestors
+# only; role holders find the package, with nothing they can use
+packages.byCurrentUser                    own     N  N   N   N   N   N    N   N  N   N
+packages.byCurrentUser                    self    A  A   A   A   A   A    A   A  A   A
+package.getApplicablePolicyRequirements   own     A  A   N   A   A   A    A   N  N   A
+package.getApplicablePolicyRequirements   other   A  A   N   N   N   N    N   N  N   N
+package.getApplicablePolicyRequirements   self    A  A   A   A   A   A    A   A  A   A
+# ---- requests (§1.2: view = owner, APM, APAM, reader, admins; direct assignment and removal,
+# reprocess, cancel = owner, APM, APAM, admins, and the requestor cancels their own; deleting a
+# completed record = IGA). The member approves the own and other requests, so sees them.
+requests.list                             own     A  A   N   A   A   A    A   N  N   A
+requests.list                             other   A  A   N   N   N   N    N   N  N   N
+requests.list                             self    A  A   A   A   A   A    A   A  A   A
+request.get                               own     A  A   N   A   A   A    A   N  A   A
+request.get                               other   A  A   N   N   N   N    N   N  A   N
+request.get                               self    A  A   A   A   A   A    A   A  A   A
+requests.create[adminAdd]                 own     A  A   N   A   A   A    D   N  N   A
+requests.create[adminAdd]                 other   A  A   N   N   N   N    N   N  N   N
+requests.create[adminUpdate]              own     A  A   N   A   A   A    D   N  N   A
+requests.create[adminUpdate]              other   A  A   N   N   N   N    N   N  N   N
+requests.create[adminRemove]              own     A  A   N   A   A   A    D   N  N   A
+requests.create[adminRemove]              other   A  A   N   N   N   N    N   N  N   N
+requests.create[userAdd]                  self    A  A   A   A   A   A    A   A  A   A
+request.cancel                            own     A  A   N   A   A   A    D   N  D   A
+request.cancel                            other   A  A   N   N   N   N    N   N  D   N
+request.cancel                            self    A  A   A   A   A   A    A   A  A   A
+request.reprocess                         own     A  A   N   A   A   A    D   N  N   A
+request.reprocess                         other   A  A   N   N   N   N    N   N  N   N
+request.delete                            own     A  A   N   D   D   D    D   N  D   D
+request.delete                            other   A  A   N   N   N   N    N   N  D   N
+requests.byCurrentUser[target]            own     N  N   N   N   N   N    N   N  N   N
+requests.byCurrentUser[target]            self    A  A   A   A   A   A    A   A  A   A
+requests.byCurrentUser[createdBy]         self    A  A   A   A   A   A    A   A  A   A
+requests.byCurrentUser[approver]          own     N  N   N   N   N   N    N   N  A   N
+requests.byCurrentUser[approver]          other   N  N   N   N   N   N    N   N  A   N
+requests.byCurrentUser[approver]          self    N  N   N   N   N   N    N   N  N   N
+# A request's delivery errors (§1.2: owner, APM, APAM, admins; not the reader, who sees the
+# request without them)
+request.get[delivery-error]               own     A  A   N   A   A   A    D   N  N   A
+request.get[delivery-error]               other   A  A   N   N   N   N    N   N  N   N
+# ---- approvals (the stage's approvers decide, never the requestor nor the target; whoever else
+# sees the request gets 403). Every persona is named an approver of their own self request.
+approval.get                              own     A  A   N   A   A   A    A   N  A   A
+approval.get                              other   A  A   N   N   N   N    N   N  A   N
+approval.get                              self    A  A   A   A   A   A    A   A  A   A
+approval.stages                           own     A  A   N   A   A   A    A   N  A   A
+approval.stages                           other   A  A   N   N   N   N    N   N  A   N
+approval.stages                           self    A  A   A   A   A   A    A   A  A   A
+approval.stage                            own     A  A   N   A   A   A    A   N  A   A
+approval.stage                            other   A  A   N   N   N   N    N   N  A   N
+approval.stage                            self    A  A   A   A   A   A    A   A  A   A
+approval.decide                           own     D  D   N   D   D   D    D   N  A   D
+approval.decide                           other   D  D   N   N   N   N    N   N  A   N
+approval.decide                           self    D  D   D   D   D   D    D   D  D   D
+approvals.byCurrentUser                   own     N  N   N   N   N   N    N   N  A   N
+approvals.byCurrentUser                   other   N  N   N   N   N   N    N   N  A   N
+approvals.byCurrentUser                   self    N  N   N   N   N   N    N   N  N   N
+# ---- assignments (§1.2: view = owner, APM, APAM, reader, admins; reprocess = not the reader)
+assignments.list                          own     A  A   N   A   A   A    A   N  N   A
+assignments.list                          other   A  A   N   N   N   N    N   N  N   N
+assignments.list                          self    A  A   A   A   A   A    A   A  A   A
+assignment.get                            own     A  A   N   A   A   A    A   N  N   A
+assignment.get                            other   A  A   N   N   N   N    N   N  N   N
+assignment.get                            self    A  A   A   A   A   A    A   A  A   A
+assignments.additionalAccess              own     A  A   N   A   A   A    A   N  N   A
+assignments.additionalAccess              other   A  A   N   N   N   N    N   N  N   N
+assignment.reprocess                      own     A  A   N   A   A   A    D   N  N   A
+assignment.reprocess                      other   A  A   N   N   N   N    N   N  N   N
+assignment.reprocess                      self    A  A   D   D   D   D    D   D  D   D
+assignments.byCurrentUser[target]         own     N  N   N   N   N   N    N   N  N   N
+assignments.byCurrentUser[target]         self    A  A   A   A   A   A    A   A  A   A
+assignments.byCurrentUser[createdBy]      self    A  A   A   A   A   A    A   A  A   A
+# ---- custom extensions (read: any catalog role; write: owner, admins)
+catalog.extensions                        own     A  A   N   A   A   A    A   N  N   A
+catalog.extensions                        other   A  A   N   N   N   N    N   N  N   N
+catalog.extension.get                     own     A  A   N   A   A   A    A   N  N   A
+catalog.extension.get                     other   A  A   N   N   N   N    N   N  N   N
+catalog.extensions.create                 own     A  A   N   A   D   D    D   N  N   A
+catalog.extensions.create                 other   A  A   N   N   N   N    N   N  N   N
+catalog.extension.update                  own     A  A   N   A   D   D    D   N  N   A
+catalog.extension.update                  other   A  A   N   N   N   N    N   N  N   N
+catalog.extension.delete                  own     A  A   N   A   D   D    D   N  N   A
+catalog.extension.delete                  other   A  A   N   N   N   N    N   N  N   N
+# ---- connected organizations and settings (§1.2: manage = admins and Connected Organization
+# Administrators; settings = admins; decision 0012: any entitlement-management role reads; a
+# creator without a catalog, a User Administrator or a plain member get 403)
+connectedOrgs.list                        tenant  A  A   D   A   A   A    A   D  D   A
+connectedOrgs.create                      tenant  A  A   D   D   D   D    D   D  D   D
+connectedOrg.get                          tenant  A  A   D   A   A   A    A   D  D   A
+connectedOrg.update                       tenant  A  A   D   D   D   D    D   D  D   D
+connectedOrg.delete                       tenant  A  A   D   D   D   D    D   D  D   D
+connectedOrg.internalSponsors             tenant  A  A   D   A   A   A    A   D  D   A
+connectedOrg.internalSponsors.add         tenant  A  A   D   D   D   D    D   D  D   D
+connectedOrg.internalSponsors.remove      tenant  A  A   D   D   D   D    D   D  D   D
+connectedOrg.externalSponsors             tenant  A  A   D   A   A   A    A   D  D   A
+connectedOrg.externalSponsors.add         tenant  A  A   D   D   D   D    D   D  D   D
+connectedOrg.externalSponsors.remove      tenant  A  A   D   D   D   D    D   D  D   D
+settings.get                              tenant  A  A   D   A   A   A    A   D  D   A
+settings.update                           tenant  A  A   D   D   D   D    D   D  D   D
 # ---- EM role management (§1.3: creators by admins; catalog roles by admins and owners)
 roleDefinitions.list                      tenant  A  A   A   A   A   A    A   A  A   A
 roleDefinition.get                        tenant  A  A   A   A   A   A    A   A  A   A
@@ -243,9 +383,11 @@ TABLE = parse_table(TABLE_TEXT)
 # ---------------------------------------------------------------- operations
 #
 # A request is written with placeholders: ``<key>`` is an id of the world, where ``$`` stands
-# for the line's scope (``<$:pkg>`` is ``own:pkg`` on an ``own`` line) and ``<me>`` for the
-# caller. Paths start with ``EM/`` (entitlement management), ``RM/`` (its role management),
-# ``/`` (outside Graph), or are under ``/v1.0/``.
+# for the line's scope (``<$:pkg>`` is ``own:pkg`` on an ``own`` line; on a ``self`` line
+# ``<$:pending>`` is the caller's own, ``self:pending:<alias>``), ``<me>`` for the caller, and
+# ``<=text>`` for the text itself (a path parameter that is not an id, such as ``on='target'``).
+# Paths start with ``EM/`` (entitlement management), ``RM/`` (its role management), ``/``
+# (outside Graph), or are under ``/v1.0/``.
 
 
 @dataclass(frozen=True)
@@ -258,6 +400,7 @@ class Op:
     expect: str | None = None  # an id the response's "value" must hold when allowed
     noop: bool = False  # a write that, even when allowed, must change nothing
     query: dict[str, str] | None = None
+    reveals: str | None = None  # a detail only the allowed may see (see the module doc)
 
     @property
     def route(self) -> str:
@@ -284,6 +427,7 @@ def _assign(role_id: str, scope: str = "/AccessPackageCatalog/<$>") -> dict[str,
 
 _ROLES = CATALOG_ROLES
 _DR = "roleManagement/directory/roleAssignments"
+_EXT = "EM/catalogs/<$>/accessPackageCustomWorkflowExtensions"
 
 # A data table: one operation per line reads better than the formatter's layout.
 # fmt: off
@@ -352,6 +496,112 @@ OPS: dict[str, Op] = {op.name: op for op in (
        "EM/accessPackages/<$:pkg>/incompatibleGroups/$ref", _ref("groups", "$:new_sod_group")),
     Op("package.incompatibleGroups.remove", "DELETE", "write",
        "EM/accessPackages/<$:pkg>/incompatibleGroups/<$:sod_group>/$ref"),
+    # assignment policies
+    Op("policies.list", "GET", "list", "EM/assignmentPolicies", expect="<$:policy>"),
+    Op("policy.get", "GET", "get", "EM/assignmentPolicies/<$:policy>"),
+    Op("policy.questions", "GET", "get", "EM/assignmentPolicies/<$:policy>/questions",
+       expect="<$:question>"),
+    Op("package.policies", "GET", "get", "EM/accessPackages/<$:lc>/assignmentPolicies",
+       expect="<$:policy>"),
+    Op("policies.create", "POST", "write", "EM/assignmentPolicies",
+       direct_policy("<$:lc>", "New <me>")),
+    Op("package.policies.create", "POST", "write", "EM/accessPackages/<$:lc>/assignmentPolicies",
+       direct_policy("<$:lc>", "New <me>")),
+    Op("policy.update", "PUT", "write", "EM/assignmentPolicies/<$:policy_put>",
+       direct_policy("<$:lc>", "Replaced")),
+    # The world made it with this very body: a PUT that changes nothing (still needs the right).
+    Op("policy.update[no-op]", "PUT", "write", "EM/assignmentPolicies/<$:policy_same>",
+       direct_policy("<$:lc>", "Unchanged"), noop=True),
+    Op("policy.delete", "DELETE", "write", "EM/assignmentPolicies/<$:policy_del>"),
+    Op("policies.create[auto]", "POST", "write", "EM/assignmentPolicies",
+       auto_policy("<$:auto_new_pkg>")),
+    Op("policy.update[auto]", "PUT", "write", "EM/assignmentPolicies/<$:auto_put>",
+       auto_policy("<$:auto_put_pkg>", "Renamed")),
+    # A delegate may not turn a request policy into an automatic one either.
+    Op("policy.update[to-auto]", "PUT", "write", "EM/assignmentPolicies/<$:to_auto>",
+       auto_policy("<$:to_auto_pkg>")),
+    Op("policy.delete[auto]", "DELETE", "write", "EM/assignmentPolicies/<$:auto_del>"),
+    Op("packages.byCurrentUser", "GET", "list",
+       "EM/accessPackages/filterByCurrentUser(on='<=allowedRequestor>')",
+       expect="<$:requestable>"),
+    # A POST that only reads: allowed or not, it changes nothing.
+    Op("package.getApplicablePolicyRequirements", "POST", "write",
+       "EM/accessPackages/<$:requestable>/getApplicablePolicyRequirements", noop=True),
+    # assignment requests
+    Op("requests.list", "GET", "list", "EM/assignmentRequests", expect="<$:pending>"),
+    Op("request.get", "GET", "get", "EM/assignmentRequests/<$:pending>"),
+    Op("requests.create[adminAdd]", "POST", "write", "EM/assignmentRequests", {
+        "requestType": "adminAdd", "assignment": {
+            "targetId": "<$:lc_assignee>", "assignmentPolicyId": "<$:direct>",
+            "accessPackageId": "<$:lc>"}}),
+    Op("requests.create[adminUpdate]", "POST", "write", "EM/assignmentRequests",
+       {"requestType": "adminUpdate", "assignment": {"id": "<$:held_update>"}}),
+    Op("requests.create[adminRemove]", "POST", "write", "EM/assignmentRequests",
+       {"requestType": "adminRemove", "assignment": {"id": "<$:held_remove>"}}),
+    Op("requests.create[userAdd]", "POST", "write", "EM/assignmentRequests", {
+        "requestType": "userAdd",
+        "assignment": {"targetId": "<me>", "accessPackageId": "<$:requestable>"}}),
+    Op("request.cancel", "POST", "write", "EM/assignmentRequests/<$:pending_cancel>/cancel"),
+    Op("request.reprocess", "POST", "write", "EM/assignmentRequests/<$:failed>/reprocess"),
+    Op("request.delete", "DELETE", "write", "EM/assignmentRequests/<$:done>"),
+    *(Op(f"requests.byCurrentUser[{on}]", "GET", "list",
+         f"EM/assignmentRequests/filterByCurrentUser(on='<={on}>')", expect="<$:pending>")
+      for on in ("target", "createdBy", "approver")),
+    Op("request.get[delivery-error]", "GET", "get", "EM/assignmentRequests/<$:failed>",
+       reveals="<$:failed_error>"),
+    # approvals
+    Op("approval.get", "GET", "get", "EM/accessPackageAssignmentApprovals/<$:pending>"),
+    Op("approval.stages", "GET", "get", "EM/accessPackageAssignmentApprovals/<$:pending>/stages",
+       expect="<$:pending:stage>"),
+    Op("approval.stage", "GET", "get",
+       "EM/accessPackageAssignmentApprovals/<$:pending>/stages/<$:pending:stage>"),
+    Op("approval.decide", "PATCH", "write",
+       "EM/accessPackageAssignmentApprovals/<$:to_decide>/stages/<$:to_decide:stage>",
+       {"reviewResult": "Approve", "justification": "approved in the matrix"}),
+    Op("approvals.byCurrentUser", "GET", "list",
+       "EM/accessPackageAssignmentApprovals/filterByCurrentUser(on='<=approver>')",
+       expect="<$:pending>"),
+    # assignments
+    Op("assignments.list", "GET", "list", "EM/assignments", expect="<$:held>"),
+    Op("assignment.get", "GET", "get", "EM/assignments/<$:held>"),
+    Op("assignments.additionalAccess", "GET", "get",
+       "EM/assignments/additionalAccess(accessPackageId='<$:lc>',"
+       "incompatibleAccessPackageId='<$:lc_extra>')", expect="<$:held>"),
+    Op("assignment.reprocess", "POST", "write", "EM/assignments/<$:held_reprocess>/reprocess"),
+    *(Op(f"assignments.byCurrentUser[{on}]", "GET", "list",
+         f"EM/assignments/filterByCurrentUser(on='<={on}>')", expect="<$:held>")
+      for on in ("target", "createdBy")),
+    # custom extensions
+    Op("catalog.extensions", "GET", "get", _EXT, expect="<$:ext>"),
+    Op("catalog.extension.get", "GET", "get", f"{_EXT}/<$:ext>"),
+    Op("catalog.extensions.create", "POST", "write", _EXT, {
+        "displayName": "New <me>",
+        "endpointConfiguration": {"url": f"https://hooks.{DOMAIN}/new"}}),
+    Op("catalog.extension.update", "PATCH", "write", f"{_EXT}/<$:ext>", {"description": "changed"}),
+    Op("catalog.extension.delete", "DELETE", "write", f"{_EXT}/<$:ext_del>"),
+    # connected organizations and the tenant settings
+    Op("connectedOrgs.list", "GET", "list", "EM/connectedOrganizations", expect="<tenant:org>"),
+    Op("connectedOrgs.create", "POST", "write", "EM/connectedOrganizations", {
+        "displayName": "Partner", "identitySources": [{
+            "@odata.type": "#microsoft.graph.domainIdentitySource",
+            "domainName": "partner.example", "displayName": "Partner"}]}),
+    Op("connectedOrg.get", "GET", "get", "EM/connectedOrganizations/<tenant:org>"),
+    Op("connectedOrg.update", "PATCH", "write", "EM/connectedOrganizations/<tenant:org>",
+       {"description": "changed"}),
+    Op("connectedOrg.delete", "DELETE", "write", "EM/connectedOrganizations/<tenant:org_del>"),
+    *(op for kind in ("internal", "external") for op in (
+        Op(f"connectedOrg.{kind}Sponsors", "GET", "get",
+           f"EM/connectedOrganizations/<tenant:org>/{kind}Sponsors",
+           expect=f"<tenant:{kind}_sponsor>"),
+        Op(f"connectedOrg.{kind}Sponsors.add", "POST", "write",
+           f"EM/connectedOrganizations/<tenant:org>/{kind}Sponsors/$ref",
+           _ref("users", f"tenant:new_{kind}")),
+        Op(f"connectedOrg.{kind}Sponsors.remove", "DELETE", "write",
+           f"EM/connectedOrganizations/<tenant:org>/{kind}Sponsors/<tenant:{kind}_sponsor>/$ref"),
+    )),
+    Op("settings.get", "GET", "get", "EM/settings"),
+    Op("settings.update", "PATCH", "write", "EM/settings",
+       {"externalUserLifecycleAction": "none"}),
     # entitlement-management role management
     Op("roleDefinitions.list", "GET", "get", "RM/roleDefinitions", expect="<creator_role>"),
     Op("roleDefinition.get", "GET", "get", "RM/roleDefinitions/<creator_role>"),
@@ -430,16 +680,22 @@ def resolve(value: Any, w: World, scope: str, me: Persona) -> Any:
     """``value`` with its placeholders replaced by the world's ids."""
     if isinstance(value, dict):
         return {k: resolve(v, w, scope, me) for k, v in value.items()}
+    if isinstance(value, list):
+        return [resolve(v, w, scope, me) for v in value]
     if not isinstance(value, str):
         return value
     alias = me.alias or "omar"  # the anonymous caller names someone else's things
 
     def one(match: re.Match[str]) -> str:
         key = match.group(1).replace("$", scope)
+        if key.startswith("="):
+            return key[1:]
         if key in ("me", "self:user"):
             return w[alias]
         if key == "self:ra":
             return w[f"own:self:{alias}"]
+        if f"{key}:{alias}" in w.ids:  # the caller's own: self:pending is self:pending:<alias>
+            return w.ids[f"{key}:{alias}"]
         return w[key]
 
     return re.sub(r"<([^<>]+)>", one, value)
@@ -454,13 +710,24 @@ def _listed(response: httpx.Response) -> set[str]:
     return {str(item.get("id")) for item in response.json().get("value", [])}
 
 
-def verdict(op: Op, expected: str, target: str | None, r: httpx.Response, changed: bool) -> str:
+def verdict(
+    op: Op,
+    expected: str,
+    target: str | None,
+    r: httpx.Response,
+    changed: bool,
+    detail: str | None = None,
+) -> str:
     """'' when the cell holds, otherwise what went wrong."""
     code = r.status_code
-    if expected == "A":
+    if detail is not None and expected == "D" and 200 <= code < 300:
+        problem = f"{code} showing {detail!r}" if detail in r.text else ""
+    elif expected == "A":
         problem = "" if 200 <= code < 300 else f"expected 2xx, got {code} {r.text[:200]}"
         if not problem and target is not None and target not in _listed(r):
             problem = f"{code} but {target} is not in the response"
+        if not problem and detail is not None and detail not in r.text:
+            problem = f"{code} but the response does not show {detail!r}: {r.text[:300]}"
     elif op.kind == "list" and expected == "N":
         problem = "" if code == 200 else f"expected 200 without the target, got {code}"
         if not problem and target in _listed(r):
@@ -499,7 +766,8 @@ class Cells:
         if op.kind == "write":
             before, self.digest = self.digest, fingerprint(self.t.db)
             changed = self.digest != before
-        problem = verdict(op, expected, target, response, changed)
+        detail = resolve(op.reveals, self.w, scope, me)
+        problem = verdict(op, expected, target, response, changed, detail)
         return f"{me.key} x {row.id} ({op.method} {path}): {problem}" if problem else ""
 
 
@@ -513,8 +781,11 @@ def run_rows(t: Tenant, w: World, rows: list[Row], me: Persona, outcome: str | N
 
 
 @pytest.fixture
-def world(tenant: Tenant) -> World:
-    return build_world(tenant)
+def world(request: pytest.FixtureRequest, tenant: Tenant, settings: Settings) -> World:
+    """The world, with the lifecycle objects of the test's scope only (all for the anonymous)."""
+    callspec = getattr(request.node, "callspec", None)
+    scope = callspec.params.get("scope") if callspec else None
+    return build_world(tenant, settings, [scope] if scope else ALL_SCOPES)
 
 
 CASES = [

@@ -18,7 +18,8 @@ from remit.api.collection import (
 )
 from remit.api.odata import F
 from remit.api.state import identity, operation
-from remit.errors import Invalid
+from remit.context import Ctx
+from remit.errors import Invalid, NotFound
 from remit.lifecycle import operations as ops
 from remit.lifecycle import requests
 from remit.lifecycle.models import AssignmentRequest
@@ -47,9 +48,18 @@ REQUEST_FIELDS = {
 REQUEST_EXPANDS = ("accessPackage", "assignment", "requestor", "target")
 
 
-def render_requests(q: QueryOptions):  # type: ignore[no-untyped-def]
+def shape(ctx: Ctx, r: AssignmentRequest) -> dict[str, Any]:
+    """The request, with its delivery error for those who may read it (remit's addition)."""
+    item = shapes.request(r)
+    error = ops.delivery_error(ctx, r)
+    if error:
+        item["deliveryError"] = error
+    return item
+
+
+def render_requests(ctx: Ctx, q: QueryOptions):  # type: ignore[no-untyped-def]
     def render(session: Session, rows: list[AssignmentRequest]) -> list[dict[str, Any]]:
-        items = [shapes.request(r) for r in rows]
+        items = [shape(ctx, r) for r in rows]
         shapes.expand_requests(session, rows, items, set(q.expand))
         return items
 
@@ -121,7 +131,7 @@ def list_requests(
             key=R.id,
             fields=REQUEST_FIELDS,
             q=q,
-            render=render_requests(q),
+            render=render_requests(ctx, q),
             context=CONTEXT,
             expandable=REQUEST_EXPANDS,
         )
@@ -137,7 +147,7 @@ def create_request(
     fields = parse_request_body(body)
     with operation(request, ident, write=True) as ctx:
         created = requests.submit(ctx, **fields)
-        item = shapes.request(created)
+        item = shape(ctx, created)
         shapes.expand_requests(ctx.session, [created], [item], {"accessPackage", "assignment"})
     response.headers["Location"] = f"{EM}/assignmentRequests/{created.id}"
     return entity(request, CONTEXT, item)
@@ -158,7 +168,7 @@ def requests_for_me(
             key=R.id,
             fields=REQUEST_FIELDS,
             q=q,
-            render=render_requests(q),
+            render=render_requests(ctx, q),
             context=CONTEXT,
             expandable=REQUEST_EXPANDS,
         )
@@ -174,7 +184,7 @@ def get_request(
     with operation(request, ident, write=False) as ctx:
         found = requests.get_request(ctx, request_id)
         check_expand(q, REQUEST_EXPANDS)
-        item = shapes.request(found)
+        item = shape(ctx, found)
         shapes.expand_requests(ctx.session, [found], [item], set(q.expand))
         return entity(request, CONTEXT, item, q)
 
@@ -272,8 +282,6 @@ def get_stage(
             (s for s in _approval(ctx, approval_id)["stages"] if s["id"] == stage_id), None
         )
     if stage is None:
-        from remit.errors import NotFound
-
         raise NotFound(f"approval stage {stage_id} was not found")
     return entity(request, f"{APPROVALS}/stages", stage)
 

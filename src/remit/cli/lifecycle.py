@@ -458,8 +458,9 @@ def request_show(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> No
             )
             for a in found.answers or []
         ]
-        if found.delivery_error:
-            rows.append(("Delivery error", found.delivery_error))
+        error = ops.delivery_error(ctx, found)
+        if error:
+            rows.append(("Delivery error", error))
         table(f"Request {found.id}", ["Field", "Value"], rows)
         if staged:
             table(

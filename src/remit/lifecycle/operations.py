@@ -77,8 +77,6 @@ def reprocess_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
     """Spec §6.7: grant every resource role again (repairs drift made outside remit)."""
     a = get_assignment(ctx, assignment_id)
     lock_subjects(ctx, [a.target_id])
-    if not can(ctx.actor, Task.ASSIGNMENT_READ, a.catalog_id):
-        raise NotFound(f"assignment {assignment_id} was not found")
     authorize(ctx.actor, Task.REQUEST_REPROCESS, a.catalog_id)
     if a.active_key is None or (a.expires_at is not None and a.expires_at <= ctx.now):
         raise Conflict("the assignment has ended", code="AssignmentEnded")
@@ -117,6 +115,14 @@ def additional_access(ctx: Ctx, package_id: str, incompatible_id: str) -> Select
 
 
 # ------------------------------------------------------------------------------ approvals
+
+
+def delivery_error(ctx: Ctx, request: AssignmentRequest) -> str | None:
+    """A request's delivery error, for those who may read it (spec §1.2: not catalog readers,
+    nor the requestor)."""
+    if request.delivery_error and can(ctx.actor, Task.REQUEST_ERRORS_READ, request.catalog_id):
+        return request.delivery_error
+    return None
 
 
 def get_approval(ctx: Ctx, request_id: str) -> tuple[AssignmentRequest, list[ApprovalStage]]:

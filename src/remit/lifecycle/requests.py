@@ -771,8 +771,6 @@ def cancel(ctx: Ctx, request_id: str) -> AssignmentRequest:
 def reprocess_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
     request = get_request(ctx, request_id)
     lock_subjects(ctx, [request.target_id])
-    if not can(ctx.actor, Task.REQUEST_READ, request.catalog_id):
-        raise NotFound(f"assignment request {request_id} was not found")
     authorize(ctx.actor, Task.REQUEST_REPROCESS, request.catalog_id)
     if request.state not in ("deliveryFailed", "partiallyDelivered"):
         raise Invalid(

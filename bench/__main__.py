@@ -1,14 +1,20 @@
-"""``python -m bench [p1] [p2] [p3]``: run the benchmarks (all of them by default)."""
+"""``python -m bench [p1] [p2] [p3] [p4] [p5]``: run the benchmarks (all of them by default)."""
 
 from __future__ import annotations
 
 import sys
 import time
 
-from bench import p1_authorize, p2_visible, p3_api_read
+from bench import p1_authorize, p2_visible, p3_api_read, p4_lifecycle, p5_expiry
 from bench.common import QUICK
 
-BENCHMARKS = {"p1": p1_authorize.run, "p2": p2_visible.run, "p3": p3_api_read.run}
+BENCHMARKS = {
+    "p1": p1_authorize.run,
+    "p2": p2_visible.run,
+    "p3": p3_api_read.run,
+    "p4": p4_lifecycle.run,
+    "p5": p5_expiry.run,
+}
 
 
 def main(argv: list[str]) -> int:

@@ -59,7 +59,10 @@ class Server:
     """``with Server("remit", data_dir, url) as srv:`` — started, ready, then stopped.
 
     The server's output goes to a log file, shown (its end) only if something fails.
+    ``module`` is the module run as the server (``python -m module KIND PORT DATA_DIR DB_URL``).
     """
+
+    module = "bench.server"
 
     def __init__(self, kind: str, data_dir: Path | None = None, database_url: str = "") -> None:
         self.kind, self.port = kind, free_port()
@@ -69,7 +72,7 @@ class Server:
 
     def __enter__(self) -> Server:
         env = {**os.environ, "PYTHONPATH": python_path()}
-        command = [sys.executable, "-m", "bench.server", *self.args]
+        command = [sys.executable, "-m", self.module, *self.args]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - our own module
                 command, env=env, stdout=out, stderr=subprocess.STDOUT

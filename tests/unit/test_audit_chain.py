@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from remit import bootstrap
-from remit.audit.chain import event_hash, verify
+from remit.audit.chain import append, event_hash, verify
 from remit.audit.models import AuditEvent, AuditHead
 from remit.authz.actor import system_actor
 from remit.context import Ctx
@@ -361,8 +361,21 @@ def test_the_first_two_appends_race_for_the_missing_head_row(
             errors.append(exc)
 
     with db.write() as first:
-        Ctx(first, actor, clock()).audit(
-            "First", operation_type="Add", target_type="Test", target_id="first"
+        # Appended at once (not at commit, as operations do), so that the first transaction
+        # holds its uncommitted head row while the second one commits and looks for it.
+        append(
+            first,
+            occurred_at=clock(),
+            category="Test",
+            activity="First",
+            operation_type="Add",
+            actor_id=actor.user_id,
+            actor_name=actor.name,
+            target_type="Test",
+            target_id="first",
+            target_name=None,
+            catalog_id=None,
+            details={},
         )
         second = threading.Thread(target=second_append)
         second.start()

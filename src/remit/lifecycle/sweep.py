@@ -4,22 +4,22 @@
 ``assignments.end`` (``jobs.expire_due``), in about fifteen statements per chunk instead of a few
 dozen per assignment:
 
-1. one ``UPDATE … RETURNING`` claims and ends up to ``limit`` due assignments, the oldest first
-   (on PostgreSQL its sub-select takes them ``FOR UPDATE SKIP LOCKED``, so workers share the
-   work); ``expired_at`` is the instant access ended, ``expires_at``, which is also what the API
-   shows for an assignment whose end passed before the sweep reached it. Then the audit chain's
-   head is locked, before the grant rows, in the order ``assignments.end`` takes its locks;
+1. the oldest due assignments are chosen (up to ``limit``); on PostgreSQL their subjects' locks
+   (``locks.lock_subjects``) are taken first, in one statement, in the same sorted order; then one
+   ``UPDATE … RETURNING`` ends those still active and due (one a removal ended meanwhile is
+   skipped). ``expired_at`` is the instant access ended, ``expires_at``, which is also what the
+   API shows for an assignment whose end passed before the sweep reached it;
 2. the subjects' grant rows are recounted at once (``delivery._holders`` as one grouped query):
    a role stays while another active, unexpired assignment of the subject needs it;
 3. revocations through the builtin connector are applied in SQL (one ``DELETE`` per directory
    table); those of other local connectors, and rows that were out of line with the assignments
    before the sweep (one that becomes desired again, or whose expiry moves), go through
    ``delivery.apply`` with the ORM, as in the per-assignment path; remote revocations stay
-   pending, with one ``lifecycle.sync_subject`` job per subject;
+   pending, with a ``lifecycle.sync_subject`` job for the subject (``delivery.schedule_sync``);
 4. one ``systemRemove`` request per assignment (``INSERT … SELECT``), fulfilled unless a remote
-   revocation waits, and one "Remove access package assignment" audit event each
-   (``chain.append_many``); earlier removal requests of the subjects that nothing waits for any
-   more complete, as ``assignments._finish_removals`` would complete them;
+   revocation waits, and one "Remove access package assignment" audit event each (appended with
+   the rest at commit, ``audit.pending``); earlier removal requests of the subjects that nothing
+   waits for any more complete, as ``assignments._finish_removals`` would complete them;
 5. one "access ended" email job per assignment (``INSERT … SELECT``; the payload that
    ``notify.email.send_later`` queues) unless its policy mutes notifications; policies with
    custom extensions go through ``notices.access_ended``, and governed guests who lost their last
@@ -65,8 +65,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from remit.audit import chain
-from remit.audit.models import AuditHead
 from remit.authz.actor import Actor, system_actor
 from remit.catalogs.models import ResourceRole
 from remit.connectors.base import ConnectorError, RoleRef
@@ -92,7 +90,9 @@ from remit.notify import email
 from remit.packages.models import AccessPackage, ResourceRoleScope
 from remit.policies.models import AssignmentPolicy
 
-CHUNK = 500  # SQLite holds its one write lock for a chunk: keep it to tens of milliseconds
+# Assignments per chunk (one transaction). SQLite holds its one write lock for a chunk: keep it
+# to tens of milliseconds. PostgreSQL locks only the chunk's rows.
+CHUNK = {"sqlite": 250, "postgresql": 1000}
 REASON = "expired"
 _SLICE = 2000  # values per IN list: well under either engine's limit on bound parameters
 
@@ -126,9 +126,11 @@ class Ended:
 
 @dataclass
 class Chunk:
-    """What one call did: assignments ended, the latest expiry among them, roles revoked (and
-    of those, how many wait for a remote connector), email jobs queued."""
+    """What one call did: how many due assignments it chose (``due``; fewer than its limit: no
+    more are due) and ended (fewer, if a removal got to some first), the latest expiry among
+    them, roles revoked (and of those, how many wait for a remote connector), email jobs queued."""
 
+    due: int = 0
     ended: int = 0
     last_expiry: datetime | None = None
     revoked: int = 0
@@ -172,8 +174,13 @@ _READ = [
 Key = tuple[str, str, str]  # (subject, origin system, role origin id)
 
 
-def expire_due(ctx: Ctx, *, limit: int = CHUNK) -> int:
-    """End up to ``limit`` due assignments; how many (as ``jobs.expire_due`` answers)."""
+def chunk_size(dialect: str) -> int:
+    return CHUNK.get(dialect, 250)
+
+
+def expire_due(ctx: Ctx, *, limit: int | None = None) -> int:
+    """End up to ``limit`` (default: a chunk) due assignments; how many (as ``jobs.expire_due``
+    answers: a full chunk means there may be more)."""
     return expire_chunk(ctx, limit=limit).ended
 
 
@@ -181,7 +188,7 @@ def sweep(
     db: Database,
     clock: Callable[[], datetime],
     *,
-    chunk: int = CHUNK,
+    chunk: int | None = None,
     actor: Actor | None = None,
     on_chunk: Callable[[Chunk], None] | None = None,
 ) -> int:
@@ -191,29 +198,29 @@ def sweep(
     index entries of the assignments ended before it.
     """
     who = actor or system_actor("worker")
+    size = chunk or chunk_size(db.dialect)
     since: datetime | None = None
     total = 0
     while True:
         with db.write() as session:
-            done = expire_chunk(Ctx(session, who, clock()), limit=chunk, since=since)
+            done = expire_chunk(Ctx(session, who, clock()), limit=size, since=since)
         total += done.ended
         if on_chunk is not None:
             on_chunk(done)
-        if done.ended < chunk:
+        if done.due < size:
             return total
         since = done.last_expiry
 
 
-def expire_chunk(ctx: Ctx, *, limit: int = CHUNK, since: datetime | None = None) -> Chunk:
-    """End up to ``limit`` due assignments (with ``since``: of those due at or after it)."""
+def expire_chunk(ctx: Ctx, *, limit: int | None = None, since: datetime | None = None) -> Chunk:
+    """End up to ``limit`` (default: a chunk) due assignments; with ``since``, of those due at or
+    after it."""
     session = ctx.session
     session.flush()
-    ended = _claim(ctx, limit, since)
+    due, ended = _claim(ctx, limit or chunk_size(_dialect(session)), since)
     if not ended:
-        return Chunk(0, since)
+        return Chunk(due, 0, since)
     crash_point("expiry.after_transition")
-    if _dialect(session) == "postgresql":
-        session.execute(select(AuditHead.id).where(AuditHead.id == 1).with_for_update())
     package_ids = {a.package_id for a in ended}
     names: dict[str, str] = dict(
         session.execute(
@@ -228,15 +235,14 @@ def expire_chunk(ctx: Ctx, *, limit: int = CHUNK, since: datetime | None = None)
         for r in roles[a.package_id]
     }
     grants = _grants(ctx, subjects, wanted)
-    result = Chunk(len(ended), max(a.expires_at for a in ended))
+    result = Chunk(due, len(ended), max(a.expires_at for a in ended))
     sync = _recount(ctx, subjects, wanted, grants, result)
     crash_point("removal.after_revoke")
     request_ids = _requests(ctx, ended, roles, grants)
     _audit(ctx, ended, names, request_ids)
-    crash_point("audit.after_append")
     _finish_other_removals(ctx, subjects, grants, set(request_ids.values()))
-    if sync:
-        _schedule_syncs(ctx, sorted(sync))
+    for subject in sorted(sync):
+        delivery.schedule_sync(ctx, subject)
     result.emails = _notify(ctx, ended, names)
     _guests(ctx, subjects)
     return result
@@ -262,38 +268,64 @@ def _slices(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 # ---------------------------------------------------------------------------- assignments
 
 
-def _claim(ctx: Ctx, limit: int, since: datetime | None) -> list[Ended]:
-    due = select(A.c.id).where(A.c.active_key.is_not(None), A.c.expires_at <= ctx.now)
+def _claim(ctx: Ctx, limit: int, since: datetime | None) -> tuple[int, list[Ended]]:
+    """Choose up to ``limit`` due assignments, lock their subjects, end those still due and
+    active; how many were chosen, and those ended (oldest first)."""
+    due = select(A.c.id, A.c.target_id).where(
+        A.c.active_key.is_not(None), A.c.expires_at <= ctx.now
+    )
     if since is not None:
         due = due.where(A.c.expires_at >= since)
-    due = due.order_by(A.c.expires_at).limit(limit)
-    if _dialect(ctx.session) == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    stmt = (
-        update(A)
-        .where(A.c.id.in_(due.scalar_subquery()), A.c.active_key.is_not(None))
-        .values(
-            state="expired",
-            status="Expired",
-            active_key=None,
-            expired_at=A.c.expires_at,
-            modified_at=ctx.now,
-            end_reason=REASON,
-            ended_by=None if ctx.actor.is_system else ctx.actor.user_id,
-            version=A.c.version + 1,
+    chosen = ctx.session.execute(due.order_by(A.c.expires_at, A.c.id).limit(limit)).all()
+    if not chosen:
+        return 0, []
+    _lock_subjects(ctx, [target for _, target in chosen])
+    ended: list[Ended] = []
+    for part in _slices([aid for aid, _ in chosen]):
+        stmt = (
+            update(A)
+            .where(
+                _among(ctx.session, A.c.id, part),
+                A.c.active_key.is_not(None),
+                A.c.expires_at <= ctx.now,
+            )
+            .values(
+                state="expired",
+                status="Expired",
+                active_key=None,
+                expired_at=A.c.expires_at,
+                modified_at=ctx.now,
+                end_reason=REASON,
+                ended_by=None,
+                version=A.c.version + 1,
+            )
+            .returning(
+                A.c.id,
+                A.c.target_id,
+                A.c.access_package_id,
+                A.c.catalog_id,
+                A.c.policy_id,
+                A.c.expires_at,
+            )
         )
-        .returning(
-            A.c.id,
-            A.c.target_id,
-            A.c.access_package_id,
-            A.c.catalog_id,
-            A.c.policy_id,
-            A.c.expires_at,
-        )
+        ended += [Ended(*row) for row in ctx.session.execute(stmt)]
+    ended.sort(key=lambda a: (a.expires_at, a.id))
+    return len(chosen), ended
+
+
+def _lock_subjects(ctx: Ctx, keys: Iterable[str]) -> None:
+    """``locks.lock_subjects`` in one round trip: the same advisory locks (the same key for the
+    same subject), taken in the same sorted order. A no-op on SQLite."""
+    wanted = sorted({k.lower() for k in keys if k})
+    if not wanted or _dialect(ctx.session) != "postgresql":
+        return
+    ctx.session.execute(
+        sa.text(
+            "SELECT pg_advisory_xact_lock(hashtextextended('remit-subject:' || k, 0))"
+            " FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n) ORDER BY n"
+        ),
+        {"keys": wanted},
     )
-    rows = [Ended(*row) for row in ctx.session.execute(stmt)]
-    rows.sort(key=lambda a: (a.expires_at, a.id))
-    return rows
 
 
 # ---------------------------------------------------------------------------- grants
@@ -611,32 +643,19 @@ def _requests(
 def _audit(
     ctx: Ctx, ended: list[Ended], names: dict[str, str], request_ids: dict[str, str]
 ) -> None:
-    """One "Remove access package assignment" per assignment, as ``assignments.end`` writes it."""
-    chain.append_many(
-        ctx.session,
-        [
-            {
-                "occurred_at": ctx.now,
-                "category": "EntitlementManagement",
-                "activity": "Remove access package assignment",
-                "operation_type": "Delete",
-                "actor_id": ctx.actor.user_id,
-                "actor_name": ctx.actor.name,
-                "target_type": TARGET,
-                "target_id": a.id,
-                "target_name": names.get(a.package_id, a.package_id),
-                "catalog_id": a.catalog_id,
-                "subject_id": a.target_id,
-                "details": {
-                    "before": None,
-                    "after": None,
-                    "reason": REASON,
-                    "requestId": request_ids[a.id],
-                },
-            }
-            for a in ended
-        ],
-    )
+    """One "Remove access package assignment" per assignment, as ``assignments.end`` writes it
+    (``Ctx.audit``: appended to the chain, all at once, when the transaction commits)."""
+    for a in ended:
+        ctx.audit(
+            "Remove access package assignment",
+            operation_type="Delete",
+            target_type=TARGET,
+            target_id=a.id,
+            target_name=names.get(a.package_id, a.package_id),
+            catalog_id=a.catalog_id,
+            subject_id=a.target_id,
+            details={"reason": REASON, "requestId": request_ids[a.id]},
+        )
 
 
 def _finish_other_removals(
@@ -675,29 +694,6 @@ def _finish_other_removals(
             .where(R.c.id.in_(done))
             .values(state="delivered", status="Fulfilled", completed_at=ctx.now)
         )
-
-
-def _schedule_syncs(ctx: Ctx, subjects: list[str]) -> None:
-    """``delivery.schedule_sync`` for each subject (one queued job per subject at most)."""
-    insert_or_ignore(
-        ctx.session,
-        Job,
-        [
-            {
-                "kind": delivery.SYNC_JOB,
-                "payload": {"subject_id": s},
-                "status": "queued",
-                "run_after": ctx.now,
-                "attempts": 0,
-                "max_attempts": 3,
-                "created_at": ctx.now,
-                "updated_at": ctx.now,
-                "dedupe_key": f"sync:{s}",
-            }
-            for s in subjects
-        ],
-        ["dedupe_key"],
-    )
 
 
 def _notify(ctx: Ctx, ended: list[Ended], names: dict[str, str]) -> int:

@@ -48,9 +48,9 @@ the active, unexpired assignments and the packages' roles (reference counts, the
 ``valid_until``), and ``transitive_group_ids`` honours exactly that. The audit chain verifies at
 the end of every sequence.
 
-The bugs the machine found each have an ``xfail(strict=True)`` test at the end of this file; the
-machine tolerates each of them narrowly (``KNOWN_BUGS``; ``REMIT_MACHINE_KNOWN_BUGS=fail`` turns
-that off) so that it keeps looking for others.
+The bugs the machine found (all fixed) each have a regression test at the end of this file. While
+they were open the machine tolerated each narrowly (``KNOWN_BUGS``); it no longer does unless
+``REMIT_MACHINE_KNOWN_BUGS=tolerate``.
 
 ``REMIT_MACHINE_EXAMPLES`` (default 1,000) sequences of up to ``REMIT_MACHINE_STEPS`` (default
 50) steps each, derandomized (the same sequences on every run and engine). ``-s`` prints what the
@@ -479,9 +479,9 @@ def timed(what: str) -> Iterator[None]:
         spent[2] += 1
 
 
-# The bugs the machine found (each has its own xfail test below) are tolerated, narrowly, so
-# that the machine keeps looking for others. Set to False to see them fail the machine.
-KNOWN_BUGS = os.environ.get("REMIT_MACHINE_KNOWN_BUGS", "tolerate") == "tolerate"
+# The bugs the machine found (each has its regression test below) were tolerated, narrowly, while
+# they were open; REMIT_MACHINE_KNOWN_BUGS=tolerate restores that.
+KNOWN_BUGS = os.environ.get("REMIT_MACHINE_KNOWN_BUGS", "fail") == "tolerate"
 ADDS = ("userAdd", "adminAdd")
 ACTIVE = ("delivering", "partiallyDelivered", "delivered", "deliveryFailed")
 OPEN = (
@@ -1334,8 +1334,7 @@ def test_the_lifecycle_never_reaches_a_bad_state(world: World) -> None:
 
 
 # ------------------------------------------------------------------------------ bugs found
-# Each is a minimal deterministic reproduction of a failure of the machine's invariants; the
-# machine itself tolerates them narrowly (KNOWN_BUGS) so that it keeps looking for others.
+# Each is a minimal deterministic reproduction of a failure the machine found (now fixed).
 
 
 def act(w: World, alias: str, call: Callable[[Ctx], T]) -> T:
@@ -1370,12 +1369,6 @@ def fulfil_events(m: LifecycleMachine, assignment_id: str) -> int:
     return sum(1 for e in m.events if e.activity == FULFILL and e.target == assignment_id)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an add request whose assignment ends before it is delivered stays "
-    "'delivering' for ever and keeps its open key, so the target can never ask again "
-    "(assignments.end/refresh_states complete only removal requests)",
-)
 def test_an_add_request_whose_assignment_ends_before_delivery_is_completed(world: World) -> None:
     w, m = world, fresh(world)
     request_id = ask(w, "ivy", "C")  # no approval: an assignment, delivering until the worker runs
@@ -1390,12 +1383,6 @@ def test_an_add_request_whose_assignment_ends_before_delivery_is_completed(world
     ask(w, "ivy", "C")  # today: Conflict ExistingOpenRequest, until an admin cancels the old one
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: reprocessing a delivered assignment reopens its completed request "
-    "(assignments._transition rewrites a delivered request's state), which an administrator "
-    "may then cancel, ending access that had been delivered",
-)
 def test_reprocessing_an_assignment_leaves_its_delivered_request_delivered(world: World) -> None:
     w, m = world, fresh(world)
     request_id = ask(w, "ivy", "C")
@@ -1413,13 +1400,6 @@ def test_reprocessing_an_assignment_leaves_its_delivered_request_delivered(world
     assert assigned(m, request_id).end_reason != "canceled"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a second assignment sharing a resource role with a delivered one moves the "
-    "role's end (valid_until), which bumps the shared grant's generation; refresh_states then "
-    "turns the delivered assignment back to 'delivering', reopens its completed request, and "
-    "the worker audits 'Fulfill access package assignment' (and mails) a second time",
-)
 def test_another_assignment_sharing_a_role_leaves_a_delivered_one_alone(world: World) -> None:
     w, m = world, fresh(world)
     hub = ask(w, "lena", "C")  # Member and Visitors, for 36 hours
@@ -1448,12 +1428,6 @@ def test_another_assignment_sharing_a_role_leaves_a_delivered_one_alone(world: W
     assert fulfil_events(m, c.id) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: an administrator's update that brings an assignment's end forward only "
-    "queues the sync (assignments.extend); until the worker runs, the targets keep the old, "
-    "later valid_until, so access is honoured past the assignment's end (R8)",
-)
 def test_an_end_brought_forward_is_not_honoured_past_it(world: World) -> None:
     w, m = world, fresh(world)
     request_id = act(
@@ -1491,12 +1465,6 @@ def test_an_end_brought_forward_is_not_honoured_past_it(world: World) -> None:
     assert w.keys["Member"][1] not in groups, "Sofia is still a member after her access ended"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a scheduled request whose whole window passed before the worker activated it "
-    "gets an assignment that is already past its end (activate keeps the fixed end while the "
-    "start moves to now); it stays 'delivering' until the next expiry sweep removes it",
-)
 def test_a_scheduled_request_whose_window_has_passed_gets_no_live_assignment(
     world: World,
 ) -> None:
@@ -1528,13 +1496,6 @@ def test_a_scheduled_request_whose_window_has_passed_gets_no_live_assignment(
     assert live == [], [(a.state, iso(aware(a.start_at)), iso(aware(a.expires_at))) for a in live]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: separation of duties (spec §4.3) is checked when a package is asked for "
-    "(requests._check_incompatible in _add), not when its assignment is created: a scheduled "
-    "(or approval-pending) request for C activates although the target got the incompatible "
-    "B meanwhile",
-)
 def test_a_scheduled_assignment_is_not_activated_into_a_conflict(world: World) -> None:
     w, m = world, fresh(world)
     # Alex assigns Sofia the hub (C) from tomorrow; C names B as incompatible.

@@ -10,9 +10,10 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from remit.authz.actor import transitive_group_ids
 from remit.connectors.base import RoleRef
 from remit.context import Ctx
 from remit.db import affected
@@ -24,7 +25,7 @@ from remit.lifecycle import delivery, notices
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.lifecycle.schedule import assignment_schedule, end_of, iso, start_of
-from remit.packages.models import AccessPackage
+from remit.packages.models import AccessPackage, IncompatibleGroup, IncompatiblePackage
 
 TARGET = "AccessPackageAssignment"
 REQUEST = "AccessPackageAssignmentRequest"
@@ -36,6 +37,42 @@ ACTIVE_STATES = ("delivering", "partiallyDelivered", "delivered", "deliveryFaile
 
 def active_key(target_id: str, package_id: str) -> str:
     return f"{target_id}:{package_id}"
+
+
+def conflict(ctx: Ctx, package_id: str, target_id: str) -> str | None:
+    """Spec §4.3: why ``target_id`` may not hold ``package_id`` now (an incompatible package it
+    holds, or an incompatible group it is in), or None. Checked when a request is submitted
+    and again when an assignment is activated (approvals and scheduled starts take time)."""
+    session = ctx.session
+    held = session.execute(
+        select(Assignment.access_package_id)
+        .where(
+            Assignment.target_id == target_id,
+            Assignment.active_key.is_not(None),
+            or_(Assignment.expires_at.is_(None), Assignment.expires_at > ctx.now),
+            Assignment.access_package_id.in_(
+                select(IncompatiblePackage.incompatible_id).where(
+                    IncompatiblePackage.access_package_id == package_id
+                )
+            ),
+        )
+        .limit(1)
+    ).first()
+    if held is not None:
+        return "the target holds an access package that is incompatible with this one"
+    groups = transitive_group_ids(session, target_id, now=ctx.now)
+    if groups:
+        clash = session.execute(
+            select(IncompatibleGroup.group_id)
+            .where(
+                IncompatibleGroup.access_package_id == package_id,
+                IncompatibleGroup.group_id.in_(groups),
+            )
+            .limit(1)
+        ).first()
+        if clash is not None:
+            return "the target is a member of a group that is incompatible with this access package"
+    return None
 
 
 def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> Assignment | None:
@@ -55,6 +92,16 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
     if target_id is None:
         target_id = notices.guest_for(ctx, request).id
         request.target_id = target_id
+    ends = end_of(request.schedule, start)
+    problem = (
+        "the requested period ended before it could start"
+        if ends is not None and ends <= start
+        else conflict(ctx, package.id, target_id)
+    )
+    if problem is not None:
+        request.state, request.status = "deliveryFailed", "NotDelivered"
+        request.delivery_error, request.completed_at, request.open_key = problem, ctx.now, None
+        return None
     assignment = Assignment(
         access_package_id=package.id,
         catalog_id=package.catalog_id,
@@ -63,7 +110,7 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
         state="delivering",
         status="Delivering",
         start_at=start,
-        expires_at=end_of(request.schedule, start),
+        expires_at=ends,
         expiration=dict(request.schedule.get("expiration") or {"type": "noExpiration"}),
         created_at=ctx.now,
         modified_at=ctx.now,
@@ -144,12 +191,33 @@ def end(
         details={"reason": reason, "requestId": request.id if request else None},
     )
     revoke_for(ctx, assignment.target_id, [assignment.access_package_id])
+    _close_undelivered_add(ctx, assignment, reason)
     crash_point("removal.after_revoke")
     if request is not None:
         request.assignment_id = assignment.id
     refresh_states(ctx, assignment.target_id)
     notices.access_ended(ctx, assignment, name, reason)
     notices.after_last_assignment(ctx, assignment.target_id)
+
+
+def _close_undelivered_add(ctx: Ctx, assignment: Assignment, reason: str) -> None:
+    """The add request of an assignment that ends before it was delivered is over too: it
+    would otherwise stay "delivering", holding its open key, for ever."""
+    if not assignment.request_id:
+        return
+    add = ctx.session.get(AssignmentRequest, assignment.request_id)
+    if add is not None and add.state == "delivering" and add.request_type in ADD_TYPES:
+        add.state, add.status, add.completed_at = "canceled", f"AssignmentEnded:{reason}", ctx.now
+        add.open_key = None
+        ctx.audit(
+            "Cancel access package assignment request",
+            operation_type="Update",
+            target_type=REQUEST,
+            target_id=add.id,
+            catalog_id=add.catalog_id,
+            subject_id=add.target_id,
+            details={"reason": f"the assignment ended before delivery ({reason})"},
+        )
 
 
 def revoke_for(ctx: Ctx, subject_id: str, package_ids: Iterable[str]) -> None:
@@ -190,8 +258,12 @@ def extend(
         details={"requestId": request.id},
     )
     roles = delivery.package_roles(ctx.session, [assignment.access_package_id])
-    if delivery.recompute(ctx, assignment.target_id, roles[assignment.access_package_id]):
-        delivery.schedule_sync(ctx, assignment.target_id)
+    changed = delivery.recompute(ctx, assignment.target_id, roles[assignment.access_package_id])
+    if changed:
+        # A shortened end is a partial revocation: local targets get it at once.
+        delivery.apply(ctx, changed, local_only=True)
+        if any(g.applied_generation < g.generation for g in changed):
+            delivery.schedule_sync(ctx, assignment.target_id)
     request.state, request.status, request.completed_at = "delivered", "Fulfilled", ctx.now
     request.open_key = None
 
@@ -254,8 +326,10 @@ def _transition(ctx: Ctx, a: Assignment, state: str, error: str | None) -> None:
         )
     if request is None or request.request_type not in ADD_TYPES:
         return
-    if request.state in ("delivering", "delivered", "partiallyDelivered", "deliveryFailed"):
-        first_time = request.state == "delivering"
+    # Only a request still delivering follows its assignment: a completed one stays completed
+    # (a reprocess of the assignment, or a role shared with another one, does not reopen it).
+    if request.state == "delivering":
+        first_time = True
         request.state = state
         request.status = {"delivered": "Fulfilled"}.get(state, STATUS[state])
         request.delivery_error = error

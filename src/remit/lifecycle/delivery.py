@@ -297,7 +297,10 @@ def delivery_state(
     error = None
     for role in roles:
         g = grants.get(role)
-        if g is None or g.applied_generation < g.generation or not g.desired:
+        # A role already granted still counts as delivered while a newer generation of its row
+        # (a new expiry, a reprocess) waits to be applied.
+        held = g is not None and g.desired and g.applied_state == "granted"
+        if g is None or not g.desired or (g.applied_generation < g.generation and not held):
             pending += 1
         elif g.applied_state == "failed":
             failed += 1

@@ -31,7 +31,7 @@ from remit.lifecycle.assignments import ADD_TYPES, REMOVE_TYPES, active_key
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
 from remit.lifecycle.schedule import extension_end, frozen_schedule, iso, parse_instant
-from remit.packages.models import AccessPackage, IncompatibleGroup, IncompatiblePackage
+from remit.packages.models import AccessPackage
 from remit.policies import scope
 from remit.policies.models import AssignmentPolicy
 
@@ -414,41 +414,10 @@ def _check_incompatible(ctx: Ctx, package: AccessPackage, target: User | None) -
     blocks requests and direct assignments alike."""
     if target is None:
         return
-    session = ctx.session
-    held = session.execute(
-        select(Assignment.access_package_id)
-        .where(
-            Assignment.target_id == target.id,
-            Assignment.active_key.is_not(None),
-            or_(Assignment.expires_at.is_(None), Assignment.expires_at > ctx.now),
-            Assignment.access_package_id.in_(
-                select(IncompatiblePackage.incompatible_id).where(
-                    IncompatiblePackage.access_package_id == package.id
-                )
-            ),
-        )
-        .limit(1)
-    ).first()
-    if held is not None:
-        raise Invalid(
-            "the target holds an access package that is incompatible with this one",
-            code="IncompatibleAccessPackage",
-        )
-    groups = transitive_group_ids(session, target.id, now=ctx.now)
-    if groups:
-        clash = session.execute(
-            select(IncompatibleGroup.group_id)
-            .where(
-                IncompatibleGroup.access_package_id == package.id,
-                IncompatibleGroup.group_id.in_(groups),
-            )
-            .limit(1)
-        ).first()
-        if clash is not None:
-            raise Invalid(
-                "the target is a member of a group that is incompatible with this access package",
-                code="IncompatibleGroup",
-            )
+    problem = assignments.conflict(ctx, package.id, target.id)
+    if problem is not None:
+        code = "IncompatibleGroup" if "group" in problem else "IncompatibleAccessPackage"
+        raise Invalid(problem, code=code)
 
 
 def _end_lapsed(ctx: Ctx, target_id: str, package_id: str) -> None:

@@ -25,11 +25,14 @@ install: $(STAMP) ## create .venv and install the locked dependencies
 run: $(STAMP) ## migrate the SQLite database in $REMIT_DATA_DIR, load the demo tenant if empty, serve
 	$(BIN)/remit serve --demo
 
+# Two workers (the machine's two cores), a test file per worker at a time.
+PYTEST = $(BIN)/python -m pytest -q -n 2 --dist loadfile
+
 test: $(STAMP) ## run the whole suite (SQLite; REMIT_TEST_DATABASE_URL=postgres for PostgreSQL)
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-postgres: $(STAMP) ## the suite on the local PostgreSQL (database `test`)
-	REMIT_TEST_DATABASE_URL=postgres $(BIN)/python -m pytest -q
+	REMIT_TEST_DATABASE_URL=postgres $(PYTEST)
 
 lint: $(STAMP) ## ruff, formatting and mypy --strict
 	$(BIN)/ruff check .

@@ -631,7 +631,10 @@ def _requested_end(
         raise Invalid(
             "this policy does not let requestors choose their own schedule", target="schedule"
         )
-    raw = (schedule.get("expiration") or {}).get("endDateTime")
+    expiration = schedule.get("expiration") or {}
+    if not isinstance(expiration, dict):
+        raise Invalid("schedule.expiration must be an object", target="schedule.expiration")
+    raw = expiration.get("endDateTime")
     if not raw:
         return default
     wanted = parse_instant(raw, "schedule.expiration.endDateTime")

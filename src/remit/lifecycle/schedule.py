@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from remit.durations import parse_duration
@@ -17,13 +17,22 @@ def parse_instant(value: Any, target: str) -> datetime:
     text = value.strip().replace("Z", "+00:00").replace("z", "+00:00")
     try:
         found = datetime.fromisoformat(text)
-    except ValueError:
+        if found.tzinfo is None:
+            found = found.replace(tzinfo=UTC)
+        found = found.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise Invalid(
             f"{target} is not an ISO-8601 date and time: {value!r}", target=target
         ) from None
-    if found.tzinfo is None:
-        found = found.replace(tzinfo=UTC)
-    return found.astimezone(UTC)
+    return found
+
+
+def later(start: datetime, delta: timedelta, target: str) -> datetime:
+    """``start + delta``, or Invalid when that lies beyond the calendar."""
+    try:
+        return start + delta
+    except OverflowError:
+        raise Invalid(f"{target} reaches beyond the year 9999", target=target) from None
 
 
 def iso(value: datetime | None) -> str | None:
@@ -48,11 +57,17 @@ def _requested(
         else None
     )
     expiration = requested.get("expiration") or {}
+    if not isinstance(expiration, dict):
+        raise Invalid("schedule.expiration must be an object", target="schedule.expiration")
     end = None
     if expiration.get("endDateTime"):
         end = parse_instant(expiration["endDateTime"], "schedule.expiration.endDateTime")
     elif expiration.get("duration"):
-        end = (start or now) + parse_duration(str(expiration["duration"]))
+        end = later(
+            start or now,
+            parse_duration(str(expiration["duration"])),
+            "schedule.expiration.duration",
+        )
     return start, end
 
 
@@ -61,7 +76,7 @@ def _policy_end(policy_expiration: dict[str, Any], begin: datetime) -> datetime 
     if kind == "afterDateTime" and policy_expiration.get("endDateTime"):
         return parse_instant(policy_expiration["endDateTime"], "policy expiration")
     if kind == "afterDuration" and policy_expiration.get("duration"):
-        return begin + parse_duration(policy_expiration["duration"])
+        return later(begin, parse_duration(policy_expiration["duration"]), "expiration.duration")
     return None
 
 
@@ -116,7 +131,7 @@ def end_of(schedule: dict[str, Any], start: datetime) -> datetime | None:
     expiration = schedule.get("expiration") or {}
     kind = expiration.get("type")
     if kind == "afterDuration" and expiration.get("duration"):
-        return start + parse_duration(expiration["duration"])
+        return later(start, parse_duration(expiration["duration"]), "expiration.duration")
     if kind == "afterDateTime" and expiration.get("endDateTime"):
         return parse_instant(expiration["endDateTime"], "endDateTime")
     return None
@@ -145,7 +160,7 @@ def extension_end(
     policy's fixed end date (spec §5.7 "Extension cap")."""
     kind = policy_expiration.get("type")
     if kind == "afterDuration" and policy_expiration.get("duration"):
-        return now + parse_duration(policy_expiration["duration"])
+        return later(now, parse_duration(policy_expiration["duration"]), "expiration.duration")
     if kind == "afterDateTime" and policy_expiration.get("endDateTime"):
         fixed = parse_instant(policy_expiration["endDateTime"], "policy expiration")
         if current_end is not None and fixed <= current_end:

@@ -117,10 +117,9 @@ def instant(value: Any, path: str) -> datetime:
     if isinstance(value, str):
         try:
             found = datetime.fromisoformat(value.strip().replace("z", "Z"))
-        except ValueError:
-            found = None
-        if found is not None:
             return found.replace(tzinfo=UTC) if found.tzinfo is None else found.astimezone(UTC)
+        except (ValueError, OverflowError):
+            pass
     raise Invalid(f"{path} must be an ISO-8601 date and time", target=path)
 
 

@@ -23,10 +23,10 @@ from remit.authz.actor import Actor, system_actor
 from remit.context import Ctx
 from remit.db import Database, new_id
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
+from remit.jobs import handlers
 from remit.jobs.models import Job
 from remit.jobs.operations import list_jobs, retry_job
 from remit.jobs.queue import enqueue
-from remit.jobs import handlers
 from remit.jobs.registry import REGISTRY, RetryLater, job, periodic
 from remit.jobs.runner import ClaimedJob, Worker, next_slot, periodic_key
 from remit.settings import Settings

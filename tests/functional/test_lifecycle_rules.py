@@ -26,7 +26,6 @@ from tests.lifecycle_support import (
     admin_add,
     build_campaign,
     contractors_policy,
-    decide,
     holdings,
     request_state,
     user_add,
@@ -436,7 +435,8 @@ def test_a_request_by_email_creates_a_governed_guest_who_is_blocked_when_access_
     drain(c, settings)
     with db.write() as s:
         guest = s.get(User, guest_id)
-        assert guest is not None and guest.account_enabled is False
+        assert guest is not None
+        assert guest.account_enabled is False
     clock.advance(days=1, minutes=10)
     drain(c, settings)
     with db.write() as s:

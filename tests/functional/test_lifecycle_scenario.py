@@ -205,11 +205,13 @@ def test_day_90_takes_access_away_except_what_another_assignment_still_grants(
     assert f"app:{c.roles['Planner']['originId']}" not in held
     assert f"site:{c.roles['Members']['originId']}" not in held
     a = my_assignment(c, "sofia")
-    assert a["state"] == "expired" and a["expiredDateTime"]
+    assert a["state"] == "expired"
+    assert a["expiredDateTime"]
     removal = t.get(
         "alex", f"{EM}/assignmentRequests", **{"$filter": "requestType eq 'systemRemove'"}
     ).json()["value"]
-    assert len(removal) == 1 and removal[0]["state"] == "delivered"
+    assert len(removal) == 1
+    assert removal[0]["state"] == "delivered"
     assert any("ended" in s.lower() for s in mail.to(f"sofia@{DOMAIN}"))
 
 

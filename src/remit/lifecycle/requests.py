@@ -9,6 +9,7 @@ never bypasses the policy's approval (§1.2).
 
 from __future__ import annotations
 
+import hashlib
 from datetime import timedelta
 from typing import Any
 
@@ -182,7 +183,7 @@ def _add(
         answers=stored_answers,
         schedule=frozen,
         created_at=ctx.now,
-        open_key=f"add:{who}:{package.id}",
+        open_key=_open_add_key(who, package.id),
     )
     _insert(ctx, request)
     crash_point("request.after_insert")
@@ -216,6 +217,14 @@ def _add(
     _auto_approve(ctx, request, package.display_name)
     assignments.activate(ctx, request, package)
     return request
+
+
+def _open_add_key(who: str, package_id: str) -> str:
+    """The unique key of an open add request: a user id, or a digest of an email address (an
+    address may be 320 characters long; the key column holds 80)."""
+    if "@" in who:
+        who = "mail-" + hashlib.sha256(who.encode()).hexdigest()[:31]
+    return f"add:{who}:{package_id}"
 
 
 def _hold(ctx: Ctx, policy: AssignmentPolicy) -> None:

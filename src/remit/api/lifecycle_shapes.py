@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from remit.api import shapes
 from remit.api.shapes import iso
 from remit.directory.models import User
+from remit.lifecycle import assignments
 from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.lifecycle.schedule import assignment_schedule
 from remit.packages.models import AccessPackage
@@ -39,7 +40,7 @@ def request(r: AssignmentRequest) -> dict[str, Any]:
 
 def assignment(a: Assignment, now: datetime) -> dict[str, Any]:
     """An assignment whose end has passed reads as expired even before the sweep ends it."""
-    lapsed = a.active_key is not None and a.expires_at is not None and a.expires_at <= now
+    lapsed = assignments.lapsed(a, now)
     return {
         "id": a.id,
         "state": "expired" if lapsed else a.state,

@@ -24,7 +24,7 @@ from remit.directory.models import User
 from remit.errors import Conflict, DomainError, Invalid, NotFound
 from remit.lifecycle import operations as ops
 from remit.lifecycle import requests
-from remit.lifecycle.assignments import ACTIVE_STATES
+from remit.lifecycle.assignments import ACTIVE_STATES, lapsed
 from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.lifecycle.schedule import iso, parse_instant
 from remit.packages import operations as package_ops
@@ -267,11 +267,6 @@ def _package_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
         select(AccessPackage.id, AccessPackage.display_name).where(AccessPackage.id.in_(wanted))
     )
     return dict(rows.tuples().all())
-
-
-def _lapsed(a: Assignment, now: datetime) -> bool:
-    """Past its end but not yet swept: it already counts for nothing (as the API shows it)."""
-    return a.active_key is not None and a.expires_at is not None and a.expires_at <= now
 
 
 def _assignment_state(state: str, now: datetime) -> ColumnElement[bool]:
@@ -585,7 +580,7 @@ def assignment_list(
                     x.id,
                     names.get(x.access_package_id, x.access_package_id),
                     users.get(x.target_id, x.target_id),
-                    "expired" if _lapsed(x, ctx.now) else x.state,
+                    "expired" if lapsed(x, ctx.now) else x.state,
                     _when(x.start_at),
                     _when(x.expired_at if x.active_key is None else x.expires_at) or "never",
                 )

@@ -40,6 +40,30 @@ DYNAMIC = {
 }
 
 
+def _record(
+    ctx: Ctx,
+    request: AssignmentRequest,
+    package_name: str,
+    activity: str,
+    operation_type: str,
+    *,
+    category: str = "EntitlementManagement",
+    details: dict[str, Any] | None = None,
+) -> None:
+    """One audit event about the request (spec §8.1 names), filed under its target user."""
+    ctx.audit(
+        activity,
+        operation_type=operation_type,
+        category=category,
+        target_type=REQUEST,
+        target_id=request.id,
+        target_name=package_name,
+        catalog_id=request.catalog_id,
+        subject_id=request.target_id,
+        details=details,
+    )
+
+
 def begin(
     ctx: Ctx, request: AssignmentRequest, stages: list[dict[str, Any]], package_name: str
 ) -> None:
@@ -57,15 +81,13 @@ def begin(
     ctx.session.add_all(rows)
     ctx.session.flush()
     request.state, request.status = "pendingApproval", "PendingApproval"
-    ctx.audit(
+    _record(
+        ctx,
+        request,
+        package_name,
         "Create request approval",
-        operation_type="Add",
+        "Add",
         category="UserManagement",
-        target_type=REQUEST,
-        target_id=request.id,
-        target_name=package_name,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
         details={"stages": len(rows)},
     )
     _start(ctx, request, rows[0], len(rows), package_name)
@@ -106,15 +128,13 @@ def _start(
                 )
             )
     ctx.session.flush()
-    ctx.audit(
+    _record(
+        ctx,
+        request,
+        package_name,
         "Add approver to request approval",
-        operation_type="Add",
+        "Add",
         category="UserManagement",
-        target_type=REQUEST,
-        target_id=request.id,
-        target_name=package_name,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
         details={
             "stage": stage.stage_index + 1,
             "approvers": sorted(p for p, _ in primary),
@@ -265,26 +285,22 @@ def decide(
     detail = {"stage": stage.stage_index + 1, "justification": stage.justification}
     if verdict == "Deny":
         _close(ctx, request, "denied", "Denied")
-        ctx.audit(
+        _record(
+            ctx,
+            request,
+            package_name,
             "Deny access package assignment request",
-            operation_type="Update",
-            target_type=REQUEST,
-            target_id=request.id,
-            target_name=package_name,
-            catalog_id=request.catalog_id,
-            subject_id=request.target_id,
+            "Update",
             details=detail,
         )
         notices.denied(ctx, request, stage, package_name)
         return "denied"
-    ctx.audit(
+    _record(
+        ctx,
+        request,
+        package_name,
         "Approve access package assignment request",
-        operation_type="Update",
-        target_type=REQUEST,
-        target_id=request.id,
-        target_name=package_name,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
+        "Update",
         details=detail,
     )
     stages = list(
@@ -340,15 +356,13 @@ def escalate(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package
             )
         )
     ]
-    ctx.audit(
+    _record(
+        ctx,
+        request,
+        package_name,
         "Forward request approval to alternate approvers",
-        operation_type="Update",
+        "Update",
         category="UserManagement",
-        target_type=REQUEST,
-        target_id=request.id,
-        target_name=package_name,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
         details={"stage": stage.stage_index + 1, "approvers": sorted(escalation)},
     )
     count = ctx.session.execute(
@@ -376,14 +390,12 @@ def time_out(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package
     if claimed != 1:
         raise Conflict("the stage was decided meanwhile", code="StageAlreadyDecided")
     _close(ctx, request, "denied", "TimedOut")
-    ctx.audit(
+    _record(
+        ctx,
+        request,
+        package_name,
         "Access package assignment request timed out (no approver action taken)",
-        operation_type="Update",
-        target_type=REQUEST,
-        target_id=request.id,
-        target_name=package_name,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
+        "Update",
         details={"stage": stage.stage_index + 1},
     )
     notices.timed_out(ctx, request, stage, package_name)

@@ -35,6 +35,12 @@ UPDATE_TYPES = frozenset({"userUpdate", "adminUpdate", "systemUpdate", "userExte
 ACTIVE_STATES = ("delivering", "partiallyDelivered", "delivered", "deliveryFailed")
 
 
+def lapsed(a: Assignment, now: datetime) -> bool:
+    """Active on paper but past its end: it counts for nothing (expired access is never
+    honoured), and reads as expired, even before the sweep ends it."""
+    return a.active_key is not None and a.expires_at is not None and a.expires_at <= now
+
+
 def active_key(target_id: str, package_id: str) -> str:
     return f"{target_id}:{package_id}"
 

@@ -78,17 +78,23 @@ def _request_data(ctx: Ctx, request: AssignmentRequest, package_name: str) -> di
     }
 
 
-def _fire(ctx: Ctx, request: AssignmentRequest, stage: str, payload: dict[str, Any]) -> None:
-    policy = _policy(ctx, request.policy_id)
+def _hook(
+    ctx: Ctx, policy: AssignmentPolicy | None, catalog_id: str, stage: str, payload: dict[str, Any]
+) -> None:
+    """Call the custom extensions the policy attaches to ``stage`` (spec §5.10), if any."""
     if policy is None or not policy.custom_extension_stage_settings:
         return
     webhooks.fire(
         ctx,
-        catalog_id=request.catalog_id,
+        catalog_id=catalog_id,
         stage_settings=policy.custom_extension_stage_settings,
         stage=stage,
         payload=payload,
     )
+
+
+def _fire(ctx: Ctx, request: AssignmentRequest, stage: str, payload: dict[str, Any]) -> None:
+    _hook(ctx, _policy(ctx, request.policy_id), request.catalog_id, stage, payload)
 
 
 def _event(request: AssignmentRequest, assignment: Assignment | None = None) -> dict[str, Any]:
@@ -204,19 +210,18 @@ def access_ended(ctx: Ctx, assignment: Assignment, package_name: str, reason: st
             to=[assignment.target_id],
             data={"package": package_name, "reason": reason, "assignment_id": assignment.id},
         )
-    if policy is not None and policy.custom_extension_stage_settings:
-        webhooks.fire(
-            ctx,
-            catalog_id=assignment.catalog_id,
-            stage_settings=policy.custom_extension_stage_settings,
-            stage="assignmentRequestRemoved",
-            payload={
-                "assignmentId": assignment.id,
-                "accessPackageId": assignment.access_package_id,
-                "targetId": assignment.target_id,
-                "reason": reason,
-            },
-        )
+    _hook(
+        ctx,
+        policy,
+        assignment.catalog_id,
+        "assignmentRequestRemoved",
+        {
+            "assignmentId": assignment.id,
+            "accessPackageId": assignment.access_package_id,
+            "targetId": assignment.target_id,
+            "reason": reason,
+        },
+    )
 
 
 def expiring(ctx: Ctx, assignment: Assignment, package_name: str, days: int) -> None:
@@ -233,21 +238,20 @@ def expiring(ctx: Ctx, assignment: Assignment, package_name: str, days: int) -> 
                 "assignment_id": assignment.id,
             },
         )
-    if policy is not None and policy.custom_extension_stage_settings:
-        webhooks.fire(
-            ctx,
-            catalog_id=assignment.catalog_id,
-            stage_settings=policy.custom_extension_stage_settings,
-            stage="assignmentFourteenDaysBeforeExpiration"
-            if days > 1
-            else "assignmentOneDayBeforeExpiration",
-            payload={
-                "assignmentId": assignment.id,
-                "accessPackageId": assignment.access_package_id,
-                "targetId": assignment.target_id,
-                "expiresAt": iso(assignment.expires_at),
-            },
-        )
+    _hook(
+        ctx,
+        policy,
+        assignment.catalog_id,
+        "assignmentFourteenDaysBeforeExpiration"
+        if days > 1
+        else "assignmentOneDayBeforeExpiration",
+        {
+            "assignmentId": assignment.id,
+            "accessPackageId": assignment.access_package_id,
+            "targetId": assignment.target_id,
+            "expiresAt": iso(assignment.expires_at),
+        },
+    )
 
 
 def guest_for(ctx: Ctx, request: AssignmentRequest) -> User:

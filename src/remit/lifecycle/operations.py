@@ -12,7 +12,7 @@ from remit.authz.visibility import catalog_filter
 from remit.context import Ctx
 from remit.directory.models import User
 from remit.errors import Conflict, Invalid, NotFound
-from remit.lifecycle import approvals, requests
+from remit.lifecycle import approvals, assignments, requests
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
 from remit.lifecycle.schedule import iso
@@ -78,7 +78,7 @@ def reprocess_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
     a = get_assignment(ctx, assignment_id)
     lock_subjects(ctx, [a.target_id])
     authorize(ctx.actor, Task.REQUEST_REPROCESS, a.catalog_id)
-    if a.active_key is None or (a.expires_at is not None and a.expires_at <= ctx.now):
+    if a.active_key is None or assignments.lapsed(a, ctx.now):
         raise Conflict("the assignment has ended", code="AssignmentEnded")
     requests.retry_roles(ctx, a, failed_only=False)
     ctx.audit(

@@ -545,7 +545,7 @@ def _update(
 ) -> AssignmentRequest:
     assignment = _active_assignment(ctx, assignment_id)
     lock_subjects(ctx, [assignment.target_id])
-    if assignment.expires_at is not None and assignment.expires_at <= ctx.now:
+    if assignments.lapsed(assignment, ctx.now):
         raise Conflict("the assignment has expired", code="AssignmentEnded")
     policy = (
         ctx.session.get(AssignmentPolicy, assignment.policy_id) if assignment.policy_id else None
@@ -766,7 +766,11 @@ def reprocess_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
     assignment = (
         ctx.session.get(Assignment, request.assignment_id) if request.assignment_id else None
     )
-    if assignment is None or assignment.active_key is None or _lapsed(ctx, assignment):
+    if (
+        assignment is None
+        or assignment.active_key is None
+        or assignments.lapsed(assignment, ctx.now)
+    ):
         raise Invalid("the request's assignment has ended", code="RequestNotReprocessable")
     request.state, request.status, request.completed_at = "delivering", "Delivering", None
     retry_roles(ctx, assignment, failed_only=True)
@@ -779,10 +783,6 @@ def reprocess_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
         subject_id=request.target_id,
     )
     return request
-
-
-def _lapsed(ctx: Ctx, assignment: Assignment) -> bool:
-    return assignment.expires_at is not None and assignment.expires_at <= ctx.now
 
 
 def retry_roles(ctx: Ctx, assignment: Assignment, *, failed_only: bool) -> int:

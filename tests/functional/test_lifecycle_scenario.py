@@ -29,6 +29,7 @@ from tests.lifecycle_support import (
     Campaign,
     admin_add,
     build_campaign,
+    contractors_policy,
     decide,
     holdings,
     request_state,
@@ -79,9 +80,6 @@ def my_assignment(c: Campaign, alias: str) -> dict[str, Any]:
     found = [a for a in r.json()["value"] if a["accessPackage"]["id"] == c.package]
     assert len(found) == 1, found
     return found[0]
-
-
-ROLE_HOLDINGS = {"group:campaigns"}
 
 
 def role_ids(c: Campaign) -> set[str]:
@@ -191,7 +189,11 @@ def test_day_90_takes_access_away_except_what_another_assignment_still_grants(
     tools = c.new_package("lena", "Campaign tools", {"Member"})
     forever = c.policy(
         "lena",
-        {**_direct(tools), "displayName": "Direct, no end", "expiration": {"type": "noExpiration"}},
+        {
+            **contractors_policy(tools),
+            "displayName": "Direct, no end",
+            "expiration": {"type": "noExpiration"},
+        },
     )
     assert admin_add(t, "alex", "sofia", tools, forever).status_code == 201
     requested_and_delivered(c, settings)
@@ -213,12 +215,6 @@ def test_day_90_takes_access_away_except_what_another_assignment_still_grants(
     assert len(removal) == 1
     assert removal[0]["state"] == "delivered"
     assert any("ended" in s.lower() for s in mail.to(f"sofia@{DOMAIN}"))
-
-
-def _direct(package: str) -> dict[str, Any]:
-    from tests.lifecycle_support import contractors_policy
-
-    return contractors_policy(package)
 
 
 def test_expired_access_is_never_honoured_even_before_the_sweep(
@@ -300,7 +296,7 @@ def test_a_holder_of_an_incompatible_package_cannot_request(
     t = c.t
     audit = c.new_package("lena", "Audit 2027", {"Planner"})
     open_policy = {
-        **_direct(audit),
+        **contractors_policy(audit),
         "displayName": "Marketing, no approval",
         "allowedTargetScope": "specificDirectoryUsers",
         "specificAllowedTargets": [

@@ -197,6 +197,22 @@ def insert_or_ignore(
     session.execute(stmt, rows)
 
 
+KEEP = 2_000
+
+
+def _keep(session: Session, instance: object) -> None:
+    """Hold the first ``KEEP`` objects a write session loads until it closes.
+
+    The ORM's identity map holds objects weakly: one loaded for a check and dropped is loaded
+    again by the next ``session.get`` in the same transaction. Holding them makes repeated lookups
+    of the same row (the request, its policy, the user) free within one transaction; the bound
+    keeps a bulk read in one transaction from holding all it streams.
+    """
+    kept: list[object] = session.info.setdefault("remit_kept", [])
+    if len(kept) < KEEP:
+        kept.append(instance)
+
+
 class Database:
     """Owns the engine; hands out write sessions (one transaction each) and read connections."""
 
@@ -207,6 +223,7 @@ class Database:
         self._write_engine = self.engine.execution_options(remit_write=True)
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+        event.listen(self._sessions, "loaded_as_persistent", _keep)
 
     @property
     def is_sqlite(self) -> bool:

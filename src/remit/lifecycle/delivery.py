@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import and_, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from remit.catalogs.models import CatalogResource, ResourceRole
@@ -67,35 +67,37 @@ def package_roles(session: Session, package_ids: Iterable[str]) -> dict[str, lis
     return found
 
 
-def _holders(
-    session: Session, subject_id: str, role: RoleRef, now: datetime
-) -> tuple[int, datetime | None, int]:
-    """How many active, unexpired assignments of the subject need ``role``, and until when."""
-    live = (
-        select(Assignment.id, Assignment.expires_at)
+Holders = dict[tuple[str, str, str], tuple[int, datetime | None, bool]]
+
+
+def live_holders(session: Session, subject_ids: Sequence[str], now: datetime) -> Holders:
+    """For each (subject, origin system, role) that the subjects' active, unexpired assignments
+    need: how many of those assignments need it, the latest expiry among them, and whether one
+    never expires. One grouped query."""
+    rows = session.execute(
+        select(
+            Assignment.target_id,
+            ResourceRole.origin_system,
+            ResourceRole.origin_id,
+            func.count(distinct(Assignment.id)),
+            func.max(Assignment.expires_at),
+            func.max(case((Assignment.expires_at.is_(None), 1), else_=0)),
+        )
+        .join(
+            ResourceRoleScope, ResourceRoleScope.access_package_id == Assignment.access_package_id
+        )
+        .join(ResourceRole, ResourceRole.id == ResourceRoleScope.role_id)
         .where(
-            Assignment.target_id == subject_id,
+            Assignment.target_id.in_(subject_ids),
             Assignment.active_key.is_not(None),
             or_(Assignment.expires_at.is_(None), Assignment.expires_at > now),
-            Assignment.access_package_id.in_(
-                select(ResourceRoleScope.access_package_id)
-                .join(ResourceRole, ResourceRole.id == ResourceRoleScope.role_id)
-                .where(
-                    ResourceRole.origin_system == role.origin_system,
-                    ResourceRole.origin_id == role.role_origin_id,
-                )
-            ),
         )
-        .subquery()
+        .group_by(Assignment.target_id, ResourceRole.origin_system, ResourceRole.origin_id)
     )
-    count, latest, never = session.execute(
-        select(
-            func.count(),
-            func.max(live.c.expires_at),
-            func.coalesce(func.sum(case((live.c.expires_at.is_(None), 1), else_=0)), 0),
-        ).select_from(live)
-    ).one()
-    return int(count), latest, int(never)
+    return {
+        (subject, system, role): (int(count), latest, bool(never))
+        for subject, system, role, count, latest, never in rows
+    }
 
 
 def _locked_grants(
@@ -154,9 +156,11 @@ def recompute(ctx: Ctx, subject_id: str, roles: Iterable[RoleRef]) -> list[Resou
     session = ctx.session
     session.flush()
     changed: list[ResourceGrant] = []
-    for grant in _locked_grants(session, subject_id, wanted, ctx.now):
-        role = _ref(grant)
-        count, latest, never = _holders(session, subject_id, role, ctx.now)
+    locked = _locked_grants(session, subject_id, wanted, ctx.now)
+    holders = live_holders(session, [subject_id], ctx.now)
+    for grant in locked:
+        key = (subject_id, grant.origin_system, grant.role_origin_id)
+        count, latest, never = holders.get(key, (0, None, False))
         desired = count > 0
         valid_until = None if (not desired or never) else latest
         grant.holders = count

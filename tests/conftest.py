@@ -96,7 +96,13 @@ def db(migrated_db: Database, clock: SteppingClock) -> Database:
 
 @pytest.fixture
 def settings(session_dir: Path) -> Iterator[Settings]:
-    found = Settings(data_dir=session_dir / "data", database_url="unused", page_size=100)
+    # Webhook receivers in tests listen on loopback, which remit refuses unless allowed.
+    found = Settings(
+        data_dir=session_dir / "data",
+        database_url="unused",
+        page_size=100,
+        webhook_allowed_networks="127.0.0.0/8",
+    )
     # Notifications go where this test's settings say (the outbox under its data dir), never
     # to whatever the environment of the test run names.
     config.configure(found)

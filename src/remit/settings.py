@@ -2,10 +2,29 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """``"10.0.0.0/8, 127.0.0.1/32"`` as networks; ValueError names a bad entry."""
+    found: list[Network] = []
+    for part in text.split(","):
+        entry = part.strip()
+        if not entry:
+            continue
+        try:
+            found.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(
+                f"{entry!r} is not a network in CIDR form (such as 10.0.0.0/8)"
+            ) from None
+    return tuple(found)
 
 
 class Settings(BaseSettings):
@@ -51,6 +70,14 @@ class Settings(BaseSettings):
     portal_base_url: str = ""
 
     webhook_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Webhooks reach public addresses only, plus these comma-separated CIDRs (notify/egress.py).
+    webhook_allowed_networks: str = ""
+
+    @field_validator("webhook_allowed_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)  # a bad entry stops start-up with its name
+        return value
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -30,6 +30,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from pydantic import ValidationError
 from sqlalchemy import select, update
 
 import remit.notify.jobs  # noqa: F401 - registers notify.email and notify.webhook
@@ -41,7 +42,7 @@ from remit.db import Database
 from remit.directory.models import User
 from remit.jobs.models import Job
 from remit.jobs.runner import MAX_BACKOFF_SECONDS, Worker
-from remit.notify import config, render, webhooks
+from remit.notify import config, egress, render, webhooks
 from remit.notify.email import EMAIL_ATTEMPTS, send_later
 from remit.notify.models import CustomExtension
 from remit.policies.models import AssignmentPolicy
@@ -197,7 +198,12 @@ def env(
     tenant: Tenant, db: Database, clock: SteppingClock, settings: Settings, tmp_path: Path
 ) -> Iterator[Env]:
     worker = Worker(db, settings, clock=clock, rng=random.Random(7), worker_id="test")  # noqa: S311
-    notify = Settings(data_dir=tmp_path, database_url="unused", portal_base_url=PORTAL)
+    notify = Settings(
+        data_dir=tmp_path,
+        database_url="unused",
+        portal_base_url=PORTAL,
+        webhook_allowed_networks=settings.webhook_allowed_networks,
+    )
     config.configure(notify)
     yield Env(tenant, db, clock, worker, notify)
     config.configure(None)
@@ -718,6 +724,65 @@ def test_an_unreachable_endpoint_is_retried(env: Env, hooked: Hooked) -> None:
     assert job.last_error == f"WebhookFailed: extension {hooked.extension_id}: ConnectError"
 
 
+def test_a_local_endpoint_is_not_called_unless_its_network_is_allowed(
+    env: Env, receiver: Receiver, hooked: Hooked
+) -> None:
+    env.use(webhook_allowed_networks="")  # the default: public addresses only
+    fire(env, hooked)
+    with structlog.testing.capture_logs() as logs:
+        env.worker.drain()
+    assert receiver.hits == []
+    assert env.jobs() == [], "refused for good, not retried"
+    (gave_up,) = [e for e in logs if e["event"] == "webhook.gave_up"]
+    assert "127.0.0.1 is not public" in gave_up["reason"]
+    assert "sig=abc" not in json.dumps(logs, default=str)
+
+
+def test_a_host_name_is_checked_where_it_resolves_and_keeps_its_host_header(
+    env: Env, receiver: Receiver, hooked: Hooked
+) -> None:
+    port = receiver.server.server_address[1]
+    path = f"{extensions_path(hooked.catalog_id)}/{hooked.extension_id}"
+    named = {"endpointConfiguration": {"url": f"http://localhost:{port}/hooks/remit"}}
+    assert env.tenant.call("mamta", "PATCH", path, json=named).status_code == 200
+    env.use(webhook_allowed_networks="")
+    fire(env, hooked)
+    env.worker.drain()
+    assert receiver.hits == [], "localhost resolves to loopback: refused when it is called"
+    env.use(webhook_allowed_networks="127.0.0.0/8, ::1/128")
+    fire(env, hooked)
+    env.worker.drain()
+    (hit,) = receiver.hits
+    assert hit.headers["Host"] == f"localhost:{port}"
+    assert signed(hit, env.clock.now)
+
+
+def test_egress_rules() -> None:
+    networks = egress.parse_networks("10.20.0.0/16, fd00::/8")
+    public, metadata = (
+        ipaddress.ip_address("93.184.216.34"),
+        ipaddress.ip_address("169.254.169.254"),
+    )
+    assert egress.allowed(public, ())
+    assert not egress.allowed(metadata, networks)
+    assert egress.allowed(ipaddress.ip_address("10.20.3.4"), networks)
+    assert not egress.allowed(ipaddress.ip_address("10.21.3.4"), networks)
+    assert not egress.allowed(ipaddress.ip_address("::ffff:127.0.0.1"), ())
+    assert not egress.allowed(ipaddress.ip_address("224.0.0.1"), ())
+    assert not egress.allowed(ipaddress.ip_address("100.64.0.1"), ())  # carrier-grade NAT
+    assert egress.allowed(ipaddress.ip_address("fd12::1"), networks)
+    target = egress.resolve("https://93.184.216.34:8443/a?b=c", ())
+    assert (target.url, target.host_header, target.server_name) == (
+        "https://93.184.216.34:8443/a?b=c",
+        "93.184.216.34:8443",
+        None,
+    )
+    with pytest.raises(ValueError, match=r"'10\.0\.0\.0/33' is not a network"):
+        egress.parse_networks("10.0.0.0/33")
+    with pytest.raises(ValidationError):
+        Settings(webhook_allowed_networks="intranet")
+
+
 def test_a_deleted_extension_is_not_called(env: Env, receiver: Receiver, hooked: Hooked) -> None:
     fire(env, hooked)
     path = f"{extensions_path(hooked.catalog_id)}/{hooked.extension_id}"
@@ -847,6 +912,11 @@ def url(value: str, **more: Any) -> dict[str, Any]:
         (url("https://u:p@example.com/"), URL),
         (url("https://example.com:99999/"), URL),
         (url("https://exa mple.com/"), URL),
+        # Not public and not allowed (the tests allow 127.0.0.0/8 only): refused at once.
+        (url("http://169.254.169.254/latest/meta-data/"), URL),
+        (url("http://10.1.2.3/hook"), URL),
+        (url("https://[::1]/hook"), URL),
+        (url("http://[::ffff:192.168.0.1]/hook"), URL),
         ({**url("https://example.com/"), "displayName": " "}, "displayName"),
         (url("https://example.com/", secret="short-S3CR3T"), "secret"),
         (url("https://example.com/", secret="with space S3CR3T-long"), "secret"),

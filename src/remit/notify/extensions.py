@@ -20,6 +20,7 @@ from remit.authz.tasks import Task
 from remit.catalogs.operations import get_catalog
 from remit.context import Ctx
 from remit.errors import Conflict, Invalid, NotFound
+from remit.notify import config, egress
 from remit.notify.models import CustomExtension
 from remit.policies.models import AssignmentPolicy
 
@@ -58,6 +59,15 @@ def endpoint_url(value: Any) -> str:
         raise Invalid("endpointConfiguration.url must be an absolute http(s) URL", target=target)
     if parts.username is not None or parts.password is not None:
         raise Invalid("endpointConfiguration.url must not carry credentials", target=target)
+    literal = egress.literal_address(parts.hostname)
+    networks = egress.parse_networks(config.current().settings.webhook_allowed_networks)
+    if literal is not None and not egress.allowed(literal, networks):
+        # A host name is checked when each call is made (it may resolve differently by then).
+        raise Invalid(
+            "endpointConfiguration.url must point at a public address (an operator may allow "
+            "more networks with REMIT_WEBHOOK_ALLOWED_NETWORKS)",
+            target=target,
+        )
     return text
 
 

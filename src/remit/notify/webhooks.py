@@ -21,6 +21,8 @@ What a receiver gets::
 A 2xx answer ends the delivery. 408, 429, 5xx, a timeout or no connection raise so the runner
 retries with backoff (``Retry-After`` is honoured, capped at an hour); any other answer
 (redirects are not followed) is logged and given up. A delivery older than a day is given up.
+So is one whose endpoint resolves to an address that is not public and not allowed by the
+operator (``notify.egress``): a catalog owner cannot make the server call its own network.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ from remit import __version__
 from remit.context import Ctx
 from remit.jobs.queue import enqueue
 from remit.jobs.registry import RetryLater
-from remit.notify import config
+from remit.notify import config, egress
 from remit.notify.models import CustomExtension
 
 log = structlog.get_logger("remit.notify")
@@ -210,13 +212,26 @@ def deliver(ctx: Ctx, payload: dict[str, Any]) -> None:
         "X-Remit-Timestamp": timestamp,
         "X-Remit-Signature": sign(ext.secret, timestamp, body),
     }
-    timeout = config.current().settings.webhook_timeout_seconds
+    settings = config.current().settings
+    try:
+        target = egress.resolve(
+            ext.endpoint_url, egress.parse_networks(settings.webhook_allowed_networks)
+        )
+    except egress.Refused as refused:
+        log.warning("webhook.gave_up", reason=str(refused), **fields)
+        return
+    except (OSError, ValueError, UnicodeError) as exc:
+        raise WebhookFailed(f"extension {ext_id}: the endpoint's host did not resolve") from exc
+    headers["Host"] = target.host_header
+    extensions = {"sni_hostname": target.server_name} if target.server_name else None
     try:
         with (
-            httpx.Client(timeout=timeout, follow_redirects=False) as client,
+            httpx.Client(timeout=settings.webhook_timeout_seconds, follow_redirects=False) as c,
             # Streamed and never read: only the status and the headers matter, whatever the
             # size of the body the receiver sends back.
-            client.stream("POST", ext.endpoint_url, content=body, headers=headers) as response,
+            c.stream(
+                "POST", target.url, content=body, headers=headers, extensions=extensions
+            ) as response,
         ):
             status = response.status_code
             retry_header = response.headers.get("Retry-After")

@@ -26,8 +26,8 @@ from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.notify import config
 from remit.settings import Settings
 from tests.conftest import SteppingClock
-from tests.factories import Tenant, upn
-from tests.lifecycle_support import Campaign, build_campaign, contractors_policy
+from tests.factories import EM, Tenant, upn
+from tests.lifecycle_support import Campaign, build_campaign, contractors_policy, employees_policy
 
 REMIT = [sys.executable, "-m", "remit.cli"]
 Run = Callable[..., subprocess.CompletedProcess[str]]
@@ -213,6 +213,34 @@ def test_deny_cancel_and_what_personas_may_not_do(c: Campaign, cli: Run) -> None
         cli("request", "submit", "--package", "Campaign 2099", "--justification", "x", as_="sofia")
     )
     assert "--as UPN" in error(cli("request", "submit", "--package", "Campaign 2027"), 2)
+
+
+def test_a_manager_requests_on_behalf_of_a_direct_report(
+    c: Campaign, cli: Run, db: Database
+) -> None:
+    body = employees_policy(c.package, c.t)
+    body["requestorSettings"]["enableOnBehalfRequestorsToAddAccess"] = True
+    body["requestorSettings"]["onBehalfRequestors"] = [
+        {"@odata.type": "#microsoft.graph.targetManager", "managerLevel": 1}
+    ]
+    r = c.t.call("lena", "PUT", f"{EM}/assignmentPolicies/{c.employees}", json=body)
+    assert r.status_code == 200, r.text
+    submit = ("request", "submit", "--package", "Campaign 2027", "--justification", "Campaign")
+    rid, state = submitted(cli(*submit, "--for", upn("sofia"), "--on-behalf", as_="omar"))
+    assert state == "pendingApproval"
+    with db.write() as s:
+        made = s.get_one(AssignmentRequest, rid)
+        assert (made.request_type, made.target_id, made.requestor_id) == (
+            "userAdd",
+            c.t.ids["sofia"],
+            c.t.ids["omar"],
+        )
+    # Lena does not report to Omar; an address outside the directory is nobody's report.
+    assert "direct reports" in error(cli(*submit, "--for", upn("lena"), "--on-behalf", as_="omar"))
+    assert "direct reports" in error(
+        cli(*submit, "--for", "someone@partner.example", "--on-behalf", as_="omar")
+    )
+    assert "--on-behalf needs --for" in error(cli(*submit, "--on-behalf", as_="omar"), 2)
 
 
 def test_direct_assignment_answers_and_access_past_its_end(

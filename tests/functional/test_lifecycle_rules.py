@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from remit.db import Database
 from remit.directory.models import User
+from remit.lifecycle.models import AssignmentRequest
 from remit.notify import config
 from remit.notify.webhooks import verify_signature
 from remit.settings import Settings
@@ -286,6 +287,64 @@ def test_reminders_go_out_14_days_and_1_day_before_the_end(
     clock.advance(days=12, hours=18)
     drain(c, settings)
     assert len(mail.to(f"carl@{DOMAIN}")) == before + 2, "then the 1-day one"
+
+
+# ---------------------------------------------------------------------------- on behalf
+
+
+def test_only_the_on_behalf_requestors_a_policy_names_may_request_for_others(c: Campaign) -> None:
+    t = c.t
+    settings = {
+        "enableTargetsToSelfAddAccess": True,
+        "enableOnBehalfRequestorsToAddAccess": True,
+        "onBehalfRequestors": [
+            {"@odata.type": "#microsoft.graph.singleUser", "userId": t.ids["hana"]}
+        ],
+    }
+    named = c.policy("lena", open_policy(c, c.package, requestorSettings=settings))
+
+    def for_sofia(alias: str) -> Any:
+        body = {
+            "requestType": "userAdd",
+            "assignment": {
+                "accessPackageId": c.package,
+                "assignmentPolicyId": named,
+                "targetId": t.ids["sofia"],
+            },
+        }
+        return t.post(alias, f"{EM}/assignmentRequests", body)
+
+    # Omar is Sofia's manager, but this policy names Hana only.
+    r = for_sofia("omar")
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["code"] == "RequestorNotInPolicyScope"
+    assert for_sofia("joe").status_code == 403
+    r = for_sofia("hana")
+    assert r.status_code == 201, r.text
+    with t.db.write() as session:
+        made = session.get_one(AssignmentRequest, r.json()["id"])
+        assert (made.requestor_id, made.target_id) == (t.ids["hana"], t.ids["sofia"])
+
+
+# ---------------------------------------------------------------------------- who sees requests
+
+
+def test_an_approver_without_a_catalog_role_lists_the_requests_they_may_read(
+    c: Campaign, db: Database
+) -> None:
+    t = c.t
+    # Sofia's manager, and so her stage-1 approver, is Nora, who holds no role in the catalog.
+    with db.write() as s:
+        s.get_one(User, t.ids["sofia"]).manager_id = t.ids["nobody"]
+    r = user_add(t, "sofia", c.package)
+    assert r.status_code == 201, r.text
+    rid = r.json()["id"]
+    assert t.get("nobody", f"{EM}/assignmentRequests/{rid}").status_code == 200
+    listed = t.get("nobody", f"{EM}/assignmentRequests").json()["value"]
+    assert [x["id"] for x in listed] == [rid], "the list shows what a GET would"
+    # Someone named on no stage sees neither.
+    assert t.get("joe", f"{EM}/assignmentRequests/{rid}").status_code == 404
+    assert t.get("joe", f"{EM}/assignmentRequests").json()["value"] == []
 
 
 # ---------------------------------------------------------------------------- webhooks

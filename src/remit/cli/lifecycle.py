@@ -311,15 +311,26 @@ def request_submit(
     ] = None,
     start: Annotated[str | None, typer.Option(help="ISO-8601 start, if the policy allows")] = None,
     end: Annotated[str | None, typer.Option(help="ISO-8601 end, if the policy allows")] = None,
+    on_behalf: Annotated[
+        bool,
+        typer.Option(
+            "--on-behalf",
+            help="with --for: request as their manager, under a policy that lets managers "
+            "request for their direct reports (approval as the policy says)",
+        ),
+    ] = False,
 ) -> None:
-    """Request an access package for yourself (userAdd), or assign it to someone else with
-    --for (adminAdd). Prints the request id and its state."""
+    """Request an access package for yourself (userAdd), for a direct report as their manager
+    (--for UPN --on-behalf), or assign it to someone else with --for (adminAdd). Prints the
+    request id and its state."""
     if ACTING_AS["upn"] is None and for_ is None:
         fail(
             "the operator holds no access of its own: request as a user with --as UPN, "
             "or assign someone with --for",
             2,
         )
+    if on_behalf and (for_ is None or ACTING_AS["upn"] is None):
+        fail("--on-behalf needs --for UPN (your direct report) and --as UPN (you, the manager)", 2)
     pairs = _answer_pairs(answer or [])
     schedule: dict[str, Any] | None = None
     if start is not None or end is not None:
@@ -331,6 +342,12 @@ def request_submit(
             }
     with unit() as ctx:
         kind, target_id, target_email = _target(ctx, for_)
+        if on_behalf:
+            if target_id is None:
+                raise Invalid(
+                    "--on-behalf needs --for naming one of your direct reports in the directory"
+                )
+            kind = "userAdd"  # a request by the target's manager, as the API takes it
         package_id = _package_id(ctx, package, requesting=True)
         if policy is not None:
             policy_id: str | None = _policy_id(ctx, package_id, policy)

@@ -329,7 +329,7 @@ def _choose_policy(
 def _user_policy(
     ctx: Ctx, package: AccessPackage, policy_id: str | None, target: User, sees_package: bool
 ) -> AssignmentPolicy:
-    """The policy of a request by the target themself, or by their manager on their behalf.
+    """The policy of a request by the target themself, or by an on-behalf requestor (spec §5.3).
 
     Someone who may neither see the package nor request it learns nothing: NotFound.
     """
@@ -337,16 +337,22 @@ def _user_policy(
     groups = transitive_group_ids(session, target.id, now=ctx.now)
     if target.id == actor.user_id:
         candidates = scope.requestable_policies(session, package.id, target, groups)
-    elif target.manager_id == actor.user_id:
-        candidates = [
+    else:
+        # On behalf of someone else: a policy that takes on-behalf requests must name the actor
+        # among its on-behalf requestors (their manager, by name, or through a group).
+        named = [
             p
             for p in _policies(ctx, package.id)
             if p.requestor_settings.get("enableOnBehalfRequestorsToAddAccess")
             and p.requestor_settings.get("acceptRequests", True)
-            and scope.is_allowed_requestor(session, p, target, groups)
+            and scope.names_on_behalf_requestor(p, actor, target)
         ]
-    else:
-        raise Forbidden("you can request access only for yourself or for your direct reports")
+        if not named and target.manager_id != actor.user_id:
+            raise Forbidden(
+                "you can request access only for yourself, or on behalf of those a policy lets "
+                "you request for (such as your direct reports)"
+            )
+        candidates = [p for p in named if scope.is_allowed_requestor(session, p, target, groups)]
     if not candidates and not sees_package:
         raise NotFound(f"access package {package.id} was not found")
     if policy_id:

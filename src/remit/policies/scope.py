@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select
 from sqlalchemy.orm import Session
 
+from remit.authz.actor import Actor
 from remit.catalogs.models import Catalog
 from remit.directory.models import User
 from remit.external.models import ConnectedOrganization
@@ -59,6 +60,20 @@ def is_allowed_requestor(
 ) -> bool:
     """Whether ``user`` is in the policy's "who can request" scope (flags not considered)."""
     return _in_scope(policy, user, group_ids, _LazyOrganizationState(session, user))
+
+
+def names_on_behalf_requestor(policy: AssignmentPolicy, actor: Actor, target: User) -> bool:
+    """Whether the policy's ``onBehalfRequestors`` include the actor, for ``target``: the
+    target's manager (``targetManager``), the actor by name, or a group the actor is in."""
+    for subject in policy.requestor_settings.get("onBehalfRequestors") or []:
+        kind = s.kind(subject)
+        if kind == s.TARGET_MANAGER and target.manager_id == actor.user_id:
+            return True
+        if kind == s.SINGLE_USER and subject.get("userId") == actor.user_id:
+            return True
+        if kind == s.GROUP_MEMBERS and subject.get("groupId") in actor.group_ids:
+            return True
+    return False
 
 
 def requestable_policies(

@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-24 09:00:03.815359
+Create Date: 2026-11-24 12:32:39.235532
 """
 
 from collections.abc import Sequence
@@ -351,7 +351,13 @@ def upgrade() -> None:
             batch_op.f("ix_assignments_access_package_id"), ["access_package_id"], unique=False
         )
         batch_op.create_index(batch_op.f("ix_assignments_catalog_id"), ["catalog_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_assignments_expires_at"), ["expires_at"], unique=False)
+        batch_op.create_index(
+            "ix_assignments_due",
+            ["expires_at", "id"],
+            unique=False,
+            sqlite_where=sa.text("active_key IS NOT NULL"),
+            postgresql_where=sa.text("active_key IS NOT NULL"),
+        )
         batch_op.create_index(
             "ix_assignments_package_state", ["access_package_id", "state"], unique=False
         )
@@ -497,7 +503,11 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_assignments_target_id"))
         batch_op.drop_index(batch_op.f("ix_assignments_policy_id"))
         batch_op.drop_index("ix_assignments_package_state")
-        batch_op.drop_index(batch_op.f("ix_assignments_expires_at"))
+        batch_op.drop_index(
+            "ix_assignments_due",
+            sqlite_where=sa.text("active_key IS NOT NULL"),
+            postgresql_where=sa.text("active_key IS NOT NULL"),
+        )
         batch_op.drop_index(batch_op.f("ix_assignments_catalog_id"))
         batch_op.drop_index(batch_op.f("ix_assignments_access_package_id"))
 

@@ -468,6 +468,19 @@ def seed_lifecycle(
         f"POST {em}/assignmentPolicies": policy_templates,
         f"POST {em}/accessPackages/{{package_id}}/assignmentPolicies": policy_templates,
         f"PUT {em}/assignmentPolicies/{{policy_id}}": policy_templates,
+        f"POST {em}/assignmentPolicies/{{policy_id}}/questions": [
+            {"@odata.type": f"{G}accessPackageTextInputQuestion", "text": "Cost centre?"},
+            {
+                "@odata.type": f"{G}accessPackageMultipleChoiceQuestion",
+                "text": "Region?",
+                "choices": [{"actualValue": "emea"}, {"actualValue": "apac"}],
+            },
+        ],
+        f"POST {em}/assignmentPolicies/{{policy_id}}/customExtensionStageSettings": [
+            {"stage": stage, "customExtension": {"id": ext}}
+            for stage in ("assignmentRequestCreated", "assignmentRequestGranted")
+            for ext in extensions
+        ],
         f"POST {em}/assignmentRequests": requests_templates,
         f"PATCH {em}/accessPackageAssignmentApprovals/{{approval_id}}/stages/{{stage_id}}": (
             decisions

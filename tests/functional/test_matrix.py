@@ -151,6 +151,12 @@ policy.get                                own     A  A   N   A   A   A    A   N 
 policy.get                                other   A  A   N   N   N   N    N   N  N   N
 policy.questions                          own     A  A   N   A   A   A    A   N  N   A
 policy.questions                          other   A  A   N   N   N   N    N   N  N   N
+policy.questions.add                      own     A  A   N   A   A   D    D   N  N   A
+policy.questions.add                      other   A  A   N   N   N   N    N   N  N   N
+policy.extensionStages                    own     A  A   N   A   A   A    A   N  N   A
+policy.extensionStages                    other   A  A   N   N   N   N    N   N  N   N
+policy.extensionStages.add                own     A  A   N   A   A   D    D   N  N   A
+policy.extensionStages.add                other   A  A   N   N   N   N    N   N  N   N
 package.policies                          own     A  A   N   A   A   A    A   N  N   A
 package.policies                          other   A  A   N   N   N   N    N   N  N   N
 policies.create                           own     A  A   N   A   A   D    D   N  N   A
@@ -501,6 +507,13 @@ OPS: dict[str, Op] = {op.name: op for op in (
     Op("policy.get", "GET", "get", "EM/assignmentPolicies/<$:policy>"),
     Op("policy.questions", "GET", "get", "EM/assignmentPolicies/<$:policy>/questions",
        expect="<$:question>"),
+    Op("policy.questions.add", "POST", "write", "EM/assignmentPolicies/<$:policy_put>/questions",
+       {"@odata.type": "#microsoft.graph.accessPackageTextInputQuestion", "text": "Cost centre?"}),
+    Op("policy.extensionStages", "GET", "get",
+       "EM/assignmentPolicies/<$:policy>/customExtensionStageSettings"),
+    Op("policy.extensionStages.add", "POST", "write",
+       "EM/assignmentPolicies/<$:policy_put>/customExtensionStageSettings",
+       {"stage": "assignmentRequestCreated", "customExtension": {"id": "<$:ext>"}}),
     Op("package.policies", "GET", "get", "EM/accessPackages/<$:lc>/assignmentPolicies",
        expect="<$:policy>"),
     Op("policies.create", "POST", "write", "EM/assignmentPolicies",

@@ -333,6 +333,47 @@ def test_questions_round_trip_with_stable_ids(w: World) -> None:
     assert after[2]["id"] not in ids
 
 
+def test_questions_and_extension_stages_are_added_through_their_own_paths(w: World) -> None:
+    created = w.created("lena", approved(w, w.pkg))
+    pid = created["id"]
+    questions, stages = (
+        f"{POLICIES}/{pid}/questions",
+        f"{POLICIES}/{pid}/customExtensionStageSettings",
+    )
+    text = {"@odata.type": G + "accessPackageTextInputQuestion", "text": "Manager?"}
+    r = w.t.post("lena", questions, text)
+    assert r.status_code == 201, r.text
+    added = r.json()
+    assert added["text"] == "Manager?"
+    assert added["id"] not in {q["id"] for q in created["questions"]}
+    listed = w.t.get("omar", questions).json()["value"]
+    assert [q["id"] for q in listed] == [*(q["id"] for q in created["questions"]), added["id"]]
+    assert len(audit(w, "UpdateEntitlementGrantPolicy")) == 1
+    # Checked as a PUT of the whole policy would be; a refusal changes nothing.
+    before = w.stored(pid).version
+    for body, status in (
+        ({**text, "regexPattern": "(?=lookahead)"}, 400),
+        ({**text, "id": added["id"]}, 409),
+        (["not", "an", "object"], 400),
+    ):
+        r = w.t.post("lena", questions, body)
+        assert r.status_code == status, r.text
+    assert w.t.post("omar", questions, text).status_code == 403  # a reader
+    assert w.t.post("mark", questions, text).status_code == 404  # another catalog's owner
+    assert w.stored(pid).version == before
+    # Extension stages: the catalog's own extensions only.
+    ext = w.extension(w.cat)
+    assert w.t.get("omar", stages).json()["value"] == []
+    stage = {"stage": "assignmentRequestApproved", "customExtension": {"id": ext}}
+    r = w.t.post("lena", stages, stage)
+    assert r.status_code == 201, r.text
+    assert r.json()["customExtension"]["id"] == ext
+    assert [x["id"] for x in w.t.get("omar", stages).json()["value"]] == [r.json()["id"]]
+    foreign = {**stage, "customExtension": {"id": w.extension(w.other_cat)}}
+    assert w.t.post("lena", stages, foreign).status_code in (400, 404)
+    assert len(w.stored(pid).custom_extension_stage_settings) == 1
+
+
 def test_stored_documents_are_normalized_from_sdk_forms(w: World) -> None:
     ext = w.extension(w.cat)
     body = requests_from(

@@ -150,16 +150,38 @@ def delete_policy(
     return Response(status_code=204)
 
 
-@router.get("/assignmentPolicies/{policy_id}/questions")
-def list_questions(
-    request: Request, policy_id: str, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        policy = ops.get_policy(ctx, policy_id)
-        return {
-            "@odata.context": context_url(request, f"{CONTEXT}('{policy.id}')/questions"),
-            "value": document.render(policy)["questions"],
-        }
+def _list_routes(field: str) -> None:
+    """GET and POST ``assignmentPolicies/{id}/<field>``: the policy's list, and one more item."""
+    path = f"/assignmentPolicies/{{policy_id}}/{field}"
+
+    @router.get(path, name=f"list_{field}")
+    def list_items(
+        request: Request, policy_id: str, ident: Identity = Depends(identity)
+    ) -> dict[str, Any]:
+        with operation(request, ident, write=False) as ctx:
+            policy = ops.get_policy(ctx, policy_id)
+            return {
+                "@odata.context": context_url(request, f"{CONTEXT}('{policy.id}')/{field}"),
+                "value": document.render(policy)[field],
+            }
+
+    @router.post(path, status_code=201, name=f"add_{field}")
+    def add_item(
+        request: Request,
+        policy_id: str,
+        body: Any = Body(..., description=f"one of the policy's {field}"),
+        ident: Identity = Depends(identity),
+    ) -> dict[str, Any]:
+        with operation(request, ident, write=True) as ctx:
+            item = ops.add_item(ctx, policy_id, field, body)
+            return {
+                "@odata.context": context_url(request, f"{CONTEXT}('{policy_id}')/{field}/$entity"),
+                **item,
+            }
+
+
+for _field in ops.ITEM_LISTS:
+    _list_routes(_field)
 
 
 # ---------------------------------------------------------------- from the access package

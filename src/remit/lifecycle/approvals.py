@@ -215,19 +215,16 @@ def may_decide(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage) -> bo
     return hit is not None
 
 
-def approved_by(actor: Actor) -> Any:
-    """SQL: ids of requests on any stage of which the actor is named (who may then see them)."""
-    return (
-        select(ApprovalStage.request_id)
-        .join(StageApprover, StageApprover.stage_id == ApprovalStage.id)
-        .where(StageApprover.principal_id.in_(actor.principal_ids))
-    )
-
-
 def is_approver_of(ctx: Ctx, request_id: str) -> bool:
     """Whether the actor is named on any stage of the request (it may then see it)."""
     hit = ctx.session.execute(
-        approved_by(ctx.actor).where(ApprovalStage.request_id == request_id).limit(1)
+        select(StageApprover.principal_id)
+        .join(ApprovalStage, ApprovalStage.id == StageApprover.stage_id)
+        .where(
+            ApprovalStage.request_id == request_id,
+            StageApprover.principal_id.in_(ctx.actor.principal_ids),
+        )
+        .limit(1)
     ).first()
     return hit is not None
 

@@ -143,6 +143,30 @@ def replace_policy(ctx: Ctx, policy_id: str, body: dict[str, Any]) -> Assignment
     return policy
 
 
+# The policy's lists that have paths of their own (graph-api §A.3.4), and what one item is called.
+ITEM_LISTS = {"questions": "question", "customExtensionStageSettings": "custom extension stage"}
+
+
+def add_item(ctx: Ctx, policy_id: str, field: str, item: Any) -> dict[str, Any]:
+    """``POST …/assignmentPolicies/{id}/questions`` (or ``/customExtensionStageSettings``): the
+    item joins the end of the list, and the whole policy is checked and recorded as a PUT of it
+    would be (same rights, same validation, one audit event). Returns the item as stored."""
+    if field not in ITEM_LISTS:
+        raise ValueError(field)
+    if not isinstance(item, dict):
+        raise Invalid(f"the body must be a JSON object: one {ITEM_LISTS[field]}")
+    policy = get_policy(ctx, policy_id, for_update=True)
+    body = document.render(policy)
+    known = {str(x.get("id")) for x in body[field]}
+    given = item.get("id")
+    if isinstance(given, str) and given.strip() in known:
+        raise Conflict(f"this policy already has a {ITEM_LISTS[field]} with id {given.strip()}")
+    body[field] = [*body[field], item]
+    replace_policy(ctx, policy_id, body)
+    added = [x for x in document.render(policy)[field] if str(x.get("id")) not in known]
+    return dict(added[-1])
+
+
 def delete_policy(ctx: Ctx, policy_id: str) -> None:
     policy = get_policy(ctx, policy_id, for_update=True)
     _authorize(ctx, policy.catalog_id, automatic=policy.auto_assignment_key is not None)

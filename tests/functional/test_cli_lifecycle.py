@@ -168,6 +168,22 @@ def test_request_two_approvals_delivery_then_extend_cancel_and_remove(
     assert history[0][:2] == [removal, "adminRemove"]
     assert history[0][5] == upn("alex")
 
+    # Sofia's whole story, from the audit log, for the operator.
+    told = [r[1] for r in rows(ok(cli("audit", "history", upn("sofia"))))]
+    for step in (
+        "User requests access package assignment",
+        "Approve access package assignment request",
+        "Fulfill access package assignment",
+        "Remove access package assignment",
+    ):
+        assert step in told, (step, told)
+    assert told.index("Fulfill access package assignment") < told.index(
+        "Remove access package assignment"
+    )
+    assert error(cli("audit", "history", "nobody@nowhere.example")) == (
+        "no user nobody@nowhere.example"
+    )
+
 
 def test_deny_cancel_and_what_personas_may_not_do(c: Campaign, cli: Run) -> None:
     def request(alias: str) -> str:

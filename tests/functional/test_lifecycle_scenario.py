@@ -394,6 +394,13 @@ def test_the_whole_history_of_a_user_reads_back_from_the_audit_log(
     assert events.index("Fulfill access package assignment") < events.index(
         "Remove access package assignment"
     )
+    # The same history through the API, for whoever may read the audit log.
+    sofia = c.t.ids["sofia"]
+    r = c.t.get("hana", "/v1.0/auditLogs/directoryAudits", **{"$filter": f"subjectId eq '{sofia}'"})
+    assert r.status_code == 200, r.text
+    listed = r.json()["value"]
+    assert [e["activityDisplayName"] for e in listed] == events
+    assert all({"key": "subjectId", "value": sofia} in e["additionalDetails"] for e in listed)
 
 
 def test_roles_added_to_or_removed_from_a_package_follow_its_assignees(

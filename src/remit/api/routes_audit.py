@@ -5,16 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from sqlalchemy import ColumnElement, Select, or_, select
 
 from remit.api import shapes
 from remit.api.collection import QueryOptions, collection, entity, query_options
 from remit.api.odata import F
 from remit.api.state import identity, operation
 from remit.audit.models import AuditEvent
-from remit.authz.tasks import Task
-from remit.authz.visibility import catalogs_with_task
-from remit.context import Ctx
+from remit.audit.queries import visible_events
 from remit.errors import NotFound
 from remit.tokens import Identity
 
@@ -31,21 +28,9 @@ FIELDS = {
     "initiatedBy/user/userPrincipalName": F(AuditEvent.actor_name),
     "targetResourceId": F(AuditEvent.target_id),
     "catalogId": F(AuditEvent.catalog_id),
+    # The user a lifecycle event is about (additionalDetails "subjectId"): a user's history.
+    "subjectId": F(AuditEvent.subject_id),
 }
-
-
-def visible_events(ctx: Ctx) -> Select[AuditEvent]:
-    """Events about a catalog follow that catalog's visibility; the rest are for admins."""
-    clauses: list[ColumnElement[bool]] = []
-    if Task.TENANT_AUDIT_READ in ctx.actor.tenant_tasks:
-        clauses.append(AuditEvent.catalog_id.is_(None))
-    readable = catalogs_with_task(ctx.actor, Task.AUDIT_READ)
-    clauses.append(
-        AuditEvent.catalog_id.is_not(None)
-        if readable is None
-        else AuditEvent.catalog_id.in_(readable)
-    )
-    return select(AuditEvent).where(or_(*clauses))
 
 
 @router.get("/directoryAudits")

@@ -273,6 +273,7 @@ def directory_audit(e: AuditEvent) -> dict[str, Any]:
             {"key": "sequence", "value": str(e.seq)},
             {"key": "hash", "value": e.hash},
             *([{"key": "catalogId", "value": e.catalog_id}] if e.catalog_id else []),
+            *([{"key": "subjectId", "value": e.subject_id}] if e.subject_id else []),
         ],
     }
 

@@ -512,6 +512,44 @@ def explain(
         raise typer.Exit(3)
 
 
+@audit_app.command("history")
+def audit_history(
+    user: Annotated[str, typer.Argument(metavar="UPN", help="the user whose history to read")],
+) -> None:
+    """A user's access history from the audit log, oldest first: requests, decisions,
+    assignments, deliveries and removals (the events you may read)."""
+    from remit.audit.queries import history
+
+    with unit(write=False) as ctx:
+        found = ctx.session.execute(select(User).where(User.upn_key == user.lower())).scalar()
+        if found is None:
+            fail(f"no user {user}")
+        rows = ctx.session.execute(history(ctx, found.id)).scalars().all()
+        catalogs = dict(
+            ctx.session.execute(
+                select(Catalog.id, Catalog.display_name).where(
+                    Catalog.id.in_({e.catalog_id for e in rows if e.catalog_id})
+                )
+            )
+            .tuples()
+            .all()
+        )
+        table(
+            f"History of {found.user_principal_name}",
+            ["When", "Activity", "By", "About", "Catalog"],
+            [
+                (
+                    e.occurred_at.isoformat(timespec="seconds"),
+                    e.activity,
+                    e.actor_name,
+                    e.target_name or e.target_id,
+                    catalogs.get(e.catalog_id or "", e.catalog_id),
+                )
+                for e in rows
+            ],
+        )
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
     """Check the audit hash chain end to end."""

@@ -1,0 +1,31 @@
+"""Who may read which audit events, and a user's history (API and CLI read through here)."""
+
+from __future__ import annotations
+
+from sqlalchemy import ColumnElement, Select, or_, select
+
+from remit.audit.models import AuditEvent
+from remit.authz.tasks import Task
+from remit.authz.visibility import catalogs_with_task
+from remit.context import Ctx
+
+
+def visible_events(ctx: Ctx) -> Select[AuditEvent]:
+    """Events about a catalog follow that catalog's visibility; the rest are for admins."""
+    clauses: list[ColumnElement[bool]] = []
+    if Task.TENANT_AUDIT_READ in ctx.actor.tenant_tasks:
+        clauses.append(AuditEvent.catalog_id.is_(None))
+    readable = catalogs_with_task(ctx.actor, Task.AUDIT_READ)
+    clauses.append(
+        AuditEvent.catalog_id.is_not(None)
+        if readable is None
+        else AuditEvent.catalog_id.in_(readable)
+    )
+    return select(AuditEvent).where(or_(*clauses))
+
+
+def history(ctx: Ctx, user_id: str) -> Select[AuditEvent]:
+    """The events the actor may read about one user, oldest first: what they asked for and
+    what others did to them (requests, decisions, assignments, deliveries, removals), whoever
+    acted. Lifecycle events carry the user as their subject (``AuditEvent.subject_id``)."""
+    return visible_events(ctx).where(AuditEvent.subject_id == user_id).order_by(AuditEvent.seq)

@@ -777,6 +777,13 @@ def test_egress_rules() -> None:
         "93.184.216.34:8443",
         None,
     )
+    v6 = egress.resolve("https://[2606:4700::1111]:8443/hook", ())
+    assert (v6.url, v6.host_header) == (
+        "https://[2606:4700::1111]:8443/hook",
+        "[2606:4700::1111]:8443",
+    )
+    with pytest.raises(egress.Refused, match="::1 is not public"):
+        egress.resolve("http://[::1]/hook", ())
     with pytest.raises(ValueError, match=r"'10\.0\.0\.0/33' is not a network"):
         egress.parse_networks("10.0.0.0/33")
     with pytest.raises(ValidationError):

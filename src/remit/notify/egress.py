@@ -85,9 +85,8 @@ def resolve(url: str, networks: tuple[Network, ...]) -> Target:
     chosen = min((_plain(a) for a in addresses), key=lambda a: a.version)
     shown = f"[{chosen}]" if chosen.version == 6 else str(chosen)
     netloc = shown if parts.port is None else f"{shown}:{parts.port}"
-    host_header = host if parts.port is None else f"{host}:{parts.port}"
-    if ":" in host and literal is not None and literal.version == 6:
-        host_header = f"[{host}]" if parts.port is None else f"[{host}]:{parts.port}"
+    named = f"[{host}]" if literal is not None and literal.version == 6 else host
+    host_header = named if parts.port is None else f"{named}:{parts.port}"
     return Target(
         url=urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, "")),
         host_header=host_header,

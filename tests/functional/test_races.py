@@ -30,8 +30,7 @@ from remit.directory import operations as d
 from remit.errors import Conflict
 from remit.jobs.models import Job
 from remit.jobs.runner import Worker
-from remit.lifecycle import delivery, requests
-from remit.lifecycle import jobs as lifecycle_jobs
+from remit.lifecycle import delivery, requests, sweep
 from remit.lifecycle import operations as ops
 from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest, ResourceGrant
 from remit.settings import Settings
@@ -404,9 +403,7 @@ def test_expiry_sweep_and_admin_removal_end_an_assignment_once(
     for i, aid in enumerate(made):
         clock.now = start + timedelta(days=30, minutes=i, seconds=1)
         swept, removed = race(
-            operation(
-                t, sweeper, lambda ctx: lifecycle_jobs.expire_due(ctx, limit=lifecycle_jobs.CHUNK)
-            ),
+            operation(t, sweeper, lambda ctx: sweep.expire_chunk(ctx).ended),
             operation(
                 t,
                 alex,

@@ -1,11 +1,13 @@
-"""The set-based expiry sweep (``lifecycle.sweep``) against the per-assignment path
-(``jobs.expire_due`` → ``assignments.end``): on the same world, both leave the same database.
+"""The set-based expiry sweep (``lifecycle.sweep``, which the ``lifecycle.expiry_sweep`` job
+runs) against ending each due assignment through ``assignments.end`` (``one_by_one`` below, the
+path a removal takes): on the same world, both leave the same database.
 
 The world, built through the API and delivered by the worker: Lena's "Campaign 2027" (the
 campaigns group's Member role, the planner's Planner role, the hub's Members site role), "Campaign
 tools" (the same Member role and the planner's Viewer role, under policies of 30 days, 90 days, no
 end, and 30 days with notifications off), "Partner access" in another catalog holding the same
-group's Member role, and "Legal docs" whose group is deleted before the sweep. Site roles are
+group's Member role, and "Legal docs" whose group is deleted before the sweep; one holder's
+assignment is still being delivered when it ends (its add request is closed). Site roles are
 delivered by a remote connector registered for the test (an in-memory target system), so their
 revocations wait for the worker. Each path runs in a transaction that is rolled back once its
 database has been read; the other then runs on the very same rows.
@@ -31,7 +33,6 @@ from remit.authz.actor import system_actor
 from remit.connectors import registry
 from remit.connectors.base import Connector, RoleRef
 from remit.context import Ctx
-from remit.db import Database
 from remit.directory import operations as d
 from remit.directory.models import (
     AppRoleAssignment,
@@ -42,8 +43,7 @@ from remit.directory.models import (
     User,
 )
 from remit.jobs.models import Job
-from remit.lifecycle import jobs as lifecycle_jobs
-from remit.lifecycle import sweep
+from remit.lifecycle import assignments, requests, sweep
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import Assignment, AssignmentRequest, ResourceGrant
 from remit.settings import Settings
@@ -325,18 +325,27 @@ def run_and_read(
     return out["snapshot"], out["expired"]
 
 
-def per_assignment(ctx: Ctx) -> None:
-    lifecycle_jobs.expire_due(ctx, limit=10_000)
+def one_by_one(ctx: Ctx) -> None:
+    """The reference: each due assignment ended through ``assignments.end`` with its
+    ``systemRemove`` record, subjects locked in sorted order (the sweep before it was
+    set-based)."""
+    due = ctx.session.execute(
+        select(Assignment.id, Assignment.target_id)
+        .where(Assignment.active_key.is_not(None), Assignment.expires_at <= ctx.now)
+        .order_by(Assignment.target_id, Assignment.id)
+    ).all()
+    lock_subjects(ctx, [target for _, target in due])
+    for assignment_id, _ in due:
+        a = ctx.session.get(Assignment, assignment_id, populate_existing=True)
+        assert a is not None
+        request = requests.system_remove_record(ctx, a)
+        assignments.end(ctx, a, reason="expired", request=request)
 
 
 def set_based(limit: int) -> Callable[[Ctx], None]:
     def run(ctx: Ctx) -> None:
-        since = None
-        while True:
-            done = sweep.expire_chunk(ctx, limit=limit, since=since)
-            if done.due < limit:
-                return
-            since = done.last_expiry
+        while sweep.expire_chunk(ctx, limit=limit).due >= limit:
+            pass
 
     return run
 
@@ -374,7 +383,7 @@ def test_the_world_is_as_described(world: World, remote: RemoteSites) -> None:
 
 @pytest.mark.parametrize("limit", [10_000, 3, 1])
 def test_the_sweep_leaves_the_same_database_as_ending_one_by_one(world: World, limit: int) -> None:
-    expected, _ = run_and_read(world.t, per_assignment)
+    expected, _ = run_and_read(world.t, one_by_one)
     found, expired = run_and_read(world.t, set_based(limit))
     assert found["chain"] == (True, ())
     assert found["activities"]["Remove access package assignment"] == 8
@@ -443,7 +452,7 @@ def test_two_due_assignments_sharing_a_role(
     second one's add request back to "delivering" when the first end revokes the shared role)."""
     w = build_world(tenant, settings, {"bea": ["campaign", "partner"], "cy": ["campaign"]})
     clock.advance(days=31)
-    expected, _ = run_and_read(w.t, per_assignment)
+    expected, _ = run_and_read(w.t, one_by_one)
     found, _ = run_and_read(w.t, set_based(10_000))
     adds = [r for r in found["requests"] if r[0] == "adminAdd"]
     assert {r[1] for r in adds} == {"delivered"}, "every add request stays fulfilled"
@@ -497,20 +506,44 @@ def test_two_sweepers_at_once_end_each_assignment_once(world: World) -> None:
     assert records == events
 
 
-def test_the_sweep_takes_the_lifecycles_subject_locks(db: Database, clock: SteppingClock) -> None:
-    """PostgreSQL: the locks the sweep takes in one statement are those ``lock_subjects`` takes,
-    so a sweep and an operation on the same user queue behind each other."""
-    if db.is_sqlite:
+def test_the_sweep_takes_the_lifecycles_subject_locks(world: World) -> None:
+    """PostgreSQL: a chunk holds the subject lock (``lock_subjects``) of every assignment it
+    ends until its transaction ends, so a sweep and an operation on the same user queue behind
+    each other; many subjects are locked in one statement, the same locks as one at a time."""
+    t = world.t
+    if t.db.is_sqlite:
         pytest.skip("SQLite serialises writers: there are no subject locks")
     actor = system_actor("test")
 
-    def lock_elsewhere() -> None:
-        with db.write() as other:
+    def lock_elsewhere(key: str) -> None:
+        with t.db.write() as other:
             other.execute(text("SET LOCAL lock_timeout = '200ms'"))
-            lock_subjects(Ctx(other, actor, clock()), ["some-user"])
+            lock_subjects(Ctx(other, actor, t.clock()), [key])
 
-    with db.write() as s:
-        sweep._lock_subjects(Ctx(s, actor, clock()), ["Some-User", "another"])
+    with t.db.write() as s:
+        assert sweep.expire_chunk(Ctx(s, actor, t.clock())).ended == 8
         with pytest.raises(OperationalError):
-            lock_elsewhere()
-    lock_elsewhere()  # free again once the sweep's transaction ended
+            lock_elsewhere(world.users["uma"])
+        lock_elsewhere(world.users["ada"])  # holds nothing due: not locked
+    lock_elsewhere(world.users["uma"])  # free again once the sweep's transaction ended
+    with t.db.write() as s:
+        lock_subjects(Ctx(s, actor, t.clock()), ["Some-User", "another"])
+        with pytest.raises(OperationalError):
+            lock_elsewhere("some-user")
+
+
+def test_an_assignment_still_being_delivered_when_it_ends(
+    tenant: Tenant, settings: Settings, clock: SteppingClock, remote: RemoteSites
+) -> None:
+    """Its add request is closed (canceled and audited), as ending it one by one closes it."""
+    w = build_world(tenant, settings, {"bea": ["campaign"], "una": []})
+    # No worker runs after this one: Una's roles are never delivered.
+    r = admin_add(tenant, "mamta", "una", w.packages["campaign"], w.policies["campaign"])
+    assert r.status_code == 201, r.text
+    clock.advance(days=31)
+    expected, _ = run_and_read(tenant, one_by_one)
+    found, _ = run_and_read(tenant, set_based(10_000))
+    assert found["activities"]["Cancel access package assignment request"] == 1
+    assert found["activities"]["Remove access package assignment"] == 2
+    for key in expected:
+        assert found[key] == expected[key], key

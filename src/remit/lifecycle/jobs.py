@@ -1,6 +1,7 @@
 """The lifecycle's jobs: delivery, scheduled starts, and the periodic sweeps (expiry, approval
 timers, expiry reminders, auto-assignment). Each runs in one transaction (``jobs.runner``) and
-is idempotent; the sweeps work in bounded chunks and ask to run again while work remains.
+is idempotent; the sweeps work in bounded chunks and ask to run again while work remains. The
+expiry sweep ends a chunk of assignments set-based (``lifecycle.sweep``).
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 
 from remit.context import Ctx
-from remit.faults import crash_point
 from remit.jobs.registry import RetryLater, job, periodic
-from remit.lifecycle import approvals, assignments, auto, delivery, notices, requests
+from remit.lifecycle import approvals, assignments, auto, delivery, notices, sweep
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
 from remit.packages.models import AccessPackage
@@ -69,36 +69,11 @@ def activate_scheduled(ctx: Ctx, payload: dict[str, Any]) -> None:
 
 @periodic("lifecycle.expiry_sweep", every=timedelta(minutes=1))
 def expiry_sweep(ctx: Ctx, payload: dict[str, Any]) -> None:
-    if expire_due(ctx, limit=CHUNK) >= CHUNK:
+    """One chunk of the set-based sweep (``lifecycle.sweep``) per run, in the run's transaction;
+    a full chunk asks to run again at once, so a backlog drains a transaction at a time."""
+    size = sweep.chunk_size(ctx.session.get_bind().dialect.name)
+    if sweep.expire_chunk(ctx, limit=size).due >= size:
         raise RetryLater(NOW, "more assignments to expire")
-
-
-def expire_due(ctx: Ctx, *, limit: int) -> int:
-    """End up to ``limit`` assignments whose end has passed; returns how many it ended.
-
-    One sweep runs at a time (a periodic job); it takes the subjects' locks in sorted order and
-    claims each assignment with ``end``'s conditional update, so a removal that got there first
-    is simply skipped.
-    """
-    due = list(
-        ctx.session.execute(
-            select(Assignment.id, Assignment.target_id)
-            .where(Assignment.active_key.is_not(None), Assignment.expires_at <= ctx.now)
-            .order_by(Assignment.expires_at, Assignment.id)
-            .limit(limit)
-        ).all()
-    )
-    lock_subjects(ctx, [target for _, target in due])
-    ended = 0
-    for assignment_id, _ in sorted(due, key=lambda row: (row[1], row[0])):
-        a = ctx.session.get(Assignment, assignment_id, populate_existing=True)
-        if a is None or a.active_key is None:
-            continue
-        request = requests.system_remove_record(ctx, a)
-        assignments.end(ctx, a, reason="expired", request=request)
-        crash_point("expiry.after_transition")
-        ended += 1
-    return ended
 
 
 @periodic("lifecycle.approval_timers", every=timedelta(minutes=1))

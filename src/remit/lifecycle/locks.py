@@ -14,18 +14,29 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from remit.context import Ctx
+
+# The keys in order (the subquery's ORDER BY), each lock taken as its row reaches the aggregate.
+_LOCK_ALL = text(
+    "SELECT count(pg_advisory_xact_lock(hashtextextended('remit-subject:' || k, 0)))"
+    " FROM (SELECT k FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n) ORDER BY n) s"
+)
 
 
 def lock_subjects(ctx: Ctx, keys: Iterable[str | None]) -> None:
     """Hold the lock of each subject (a user id, or an email for a not-yet-created guest)
-    until the transaction ends. Keys already held are taken again at no cost."""
+    until the transaction ends, taken in sorted order; many in one round trip. Keys already
+    held are taken again at no cost."""
     wanted = sorted({k.lower() for k in keys if k})
     if not wanted or ctx.session.get_bind().dialect.name != "postgresql":
         return
-    for key in wanted:
+    if len(wanted) == 1:
         ctx.session.execute(
-            select(func.pg_advisory_xact_lock(func.hashtextextended(f"remit-subject:{key}", 0)))
+            select(
+                func.pg_advisory_xact_lock(func.hashtextextended(f"remit-subject:{wanted[0]}", 0))
+            )
         )
+        return
+    ctx.session.execute(_LOCK_ALL, {"keys": wanted})

@@ -1,0 +1,109 @@
+"""The chunk's notices: an "access ended" email per assignment, custom extensions, guests."""
+
+from __future__ import annotations
+
+from typing import cast
+
+from sqlalchemy import Integer, String, Table, insert, literal, select
+
+from remit.context import Ctx
+from remit.directory.models import User
+from remit.jobs.models import Job
+from remit.lifecycle import notices
+from remit.lifecycle.models import Assignment
+from remit.lifecycle.sweep.claim import REASON, Ended
+from remit.lifecycle.sweep.sql import JSON_OBJECT, among, dialect, text, uuid
+from remit.notify import email
+from remit.packages.models import AccessPackage
+from remit.policies.models import AssignmentPolicy
+
+A = cast(Table, Assignment.__table__)
+JOBS = cast(Table, Job.__table__)
+PACKAGES = cast(Table, AccessPackage.__table__)
+_COLUMNS = ["kind", "payload", "status", "run_after", "attempts", "max_attempts"]
+_COLUMNS += ["created_at", "updated_at"]
+
+
+def access_ended(ctx: Ctx, ended: list[Ended], names: dict[str, str]) -> int:
+    """``notices.access_ended`` for each assignment: the email jobs in one ``INSERT … SELECT``
+    (the payload ``email.send_later`` queues) unless the policy mutes them; policies with custom
+    extensions one by one, through ``notices``. The number of emails queued."""
+    session = ctx.session
+    policies: dict[str, tuple[bool, bool]] = {}
+    policy_ids = {a.policy_id for a in ended if a.policy_id}
+    if policy_ids:
+        for pid, notification, extensions in session.execute(
+            select(
+                AssignmentPolicy.id,
+                AssignmentPolicy.notification_settings,
+                AssignmentPolicy.custom_extension_stage_settings,
+            ).where(AssignmentPolicy.id.in_(policy_ids))
+        ):
+            muted = bool((notification or {}).get("isAssignmentNotificationDisabled"))
+            policies[pid] = (muted, bool(extensions))
+    mailed: list[str] = []
+    for a in ended:
+        muted, extended = policies.get(a.policy_id or "", (False, False))
+        if extended:
+            notices.access_ended(ctx, _as_assignment(a), names[a.package_id], REASON)
+        elif not muted:
+            mailed.append(a.id)
+    if not mailed:
+        return 0
+    obj = JSON_OBJECT[dialect(session)]
+    payload = obj(
+        text("template"), text("access_ended"),
+        text("user_id"), A.c.target_id,
+        text("data"), obj(
+            text("package"), PACKAGES.c.display_name,
+            text("reason"), text(REASON),
+            text("assignment_id"), A.c.id,
+        ),
+        text("message_id"), uuid(session),
+        text("queued_at"), text(ctx.now.isoformat()),
+    )  # fmt: skip
+    now = literal(ctx.now, JOBS.c.created_at.type)
+    source = (
+        select(
+            literal(email.EMAIL_JOB, String),
+            payload,
+            literal("queued", String),
+            now,
+            literal(0, Integer),
+            literal(email.EMAIL_ATTEMPTS, Integer),
+            now,
+            now,
+        )
+        .select_from(A.join(PACKAGES, PACKAGES.c.id == A.c.access_package_id))
+        .where(among(session, A.c.id, mailed))
+    )
+    session.execute(insert(JOBS).from_select(_COLUMNS, source))
+    return len(mailed)
+
+
+def _as_assignment(a: Ended) -> Assignment:
+    """A transient copy for ``notices`` (never added to the session)."""
+    return Assignment(
+        id=a.id,
+        access_package_id=a.package_id,
+        catalog_id=a.catalog_id,
+        policy_id=a.policy_id,
+        target_id=a.target_id,
+        expires_at=a.expires_at,
+    )
+
+
+def last_assignments(ctx: Ctx, subjects: list[str]) -> None:
+    """``notices.after_last_assignment`` for the governed guests among the subjects."""
+    guests = ctx.session.execute(
+        select(User.id)
+        .where(
+            among(ctx.session, User.id, subjects),
+            User.user_type == "Guest",
+            User.subject_lifecycle == "governed",
+            User.blocked_at.is_(None),
+        )
+        .order_by(User.id)
+    ).scalars()
+    for user_id in list(guests):
+        notices.after_last_assignment(ctx, user_id)

@@ -8,6 +8,7 @@ same database (non-zero exit, one readable line on stderr).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ import pytest
 from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from remit import bootstrap
-from remit.audit.chain import append, event_hash, verify
+from remit.audit.chain import append, append_many, event_hash, verify
 from remit.audit.models import AuditEvent, AuditHead
 from remit.authz.actor import system_actor
 from remit.context import Ctx
@@ -242,6 +243,46 @@ def test_a_clean_log_verifies(db: Database, clock: SteppingClock, tmp_path: Path
     assert cli.returncode == 0, cli.stderr
     assert cli.stderr == ""
     assert f"audit chain OK: {EVENTS + 1} events, head seq {EVENTS + 1}" in cli.stdout
+
+
+def test_a_batch_stores_and_hashes_what_one_by_one_would(
+    db: Database, clock: SteppingClock
+) -> None:
+    """``append_many`` (every commit's events) against ``append``: the same details stored
+    (flat ones as given; others through JSON, so instants and tuples become strings and lists),
+    the same fields hashed, one chain whichever appended which event."""
+    details: list[dict[Any, Any]] = [
+        {"before": None, "after": None, "reason": "expired", "requestId": new_id(), "n": 3},
+        {"when": clock(), "roles": ("a", "b"), "nested": {"x": [1, 2.5, None]}},
+        {1: "an integer key", "flag": True},
+        {},
+    ]
+    fields = {
+        "occurred_at": clock(),
+        "category": "EntitlementManagement",
+        "activity": "Test activity",
+        "operation_type": "Update",
+        "actor_id": None,
+        "actor_name": "test",
+        "target_type": "AccessPackageAssignment",
+        "target_id": new_id(),
+        "target_name": "Target",
+        "catalog_id": None,
+    }
+    with db.write() as s:
+        append(s, **fields, details=details[0], subject_id=new_id())
+        append_many(s, [{**fields, "details": d, "subject_id": None} for d in details])
+        append_many(s, [{**fields, "details": d, "subject_id": new_id()} for d in details])
+        append(s, **fields, details=details[1])
+    with db.read() as conn:
+        stored = conn.execute(
+            select(AuditEvent.details)
+            .where(AuditEvent.activity == "Test activity")
+            .order_by(AuditEvent.seq)
+        ).scalars()
+        appended = [details[0], *details, *details, details[1]]
+        assert list(stored) == [json.loads(json.dumps(d, default=str)) for d in appended]
+        assert verify(conn).ok
 
 
 @pytest.fixture

@@ -13,15 +13,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Connection, insert, select
+from sqlalchemy import Connection, Table, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from remit.audit.models import AuditEvent, AuditHead
 from remit.db import new_id
 from remit.faults import crash_point
+from remit.ids import ordered_ids
 
 GENESIS = "0" * 64
 HEAD_ID = 1
@@ -123,33 +124,65 @@ def append(
 def append_many(session: Session, events: list[dict[str, Any]]) -> int:
     """Append many events under one lock of the head, inserted in one statement.
 
-    Each dict holds the keyword arguments of ``append``. For sweeps that end thousands of
-    assignments in one transaction; the chain is the same as appending them one by one.
+    Each dict holds the keyword arguments of ``append``. For transactions that record thousands
+    of events (the expiry sweep's chunks); the chain is the one ``append`` would make, event by
+    event. Rows are plain dicts for a Core INSERT (no ORM objects), and their ids time-ordered
+    (``remit.ids``), so a batch lands at the end of the id index.
     """
     if not events:
         return 0
     head = _locked_head(session)
     seq, prev = head.seq, head.hash
     rows: list[dict[str, Any]] = []
-    for fields in events:
+    instants: dict[datetime, str] = {}  # a batch shares its instant or a few
+    for fields, event_id in zip(events, ordered_ids(len(events)), strict=True):
         seq += 1
-        event = AuditEvent(
-            seq=seq,
-            id=new_id(),
-            subject_id=fields.get("subject_id"),
-            **{k: v for k, v in fields.items() if k not in ("details", "subject_id")},
-            details=json.loads(json.dumps(fields["details"], default=str)),
-            prev_hash=prev,
-            hash="",
-        )
-        event.hash = event_hash(prev, _hashed_fields(event))
-        prev = event.hash
-        rows.append({c.key: getattr(event, c.key) for c in AuditEvent.__table__.columns})
-    session.execute(insert(AuditEvent), rows)
+        occurred_at = fields["occurred_at"]
+        instant = instants.get(occurred_at)
+        if instant is None:
+            instant = instants[occurred_at] = occurred_at.isoformat()
+        row = {column: fields.get(column) for column in _FIELDS}
+        row["seq"], row["id"], row["details"] = seq, event_id, _stored(fields["details"])
+        hashed = {k: row[k] for k in _HASHED} | {"occurred_at": instant}
+        if row["subject_id"] is not None:
+            hashed["subject_id"] = row["subject_id"]
+        digest = event_hash(prev, hashed)
+        row["prev_hash"], row["hash"], prev = prev, digest, digest
+        rows.append(row)
+    session.execute(insert(_EVENTS), rows)
     head.seq, head.hash = seq, prev
     session.flush()
     crash_point("audit.after_append")
     return len(rows)
+
+
+# What an event dict may hold, and what ``_hashed_fields`` covers (subject_id only when set).
+_FIELDS = (
+    "occurred_at",
+    "category",
+    "activity",
+    "operation_type",
+    "actor_id",
+    "actor_name",
+    "target_type",
+    "target_id",
+    "target_name",
+    "catalog_id",
+    "subject_id",
+)
+_HASHED = ("seq", "id", *(f for f in _FIELDS if f not in ("occurred_at", "subject_id")), "details")
+_PLAIN = (str, int, bool, type(None))
+_EVENTS = cast(Table, AuditEvent.__table__)
+
+
+def _stored(details: dict[str, Any]) -> dict[str, Any]:
+    """The details as they come back from the JSON column (what the hash must cover). A flat
+    dict of strings, integers, booleans and nulls is stored as it is; anything else goes
+    through JSON and back, as ``append`` does it."""
+    if all(type(k) is str and type(v) in _PLAIN for k, v in details.items()):
+        return dict(details)
+    loaded: dict[str, Any] = json.loads(json.dumps(details, default=str))
+    return loaded
 
 
 @dataclass(frozen=True)

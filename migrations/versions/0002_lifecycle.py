@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-24 12:32:39.235532
+Create Date: 2026-11-24 12:59:11.029626
 """
 
 from collections.abc import Sequence
@@ -78,14 +78,6 @@ def upgrade() -> None:
             name=op.f("uq_resource_grants_subject_id_origin_system_role_origin_id"),
         ),
     )
-    with op.batch_alter_table("resource_grants", schema=None) as batch_op:
-        batch_op.create_index(
-            "ix_resource_grants_pending", ["applied_generation", "generation"], unique=False
-        )
-        batch_op.create_index(
-            batch_op.f("ix_resource_grants_subject_id"), ["subject_id"], unique=False
-        )
-
     op.create_table(
         "tenant_settings",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -347,9 +339,6 @@ def upgrade() -> None:
         sa.UniqueConstraint("active_key", name=op.f("uq_assignments_active_key")),
     )
     with op.batch_alter_table("assignments", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_assignments_access_package_id"), ["access_package_id"], unique=False
-        )
         batch_op.create_index(batch_op.f("ix_assignments_catalog_id"), ["catalog_id"], unique=False)
         batch_op.create_index(
             "ix_assignments_due",
@@ -509,7 +498,6 @@ def downgrade() -> None:
             postgresql_where=sa.text("active_key IS NOT NULL"),
         )
         batch_op.drop_index(batch_op.f("ix_assignments_catalog_id"))
-        batch_op.drop_index(batch_op.f("ix_assignments_access_package_id"))
 
     op.drop_table("assignments")
     with op.batch_alter_table("assignment_requests", schema=None) as batch_op:
@@ -546,10 +534,6 @@ def downgrade() -> None:
 
     op.drop_table("app_role_assignments")
     op.drop_table("tenant_settings")
-    with op.batch_alter_table("resource_grants", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_resource_grants_subject_id"))
-        batch_op.drop_index("ix_resource_grants_pending")
-
     op.drop_table("resource_grants")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_index("ix_jobs_status_run_after")

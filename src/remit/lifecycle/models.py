@@ -108,8 +108,9 @@ class Assignment(Base):
     __tablename__ = "assignments"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    # Indexed by ix_assignments_package_state, whose first column it is.
     access_package_id: Mapped[str] = mapped_column(
-        String(36), ForeignKey("access_packages.id", ondelete="CASCADE"), index=True
+        String(36), ForeignKey("access_packages.id", ondelete="CASCADE")
     )
     catalog_id: Mapped[str] = mapped_column(String(36), index=True)
     policy_id: Mapped[str | None] = mapped_column(
@@ -163,7 +164,8 @@ class ResourceGrant(Base):
     __tablename__ = "resource_grants"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    subject_id: Mapped[str] = mapped_column(String(36), index=True)
+    # Indexed by the unique (subject_id, origin_system, role_origin_id), whose first column it is.
+    subject_id: Mapped[str] = mapped_column(String(36))
     origin_system: Mapped[str] = mapped_column(String(32))
     resource_origin_id: Mapped[str] = mapped_column(String(80))
     role_origin_id: Mapped[str] = mapped_column(String(80))
@@ -180,7 +182,4 @@ class ResourceGrant(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]
 
-    __table_args__ = (
-        UniqueConstraint("subject_id", "origin_system", "role_origin_id"),
-        Index("ix_resource_grants_pending", "applied_generation", "generation"),
-    )
+    __table_args__ = (UniqueConstraint("subject_id", "origin_system", "role_origin_id"),)

@@ -260,6 +260,27 @@ def test_email_goes_out_over_smtp_with_plain_and_html_parts(env: Env, sink: Mail
     assert env.jobs() == []
 
 
+def test_names_and_domains_beyond_ascii_and_no_header_injection(env: Env, sink: MailSink) -> None:
+    env.set_user(
+        "mamta", display_name="Mamta Rāo\r\nBcc: victim@evil.example", mail="mamta@bücher.example"
+    )
+    env.set_user("lena", mail="lena.ñ@contoso.example", user_principal_name="")
+    with structlog.testing.capture_logs() as logs:
+        env.email("approval_needed", ["mamta", "lena"], {**FULL, "package": "Campagne été\nX: y"})
+        env.worker.drain()
+    (got,) = sink.messages
+    assert got.rcpt_tos == ["mamta@xn--bcher-kva.example"]
+    msg = got.message
+    assert msg["To"] == '"Mamta Rāo Bcc: victim@evil.example" <mamta@xn--bcher-kva.example>'
+    assert msg["Bcc"] is None
+    assert msg["X"] is None
+    assert msg["Subject"] == "Approval needed: Lena Novak requests Campagne été X: y"
+    text, _ = parts(msg)
+    assert "Campagne été" in text
+    skipped = {e["user_id"]: e["reason"] for e in logs if e["event"] == "email.skipped"}
+    assert skipped == {env.tenant.ids["lena"]: "bad address"}  # needs SMTPUTF8
+
+
 APPROVED = {**FULL, "approver": "Omar"}
 R9 = {"package": "P", "request_id": "r9"}
 EXPIRING = {"package": "P", "days": 14, "assignment_id": "a1"}

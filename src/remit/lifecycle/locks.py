@@ -12,6 +12,7 @@ on each other in a cycle either. SQLite serialises every write already; there th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 
 from sqlalchemy import func, select, text
@@ -21,7 +22,8 @@ from remit.context import Ctx
 # The keys in order (the subquery's ORDER BY), each lock taken as its row reaches the aggregate.
 _LOCK_ALL = text(
     "SELECT count(pg_advisory_xact_lock(hashtextextended('remit-subject:' || k, 0)))"
-    " FROM (SELECT k FROM unnest(CAST(:keys AS text[])) WITH ORDINALITY AS t(k, n) ORDER BY n) s"
+    " FROM (SELECT k FROM json_array_elements_text(CAST(:keys AS json)) WITH ORDINALITY AS t(k, n)"
+    " ORDER BY n) s"
 )
 
 
@@ -39,4 +41,4 @@ def lock_subjects(ctx: Ctx, keys: Iterable[str | None]) -> None:
             )
         )
         return
-    ctx.session.execute(_LOCK_ALL, {"keys": wanted})
+    ctx.session.execute(_LOCK_ALL, {"keys": json.dumps(wanted)})

@@ -12,21 +12,33 @@ assignments before the sweep (one that becomes desired again, or whose expiry mo
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, select, update
+from sqlalchemy import (
+    Table,
+    bindparam,
+    case,
+    delete,
+    distinct,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
+from remit.catalogs.models import ResourceRole
 from remit.connectors.base import ConnectorError, RoleRef
 from remit.connectors.builtin import BuiltinConnector
 from remit.connectors.registry import connector_for
 from remit.context import Ctx
-from remit.db import insert_or_ignore, new_id
+from remit.db import HotSelect, UTCDateTime, insert_or_ignore, new_id
 from remit.directory.models import (
     AppRoleAssignment,
     Group,
@@ -36,8 +48,9 @@ from remit.directory.models import (
     SiteRoleMember,
 )
 from remit.lifecycle import delivery
-from remit.lifecycle.models import ResourceGrant
-from remit.lifecycle.sweep.sql import among, dialect
+from remit.lifecycle.models import Assignment, ResourceGrant
+from remit.lifecycle.sweep.sql import among, among_param, dialect, listed
+from remit.packages.models import ResourceRoleScope
 
 G = cast(Table, ResourceGrant.__table__)
 Key = tuple[str, str, str]  # (subject, origin system, role origin id)
@@ -69,9 +82,6 @@ class Grant:
         return self.applied_generation < self.generation
 
 
-_READ = [G.c[name] for name in list(Grant.__dataclass_fields__)[:11]]
-
-
 @dataclass
 class Recount:
     """The chunk's grant rows after the recount, the subjects left with one pending (each
@@ -96,7 +106,7 @@ def recount(ctx: Ctx, subjects: list[str], wanted: dict[Key, RoleRef]) -> Recoun
     """Bring the ``wanted`` (subject, role) rows in line with the subjects' active assignments
     and apply what is local."""
     grants = _locked(ctx, subjects, wanted)
-    live = delivery.live_holders(ctx.session, subjects, ctx.now)
+    live = _live_holders(ctx, subjects)
     revoked: list[Grant] = []
     for key in sorted(wanted):
         g = grants[key]
@@ -169,18 +179,69 @@ def _locked(ctx: Ctx, subjects: list[str], wanted: dict[Key, RoleRef]) -> dict[K
 
 
 def _read(session: Session, subjects: list[str]) -> dict[Key, Grant]:
-    query = (
-        select(*_READ)
-        .where(among(session, G.c.subject_id, subjects))
-        .order_by(G.c.subject_id, G.c.origin_system, G.c.role_origin_id)
-    )
-    if dialect(session) == "postgresql":
-        query = query.with_for_update()
+    name = dialect(session)
     found: dict[Key, Grant] = {}
-    for row in session.execute(query):
+    for row in _READ[name].rows(session.connection(), {"subjects": listed(subjects)}):
         g = Grant(*row)
         found[(g.subject_id, g.origin_system, g.role_origin_id)] = g
     return found
+
+
+def _read_query(dialect_name: str) -> HotSelect:
+    """The subjects' grant rows, in the order ``delivery`` locks them (and locked, on
+    PostgreSQL). A ``HotSelect``: several rows per assignment, where SQLAlchemy's handling of
+    each row would cost more than reading it."""
+    query = (
+        select(*[G.c[name] for name in list(Grant.__dataclass_fields__)[:11]])
+        .where(among_param(dialect_name, G.c.subject_id, "subjects"))
+        .order_by(G.c.subject_id, G.c.origin_system, G.c.role_origin_id)
+    )
+    return HotSelect(query.with_for_update() if dialect_name == "postgresql" else query)
+
+
+_READ = {name: _read_query(name) for name in ("postgresql", "sqlite")}
+
+
+def _live_holders(ctx: Ctx, subjects: list[str]) -> delivery.Holders:
+    """``delivery.live_holders`` with the subjects in one parameter (``among``), as a
+    ``HotSelect``: for each (subject, origin system, role) that the subjects' active, unexpired
+    assignments need, how many of them need it, the latest end among them, and whether one
+    never ends."""
+    name = dialect(ctx.session)
+    rows = _LIVE[name].rows(
+        ctx.session.connection(), {"subjects": listed(subjects), "now": ctx.now}
+    )
+    return {
+        (s, system, role): (int(n), latest, bool(never))
+        for s, system, role, n, latest, never in rows
+    }
+
+
+def _live_query(dialect_name: str) -> HotSelect:
+    a = Assignment
+    columns: list[Any] = [
+        a.target_id,
+        ResourceRole.origin_system,
+        ResourceRole.origin_id,
+        func.count(distinct(a.id)),
+        func.max(a.expires_at),
+        func.max(case((a.expires_at.is_(None), 1), else_=0)),
+    ]
+    query = (
+        select(*columns)
+        .join(ResourceRoleScope, ResourceRoleScope.access_package_id == a.access_package_id)
+        .join(ResourceRole, ResourceRole.id == ResourceRoleScope.role_id)
+        .where(
+            among_param(dialect_name, a.target_id, "subjects"),
+            a.active_key.is_not(None),
+            or_(a.expires_at.is_(None), a.expires_at > bindparam("now", type_=UTCDateTime())),
+        )
+        .group_by(a.target_id, ResourceRole.origin_system, ResourceRole.origin_id)
+    )
+    return HotSelect(query)
+
+
+_LIVE = {name: _live_query(name) for name in ("postgresql", "sqlite")}
 
 
 def _failed(g: Grant, error: str) -> None:
@@ -248,14 +309,15 @@ def _revoke_builtin(session: Session, revoked: list[Grant]) -> None:
 def _delete_pairs_pg(
     session: Session, table: str, role: str, subject: str, pairs: list[tuple[str, str]]
 ) -> None:
-    """One DELETE joined to the pairs as two arrays."""
+    """One DELETE joined to the pairs, given as a JSON array of [role, subject]."""
     session.execute(
         sql_text(
             f"DELETE FROM {table} AS t"  # noqa: S608 - our own table and column names
-            " USING unnest(CAST(:roles AS text[]), CAST(:subjects AS text[])) AS x(r, s)"
+            " USING (SELECT p->>0 AS r, p->>1 AS s"
+            " FROM json_array_elements(CAST(:pairs AS json)) AS p) AS x"
             f" WHERE t.{role} = x.r AND t.{subject} = x.s"
         ),
-        {"roles": [r for r, _ in pairs], "subjects": [s for _, s in pairs]},
+        {"pairs": json.dumps(pairs)},
     )
 
 
@@ -267,12 +329,19 @@ def _delete_pairs_sqlite(
     plain strings, and SQLAlchemy's handling of each row's parameters costs more than SQLite
     takes to delete the row."""
     conn = session.connection()
-    stmt = delete(table).where(role == bindparam("e_role"), subject == bindparam("e_subject"))
-    compiled = stmt.compile(dialect=conn.dialect)
-    rows = [{"e_role": r, "e_subject": s} for r, s in pairs]
-    order = compiled.positiontup or []
-    params = [tuple(row[k] for k in order) for row in rows] if compiled.positional else rows
-    conn.exec_driver_sql(compiled.string, params)
+    found = _DELETES.get(table.name)
+    if found is None:
+        stmt = delete(table).where(role == bindparam("role"), subject == bindparam("subject"))
+        compiled = stmt.compile(dialect=conn.dialect)
+        found = _DELETES[table.name] = (
+            compiled.string,
+            compiled.positiontup == ["role", "subject"],
+        )
+    sql, role_first = found
+    conn.exec_driver_sql(sql, pairs if role_first else [(s, r) for r, s in pairs])
+
+
+_DELETES: dict[str, tuple[str, bool]] = {}  # SQLite's DELETE of one edge, by table
 
 
 def _existing(session: Session, column: Any, ids: set[str]) -> set[str]:

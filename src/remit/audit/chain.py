@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, insert, select
+from sqlalchemy import Connection, Table, select
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -134,31 +134,70 @@ def append_many(session: Session, events: list[dict[str, Any]]) -> int:
         return 0
     head = _locked_head(session)
     seq, prev = head.seq, head.hash
-    rows: list[dict[str, Any]] = []
-    instants: dict[datetime, str] = {}  # a batch shares its instant or a few
+    conn = session.connection()
+    at_column, details_column = _converters(conn.dialect)
+    instants: dict[datetime, tuple[str, Any]] = {}  # a batch shares its instant, or a few
+    rows: list[tuple[Any, ...]] = []
     for fields, event_id in zip(events, ordered_ids(len(events)), strict=True):
         seq += 1
-        occurred_at = fields["occurred_at"]
-        instant = instants.get(occurred_at)
+        at = fields["occurred_at"]
+        instant = instants.get(at)
         if instant is None:
-            instant = instants[occurred_at] = occurred_at.isoformat()
-        row = {column: fields.get(column) for column in _FIELDS}
-        row["seq"], row["id"], row["details"] = seq, event_id, _stored(fields["details"])
-        hashed = {k: row[k] for k in _HASHED} | {"occurred_at": instant}
-        if row["subject_id"] is not None:
-            hashed["subject_id"] = row["subject_id"]
+            instant = instants[at] = (at.isoformat(), at_column(at))
+        details = _stored(fields["details"])
+        get = fields.get
+        hashed = {
+            "seq": seq,
+            "id": event_id,
+            "occurred_at": instant[0],
+            "category": get("category"),
+            "activity": get("activity"),
+            "operation_type": get("operation_type"),
+            "actor_id": get("actor_id"),
+            "actor_name": get("actor_name"),
+            "target_type": get("target_type"),
+            "target_id": get("target_id"),
+            "target_name": get("target_name"),
+            "catalog_id": get("catalog_id"),
+            "details": details,
+        }
+        subject_id = get("subject_id")
+        if subject_id is not None:  # as in ``_hashed_fields``
+            hashed["subject_id"] = subject_id
         digest = event_hash(prev, hashed)
-        row["prev_hash"], row["hash"], prev = prev, digest, digest
-        rows.append(row)
-    _insert(session, rows)
+        h = hashed
+        rows.append(
+            (
+                seq,
+                event_id,
+                instant[1],
+                h["category"],
+                h["activity"],
+                h["operation_type"],
+                h["actor_id"],
+                h["actor_name"],
+                h["target_type"],
+                h["target_id"],
+                h["target_name"],
+                h["catalog_id"],
+                subject_id,
+                details_column(details),
+                prev,
+                digest,
+            )
+        )  # in the order of _COLUMNS
+        prev = digest
+    _insert(conn, rows)
     head.seq, head.hash = seq, prev
     session.flush()
     crash_point("audit.after_append")
     return len(rows)
 
 
-# What an event dict may hold, and what ``_hashed_fields`` covers (subject_id only when set).
-_FIELDS = (
+# The columns of the rows ``append_many`` builds, in their order.
+_COLUMNS = (
+    "seq",
+    "id",
     "occurred_at",
     "category",
     "activity",
@@ -170,44 +209,40 @@ _FIELDS = (
     "target_name",
     "catalog_id",
     "subject_id",
+    "details",
+    "prev_hash",
+    "hash",
 )
-_HASHED = ("seq", "id", *(f for f in _FIELDS if f not in ("occurred_at", "subject_id")), "details")
 _PLAIN = (str, int, bool, type(None))
 _EVENTS = cast(Table, AuditEvent.__table__)
 
 
-def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+def _converters(dialect: Dialect) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """What SQLAlchemy would bind for ``occurred_at`` and ``details`` (the other columns are
+    plain strings and integers); PostgreSQL's ``COPY`` takes the JSON text, which a ``json``
+    column keeps as it is."""
+    at = _EVENTS.c.occurred_at.type.dialect_impl(dialect).bind_processor(dialect)
+    details = _EVENTS.c.details.type.dialect_impl(dialect).bind_processor(dialect)
+    if at is None or details is None:  # pragma: no cover - both types convert on both engines
+        raise RuntimeError("audit columns without a bind processor")
+    return at, (json.dumps if dialect.name == "postgresql" else details)
+
+
+def _insert(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     """Insert the rows in one go, past SQLAlchemy's handling of each row's parameters (which
-    costs more than the database takes to store the row), each value converted by its column's
-    type as SQLAlchemy would convert it: PostgreSQL copies them in (``COPY … FROM STDIN``; a
-    ``json`` column keeps the text it is given), SQLite runs one INSERT for many rows."""
-    conn = session.connection()
-    dialect = conn.dialect
-    if dialect.name == "postgresql":
-        columns = [c.name for c in _EVENTS.columns]
-        convert = _converters(dialect, columns, raw_json=True)
+    costs more than the database takes to store the row): PostgreSQL copies them in
+    (``COPY … FROM STDIN``), SQLite runs one INSERT for many rows."""
+    columns = ", ".join(_COLUMNS)
+    if conn.dialect.name == "postgresql":
         driver = conn.connection.driver_connection
-        copy_in = f"COPY {_EVENTS.name} ({', '.join(columns)}) FROM STDIN"
+        copy_in = f"COPY {_EVENTS.name} ({columns}) FROM STDIN"
         with driver.cursor() as cursor, cursor.copy(copy_in) as copy:  # type: ignore[union-attr]
             for row in rows:
-                copy.write_row([row[c] if f is None else f(row[c]) for c, f in convert])
+                copy.write_row(row)
         return
-    compiled = insert(_EVENTS).compile(dialect=dialect)
-    convert = _converters(dialect, list(compiled.positiontup or ()), raw_json=False)
-    params = [tuple(row[c] if f is None else f(row[c]) for c, f in convert) for row in rows]
-    conn.exec_driver_sql(compiled.string, params)
-
-
-def _converters(
-    dialect: Dialect, columns: list[str], *, raw_json: bool
-) -> list[tuple[str, Callable[[Any], Any] | None]]:
-    found: list[tuple[str, Callable[[Any], Any] | None]] = []
-    for name in columns:
-        if raw_json and name == "details":
-            found.append((name, json.dumps))
-        else:
-            found.append((name, _EVENTS.c[name].type.dialect_impl(dialect).bind_processor(dialect)))
-    return found
+    marks = ", ".join("?" * len(_COLUMNS))
+    insert = f"INSERT INTO {_EVENTS.name} ({columns}) VALUES ({marks})"  # noqa: S608 - our names
+    conn.exec_driver_sql(insert, rows)
 
 
 def _stored(details: dict[str, Any]) -> dict[str, Any]:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Integer, Select, Table, bindparam, select, update
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from remit.context import Ctx
+from remit.db import UTCDateTime
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import Assignment
-from remit.lifecycle.sweep.sql import among, dialect
+from remit.lifecycle.sweep.sql import among_param, dialect, listed
 
 A = cast(Table, Assignment.__table__)
 REASON = "expired"
@@ -40,34 +43,52 @@ def claim(ctx: Ctx, limit: int) -> tuple[int, list[Ended]]:
     subquery of the UPDATE itself, and every chosen assignment ends.
     """
     session = ctx.session
-    due = (
-        select(A.c.id)
-        .where(A.c.active_key.is_not(None), A.c.expires_at <= ctx.now)
-        .order_by(A.c.expires_at, A.c.id)
-        .limit(limit)
-    )
-    end = update(A).where(A.c.active_key.is_not(None), A.c.expires_at <= ctx.now)
-    if dialect(session) == "postgresql":
-        chosen = session.execute(due.add_columns(A.c.target_id)).all()
+    name = dialect(session)
+    choose, end = _statements(name)
+    params: dict[str, Any] = {"now": ctx.now, "limit": limit}
+    chosen = None
+    if name == "postgresql":
+        chosen = session.execute(choose, params).all()
         if not chosen:
             return 0, []
         lock_subjects(ctx, [target for _, target in chosen])
-        end = end.where(among(session, A.c.id, [aid for aid, _ in chosen]))
-    else:
-        chosen = None
-        end = end.where(A.c.id.in_(due.scalar_subquery()))
-    rows = session.execute(
-        end.values(
+        params["ids"] = listed([aid for aid, _ in chosen])
+    rows = session.execute(end, params)
+    ended = sorted((Ended(*row) for row in rows), key=lambda a: (a.expires_at, a.id))
+    return (len(chosen) if chosen is not None else len(ended)), ended
+
+
+@functools.cache
+def _statements(dialect_name: str) -> tuple[Select[Any], ReturningUpdate[Any]]:
+    """The choice and the UPDATE, built once per engine (their parameters named)."""
+    now = bindparam("now", type_=UTCDateTime())
+    due = A.c.active_key.is_not(None), A.c.expires_at <= now
+    choose = (
+        select(A.c.id, A.c.target_id)
+        .where(*due)
+        .order_by(A.c.expires_at, A.c.id)
+        .limit(bindparam("limit", type_=Integer))
+    )
+    chosen = (
+        among_param(dialect_name, A.c.id, "ids")
+        if dialect_name == "postgresql"
+        else A.c.id.in_(choose.with_only_columns(A.c.id).scalar_subquery())
+    )
+    end = (
+        update(A)
+        .where(*due, chosen)
+        .values(
             state="expired",
             status="Expired",
             active_key=None,
             # When access ended, which is also what the API showed once the end had passed.
             expired_at=A.c.expires_at,
-            modified_at=ctx.now,
+            modified_at=now,
             end_reason=REASON,
             ended_by=None,
             version=A.c.version + 1,
-        ).returning(
+        )
+        .returning(
             A.c.id,
             A.c.target_id,
             A.c.access_package_id,
@@ -77,5 +98,4 @@ def claim(ctx: Ctx, limit: int) -> tuple[int, list[Ended]]:
             A.c.request_id,
         )
     )
-    ended = sorted((Ended(*row) for row in rows), key=lambda a: (a.expires_at, a.id))
-    return (len(chosen) if chosen is not None else len(ended)), ended
+    return choose, end

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from typing import cast
 
-from sqlalchemy import Integer, String, Table, insert, literal, select
+from sqlalchemy import Insert, Integer, String, Table, bindparam, insert, literal, select
 
 from remit.context import Ctx
 from remit.directory.models import User
@@ -12,7 +13,7 @@ from remit.jobs.models import Job
 from remit.lifecycle import notices
 from remit.lifecycle.models import Assignment
 from remit.lifecycle.sweep.claim import REASON, Ended
-from remit.lifecycle.sweep.sql import JSON_OBJECT, among, dialect, text, uuid
+from remit.lifecycle.sweep.sql import JSON_OBJECT, among, among_param, dialect, listed, text, uuid
 from remit.notify import email
 from remit.packages.models import AccessPackage
 from remit.policies.models import AssignmentPolicy
@@ -50,7 +51,16 @@ def access_ended(ctx: Ctx, ended: list[Ended], names: dict[str, str]) -> int:
             mailed.append(a.id)
     if not mailed:
         return 0
-    obj = JSON_OBJECT[dialect(session)]
+    params = {"now": ctx.now, "queued_at": ctx.now.isoformat(), "ids": listed(mailed)}
+    session.execute(_insert_emails(dialect(session)), params)
+    return len(mailed)
+
+
+@functools.cache
+def _insert_emails(dialect_name: str) -> Insert:
+    """Built once per engine (its parameters named), as statement construction would cost a
+    chunk more than running it."""
+    obj = JSON_OBJECT[dialect_name]
     payload = obj(
         text("template"), text("access_ended"),
         text("user_id"), A.c.target_id,
@@ -59,10 +69,10 @@ def access_ended(ctx: Ctx, ended: list[Ended], names: dict[str, str]) -> int:
             text("reason"), text(REASON),
             text("assignment_id"), A.c.id,
         ),
-        text("message_id"), uuid(session),
-        text("queued_at"), text(ctx.now.isoformat()),
+        text("message_id"), uuid(dialect_name),
+        text("queued_at"), text(bindparam("queued_at", type_=String)),
     )  # fmt: skip
-    now = literal(ctx.now, JOBS.c.created_at.type)
+    now = bindparam("now", type_=JOBS.c.created_at.type)
     source = (
         select(
             literal(email.EMAIL_JOB, String),
@@ -75,10 +85,9 @@ def access_ended(ctx: Ctx, ended: list[Ended], names: dict[str, str]) -> int:
             now,
         )
         .select_from(A.join(PACKAGES, PACKAGES.c.id == A.c.access_package_id))
-        .where(among(session, A.c.id, mailed))
+        .where(among_param(dialect_name, A.c.id, "ids"))
     )
-    session.execute(insert(JOBS).from_select(_COLUMNS, source))
-    return len(mailed)
+    return insert(JOBS).from_select(_COLUMNS, source)
 
 
 def _as_assignment(a: Ended) -> Assignment:

@@ -3,18 +3,21 @@ requests of undelivered assignments closed, earlier removals completed."""
 
 from __future__ import annotations
 
-from typing import cast
+import functools
+from typing import Any, cast
 
-from sqlalchemy import Integer, String, Table, insert, literal, null, select, update
+from sqlalchemy import Integer, String, Table, bindparam, insert, literal, select, update
+from sqlalchemy.sql.dml import ReturningInsert
 
 from remit.connectors.base import RoleRef
 from remit.context import Ctx
+from remit.ids import ordered_head
 from remit.lifecycle import delivery
 from remit.lifecycle.assignments import ADD_TYPES, REMOVE_TYPES, REQUEST, TARGET
 from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.lifecycle.sweep.claim import REASON, Ended
 from remit.lifecycle.sweep.grants import Recount
-from remit.lifecycle.sweep.sql import among, uuid
+from remit.lifecycle.sweep.sql import among, among_param, dialect, listed, uuid
 
 A = cast(Table, Assignment.__table__)
 R = cast(Table, AssignmentRequest.__table__)
@@ -28,30 +31,44 @@ def removal_requests(ctx: Ctx, ended: list[Ended], waiting: set[str]) -> dict[st
     from the assignment rows in ``INSERT … SELECT``s: fulfilled, or accepted and delivering for
     those in ``waiting`` (a revocation waits for a remote connector). Their ids by assignment."""
     session = ctx.session
-    now = literal(ctx.now, R.c.created_at.type)
+    stmt = _insert_removals(dialect(session))
     found: dict[str, str] = {}
     for done, ids in ((False, waiting), (True, {a.id for a in ended} - waiting)):
         if not ids:
             continue
-        source = select(
-            uuid(session, ordered=True),
-            literal("systemRemove", String),
-            literal("delivered" if done else "delivering", String),
-            literal("Fulfilled" if done else "Accepted", String),
-            A.c.access_package_id,
-            A.c.catalog_id,
-            A.c.policy_id,
-            A.c.id,
-            A.c.target_id,
-            literal([], R.c.answers.type),
-            literal({}, R.c.schedule.type),
-            now,
-            now if done else null(),
-            literal(1, Integer),
-        ).where(among(session, A.c.id, sorted(ids)))
-        stmt = insert(R).from_select(_COLUMNS, source).returning(R.c.id, R.c.assignment_id)
-        found.update({assignment: rid for rid, assignment in session.execute(stmt)})
+        params = {
+            "head": ordered_head(),
+            "state": "delivered" if done else "delivering",
+            "status": "Fulfilled" if done else "Accepted",
+            "now": ctx.now,
+            "completed_at": ctx.now if done else None,
+            "ids": listed(sorted(ids)),
+        }
+        found.update({assignment: rid for rid, assignment in session.execute(stmt, params)})
     return found
+
+
+@functools.cache
+def _insert_removals(dialect_name: str) -> ReturningInsert[Any, Any]:
+    """Built once per engine (its parameters named), as statement construction would cost a
+    chunk more than running it."""
+    source = select(
+        uuid(dialect_name, bindparam("head", type_=String)),
+        literal("systemRemove", String),
+        bindparam("state", type_=String),
+        bindparam("status", type_=String),
+        A.c.access_package_id,
+        A.c.catalog_id,
+        A.c.policy_id,
+        A.c.id,
+        A.c.target_id,
+        literal([], R.c.answers.type),
+        literal({}, R.c.schedule.type),
+        bindparam("now", type_=R.c.created_at.type),
+        bindparam("completed_at", type_=R.c.completed_at.type),
+        literal(1, Integer),
+    ).where(among_param(dialect_name, A.c.id, "ids"))
+    return insert(R).from_select(_COLUMNS, source).returning(R.c.id, R.c.assignment_id)
 
 
 def audit_removals(

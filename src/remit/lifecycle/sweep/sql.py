@@ -9,6 +9,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy import (
     JSON,
+    BindParameter,
     ColumnElement,
     Select,
     String,
@@ -19,8 +20,6 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.orm import Session
-
-from remit.ids import ordered_head
 
 # The random rest of a UUID after its first 15 characters (``xxx-Vxxx-xxxxxxxxxxxx``), made in
 # SQL row by row; ``uuid`` below puts a version 4 or a version 7 head before it.
@@ -68,16 +67,16 @@ def listed(values: Collection[str]) -> str:
     return json.dumps(list(values))
 
 
-def uuid(session: Session, *, ordered: bool = False) -> ColumnElement[str]:
-    """A fresh UUID per row, made by the database: random (version 4), or with ``ordered``
-    time-ordered (version 7, ``remit.ids``) for rows that land in an index on their id."""
-    name = dialect(session)
-    head: ColumnElement[str] = (
-        literal(ordered_head(), String) if ordered else literal_column(_V4_HEAD[name], String)
-    )
-    return head.concat(literal_column(_TAIL[name], String))
+def uuid(dialect_name: str, head: ColumnElement[str] | None = None) -> ColumnElement[str]:
+    """A fresh UUID per row, made by the database: random (version 4), or after ``head``, the
+    first 15 characters of a time-ordered one (version 7, ``remit.ids.ordered_head``), for rows
+    that land in an index on their id."""
+    if head is None:
+        head = literal_column(_V4_HEAD[dialect_name], String)
+    return head.concat(literal_column(_TAIL[dialect_name], String))
 
 
-def text(value: str) -> ColumnElement[str]:
-    """A string parameter whose type the database knows (PostgreSQL's JSON functions ask)."""
-    return sa.cast(literal(value, String), String)
+def text(value: str | BindParameter[str]) -> ColumnElement[str]:
+    """A string (or a string parameter) whose type the database knows (PostgreSQL's JSON
+    functions ask)."""
+    return sa.cast(value if isinstance(value, BindParameter) else literal(value, String), String)

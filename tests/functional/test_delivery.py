@@ -180,3 +180,26 @@ def test_grants_and_revokes_are_idempotent(c: Campaign, db: Database, clock: Ste
 def _holders(db: Database, connector: BuiltinConnector, role: RoleRef) -> set[str]:
     with db.write() as s:
         return connector.holders(s, role)
+
+
+def test_the_builtin_connector_writes_once_and_names_what_no_longer_exists(
+    db: Database, tenant: Tenant, clock: SteppingClock
+) -> None:
+    builtin, now = BuiltinConnector(), clock()
+    sofia, group = tenant.ids["sofia"], tenant.ids["finance"]
+    member = RoleRef("AadGroup", group, f"Member_{group}", "Member of Finance")
+    later = now + timedelta(days=30)
+    with db.write() as s:
+        builtin.grant(s, sofia, member, valid_until=None, now=now)
+        builtin.grant(s, sofia, member, valid_until=later, now=now)  # the expiry moves
+        (row,) = s.query(GroupMember).filter_by(group_id=group, member_id=sofia).all()
+        assert row.valid_until == later
+    missing = {
+        "user nobody-here does not exist": ("nobody-here", member),
+        "group gone no longer exists": (sofia, RoleRef("AadGroup", "gone", "Member_gone", "x")),
+        "site role gone no longer exists": (sofia, RoleRef("SharePointOnline", "s", "gone", "x")),
+    }
+    for message, (subject, role) in missing.items():
+        with db.write() as s, pytest.raises(ConnectorError, match=message) as raised:
+            builtin.grant(s, subject, role, valid_until=None, now=now)
+        assert raised.value.permanent

@@ -11,12 +11,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, literal, select
+from sqlalchemy import delete, literal, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from remit.connectors.base import ConnectorError, RoleRef
-from remit.db import affected
 from remit.directory.models import (
     AppRoleAssignment,
     Group,
@@ -58,7 +57,10 @@ class BuiltinConnector:
         stmt = stmt.on_conflict_do_update(
             index_elements=list(keys), set_={"valid_until": stmt.excluded.valid_until}
         )
-        if affected(session.execute(stmt)) == 0:
+        # Through the connection: an ORM session reports no row count for an INSERT … SELECT
+        # on PostgreSQL, so the row written is asked for by RETURNING.
+        written = session.connection().execute(stmt.returning(literal_column("1"))).first()
+        if written is None:
             if session.get(User, subject_id) is None:
                 raise ConnectorError(f"user {subject_id} does not exist", permanent=True)
             self._row(session, subject_id, role)  # says which resource is gone

@@ -15,13 +15,13 @@ copy of the file; PostgreSQL: ``CREATE DATABASE … TEMPLATE``) in a child proce
 which samples its RSS every 5 ms: the figure is the peak growth over its RSS just before the
 sweep. Measured at two sizes: the wired path, the periodic job ``lifecycle.expiry_sweep`` run by
 a ``jobs.runner.Worker`` (a chunk of ``sweep.CHUNK`` per run, one transaction each, the job
-claimed again at once while a full chunk was due), and the floor: the same rows written by
-hand-made SQL on the raw driver (``bench/p5_floor.py``); at the small size, also the same chunks
-without the job runner (``lifecycle.sweep.sweep``). After the first run of each, the database
-is checked: every assignment ended, its directory rows gone (but the staff role), one "Remove
-access package assignment" event each, a fulfilled systemRemove request and an email job each,
-the audit chain verifies. (The per-assignment path the job ran before, through ``assignments.end``,
-measured 89/s on SQLite and 48/s on PostgreSQL at N=2,000 in this benchmark.)
+claimed again at once while a full chunk was due); the same chunks without the job runner
+(``lifecycle.sweep.sweep``); and the floor, the same rows written by hand-made SQL on the raw
+driver (``bench/p5_floor.py``). After the first run of each, the database is checked: every
+assignment ended, its directory rows gone (but the staff role), one "Remove access package
+assignment" event each, a fulfilled systemRemove request and an email job each, the audit chain
+verifies. (The per-assignment path the job ran before, through ``assignments.end``, measured
+89/s on SQLite and 48/s on PostgreSQL at N=2,000 in this benchmark.)
 
 ``python -m bench.p5_expiry child`` (JSON on stdin) is the child.
 """
@@ -696,13 +696,12 @@ def measure(table: Table, engine: str) -> None:
 
     chunk = sweep.chunk_size("sqlite" if engine == "SQLite" else "postgresql")
     worlds = Worlds(engine)
+    found: dict[str, dict[int, dict[str, Any]]] = {"job": {}, "sweep": {}, "floor": {}}
     try:
-        wired = {
-            n: _runs(worlds, n, reps, {"path": "job", "chunk": chunk})
-            for n, reps in zip(SIZES, REPEATS, strict=True)
-        }
-        bare = _runs(worlds, SIZES[0], REPEATS[0], {"path": "sweep", "chunk": chunk})
-        floor = {n: _runs(worlds, n, 1, {"path": "floor", "chunk": chunk}) for n in SIZES}
+        for n, reps in zip(SIZES, REPEATS, strict=True):
+            for path, by_size in found.items():
+                runs = 1 if path == "floor" else reps
+                by_size[n] = _runs(worlds, n, runs, {"path": path, "chunk": chunk})
         raw = (
             raw_sqlite(worlds.dir / "raw.db")
             if engine == "SQLite"
@@ -711,48 +710,51 @@ def measure(table: Table, engine: str) -> None:
     finally:
         worlds.cleanup()
     table.row(f"{engine}, raw engine in the same run: INSERT + commit", f"{raw[0]:,.0f}/s")
+
+    def rate(path: str, n: int) -> float:
+        return median([r["ended"] / r["seconds"] for r in found[path][n]["runs"]])
+
+    def peak(path: str, n: int) -> float:
+        return median([r["rss_growth"] for r in found[path][n]["runs"]]) / 2**20
+
     target = f"≥ {TARGET_RATE:,}/s"
-    peaks = {}
-    for n, found in wired.items():
-        rate = median([r["ended"] / r["seconds"] for r in found["runs"]])
-        peaks[n] = median([r["rss_growth"] for r in found["runs"]]) / 2**20
+    for n in SIZES:
+        job, bare, floor = rate("job", n), rate("sweep", n), rate("floor", n)
         table.row(
             f"{engine}, the expiry_sweep job (worker, a chunk per run), N={n:,}",
-            f"{rate:,.0f}/s",
+            f"{job:,.0f}/s",
             target,
-            rate >= TARGET_RATE,
+            job >= TARGET_RATE,
         )
-        least = floor[n]["runs"][0]
+        table.row(
+            f"{engine}, the same chunks without the job runner (sweep.sweep), N={n:,}",
+            f"{bare:,.0f}/s",
+        )
         table.row(
             f"{engine}, the floor: the same rows, hand-made SQL on the raw driver, N={n:,}",
-            f"{least['ended'] / least['seconds']:,.0f}/s (the job: "
-            f"{rate / (least['ended'] / least['seconds']):.0%} of it)",
+            f"{floor:,.0f}/s (the job: {job / floor:.0%} of it)",
             "reference: what the database does",
         )
-    rate = median([r["ended"] / r["seconds"] for r in bare["runs"]])
-    table.row(
-        f"{engine}, the same chunks without the job runner (sweep.sweep), N={SIZES[0]:,}",
-        f"{rate:,.0f}/s",
-    )
     small, big = SIZES
-    growth = peaks[big] / max(peaks[small], 0.1)
-    table.row(
-        f"{engine}, the job: peak RSS growth, N={small:,} → {big:,}",
-        f"{peaks[small]:.1f} → {peaks[big]:.1f} MiB ({growth:.2f}x)",
-        f"flat (≤ {FLAT:g}x)",
-        growth <= FLAT,
+    for path, what in (("job", "the job"), ("sweep", "without the runner")):
+        growth = peak(path, big) / max(peak(path, small), 0.1)
+        table.row(
+            f"{engine}, {what}: peak RSS growth, N={small:,} → {big:,}",
+            f"{peak(path, small):.1f} → {peak(path, big):.1f} MiB ({growth:.2f}x)",
+            f"flat (≤ {FLAT:g}x)",
+            growth <= FLAT,
+        )
+    # Every chunk but each sweep's last (partial) one; or that one, if it is all there is.
+    chunk_ms = sorted(
+        ms for r in found["sweep"][big]["runs"] for ms in (r["chunks_ms"][:-1] or r["chunks_ms"])
     )
-    # Every run but each sweep's last (partial) one; or that one, if it is all there is.
-    chunk_ms = [ms for r in wired[big]["runs"] for ms in (r["chunks_ms"][:-1] or r["chunks_ms"])]
-    chunk_ms.sort()
     table.row(
-        f"{engine}, one job run: a chunk of {chunk:,} (a write transaction), N={big:,}",
+        f"{engine}, one chunk of {chunk:,} (its write transaction), N={big:,}",
         f"p50 {median(chunk_ms):.0f} ms, max {chunk_ms[-1]:.0f} ms",
         "< ~50 ms (SQLite's write lock)" if engine == "SQLite" else "",
         (median(chunk_ms) < 50) if engine == "SQLite" else None,
     )
-    problems = [p for n in SIZES for p in wired[n]["problems"] + floor[n]["problems"]]
-    problems += bare["problems"]
+    problems = [p for by_size in found.values() for n in SIZES for p in by_size[n]["problems"]]
     table.row(
         f"{engine}, end state after the first run of each",
         "all checks hold" if not problems else "; ".join(problems[:3]),

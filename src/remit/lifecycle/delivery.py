@@ -22,15 +22,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, case, distinct, func, or_, select
+from sqlalchemy import and_, bindparam, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from remit.catalogs.models import CatalogResource, ResourceRole
 from remit.connectors.base import ConnectorError, RoleRef
 from remit.connectors.registry import connector_for
 from remit.context import Ctx
-from remit.db import insert_or_ignore, new_id
+from remit.db import HotSelect, UTCDateTime, among_param, insert_or_ignore, listed, new_id
 from remit.faults import crash_point
 from remit.jobs.queue import enqueue
 from remit.lifecycle.models import Assignment, ResourceGrant
@@ -73,30 +74,59 @@ Holders = dict[tuple[str, str, str], tuple[int, datetime | None, bool]]
 def live_holders(session: Session, subject_ids: Sequence[str], now: datetime) -> Holders:
     """For each (subject, origin system, role) that the subjects' active, unexpired assignments
     need: how many of those assignments need it, the latest expiry among them, and whether one
-    never expires. One grouped query."""
-    rows = session.execute(
-        select(
-            Assignment.target_id,
-            ResourceRole.origin_system,
-            ResourceRole.origin_id,
-            func.count(distinct(Assignment.id)),
-            func.max(Assignment.expires_at),
-            func.max(case((Assignment.expires_at.is_(None), 1), else_=0)),
-        )
-        .join(
-            ResourceRoleScope, ResourceRoleScope.access_package_id == Assignment.access_package_id
-        )
-        .join(ResourceRole, ResourceRole.id == ResourceRoleScope.role_id)
-        .where(
-            Assignment.target_id.in_(subject_ids),
-            Assignment.active_key.is_not(None),
-            or_(Assignment.expires_at.is_(None), Assignment.expires_at > now),
-        )
-        .group_by(Assignment.target_id, ResourceRole.origin_system, ResourceRole.origin_id)
+    never expires. One grouped query, for one subject (a recount) or a sweep's chunk."""
+    rows = _LIVE[session.get_bind().dialect.name].rows(
+        session.connection(), {"subjects": listed(subject_ids), "now": now}
     )
     return {
-        (subject, system, role): (int(count), latest, bool(never))
-        for subject, system, role, count, latest, never in rows
+        (s, system, role): (int(n), latest, bool(never))
+        for s, system, role, n, latest, never in rows
+    }
+
+
+def _live_query(dialect_name: str) -> HotSelect:
+    a = Assignment
+    columns: list[Any] = [
+        a.target_id,
+        ResourceRole.origin_system,
+        ResourceRole.origin_id,
+        func.count(distinct(a.id)),
+        func.max(a.expires_at),
+        func.max(case((a.expires_at.is_(None), 1), else_=0)),
+    ]
+    query = (
+        select(*columns)
+        .join(ResourceRoleScope, ResourceRoleScope.access_package_id == a.access_package_id)
+        .join(ResourceRole, ResourceRole.id == ResourceRoleScope.role_id)
+        .where(
+            among_param(dialect_name, a.target_id, "subjects"),
+            a.active_key.is_not(None),
+            or_(a.expires_at.is_(None), a.expires_at > bindparam("now", type_=UTCDateTime())),
+        )
+        .group_by(a.target_id, ResourceRole.origin_system, ResourceRole.origin_id)
+    )
+    return HotSelect(query)
+
+
+_LIVE = {name: _live_query(name) for name in ("postgresql", "sqlite")}
+
+
+def new_grant_row(subject_id: str, role: RoleRef, now: datetime) -> dict[str, Any]:
+    """A grant row nothing holds yet (inserted, if missing, before it is locked)."""
+    return {
+        "id": new_id(),
+        "subject_id": subject_id,
+        "origin_system": role.origin_system,
+        "resource_origin_id": role.resource_origin_id,
+        "role_origin_id": role.role_origin_id,
+        "display_name": role.display_name,
+        "holders": 0,
+        "desired": False,
+        "generation": 0,
+        "applied_generation": 0,
+        "applied_state": "none",
+        "attempts": 0,
+        "updated_at": now,
     }
 
 
@@ -107,24 +137,7 @@ def _locked_grants(
     insert_or_ignore(
         session,
         ResourceGrant,
-        [
-            {
-                "id": new_id(),
-                "subject_id": subject_id,
-                "origin_system": r.origin_system,
-                "resource_origin_id": r.resource_origin_id,
-                "role_origin_id": r.role_origin_id,
-                "display_name": r.display_name,
-                "holders": 0,
-                "desired": False,
-                "generation": 0,
-                "applied_generation": 0,
-                "applied_state": "none",
-                "attempts": 0,
-                "updated_at": now,
-            }
-            for r in roles
-        ],
+        [new_grant_row(subject_id, r, now) for r in roles],
         ["subject_id", "origin_system", "role_origin_id"],
     )
     keys = [

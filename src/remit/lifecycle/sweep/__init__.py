@@ -44,12 +44,11 @@ from sqlalchemy import select
 
 from remit.authz.actor import Actor, system_actor
 from remit.context import Ctx
-from remit.db import Database
+from remit.db import Database, dialect
 from remit.faults import crash_point
 from remit.lifecycle import delivery
 from remit.lifecycle.sweep import grants, notify, records
 from remit.lifecycle.sweep.claim import claim
-from remit.lifecycle.sweep.sql import dialect
 from remit.packages.models import AccessPackage
 
 # Assignments per chunk (one transaction). SQLite holds its one write lock for a chunk: keep it

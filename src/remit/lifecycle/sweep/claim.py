@@ -11,10 +11,9 @@ from sqlalchemy import Integer, Select, Table, bindparam, select, update
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from remit.context import Ctx
-from remit.db import UTCDateTime
+from remit.db import UTCDateTime, among_param, dialect, listed
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import Assignment
-from remit.lifecycle.sweep.sql import among_param, dialect, listed
 
 A = cast(Table, Assignment.__table__)
 REASON = "expired"

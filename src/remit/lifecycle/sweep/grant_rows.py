@@ -1,25 +1,23 @@
-"""The chunk's grant rows, read at once: the subjects' rows (locked on PostgreSQL) and what
-their active assignments need of each (``delivery.live_holders``). Both are ``HotSelect``s: a
-few rows per assignment, where SQLAlchemy's handling of each row would cost more than reading
-it; and the subjects go in one parameter (``sql.among``)."""
+"""The chunk's grant rows, read at once (locked on PostgreSQL), missing ones created as
+``delivery`` creates them. A ``HotSelect``: a few rows per assignment, where SQLAlchemy's
+handling of each row would cost more than reading it; the subjects go in one parameter
+(``db.among``). What the subjects' assignments need of each row is ``delivery.live_holders``,
+the same query a single recount uses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import Table, bindparam, case, distinct, func, or_, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from remit.catalogs.models import ResourceRole
 from remit.connectors.base import RoleRef
 from remit.context import Ctx
-from remit.db import HotSelect, UTCDateTime, insert_or_ignore, new_id
+from remit.db import HotSelect, among_param, dialect, insert_or_ignore, listed
 from remit.lifecycle import delivery
-from remit.lifecycle.models import Assignment, ResourceGrant
-from remit.lifecycle.sweep.sql import among_param, dialect, listed
-from remit.packages.models import ResourceRoleScope
+from remit.lifecycle.models import ResourceGrant
 
 G = cast(Table, ResourceGrant.__table__)
 Key = tuple[str, str, str]  # (subject, origin system, role origin id)
@@ -67,24 +65,7 @@ def locked(ctx: Ctx, subjects: list[str], wanted: dict[Key, RoleRef]) -> dict[Ke
         insert_or_ignore(
             ctx.session,
             ResourceGrant,
-            [
-                {
-                    "id": new_id(),
-                    "subject_id": k[0],
-                    "origin_system": k[1],
-                    "resource_origin_id": wanted[k].resource_origin_id,
-                    "role_origin_id": k[2],
-                    "display_name": wanted[k].display_name,
-                    "holders": 0,
-                    "desired": False,
-                    "generation": 0,
-                    "applied_generation": 0,
-                    "applied_state": "none",
-                    "attempts": 0,
-                    "updated_at": ctx.now,
-                }
-                for k in missing
-            ],
+            [delivery.new_grant_row(k[0], wanted[k], ctx.now) for k in missing],
             ["subject_id", "origin_system", "role_origin_id"],
         )
         found = _read(ctx.session, subjects)
@@ -112,44 +93,3 @@ def _read_query(dialect_name: str) -> HotSelect:
 
 
 _READ = {name: _read_query(name) for name in ("postgresql", "sqlite")}
-
-
-def live_holders(ctx: Ctx, subjects: list[str]) -> delivery.Holders:
-    """``delivery.live_holders``: for each (subject, origin system, role) that the subjects'
-    active, unexpired assignments need, how many of them need it, the latest end among them,
-    and whether one never ends."""
-    name = dialect(ctx.session)
-    rows = _LIVE[name].rows(
-        ctx.session.connection(), {"subjects": listed(subjects), "now": ctx.now}
-    )
-    return {
-        (s, system, role): (int(n), latest, bool(never))
-        for s, system, role, n, latest, never in rows
-    }
-
-
-def _live_query(dialect_name: str) -> HotSelect:
-    a = Assignment
-    columns: list[Any] = [
-        a.target_id,
-        ResourceRole.origin_system,
-        ResourceRole.origin_id,
-        func.count(distinct(a.id)),
-        func.max(a.expires_at),
-        func.max(case((a.expires_at.is_(None), 1), else_=0)),
-    ]
-    query = (
-        select(*columns)
-        .join(ResourceRoleScope, ResourceRoleScope.access_package_id == a.access_package_id)
-        .join(ResourceRole, ResourceRole.id == ResourceRoleScope.role_id)
-        .where(
-            among_param(dialect_name, a.target_id, "subjects"),
-            a.active_key.is_not(None),
-            or_(a.expires_at.is_(None), a.expires_at > bindparam("now", type_=UTCDateTime())),
-        )
-        .group_by(a.target_id, ResourceRole.origin_system, ResourceRole.origin_id)
-    )
-    return HotSelect(query)
-
-
-_LIVE = {name: _live_query(name) for name in ("postgresql", "sqlite")}

@@ -22,11 +22,11 @@ from remit.connectors.base import ConnectorError, RoleRef
 from remit.connectors.builtin import BuiltinConnector
 from remit.connectors.registry import connector_for
 from remit.context import Ctx
+from remit.db import among
 from remit.lifecycle import delivery
 from remit.lifecycle.models import ResourceGrant
 from remit.lifecycle.sweep import grant_rows, revoke
 from remit.lifecycle.sweep.grant_rows import G, Grant, Key
-from remit.lifecycle.sweep.sql import among
 
 
 @dataclass
@@ -53,7 +53,7 @@ def recount(ctx: Ctx, subjects: list[str], wanted: dict[Key, RoleRef]) -> Recoun
     """Bring the ``wanted`` (subject, role) rows in line with the subjects' active assignments
     and apply what is local."""
     grants = grant_rows.locked(ctx, subjects, wanted)
-    live = grant_rows.live_holders(ctx, subjects)
+    live = delivery.live_holders(ctx.session, subjects, ctx.now)
     revoked: list[Grant] = []
     for key in sorted(wanted):
         g = grants[key]

@@ -8,12 +8,13 @@ from typing import cast
 from sqlalchemy import Insert, Integer, String, Table, bindparam, insert, literal, select
 
 from remit.context import Ctx
+from remit.db import among, among_param, dialect, listed
 from remit.directory.models import User
 from remit.jobs.models import Job
 from remit.lifecycle import notices
 from remit.lifecycle.models import Assignment
 from remit.lifecycle.sweep.claim import REASON, Ended
-from remit.lifecycle.sweep.sql import JSON_OBJECT, among, among_param, dialect, listed, text, uuid
+from remit.lifecycle.sweep.sql import JSON_OBJECT, text, uuid
 from remit.notify import email
 from remit.packages.models import AccessPackage
 from remit.policies.models import AssignmentPolicy

@@ -11,13 +11,14 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from remit.connectors.base import RoleRef
 from remit.context import Ctx
+from remit.db import among, among_param, dialect, listed
 from remit.ids import ordered_head
 from remit.lifecycle import delivery
 from remit.lifecycle.assignments import ADD_TYPES, REMOVE_TYPES, REQUEST, TARGET
 from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.lifecycle.sweep.claim import REASON, Ended
 from remit.lifecycle.sweep.grants import Recount
-from remit.lifecycle.sweep.sql import among, among_param, dialect, listed, uuid
+from remit.lifecycle.sweep.sql import uuid
 
 A = cast(Table, Assignment.__table__)
 R = cast(Table, AssignmentRequest.__table__)

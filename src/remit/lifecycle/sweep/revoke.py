@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, delete, select
 from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
+from remit.db import dialect
 from remit.directory.models import (
     AppRoleAssignment,
     Group,
@@ -21,7 +22,6 @@ from remit.directory.models import (
     SiteRoleMember,
 )
 from remit.lifecycle.sweep.grant_rows import Grant
-from remit.lifecycle.sweep.sql import dialect
 
 # What ``BuiltinConnector.revoke`` deletes, by kind: (table, role column, subject column).
 _EDGES: dict[str, tuple[Any, Any, Any]] = {

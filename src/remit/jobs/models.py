@@ -30,4 +30,4 @@ class Job(Base):
     # Set while queued, cleared when claimed: one queued job per key (e.g. "sync a subject").
     dedupe_key: Mapped[str | None] = mapped_column(String(160), unique=True)
 
-    __table_args__ = (Index("ix_jobs_status_run_after", "status", "run_after"),)
+    __table_args__ = (Index("ix_jobs_status_run_after", "status", "run_after", "id"),)

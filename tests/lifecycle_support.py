@@ -6,14 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from remit.authz.actor import Actor, load_actor, system_actor
 from remit.authz.roles import ASSIGNMENT_MANAGER, CATALOG_OWNER, PACKAGE_MANAGER
-from remit.connectors.base import RoleRef
+from remit.connectors import registry
+from remit.connectors.base import ConnectorError, RoleRef
+from remit.connectors.builtin import BuiltinConnector
 from remit.connectors.registry import connector_for
 from remit.context import Ctx
 from remit.directory import operations as d
@@ -318,3 +322,53 @@ def role_holders(t: Tenant, package_id: str) -> dict[RoleRef, set[str]]:
     with t.db.write() as s:
         roles = delivery.package_roles(s, [package_id])[package_id]
         return {r: connector_for(r.origin_system).holders(s, r) for r in roles}
+
+
+class Flaky:
+    """The builtin connector behind a switch, as a *remote* target: its grants and revocations
+    wait for the worker's sync job (nothing is applied in the transaction that changes the
+    assignments), and while ``down`` every call fails."""
+
+    name = "flaky"
+    local = False
+
+    def __init__(self) -> None:
+        self.inner = BuiltinConnector()
+        self.down: str | None = None  # None, "transient" or "permanent"
+        self.calls = 0
+
+    def _check(self) -> None:
+        self.calls += 1
+        if self.down:
+            raise ConnectorError("the target is unavailable", permanent=self.down == "permanent")
+
+    def grant(
+        self,
+        session: Session,
+        subject_id: str,
+        role: RoleRef,
+        *,
+        valid_until: datetime | None,
+        now: datetime,
+    ) -> None:
+        self._check()
+        self.inner.grant(session, subject_id, role, valid_until=valid_until, now=now)
+
+    def revoke(self, session: Session, subject_id: str, role: RoleRef) -> None:
+        self._check()
+        self.inner.revoke(session, subject_id, role)
+
+    def holders(self, session: Session, role: RoleRef) -> set[str]:
+        return self.inner.holders(session, role)
+
+
+@contextmanager
+def remote(origin_system: str) -> Iterator[Flaky]:
+    """Route ``origin_system``'s roles to a ``Flaky`` connector while the block runs."""
+    connector = Flaky()
+    previous = registry.register(origin_system, connector)
+    try:
+        yield connector
+    finally:
+        if previous is not None:
+            registry.register(origin_system, previous)

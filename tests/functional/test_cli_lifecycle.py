@@ -123,7 +123,8 @@ def test_request_two_approvals_delivery_then_extend_cancel_and_remove(
 
     assert "stage 1 of 2 approved" in ok(cli("approve", rid, as_="omar"))
     done = ok(cli("approve", rid, "--justification", "campaign staff", as_="mamta"))
-    assert f"request {rid} approved; it is delivering" in done
+    # The builtin connector delivers in the approving transaction.
+    assert f"request {rid} approved; it is delivered" in done
     deliver(c, settings)
 
     [mine] = rows(ok(cli("assignment", "list", "--mine", as_="sofia")))
@@ -283,7 +284,7 @@ def test_direct_assignment_answers_and_access_past_its_end(
             as_="alex",
         )
     )
-    assert state == "delivering"
+    assert state == "delivered"
     # The operator (no --as) assigns someone outside the directory by email.
     guest, state = submitted(
         cli(
@@ -297,7 +298,7 @@ def test_direct_assignment_answers_and_access_past_its_end(
             c.contractors,
         )
     )
-    assert state == "delivering"
+    assert state == "delivered"
 
     # A package anyone may request, with a question.
     kit = c.new_package("lena", "Event kit", {"Planner"})
@@ -326,7 +327,7 @@ def test_direct_assignment_answers_and_access_past_its_end(
             as_="sofia",
         )
     )
-    assert state == "delivering"
+    assert state == "delivered"
     shown = rows(ok(cli("request", "show", asked, as_="sofia")))
     assert ["Answer: Which event?", "Expo 2027"] in shown
 
@@ -347,7 +348,7 @@ def test_direct_assignment_answers_and_access_past_its_end(
         ).one()
     listed = rows(ok(cli("assignment", "list", "--package", c.package, as_="alex")))
     states = {r[2]: r[3] for r in listed}
-    assert states == {upn("carl"): "expired", pat: "delivering"}
+    assert states == {upn("carl"): "expired", pat: "delivered"}
     assert {r[0] for r in listed} == {carl_aid, pat_aid}
     # Reprocessing needs a failed delivery; an assignment's roles can always be applied again.
     assert "failed or was partial" in error(cli("request", "reprocess", carl, as_="alex"))

@@ -1,22 +1,21 @@
 """Delivery through connectors (spec §4.2, §6.3, §6.7): retries, partial and failed delivery,
 request reprocess, assignment reprocess repairing drift, and idempotent grants and revokes.
 
-A connector that fails on command stands in for a target system that is down: it is a real
-implementation of the ``Connector`` protocol that delegates to the builtin one, registered
-for the application role's origin system for the duration of a test.
+A connector that fails on command stands in for a target system that is down: a remote
+(non-local) implementation of the ``Connector`` protocol that delegates to the builtin one
+(``lifecycle_support.Flaky``), registered for the application role's origin system for the
+duration of a test.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
-from sqlalchemy.orm import Session
 
-from remit.connectors import registry
 from remit.connectors.base import ConnectorError, RoleRef
 from remit.connectors.builtin import BuiltinConnector
 from remit.db import Database
@@ -24,52 +23,21 @@ from remit.directory.models import GroupMember
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant
-from tests.lifecycle_support import Campaign, admin_add, build_campaign, holdings, worker
-
-
-class Flaky:
-    """The builtin connector behind a switch: while ``down``, every call fails."""
-
-    name = "flaky"
-    local = False
-
-    def __init__(self) -> None:
-        self.inner = BuiltinConnector()
-        self.down: str | None = None  # None, "transient" or "permanent"
-        self.calls = 0
-
-    def _check(self) -> None:
-        self.calls += 1
-        if self.down:
-            raise ConnectorError("the target is unavailable", permanent=self.down == "permanent")
-
-    def grant(
-        self,
-        session: Session,
-        subject_id: str,
-        role: RoleRef,
-        *,
-        valid_until: datetime | None,
-        now: datetime,
-    ) -> None:
-        self._check()
-        self.inner.grant(session, subject_id, role, valid_until=valid_until, now=now)
-
-    def revoke(self, session: Session, subject_id: str, role: RoleRef) -> None:
-        self._check()
-        self.inner.revoke(session, subject_id, role)
-
-    def holders(self, session: Session, role: RoleRef) -> set[str]:
-        return self.inner.holders(session, role)
+from tests.lifecycle_support import (
+    Campaign,
+    Flaky,
+    admin_add,
+    build_campaign,
+    holdings,
+    remote,
+    worker,
+)
 
 
 @pytest.fixture
 def flaky() -> Iterator[Flaky]:
-    connector = Flaky()
-    previous = registry.register("AadApplication", connector)
-    yield connector
-    if previous is not None:
-        registry.register("AadApplication", previous)
+    with remote("AadApplication") as connector:
+        yield connector
 
 
 @pytest.fixture

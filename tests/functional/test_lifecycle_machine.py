@@ -118,7 +118,7 @@ from remit.lifecycle.schedule import iso
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import DOMAIN, EM, Tenant
-from tests.lifecycle_support import build_campaign
+from tests.lifecycle_support import build_campaign, remote
 
 EXAMPLES = int(os.environ.get("REMIT_MACHINE_EXAMPLES", "1000"))
 STEPS = int(os.environ.get("REMIT_MACHINE_STEPS", "50"))
@@ -1371,10 +1371,14 @@ def fulfil_events(m: LifecycleMachine, assignment_id: str) -> int:
 
 def test_an_add_request_whose_assignment_ends_before_delivery_is_completed(world: World) -> None:
     w, m = world, fresh(world)
-    request_id = ask(w, "ivy", "C")  # no approval: an assignment, delivering until the worker runs
-    a = assigned(m, request_id)
-    act(w, "ivy", lambda ctx: requests.submit(ctx, kind="userRemove", assignment_id=a.id))
-    m._drain()
+    # The group is a remote target here: the assignment (no approval) is delivering until the
+    # worker runs; the builtin connector would deliver it in the same transaction.
+    with remote("AadGroup"):
+        request_id = ask(w, "ivy", "C")
+        a = assigned(m, request_id)
+        assert a.state == "delivering"
+        act(w, "ivy", lambda ctx: requests.submit(ctx, kind="userRemove", assignment_id=a.id))
+        m._drain()
     r = m._read().requests[request_id]
     # Expected: the request has finished (its assignment is gone) and no longer blocks a new
     # one. Today: "delivering" for ever, with its open key, no completion time.

@@ -452,8 +452,14 @@ def test_two_workers_syncing_the_same_subjects_converge(
                 target_id=subject,
             )
             made[subject] = str(request.assignment_id)
-    # Worker A claims every subject's first sync job; a reprocess then queues a second one per
-    # subject (a claimed job no longer absorbs new work), for worker B.
+    # The builtin connector delivered them in the assigning transaction; a reprocess applies
+    # every role again through the worker. Worker A claims every subject's first sync job; a
+    # second reprocess then queues another one per subject (a claimed job no longer absorbs new
+    # work), for worker B.
+    with t.db.write() as s:
+        ctx = Ctx(s, alex, t.clock())
+        for subject in subjects:
+            ops.reprocess_assignment(ctx, made[subject])
     a = Worker(t.db, settings, clock=t.clock, worker_id="worker-a")
     b = Worker(t.db, settings, clock=t.clock, worker_id="worker-b")
     first = a.claim(limit=1000)

@@ -146,8 +146,7 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
     )
     notices.restore_guest(ctx, target_id)
     roles = delivery.package_roles(ctx.session, [package.id])[package.id]
-    if delivery.recompute(ctx, target_id, roles):
-        delivery.schedule_sync(ctx, target_id)
+    delivery.settle(ctx, target_id, roles)
     refresh_states(ctx, target_id)
     return assignment
 
@@ -196,7 +195,8 @@ def end(
         subject_id=assignment.target_id,
         details={"reason": reason, "requestId": request.id if request else None},
     )
-    revoke_for(ctx, assignment.target_id, [assignment.access_package_id])
+    roles = delivery.package_roles(ctx.session, [assignment.access_package_id])
+    delivery.settle(ctx, assignment.target_id, roles[assignment.access_package_id])
     _close_undelivered_add(ctx, assignment, reason)
     crash_point("removal.after_revoke")
     if request is not None:
@@ -226,17 +226,6 @@ def _close_undelivered_add(ctx: Ctx, assignment: Assignment, reason: str) -> Non
         )
 
 
-def revoke_for(ctx: Ctx, subject_id: str, package_ids: Iterable[str]) -> None:
-    """Recount the subject's roles of these packages; apply local revocations at once."""
-    roles = [r for rs in delivery.package_roles(ctx.session, package_ids).values() for r in rs]
-    changed = delivery.recompute(ctx, subject_id, roles)
-    if not changed:
-        return
-    retry = delivery.apply(ctx, changed, local_only=True)
-    if retry or any(g.applied_generation < g.generation for g in changed):
-        delivery.schedule_sync(ctx, subject_id)
-
-
 def extend(
     ctx: Ctx, assignment: Assignment, new_end: datetime | None, request: AssignmentRequest
 ) -> None:
@@ -264,12 +253,9 @@ def extend(
         details={"requestId": request.id},
     )
     roles = delivery.package_roles(ctx.session, [assignment.access_package_id])
-    changed = delivery.recompute(ctx, assignment.target_id, roles[assignment.access_package_id])
-    if changed:
-        # A shortened end is a partial revocation: local targets get it at once.
-        delivery.apply(ctx, changed, local_only=True)
-        if any(g.applied_generation < g.generation for g in changed):
-            delivery.schedule_sync(ctx, assignment.target_id)
+    # A new end changes the delivered rows' valid_until (a shortened one is a partial
+    # revocation): local targets get it at once.
+    delivery.settle(ctx, assignment.target_id, roles[assignment.access_package_id])
     request.state, request.status, request.completed_at = "delivered", "Fulfilled", ctx.now
     request.open_key = None
 
@@ -402,11 +388,6 @@ def package_roles_changed(ctx: Ctx, package_id: str, removed: Iterable[RoleRef] 
     roles = delivery.package_roles(session, [package_id])[package_id] + list(removed)
     lock_subjects(ctx, subjects)
     for subject in subjects:
-        changed = delivery.recompute(ctx, subject, roles)
-        if not changed:
-            continue
-        delivery.apply(ctx, [g for g in changed if not g.desired], local_only=True)
-        if any(g.applied_generation < g.generation for g in changed):
-            delivery.schedule_sync(ctx, subject)
-        refresh_states(ctx, subject)
+        if delivery.settle(ctx, subject, roles):
+            refresh_states(ctx, subject)
     return len(subjects)

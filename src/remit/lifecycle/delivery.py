@@ -13,9 +13,11 @@ The flow, for one subject and one resource role (spec §4.2):
    grant rows: all applied → delivered; some failed for good → partiallyDelivered or
    deliveryFailed; anything pending → delivering.
 
-Grants wait for the worker (``lifecycle.sync_subject``), so an approval returns at once and a
-crash after it loses nothing. Revocations through local connectors are applied in the very
-transaction that ends the assignment: access is gone when the call returns.
+Local connectors (the builtin one writes remit's own directory) are applied in the very
+transaction that changes the assignments (``settle``): access is there when an approval returns
+and gone when a removal returns, and a crash loses both or neither. Remote targets wait for the
+worker (``lifecycle.sync_subject``), queued in that same transaction, so a crash after it loses
+nothing either.
 """
 
 from __future__ import annotations
@@ -187,6 +189,21 @@ def recompute(ctx: Ctx, subject_id: str, roles: Iterable[RoleRef]) -> list[Resou
             changed.append(grant)
         elif grant.applied_state == "failed" and desired:
             changed.append(grant)  # still failed: a reprocess retries it
+    return changed
+
+
+def settle(ctx: Ctx, subject_id: str, roles: Iterable[RoleRef]) -> list[ResourceGrant]:
+    """Recount the subject's grant rows for ``roles``, apply at once what local connectors can
+    (grants and revocations alike, in the caller's transaction), and queue the sync job for
+    the rest: remote targets, and local attempts that failed but may be retried.
+
+    Returns the rows whose desire changed.
+    """
+    changed = recompute(ctx, subject_id, roles)
+    if changed:
+        retry = apply(ctx, changed, local_only=True)
+        if retry or any(g.applied_generation < g.generation for g in changed):
+            schedule_sync(ctx, subject_id)
     return changed
 
 

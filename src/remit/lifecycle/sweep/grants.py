@@ -1,12 +1,12 @@
 """The chunk's resource grants: recounted all at once, local revocations applied in SQL.
 
-``delivery.recompute`` and ``apply(local_only=True)``, as ``assignments.revoke_for`` runs them
-for one ended assignment, for every (subject, role) of the chunk: the subjects' grant rows are
-read in one statement (locked on PostgreSQL, in the order ``delivery`` locks them), their live
-holders counted in one grouped query (``grant_rows``), and the rows written back by outcome in a
-few set-based UPDATEs. Revocations through the builtin connector are one DELETE per directory
-table (``revoke``); those of other local connectors, and rows that were out of line with the
-assignments before the sweep (one that becomes desired again, or whose expiry moves), go through
+``delivery.settle`` (recount, then apply what local connectors can), as ``assignments.end`` runs it
+for one ended assignment, for every (subject, role) of the chunk: the subjects' grant rows are read
+in one statement (locked on PostgreSQL, in the order ``delivery`` locks them), their live holders
+counted in one grouped query (``grant_rows``), and the rows written back by outcome in a few
+set-based UPDATEs. Revocations through the builtin connector are one DELETE per directory table
+(``revoke``); those of other local connectors, and rows that were out of line with the assignments
+before the sweep (one that becomes desired again, or whose expiry moves), go through
 ``delivery.apply`` with the ORM. Remote revocations stay pending, for the subject's sync job.
 """
 

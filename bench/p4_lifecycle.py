@@ -6,8 +6,9 @@ approval stage decided by one user; N distinct member users, bulk-inserted. A li
 
 1. the user submits a ``userAdd`` request;
 2. the approver approves the stage;
-3. the job worker runs what that queued: the ``lifecycle.sync_subject`` job that delivers the
-   three roles (and the "approval needed" / "access delivered" emails, written to the outbox).
+3. the job worker runs what that queued: the "approval needed" / "access delivered" emails,
+   written to the outbox (the builtin connector delivers the three roles in the approving
+   transaction, decision 0014).
 
 In-process (SQLite and PostgreSQL): steps 1 and 2 call the operations directly, one ``db.write()``
 each with the actor loaded inside it, as the API's ``operation()`` does; after each batch of

@@ -51,7 +51,9 @@ def upgrade() -> None:
         sa.UniqueConstraint("dedupe_key", name=op.f("uq_jobs_dedupe_key")),
     )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
-        batch_op.create_index("ix_jobs_status_run_after", ["status", "run_after", "id"], unique=False)
+        batch_op.create_index(
+            "ix_jobs_status_run_after", ["status", "run_after", "id"], unique=False
+        )
 
     op.create_table(
         "resource_grants",

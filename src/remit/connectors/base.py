@@ -6,7 +6,9 @@ makes them under a lock on that grant's row (``lifecycle.delivery``), with the d
 that moment, so a late grant cannot undo a newer revoke.
 
 A *local* connector writes into remit's own database, inside the caller's transaction: its
-changes commit or roll back together with the bookkeeping. Others are called from jobs.
+changes commit or roll back together with the bookkeeping. Others are called from jobs. A local
+call that raises ``ConnectorError`` has written nothing (delivery records the failure and goes
+on, with no savepoint around the call); any other exception aborts the caller's transaction.
 """
 
 from __future__ import annotations

@@ -8,12 +8,14 @@ the expiry sweep deletes the row.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, literal, literal_column, select
+from sqlalchemy import bindparam, delete, literal_column, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.dml import ReturningInsert
 
 from remit.connectors.base import ConnectorError, RoleRef
 from remit.directory.models import (
@@ -40,26 +42,17 @@ class BuiltinConnector:
         valid_until: datetime | None,
         now: datetime,
     ) -> None:
-        kind, table, keys = _target(subject_id, role)
+        kind, _, keys = _target(subject_id, role)
         values = {**keys, **_extra(kind, role, now), "valid_until": valid_until}
         # One statement on the usual path: insert the row, or move its expiry, provided the
         # user and the group or site role still exist. Only when nothing was written is it
         # worth a second look, to say which is missing.
-        guard = [select(User.id).where(User.id == subject_id).exists()]
-        if kind in ("member", "owner"):
-            guard.append(select(Group.id).where(Group.id == role.resource_origin_id).exists())
-        elif kind == "site":
-            guard.append(select(SiteRole.id).where(SiteRole.id == role.role_origin_id).exists())
-        columns = table.__table__.c
-        source = select(*(literal(v, columns[k].type) for k, v in values.items())).where(*guard)
-        module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-        stmt = module.insert(table).from_select(list(values), source)
-        stmt = stmt.on_conflict_do_update(
-            index_elements=list(keys), set_={"valid_until": stmt.excluded.valid_until}
-        )
+        other = role.role_origin_id if kind == "site" else role.resource_origin_id
+        params = {**values, "guard_user": subject_id, "guard_other": other}
+        stmt = _upsert(session.get_bind().dialect.name, kind)
         # Through the connection: an ORM session reports no row count for an INSERT … SELECT
         # on PostgreSQL, so the row written is asked for by RETURNING.
-        written = session.connection().execute(stmt.returning(literal_column("1"))).first()
+        written = session.connection().execute(stmt, params).first()
         if written is None:
             if session.get(User, subject_id) is None:
                 raise ConnectorError(f"user {subject_id} does not exist", permanent=True)
@@ -95,21 +88,58 @@ class BuiltinConnector:
         return kind, table, keys
 
 
+_TABLES: dict[str, Any] = {
+    "member": GroupMember,
+    "owner": GroupOwner,
+    "app": AppRoleAssignment,
+    "site": SiteRoleMember,
+}
+_COLUMNS = {
+    "member": ("group_id", "member_id", "member_type", "valid_until"),
+    "owner": ("group_id", "user_id", "valid_until"),
+    "app": ("app_role_id", "principal_id", "application_id", "created_at", "valid_until"),
+    "site": ("site_role_id", "user_id", "created_at", "valid_until"),
+}
+
+
 def _target(subject_id: str, role: RoleRef) -> tuple[str, Any, dict[str, Any]]:
     """The directory table a role lives in and the key of the subject's row there."""
+    keys: dict[str, Any]
     if role.origin_system == "AadGroup":
+        group = role.resource_origin_id
         if role.role_origin_id.startswith("Owner_"):
-            return "owner", GroupOwner, {"group_id": role.resource_origin_id, "user_id": subject_id}
-        return "member", GroupMember, {"group_id": role.resource_origin_id, "member_id": subject_id}
-    if role.origin_system == "AadApplication":
-        return (
-            "app",
-            AppRoleAssignment,
-            {"app_role_id": role.role_origin_id, "principal_id": subject_id},
-        )
-    if role.origin_system == "SharePointOnline":
-        return "site", SiteRoleMember, {"site_role_id": role.role_origin_id, "user_id": subject_id}
-    raise ConnectorError(f"no connector for {role.origin_system}", permanent=True)
+            kind, keys = "owner", {"group_id": group, "user_id": subject_id}
+        else:
+            kind, keys = "member", {"group_id": group, "member_id": subject_id}
+    elif role.origin_system == "AadApplication":
+        kind, keys = "app", {"app_role_id": role.role_origin_id, "principal_id": subject_id}
+    elif role.origin_system == "SharePointOnline":
+        kind, keys = "site", {"site_role_id": role.role_origin_id, "user_id": subject_id}
+    else:
+        raise ConnectorError(f"no connector for {role.origin_system}", permanent=True)
+    return kind, _TABLES[kind], keys
+
+
+@functools.cache
+def _upsert(dialect: str, kind: str) -> ReturningInsert[Any]:
+    """The guarded upsert of ``grant`` for one kind of row, built once per dialect (building
+    it costs several times what running it does). Parameters: the row's columns by name,
+    ``guard_user`` and, for groups and site roles, ``guard_other``."""
+    table = _TABLES[kind]
+    columns = table.__table__.c
+    guard = [select(User.id).where(User.id == bindparam("guard_user")).exists()]
+    if kind in ("member", "owner"):
+        guard.append(select(Group.id).where(Group.id == bindparam("guard_other")).exists())
+    elif kind == "site":
+        guard.append(select(SiteRole.id).where(SiteRole.id == bindparam("guard_other")).exists())
+    names = _COLUMNS[kind]
+    source = select(*(bindparam(k, type_=columns[k].type) for k in names)).where(*guard)
+    module: Any = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table).from_select(list(names), source)
+    stmt = stmt.on_conflict_do_update(  # the first two columns are the row's key
+        index_elements=list(names[:2]), set_={"valid_until": stmt.excluded.valid_until}
+    )
+    return cast("ReturningInsert[Any]", stmt.returning(literal_column("1")))
 
 
 def _extra(kind: str, role: RoleRef, now: datetime) -> dict[str, Any]:

@@ -23,6 +23,7 @@ nothing either.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -249,7 +250,8 @@ def apply(ctx: Ctx, grants: Sequence[ResourceGrant], *, local_only: bool = False
             continue
         try:
             crash_point("connector.before_call")
-            with ctx.session.begin_nested():
+            # A local connector's refusal writes nothing (connectors.base): no savepoint.
+            with nullcontext() if connector.local else ctx.session.begin_nested():
                 if grant.desired:
                     connector.grant(
                         ctx.session,

@@ -145,9 +145,9 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
         after={"assignmentId": assignment.id, "expiresAt": iso(assignment.expires_at)},
     )
     notices.restore_guest(ctx, target_id)
-    roles = delivery.package_roles(ctx.session, [package.id])[package.id]
-    delivery.settle(ctx, target_id, roles)
-    refresh_states(ctx, target_id)
+    roles = delivery.package_roles(ctx.session, [package.id])
+    delivery.settle(ctx, target_id, roles[package.id])
+    refresh_states(ctx, target_id, known=roles)
     return assignment
 
 
@@ -260,8 +260,11 @@ def extend(
     request.open_key = None
 
 
-def refresh_states(ctx: Ctx, subject_id: str) -> None:
-    """Derive the subject's assignment and request states from its grant rows."""
+def refresh_states(
+    ctx: Ctx, subject_id: str, known: dict[str, list[RoleRef]] | None = None
+) -> None:
+    """Derive the subject's assignment and request states from its grant rows. ``known``: the
+    roles of packages the caller has just read, which need not be read again."""
     session = ctx.session
     session.flush()
     assignments = list(
@@ -271,7 +274,10 @@ def refresh_states(ctx: Ctx, subject_id: str) -> None:
             )
         ).scalars()
     )
-    roles = delivery.package_roles(session, {a.access_package_id for a in assignments})
+    known = known or {}
+    roles = known | delivery.package_roles(
+        session, {a.access_package_id for a in assignments} - known.keys()
+    )
     all_roles = {r for rs in roles.values() for r in rs}
     grants = delivery.grant_rows(session, subject_id, all_roles)
     for a in assignments:

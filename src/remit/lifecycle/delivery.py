@@ -309,18 +309,13 @@ def grant_rows(
     wanted = {(r.origin_system, r.role_origin_id): r for r in roles}
     if not wanted:
         return {}
-    rows = session.execute(
-        select(ResourceGrant).where(
-            ResourceGrant.subject_id == subject_id,
-            or_(
-                *(
-                    and_(ResourceGrant.origin_system == s, ResourceGrant.role_origin_id == r)
-                    for s, r in wanted
-                )
-            ),
-        )
-    ).scalars()
-    return {wanted[(g.origin_system, g.role_origin_id)]: g for g in rows}
+    # All of the subject's rows (a few: one per role it ever held), filtered here: one
+    # statement built once, where an OR over the roles was built on every call.
+    rows = session.execute(_SUBJECT_GRANTS, {"subject": subject_id}).scalars()
+    return {wanted[key]: g for g in rows if (key := (g.origin_system, g.role_origin_id)) in wanted}
+
+
+_SUBJECT_GRANTS = select(ResourceGrant).where(ResourceGrant.subject_id == bindparam("subject"))
 
 
 def delivery_state(

@@ -39,6 +39,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
 
@@ -190,6 +191,20 @@ class _Plan:
 def affected(result: Result[Any]) -> int:
     """Rows an UPDATE or DELETE matched (the conditional updates that claim a state change)."""
     return cast(CursorResult[Any], result).rowcount
+
+
+def add_unique(session: Session, row: object, conflict: Exception) -> None:
+    """Insert ``row`` now, raising ``conflict`` if a unique key is already taken.
+
+    No savepoint: the error ends the caller's operation and its transaction with it (a caller
+    that goes on after a refused one, as auto-assignment does, holds a savepoint around each
+    whole operation).
+    """
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise conflict from None
 
 
 def insert_or_ignore(

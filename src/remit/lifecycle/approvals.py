@@ -78,9 +78,11 @@ def begin(
         )
         for i, stage in enumerate(stages)
     ]
+    # The first stage is inserted open, and the request changes in the same flush.
+    _open(ctx, request, rows[0])
+    request.state, request.status = "pendingApproval", "PendingApproval"
     ctx.session.add_all(rows)
     ctx.session.flush()
-    request.state, request.status = "pendingApproval", "PendingApproval"
     _record(
         ctx,
         request,
@@ -90,12 +92,11 @@ def begin(
         category="UserManagement",
         details={"stages": len(rows)},
     )
-    _start(ctx, request, rows[0], len(rows), package_name)
+    _name_approvers(ctx, request, rows[0], len(rows), package_name)
 
 
-def _start(
-    ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, count: int, package_name: str
-) -> None:
+def _open(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage) -> None:
+    """Make ``stage`` the request's current one, with its deadlines from now."""
     s = stage.settings
     stage.status = "InProgress"
     stage.started_at = ctx.now
@@ -104,6 +105,20 @@ def _start(
     if s.get("isEscalationEnabled"):
         stage.escalate_at = ctx.now + parse_duration(s.get("durationBeforeEscalation") or "PT0S")
     request.current_stage = stage.stage_index
+
+
+def _start(
+    ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, count: int, package_name: str
+) -> None:
+    _open(ctx, request, stage)
+    _name_approvers(ctx, request, stage, count, package_name)
+
+
+def _name_approvers(
+    ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, count: int, package_name: str
+) -> None:
+    """Record the open stage's approvers (and escalation approvers), audit, and notify."""
+    s = stage.settings
     primary = _resolve(
         ctx, request, s.get("primaryApprovers") or [], s.get("fallbackPrimaryApprovers") or []
     )

@@ -11,12 +11,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from remit.authz.actor import transitive_group_ids
 from remit.connectors.base import RoleRef
 from remit.context import Ctx
-from remit.db import affected
+from remit.db import add_unique, affected
 from remit.directory.models import User
 from remit.errors import Conflict
 from remit.faults import crash_point
@@ -66,18 +65,16 @@ def conflict(ctx: Ctx, package_id: str, target_id: str) -> str | None:
     ).first()
     if held is not None:
         return "the target holds an access package that is incompatible with this one"
-    groups = transitive_group_ids(session, target_id, now=ctx.now)
-    if groups:
-        clash = session.execute(
-            select(IncompatibleGroup.group_id)
-            .where(
-                IncompatibleGroup.access_package_id == package_id,
-                IncompatibleGroup.group_id.in_(groups),
+    # Most packages name no incompatible group: then the target's groups need not be read.
+    barred = set(
+        session.execute(
+            select(IncompatibleGroup.group_id).where(
+                IncompatibleGroup.access_package_id == package_id
             )
-            .limit(1)
-        ).first()
-        if clash is not None:
-            return "the target is a member of a group that is incompatible with this access package"
+        ).scalars()
+    )
+    if barred and barred & set(transitive_group_ids(session, target_id, now=ctx.now)):
+        return "the target is a member of a group that is incompatible with this access package"
     return None
 
 
@@ -123,14 +120,14 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
         request_id=request.id,
         active_key=active_key(target_id, package.id),
     )
-    try:
-        with ctx.session.begin_nested():
-            ctx.session.add(assignment)
-    except IntegrityError:
-        raise Conflict(
+    add_unique(
+        ctx.session,
+        assignment,
+        Conflict(
             "the target already has an active assignment to this access package",
             code="ExistingAssignment",
-        ) from None
+        ),
+    )
     request.assignment_id = assignment.id
     request.state, request.status = "delivering", "Delivering"
     crash_point("assignment.after_create")

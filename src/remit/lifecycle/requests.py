@@ -14,14 +14,13 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
 
 from remit.authz.actor import transitive_group_ids
 from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
 from remit.catalogs.models import Catalog
 from remit.context import Ctx
-from remit.db import affected
+from remit.db import add_unique, affected
 from remit.directory.models import User
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
 from remit.external import orgs
@@ -252,14 +251,14 @@ def _auto_approve(ctx: Ctx, request: AssignmentRequest, package_name: str) -> No
 
 
 def _insert(ctx: Ctx, request: AssignmentRequest) -> None:
-    try:
-        with ctx.session.begin_nested():
-            ctx.session.add(request)
-    except IntegrityError:
-        raise Conflict(
+    add_unique(
+        ctx.session,
+        request,
+        Conflict(
             "there is already an open request for this target and access package",
             code="ExistingOpenRequest",
-        ) from None
+        ),
+    )
 
 
 def _add_target(

@@ -10,12 +10,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from remit.authz.actor import transitive_group_ids
 from remit.connectors.base import RoleRef
 from remit.context import Ctx
-from remit.db import add_unique, affected
+from remit.db import HotSelect, UTCDateTime, add_unique, affected
 from remit.directory.models import User
 from remit.errors import Conflict
 from remit.faults import crash_point
@@ -49,33 +49,40 @@ def conflict(ctx: Ctx, package_id: str, target_id: str) -> str | None:
     holds, or an incompatible group it is in), or None. Checked when a request is submitted
     and again when an assignment is activated (approvals and scheduled starts take time)."""
     session = ctx.session
-    held = session.execute(
-        select(Assignment.access_package_id)
-        .where(
-            Assignment.target_id == target_id,
-            Assignment.active_key.is_not(None),
-            or_(Assignment.expires_at.is_(None), Assignment.expires_at > ctx.now),
-            Assignment.access_package_id.in_(
-                select(IncompatiblePackage.incompatible_id).where(
-                    IncompatiblePackage.access_package_id == package_id
-                )
-            ),
-        )
-        .limit(1)
-    ).first()
-    if held is not None:
+    session.flush()  # the reads below go past the session
+    conn = session.connection()
+    if _HELD.rows(conn, {"target": target_id, "package": package_id, "now": ctx.now}):
         return "the target holds an access package that is incompatible with this one"
     # Most packages name no incompatible group: then the target's groups need not be read.
-    barred = set(
-        session.execute(
-            select(IncompatibleGroup.group_id).where(
-                IncompatibleGroup.access_package_id == package_id
-            )
-        ).scalars()
-    )
+    barred = {row[0] for row in _BARRED.rows(conn, {"package": package_id})}
     if barred and barred & set(transitive_group_ids(session, target_id, now=ctx.now)):
         return "the target is a member of a group that is incompatible with this access package"
     return None
+
+
+# Asked on every request and every activation: built once (db.HotSelect).
+_HELD = HotSelect(
+    select(Assignment.access_package_id)
+    .where(
+        Assignment.target_id == bindparam("target"),
+        Assignment.active_key.is_not(None),
+        or_(
+            Assignment.expires_at.is_(None),
+            Assignment.expires_at > bindparam("now", type_=UTCDateTime()),
+        ),
+        Assignment.access_package_id.in_(
+            select(IncompatiblePackage.incompatible_id).where(
+                IncompatiblePackage.access_package_id == bindparam("package")
+            )
+        ),
+    )
+    .limit(1)
+)
+_BARRED = HotSelect(
+    select(IncompatibleGroup.group_id).where(
+        IncompatibleGroup.access_package_id == bindparam("package")
+    )
+)
 
 
 def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> Assignment | None:

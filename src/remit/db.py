@@ -7,6 +7,7 @@ SQLite is the embedded default: WAL, foreign keys on, and every write transactio
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import uuid
@@ -118,6 +119,9 @@ def _configure_sqlite(engine: Engine) -> None:
         driver.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+AnySelect = Select[*tuple[Any, ...]]  # a SELECT of any number of columns
+
+
 class HotSelect:
     """A SELECT compiled by SQLAlchemy once per dialect and run on the DBAPI cursor.
 
@@ -129,9 +133,20 @@ class HotSelect:
     events (``echo``, ``before_cursor_execute``) do not see it.
     """
 
-    def __init__(self, statement: Select[Any] | CompoundSelect[Any]) -> None:
+    def __init__(
+        self,
+        statement: Select[Any] | CompoundSelect[Any] | Callable[[str], AnySelect],
+    ) -> None:
+        # A callable builds the statement for a dialect's name: for SQL that differs by engine,
+        # such as ``among_param``'s id lists.
         self.statement = statement
         self._plans: dict[str, _Plan] = {}
+
+    def in_session(self, session: Session, params: dict[str, Any]) -> list[Sequence[Any]]:
+        """``rows`` in the session's transaction, once its pending changes are flushed (the
+        ORM's autoflush does not see this statement)."""
+        session.flush()
+        return self.rows(session.connection(), params)
 
     def rows(self, conn: Connection, params: dict[str, Any]) -> list[Sequence[Any]]:
         """The result rows, in the transaction of ``conn`` (begun here if need be)."""
@@ -163,7 +178,8 @@ class HotSelect:
         return rows
 
     def _plan(self, dialect: Dialect) -> _Plan:
-        compiled = self.statement.compile(dialect=dialect)
+        statement = self.statement(dialect.name) if callable(self.statement) else self.statement
+        compiled = statement.compile(dialect=dialect)
         if any(b.expanding for b in compiled.binds.values()):
             raise ValueError("HotSelect does not take expanding (IN-list) parameters")
         binds = [
@@ -173,7 +189,7 @@ class HotSelect:
         ]
         results = [
             (i, process)
-            for i, c in enumerate(self.statement.selected_columns)
+            for i, c in enumerate(statement.selected_columns)
             if (process := c.type.dialect_impl(dialect).result_processor(dialect, None)) is not None
         ]
         plan = _Plan(compiled, binds, results)
@@ -213,10 +229,15 @@ def insert_or_ignore(
     """INSERT ... ON CONFLICT (``conflict``) DO NOTHING, on either engine."""
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
-    session.execute(stmt, rows)
+    session.execute(
+        _insert_or_ignore(session.get_bind().dialect.name, table, tuple(conflict)), rows
+    )
+
+
+@functools.cache
+def _insert_or_ignore(dialect_name: str, table: Any, conflict: tuple[str, ...]) -> Any:
+    module: Any = postgresql if dialect_name == "postgresql" else sqlite
+    return module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
 
 
 KEEP = 2_000

@@ -218,11 +218,11 @@ def _load(
     params: dict[str, Any] = {"who": who, "now": now or utcnow()}
     if catalog_id is not None:
         params["catalog"] = catalog_id
-    # A session runs it as usual (autoflush first); a bare connection is a hot read.
+    # In a session, its pending changes are flushed first.
     rows: Iterable[Sequence[Any]] = (
         statement.rows(conn, params)
         if isinstance(conn, Connection)
-        else conn.execute(statement.statement, params)
+        else statement.in_session(conn, params)
     )
     user = None
     groups: list[str] = []

@@ -16,11 +16,11 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Boolean, bindparam, or_, select, update
 
 from remit.authz.actor import Actor
 from remit.context import Ctx
-from remit.db import affected
+from remit.db import HotSelect, affected, among_param, listed
 from remit.directory.models import User
 from remit.durations import parse_duration
 from remit.errors import Conflict, Forbidden, Invalid
@@ -217,31 +217,44 @@ def _one(ctx: Ctx, request: AssignmentRequest, subject: dict[str, Any]) -> list[
 def may_decide(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage) -> bool:
     if ctx.actor.user_id in {request.target_id, request.requestor_id}:
         return False
-    tiers = ["primary", "escalation"] if stage.escalated else ["primary"]
-    hit = ctx.session.execute(
-        select(StageApprover.principal_id)
-        .where(
-            StageApprover.stage_id == stage.id,
-            StageApprover.tier.in_(tiers),
-            StageApprover.principal_id.in_(ctx.actor.principal_ids),
-        )
-        .limit(1)
-    ).first()
-    return hit is not None
+    params = {
+        "stage": stage.id,
+        "escalated": bool(stage.escalated),
+        "principals": listed(ctx.actor.principal_ids),
+    }
+    return bool(_MAY_DECIDE.in_session(ctx.session, params))
 
 
 def is_approver_of(ctx: Ctx, request_id: str) -> bool:
     """Whether the actor is named on any stage of the request (it may then see it)."""
-    hit = ctx.session.execute(
+    params = {"request": request_id, "principals": listed(ctx.actor.principal_ids)}
+    return bool(_APPROVER_OF.in_session(ctx.session, params))
+
+
+# Asked on every decision and every read of an approval: built once per engine.
+_MAY_DECIDE = HotSelect(
+    lambda dialect: (
+        select(StageApprover.principal_id)
+        .where(
+            StageApprover.stage_id == bindparam("stage"),
+            # Escalation approvers may decide too, once the stage has escalated.
+            or_(StageApprover.tier == "primary", bindparam("escalated", type_=Boolean)),
+            among_param(dialect, StageApprover.principal_id, "principals"),
+        )
+        .limit(1)
+    )
+)
+_APPROVER_OF = HotSelect(
+    lambda dialect: (
         select(StageApprover.principal_id)
         .join(ApprovalStage, ApprovalStage.id == StageApprover.stage_id)
         .where(
-            ApprovalStage.request_id == request_id,
-            StageApprover.principal_id.in_(ctx.actor.principal_ids),
+            ApprovalStage.request_id == bindparam("request"),
+            among_param(dialect, StageApprover.principal_id, "principals"),
         )
         .limit(1)
-    ).first()
-    return hit is not None
+    )
+)
 
 
 def decide(

@@ -49,12 +49,10 @@ def conflict(ctx: Ctx, package_id: str, target_id: str) -> str | None:
     holds, or an incompatible group it is in), or None. Checked when a request is submitted
     and again when an assignment is activated (approvals and scheduled starts take time)."""
     session = ctx.session
-    session.flush()  # the reads below go past the session
-    conn = session.connection()
-    if _HELD.rows(conn, {"target": target_id, "package": package_id, "now": ctx.now}):
+    if _HELD.in_session(session, {"target": target_id, "package": package_id, "now": ctx.now}):
         return "the target holds an access package that is incompatible with this one"
     # Most packages name no incompatible group: then the target's groups need not be read.
-    barred = {row[0] for row in _BARRED.rows(conn, {"package": package_id})}
+    barred = {row[0] for row in _BARRED.in_session(session, {"package": package_id})}
     if barred and barred & set(transitive_group_ids(session, target_id, now=ctx.now)):
         return "the target is a member of a group that is incompatible with this access package"
     return None

@@ -27,7 +27,7 @@ from contextlib import nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, distinct, func, or_, select
+from sqlalchemy import bindparam, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from remit.catalogs.models import CatalogResource, ResourceRole
@@ -50,7 +50,16 @@ def package_roles(session: Session, package_ids: Iterable[str]) -> dict[str, lis
     found: dict[str, list[RoleRef]] = {p: [] for p in ids}
     if not ids:
         return found
-    rows = session.execute(
+    rows = _PACKAGE_ROLES.in_session(session, {"packages": listed(ids)})
+    for package_id, system, resource, role, role_name, resource_name in rows:
+        ref = RoleRef(system, resource, role, f"{role_name} of {resource_name}")
+        if ref not in found[package_id]:
+            found[package_id].append(ref)
+    return found
+
+
+_PACKAGE_ROLES = HotSelect(
+    lambda dialect: (
         select(
             ResourceRoleScope.access_package_id,
             ResourceRole.origin_system,
@@ -61,14 +70,10 @@ def package_roles(session: Session, package_ids: Iterable[str]) -> dict[str, lis
         )
         .join(ResourceRole, ResourceRole.id == ResourceRoleScope.role_id)
         .join(CatalogResource, CatalogResource.id == ResourceRole.resource_id)
-        .where(ResourceRoleScope.access_package_id.in_(ids))
+        .where(among_param(dialect, ResourceRoleScope.access_package_id, "packages"))
         .order_by(ResourceRole.origin_system, ResourceRole.origin_id)
     )
-    for package_id, system, resource, role, role_name, resource_name in rows:
-        ref = RoleRef(system, resource, role, f"{role_name} of {resource_name}")
-        if ref not in found[package_id]:
-            found[package_id].append(ref)
-    return found
+)
 
 
 Holders = dict[tuple[str, str, str], tuple[int, datetime | None, bool]]
@@ -143,22 +148,20 @@ def _locked_grants(
         [new_grant_row(subject_id, r, now) for r in roles],
         ["subject_id", "origin_system", "role_origin_id"],
     )
-    keys = [
-        and_(
-            ResourceGrant.origin_system == r.origin_system,
-            ResourceGrant.role_origin_id == r.role_origin_id,
-        )
-        for r in roles
-    ]
-    return list(
-        session.execute(
-            select(ResourceGrant)
-            .where(ResourceGrant.subject_id == subject_id, or_(*keys))
-            .order_by(ResourceGrant.origin_system, ResourceGrant.role_origin_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        ).scalars()
-    )
+    # All of the subject's rows, locked in that order, and the wanted ones kept: one statement
+    # built once. Its other rows are few, and the subject is locked anyway (lifecycle.locks).
+    keys = {(r.origin_system, r.role_origin_id) for r in roles}
+    rows = session.execute(_LOCK_SUBJECT_GRANTS, {"subject": subject_id}).scalars()
+    return [g for g in rows if (g.origin_system, g.role_origin_id) in keys]
+
+
+_LOCK_SUBJECT_GRANTS = (
+    select(ResourceGrant)
+    .where(ResourceGrant.subject_id == bindparam("subject"))
+    .order_by(ResourceGrant.origin_system, ResourceGrant.role_origin_id)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
 
 
 def recompute(ctx: Ctx, subject_id: str, roles: Iterable[RoleRef]) -> list[ResourceGrant]:

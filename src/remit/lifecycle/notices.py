@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from remit.context import Ctx
+from remit.db import HotSelect, among_param, listed
 from remit.directory.models import GroupMember, User
 from remit.directory.operations import live_membership
 from remit.external import guests, orgs
@@ -42,9 +43,7 @@ def _muted(policy: AssignmentPolicy | None) -> bool:
 def users_of(ctx: Ctx, principals: Iterable[str]) -> list[str]:
     """The users among ``principals`` plus every user in the groups among them (transitively)."""
     ids = set(principals)
-    users = set(
-        ctx.session.execute(select(User.id).where(User.id.in_(ids), User.account_enabled)).scalars()
-    )
+    users = {row[0] for row in _ENABLED_USERS.in_session(ctx.session, {"ids": listed(ids)})}
     frontier = ids - users
     seen: set[str] = set(frontier)
     while frontier:
@@ -136,10 +135,19 @@ def approval_needed(
 
 
 def _stage_approvers(ctx: Ctx, stage: ApprovalStage) -> list[str]:
-    principals = ctx.session.execute(
-        select(StageApprover.principal_id).where(StageApprover.stage_id == stage.id)
-    ).scalars()
+    principals = [row[0] for row in _STAGE_APPROVERS.in_session(ctx.session, {"stage": stage.id})]
     return users_of(ctx, principals)
+
+
+# Run for every notice to approvers: built once per engine.
+_ENABLED_USERS = HotSelect(
+    lambda dialect: select(User.id).where(
+        among_param(dialect, User.id, "ids"), User.account_enabled
+    )
+)
+_STAGE_APPROVERS = HotSelect(
+    select(StageApprover.principal_id).where(StageApprover.stage_id == bindparam("stage"))
+)
 
 
 def stage_approved(

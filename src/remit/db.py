@@ -135,7 +135,7 @@ class HotSelect:
 
     def __init__(
         self,
-        statement: Select[Any] | CompoundSelect[Any] | Callable[[str], AnySelect],
+        statement: AnySelect | CompoundSelect[Any] | Callable[[str], AnySelect],
     ) -> None:
         # A callable builds the statement for a dialect's name: for SQL that differs by engine,
         # such as ``among_param``'s id lists.

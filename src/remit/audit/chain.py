@@ -59,13 +59,16 @@ def _hashed_fields(e: AuditEvent) -> dict[str, Any]:
     return fields
 
 
+_HEAD = select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()  # built once
+
+
 def _locked_head(session: Session) -> AuditHead:
     """The head row, locked for this transaction; created first if the log was never written.
 
     Two first appends may both find no head: each inserts it in a savepoint, the loser's insert
     waits for the winner's commit and fails, and it then locks and reads the winner's head.
     """
-    query = select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
+    query = _HEAD
     head = session.execute(query).scalar_one_or_none()
     if head is not None:
         return head

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import insert
+from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from remit.db import insert_or_ignore
 from remit.faults import crash_point
 from remit.jobs.models import Job
+
+_INSERT = insert(cast(Table, Job.__table__))
 
 
 def enqueue(
@@ -40,7 +42,8 @@ def enqueue(
         "dedupe_key": dedupe_key,
     }
     if dedupe_key is None:
-        session.execute(insert(Job), [values])
+        # Past the ORM's bulk insert (a job row relates to nothing the session holds).
+        session.connection().execute(_INSERT, values)
     else:
         insert_or_ignore(session, Job, [values], ["dedupe_key"])
     crash_point("job.after_enqueue")

@@ -331,13 +331,7 @@ def decide(
         "Update",
         details=detail,
     )
-    stages = list(
-        ctx.session.execute(
-            select(ApprovalStage)
-            .where(ApprovalStage.request_id == request.id)
-            .order_by(ApprovalStage.stage_index)
-        ).scalars()
-    )
+    stages = stages_of(ctx, request.id)
     following = [s for s in stages if s.stage_index > stage.stage_index]
     if following:
         notices.stage_approved(ctx, request, stage, package_name)
@@ -345,6 +339,18 @@ def decide(
         return "next stage"
     notices.request_approved(ctx, request, stage, package_name)
     return "approved"
+
+
+def stages_of(ctx: Ctx, request_id: str) -> list[ApprovalStage]:
+    """The request's stages, in order."""
+    return list(ctx.session.execute(_STAGES, {"request": request_id}).scalars())
+
+
+_STAGES = (
+    select(ApprovalStage)
+    .where(ApprovalStage.request_id == bindparam("request"))
+    .order_by(ApprovalStage.stage_index)
+)
 
 
 def _claim_request(ctx: Ctx, request: AssignmentRequest) -> None:

@@ -132,13 +132,7 @@ def get_approval(ctx: Ctx, request_id: str) -> tuple[AssignmentRequest, list[App
         or can(ctx.actor, Task.REQUEST_READ, request.catalog_id)
     ):
         raise NotFound(f"approval {request_id} was not found")
-    stages = list(
-        ctx.session.execute(
-            select(ApprovalStage)
-            .where(ApprovalStage.request_id == request.id)
-            .order_by(ApprovalStage.stage_index)
-        ).scalars()
-    )
+    stages = approvals.stages_of(ctx, request.id)
     if not stages:
         raise NotFound(f"approval {request_id} was not found")
     return request, stages

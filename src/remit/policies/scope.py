@@ -29,11 +29,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, exists, false, or_, select
+from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, or_, select
 from sqlalchemy.orm import Session
 
 from remit.authz.actor import Actor
 from remit.catalogs.models import Catalog
+from remit.db import HotSelect
 from remit.directory.models import User
 from remit.external.models import ConnectedOrganization
 from remit.packages.models import AccessPackage
@@ -83,20 +84,12 @@ def requestable_policies(
     in the top priority category only, oldest first (an empty list: they may not)."""
     if not _may_request(user):
         return []
-    catalog = session.execute(
-        select(Catalog.state, Catalog.is_externally_visible)
-        .join(AccessPackage, AccessPackage.catalog_id == Catalog.id)
-        .where(AccessPackage.id == package_id)
-    ).one_or_none()
-    if catalog is None or catalog.state != PUBLISHED:
+    catalog = _CATALOG_OF_PACKAGE.in_session(session, {"package": package_id})
+    if not catalog or catalog[0][0] != PUBLISHED:
         return []
-    if user.user_type == GUEST and not catalog.is_externally_visible:
+    if user.user_type == GUEST and not catalog[0][1]:
         return []
-    policies = session.execute(
-        select(AssignmentPolicy)
-        .where(AssignmentPolicy.access_package_id == package_id)
-        .order_by(AssignmentPolicy.created_at, AssignmentPolicy.id)
-    ).scalars()
+    policies = session.execute(_POLICIES_OF_PACKAGE, {"package": package_id}).scalars()
     org = _LazyOrganizationState(session, user)
     usable = [
         p
@@ -111,6 +104,19 @@ def requestable_policies(
         return []
     best = min(PRIORITY[p.allowed_target_scope] for p in usable)
     return [p for p in usable if PRIORITY[p.allowed_target_scope] == best]
+
+
+# Read on every request: built once.
+_CATALOG_OF_PACKAGE = HotSelect(
+    select(Catalog.state, Catalog.is_externally_visible)
+    .join(AccessPackage, AccessPackage.catalog_id == Catalog.id)
+    .where(AccessPackage.id == bindparam("package"))
+)
+_POLICIES_OF_PACKAGE = (
+    select(AssignmentPolicy)
+    .where(AssignmentPolicy.access_package_id == bindparam("package"))
+    .order_by(AssignmentPolicy.created_at, AssignmentPolicy.id)
+)
 
 
 def requestable_packages(

@@ -357,20 +357,23 @@ def _claim_request(ctx: Ctx, request: AssignmentRequest) -> None:
     """Bump the request's version while it is still pending: a concurrent cancel (or a timer)
     that got there first makes this decision fail instead of both taking effect."""
     claimed = affected(
-        ctx.session.execute(
-            update(AssignmentRequest)
-            .where(
-                AssignmentRequest.id == request.id,
-                AssignmentRequest.state == "pendingApproval",
-                AssignmentRequest.version == request.version,
-            )
-            .values(version=AssignmentRequest.version + 1)
-            .execution_options(synchronize_session=False)
-        )
+        ctx.session.execute(_CLAIM, {"request": request.id, "seen": request.version})
     )
     if claimed != 1:
         raise Conflict("the request is no longer pending approval", code="RequestNotPending")
     ctx.session.refresh(request)
+
+
+_CLAIM = (
+    update(AssignmentRequest)
+    .where(
+        AssignmentRequest.id == bindparam("request"),
+        AssignmentRequest.state == "pendingApproval",
+        AssignmentRequest.version == bindparam("seen"),
+    )
+    .values(version=AssignmentRequest.version + 1)
+    .execution_options(synchronize_session=False)
+)
 
 
 def _close(ctx: Ctx, request: AssignmentRequest, state: str, status: str) -> None:

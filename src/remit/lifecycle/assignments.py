@@ -269,13 +269,7 @@ def refresh_states(
     roles of packages the caller has just read, which need not be read again."""
     session = ctx.session
     session.flush()
-    assignments = list(
-        session.execute(
-            select(Assignment).where(
-                Assignment.target_id == subject_id, Assignment.active_key.is_not(None)
-            )
-        ).scalars()
-    )
+    assignments = list(session.execute(_ACTIVE_OF, {"subject": subject_id}).scalars())
     known = known or {}
     roles = known | delivery.package_roles(
         session, {a.access_package_id for a in assignments} - known.keys()
@@ -288,6 +282,10 @@ def refresh_states(
             _transition(ctx, a, state, error)
     _finish_removals(ctx, subject_id)
 
+
+_ACTIVE_OF = select(Assignment).where(
+    Assignment.target_id == bindparam("subject"), Assignment.active_key.is_not(None)
+)
 
 STATUS = {
     "delivering": "Delivering",
@@ -343,15 +341,7 @@ def _transition(ctx: Ctx, a: Assignment, state: str, error: str | None) -> None:
 def _finish_removals(ctx: Ctx, subject_id: str) -> None:
     """Removal requests complete once nothing about their assignment's roles is pending."""
     session = ctx.session
-    removals = list(
-        session.execute(
-            select(AssignmentRequest).where(
-                AssignmentRequest.target_id == subject_id,
-                AssignmentRequest.state == "delivering",
-                AssignmentRequest.request_type.in_(REMOVE_TYPES),
-            )
-        ).scalars()
-    )
+    removals = list(session.execute(_DELIVERING_REMOVALS, {"subject": subject_id}).scalars())
     if not removals:
         return
     ended = {
@@ -367,6 +357,13 @@ def _finish_removals(ctx: Ctx, subject_id: str) -> None:
         if any(g.applied_generation < g.generation for x in needed if (g := grants.get(x))):
             continue
         r.state, r.status, r.completed_at = "delivered", "Fulfilled", ctx.now
+
+
+_DELIVERING_REMOVALS = select(AssignmentRequest).where(
+    AssignmentRequest.target_id == bindparam("subject"),
+    AssignmentRequest.state == "delivering",
+    AssignmentRequest.request_type.in_(sorted(REMOVE_TYPES)),
+)
 
 
 def target_user(ctx: Ctx, user_id: str) -> User | None:

@@ -13,7 +13,7 @@ import hashlib
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 
 from remit.authz.actor import transitive_group_ids
 from remit.authz.decide import authorize, can
@@ -166,7 +166,6 @@ def _add(
     frozen = frozen_schedule(policy.expiration, schedule, allow_custom=custom, now=ctx.now)
     who = target.id if target is not None else (target_email or "").lower()
     if target is not None:
-        _end_lapsed(ctx, target.id, package.id)
         _no_active_assignment(ctx, target.id, package.id)
     request = AssignmentRequest(
         request_type=kind,
@@ -434,28 +433,24 @@ def _check_incompatible(ctx: Ctx, package: AccessPackage, target: User | None) -
         raise Invalid(problem, code=code)
 
 
-def _end_lapsed(ctx: Ctx, target_id: str, package_id: str) -> None:
-    """An assignment whose end has passed but which the sweep has not reached yet is ended here
-    first (as the sweep would), so that it never blocks a new one."""
-    lapsed = ctx.session.execute(
-        select(Assignment).where(
-            Assignment.active_key == active_key(target_id, package_id),
-            Assignment.expires_at <= ctx.now,
-        )
-    ).scalar_one_or_none()
-    if lapsed is not None:
-        assignments.end(ctx, lapsed, reason="expired", request=system_remove_record(ctx, lapsed))
-
-
 def _no_active_assignment(ctx: Ctx, target_id: str, package_id: str) -> None:
-    existing = ctx.session.execute(
-        select(Assignment.id).where(Assignment.active_key == active_key(target_id, package_id))
-    ).first()
-    if existing is not None:
-        raise Conflict(
-            "the target already has an active assignment to this access package",
-            code="ExistingAssignment",
-        )
+    """Refuse a second assignment to the package. One whose end has passed but which the sweep
+    has not reached yet is ended here first (as the sweep would), so that it never blocks."""
+    current = ctx.session.execute(
+        _ACTIVE_BY_KEY, {"key": active_key(target_id, package_id)}
+    ).scalar_one_or_none()
+    if current is None:
+        return
+    if assignments.lapsed(current, ctx.now):
+        assignments.end(ctx, current, reason="expired", request=system_remove_record(ctx, current))
+        return
+    raise Conflict(
+        "the target already has an active assignment to this access package",
+        code="ExistingAssignment",
+    )
+
+
+_ACTIVE_BY_KEY = select(Assignment).where(Assignment.active_key == bindparam("key"))
 
 
 # --------------------------------------------------------------------------- removals

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, bindparam, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from remit.audit.models import AuditEvent, AuditHead
-from remit.db import new_id
+from remit.db import HotSelect, new_id
 from remit.faults import crash_point
 from remit.ids import ordered_ids
 
@@ -59,7 +59,22 @@ def _hashed_fields(e: AuditEvent) -> dict[str, Any]:
     return fields
 
 
-_HEAD = select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()  # built once
+# Built once. The ORM read refreshes an object already loaded: append_many moves the head past
+# the session.
+_HEAD = (
+    select(AuditHead)
+    .where(AuditHead.id == HEAD_ID)
+    .with_for_update()
+    .execution_options(populate_existing=True)
+)
+_HEAD_ROW = HotSelect(
+    select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == HEAD_ID).with_for_update()
+)
+_SET_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == HEAD_ID)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+)
 
 
 def _locked_head(session: Session) -> AuditHead:
@@ -135,8 +150,12 @@ def append_many(session: Session, events: list[dict[str, Any]]) -> int:
     """
     if not events:
         return 0
-    head = _locked_head(session)
-    seq, prev = head.seq, head.hash
+    found = _HEAD_ROW.in_session(session, {})
+    if found:
+        seq, prev = found[0]
+    else:  # the first events ever: create the head
+        head = _locked_head(session)
+        seq, prev = head.seq, head.hash
     conn = session.connection()
     at_column, details_column = _converters(conn.dialect)
     instants: dict[datetime, tuple[str, Any]] = {}  # a batch shares its instant, or a few
@@ -191,8 +210,7 @@ def append_many(session: Session, events: list[dict[str, Any]]) -> int:
         )  # in the order of _COLUMNS
         prev = digest
     _insert(conn, rows)
-    head.seq, head.hash = seq, prev
-    session.flush()
+    conn.execute(_SET_HEAD, {"new_seq": seq, "new_hash": prev})
     crash_point("audit.after_append")
     return len(rows)
 

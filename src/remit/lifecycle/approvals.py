@@ -17,6 +17,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Boolean, bindparam, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from remit.authz.actor import Actor
 from remit.context import Ctx
@@ -290,25 +291,20 @@ def decide(
                 "another approver has already decided this stage", code="StageAlreadyDecided"
             ) from None
         raise
-    claimed = affected(
-        ctx.session.execute(
-            update(ApprovalStage)
-            .where(ApprovalStage.id == stage.id, ApprovalStage.status == "InProgress")
-            .values(
-                status="Completed",
-                review_result=verdict,
-                reviewed_by=ctx.actor.user_id,
-                reviewed_at=ctx.now,
-                justification=(justification or "").strip() or None,
-            )
-            .execution_options(synchronize_session=False)
-        )
-    )
+    decision = {
+        "status": "Completed",
+        "review_result": verdict,
+        "reviewed_by": ctx.actor.user_id,
+        "reviewed_at": ctx.now,
+        "justification": (justification or "").strip() or None,
+    }
+    claimed = affected(ctx.session.execute(_DECIDE_STAGE, {"stage": stage.id, **decision}))
     if claimed != 1:
         raise Conflict(
             "another approver has already decided this stage", code="StageAlreadyDecided"
         )
-    ctx.session.refresh(stage)
+    for key, value in decision.items():  # what the row now holds, without reading it back
+        set_committed_value(stage, key, value)
     crash_point("stage.after_decision")
     detail = {"stage": stage.stage_index + 1, "justification": stage.justification}
     if verdict == "Deny":
@@ -350,6 +346,13 @@ _STAGES = (
     select(ApprovalStage)
     .where(ApprovalStage.request_id == bindparam("request"))
     .order_by(ApprovalStage.stage_index)
+)
+
+
+_DECIDE_STAGE = (
+    update(ApprovalStage)
+    .where(ApprovalStage.id == bindparam("stage"), ApprovalStage.status == "InProgress")
+    .execution_options(synchronize_session=False)
 )
 
 

@@ -171,7 +171,10 @@ def build_message(
     """A multipart/alternative message (plain text, then HTML). Built with the email package's
     classic MIME classes: the same message as ``EmailMessage`` gives, at a third of its cost
     (header objects are not parsed back as they are set)."""
-    message = MIMEMultipart("alternative")
+    # A boundary of our own: "==" never occurs in a quoted-printable body, so it needs no
+    # check against the parts (the generator would compile a regular expression for each
+    # message to make one up), and a retried message is the same message.
+    message = MIMEMultipart("alternative", boundary=f"==remit-{message_id}==")
     # A Header object is what the classic API folds as encoded words (typeshed says str only).
     message["Subject"] = _header(rendered.subject)  # type: ignore[assignment]
     name, addr = parseaddr(sender)

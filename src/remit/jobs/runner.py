@@ -94,13 +94,6 @@ class _LeaseLost(Exception):
     """Another worker holds the job now; what this one did must not count."""
 
 
-class _Called:
-    """A network call succeeded: its job's row is finished with the rest of the batch's."""
-
-
-_CALLED = _Called()
-
-
 # Userinfo and query strings of URLs (webhook signatures, tokens), and "password=…"-like pairs.
 _URL_SECRETS = re.compile(r"(?P<scheme>\b[a-z][a-z0-9+.-]*://)(?:[^\s/@]*@)?(?P<rest>[^\s?#]*)\S*")
 _PAIR_SECRETS = re.compile(
@@ -291,19 +284,15 @@ class Worker:
         If ``stop`` is set, the jobs not started yet go back to the queue.
         """
         ran = 0
-        called: list[ClaimedJob] = []  # network calls made; their rows are finished together
         for i, claimed_job in enumerate(claimed):
             if stop is not None and stop.is_set():
                 self._release(claimed[i:])
                 break
-            outcome = self._run_one(claimed_job)
-            if outcome is _CALLED:
-                called.append(claimed_job)
-            elif outcome:
+            if self._run_one(claimed_job):
                 ran += 1
-        return ran + self._finish_calls(called)
+        return ran
 
-    def _run_one(self, job: ClaimedJob) -> bool | _Called:
+    def _run_one(self, job: ClaimedJob) -> bool:
         kind = REGISTRY.get(job.kind)
         if kind is None:
             self._give_up(job, None, f"unknown job kind {job.kind!r}")
@@ -320,18 +309,19 @@ class Worker:
             return True
         try:
             if kind.io:
-                return self._run_io(job, kind)
-            with self.db.write() as session:
-                if not self._lock(session, job):
-                    raise _LeaseLost
-                ctx = Ctx(session, self._actor, self.clock())
-                try:
-                    kind.handler(ctx, copy.deepcopy(job.payload))
-                except RetryLater as later:
-                    self._retry_later(session, job, later)
-                else:
-                    crash_point("job.before_finish")
-                    self._succeed(session, job, kind)
+                self._run_io(job, kind)
+            else:
+                with self.db.write() as session:
+                    if not self._lock(session, job):
+                        raise _LeaseLost
+                    ctx = Ctx(session, self._actor, self.clock())
+                    try:
+                        kind.handler(ctx, copy.deepcopy(job.payload))
+                    except RetryLater as later:
+                        self._retry_later(session, job, later)
+                    else:
+                        crash_point("job.before_finish")
+                        self._succeed(session, job, kind)
         except _LeaseLost:
             self._log.warning("job lease lost", job_id=job.id, kind=job.kind)
             return False
@@ -339,12 +329,11 @@ class Worker:
             self._fail(job, kind, limit, exc)
         return True
 
-    def _run_io(self, job: ClaimedJob, kind: JobKind) -> bool | _Called:
+    def _run_io(self, job: ClaimedJob, kind: JobKind) -> None:
         """A handler that talks to the network (SMTP, webhooks) runs outside any write
-        transaction, so a slow peer never holds SQLite's one write lock. The rows of the batch's
-        successful calls are finished afterwards in one short transaction (``_finish_calls``);
-        a periodic one is rescheduled at once. At least once: a crash between the call and that
-        commit repeats the call (the receiver de-duplicates by message or delivery id)."""
+        transaction, so a slow peer never holds SQLite's one write lock; the job row is finished
+        afterwards in a short transaction of its own. At least once: a crash between the call
+        and that commit repeats the call (the receiver de-duplicates by delivery id)."""
         with Session(self.db.engine) as session:
             ctx = Ctx(session, self._actor, self.clock())
             try:
@@ -353,41 +342,12 @@ class Worker:
                 session.rollback()
                 with self.db.write() as done:
                     self._retry_later(done, job, later)
-                return True
+                return
             session.rollback()  # reads only: nothing of the handler's is committed
-        if kind.every is None:
-            return _CALLED
         with self.db.write() as done:
             if not self._lock(done, job):
                 raise _LeaseLost
             self._succeed(done, job, kind)
-        return True
-
-    def _finish_calls(self, called: Sequence[ClaimedJob]) -> int:
-        """Delete the rows of jobs whose call succeeded, those whose lease is still this
-        worker's; the number deleted."""
-        if not called:
-            return 0
-        ids = [job.id for job in called]
-        with self.db.write() as session:
-            # Two statements for the batch, where one job at a time took two each.
-            mine = set(
-                session.execute(
-                    select(Job.id)
-                    .where(
-                        Job.id.in_(ids),
-                        Job.lease_owner == self.worker_id,
-                        Job.status == "running",
-                    )
-                    .with_for_update()
-                ).scalars()
-            )
-            if mine:
-                session.execute(sql_delete(Job).where(Job.id.in_(mine)))
-        for job in called:
-            if job.id not in mine:
-                self._log.warning("job lease lost", job_id=job.id, kind=job.kind)
-        return len(mine)
 
     def _mine(self, job: ClaimedJob) -> ColumnElement[bool]:
         return and_(Job.id == job.id, Job.lease_owner == self.worker_id, Job.status == "running")

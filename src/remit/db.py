@@ -216,6 +216,7 @@ def add_unique(session: Session, row: object, conflict: Exception) -> None:
     that goes on after a refused one, as auto-assignment does, holds a savepoint around each
     whole operation).
     """
+    session.flush()  # what was pending before is not this row's conflict
     session.add(row)
     try:
         session.flush()

@@ -38,6 +38,8 @@ LATER = "test.jobs.later"
 STEAL = "test.jobs.steal"
 TICK = "test.jobs.tick"
 TICK_BOOM = "test.jobs.tick-boom"
+CALL = "test.jobs.call"
+PEEK = "test.jobs.peek"
 RAN = "Test job ran"
 GAVE_UP = "Test job gave up"
 
@@ -49,6 +51,7 @@ class Probe:
     calls: Counter[Any] = field(default_factory=Counter)
     gave_up: list[tuple[dict[str, Any], str]] = field(default_factory=list)
     ran: threading.Event = field(default_factory=threading.Event)
+    seen: list[list[str]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, ctx: Ctx, kind: str, payload: dict[str, Any]) -> None:
@@ -107,6 +110,15 @@ def probe() -> Iterator[Probe]:
         p.record(ctx, STEAL, payload)
         # What another worker's claim does once this one's lease has run out.
         ctx.session.execute(update(Job).where(Job.kind == STEAL).values(lease_owner="thief"))
+
+    @job(CALL, io=True)
+    def call(ctx: Ctx, payload: dict[str, Any]) -> None:  # a network call: it only reads
+        with p.lock:
+            p.calls[(CALL, payload.get("n"))] += 1
+
+    @job(PEEK)
+    def peek(ctx: Ctx, payload: dict[str, Any]) -> None:
+        p.seen.append(sorted(ctx.session.execute(select(Job.kind)).scalars()))
 
     yield p
     REGISTRY.clear()
@@ -283,6 +295,20 @@ def test_an_expired_lease_lets_another_worker_take_over(
     assert first.run(claimed) == 0  # the first worker comes back: its lease is gone
     assert probe.calls == {(OK, 7): 1}
     assert audited(db) == [f"{OK}:7"]
+
+
+def test_a_network_call_is_finished_before_the_batch_goes_on(
+    db: Database, clock: SteppingClock, probe: Probe, make_worker: Callable[..., Worker]
+) -> None:
+    """At least once, and no wider than the call in progress: the row of a successful network
+    call is gone before the next job of the batch runs, so a worker that dies later in the
+    batch (or whose lease runs out) makes no call twice."""
+    put(db, clock, CALL, {"n": 1})
+    put(db, clock, PEEK, {"n": 2})
+    assert make_worker().run_once() == 2
+    assert probe.seen == [[PEEK]]
+    assert probe.calls == {(CALL, 1): 1}
+    assert rows(db) == []
 
 
 def test_a_late_finish_after_losing_the_lease_is_rolled_back(

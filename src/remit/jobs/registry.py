@@ -2,8 +2,10 @@
 their domain); the runner only looks them up.
 
 A handler runs in one write transaction with the system actor and must be idempotent: a job may
-run twice (a lease that ran out, a crash after the work but before the commit is impossible,
-since the job row is finished in the same transaction). It raises ``RetryLater`` to be run again
+run twice (a lease that ran out; a crash after the work but before the commit is impossible,
+since the job row is finished in the same transaction). An ``io`` handler (one that calls the
+network) runs outside any write transaction instead, and its row is finished just after it: a
+crash in between repeats the call. It raises ``RetryLater`` to be run again
 after a delay with its changes so far committed, or any other exception to have its changes
 rolled back and the job retried with backoff, up to ``max_attempts``; then ``on_give_up`` runs
 (in a transaction of its own) and the job stays visible as failed.

@@ -11,7 +11,10 @@ A job's life (docs/decisions/0011):
   if the lease is still ours (so on PostgreSQL a long job is not taken over while its worker
   lives), and in the end finishes the job in the same transaction: deleted on success. If the
   lease is gone by then, everything the handler did is rolled back; the other worker's run
-  counts.
+  counts. An ``io`` kind (email, webhooks) is the exception: its handler only reads, outside
+  any write transaction (a slow peer never holds SQLite's write lock), and its row is finished
+  right after the call in a short transaction of its own. That is at least once: a crash
+  between the call and that commit repeats the call.
 - **retry** — ``RetryLater`` commits the handler's work and queues the job again after its
   delay; that attempt does not count towards ``max_attempts`` (a job may wait on something as
   long as its handler thinks fit). Any other exception rolls the work back and queues the job

@@ -173,7 +173,7 @@ def build_message(
     (header objects are not parsed back as they are set)."""
     # A boundary of our own: "==" never occurs in a quoted-printable body, so it needs no
     # check against the parts (the generator would compile a regular expression for each
-    # message to make one up), and a retried message is the same message.
+    # message to make one up).
     message = MIMEMultipart("alternative", boundary=f"==remit-{message_id}==")
     # A Header object is what the classic API folds as encoded words (typeshed says str only).
     message["Subject"] = _header(rendered.subject)  # type: ignore[assignment]

@@ -155,10 +155,10 @@ def _locked_grants(
     return [g for g in rows if (g.origin_system, g.role_origin_id) in keys]
 
 
+# A subject's grant rows, read (grant_rows) or locked in a fixed order (_locked_grants).
+_SUBJECT_GRANTS = select(ResourceGrant).where(ResourceGrant.subject_id == bindparam("subject"))
 _LOCK_SUBJECT_GRANTS = (
-    select(ResourceGrant)
-    .where(ResourceGrant.subject_id == bindparam("subject"))
-    .order_by(ResourceGrant.origin_system, ResourceGrant.role_origin_id)
+    _SUBJECT_GRANTS.order_by(ResourceGrant.origin_system, ResourceGrant.role_origin_id)
     .with_for_update()
     .execution_options(populate_existing=True)
 )
@@ -316,9 +316,6 @@ def grant_rows(
     # statement built once, where an OR over the roles was built on every call.
     rows = session.execute(_SUBJECT_GRANTS, {"subject": subject_id}).scalars()
     return {wanted[key]: g for g in rows if (key := (g.origin_system, g.role_origin_id)) in wanted}
-
-
-_SUBJECT_GRANTS = select(ResourceGrant).where(ResourceGrant.subject_id == bindparam("subject"))
 
 
 def delivery_state(

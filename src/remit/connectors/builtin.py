@@ -49,7 +49,7 @@ class BuiltinConnector:
         # worth a second look, to say which is missing.
         other = role.role_origin_id if kind == "site" else role.resource_origin_id
         params = {**values, "guard_user": subject_id, "guard_other": other}
-        stmt = _upsert(session.get_bind().dialect.name, kind)
+        stmt = _upsert(session.get_bind().dialect.name, kind, tuple(values), len(keys))
         # Through the connection: an ORM session reports no row count for an INSERT … SELECT
         # on PostgreSQL, so the row written is asked for by RETURNING.
         written = session.connection().execute(stmt, params).first()
@@ -94,12 +94,6 @@ _TABLES: dict[str, Any] = {
     "app": AppRoleAssignment,
     "site": SiteRoleMember,
 }
-_COLUMNS = {
-    "member": ("group_id", "member_id", "member_type", "valid_until"),
-    "owner": ("group_id", "user_id", "valid_until"),
-    "app": ("app_role_id", "principal_id", "application_id", "created_at", "valid_until"),
-    "site": ("site_role_id", "user_id", "created_at", "valid_until"),
-}
 
 
 def _target(subject_id: str, role: RoleRef) -> tuple[str, Any, dict[str, Any]]:
@@ -121,10 +115,11 @@ def _target(subject_id: str, role: RoleRef) -> tuple[str, Any, dict[str, Any]]:
 
 
 @functools.cache
-def _upsert(dialect: str, kind: str) -> ReturningInsert[Any]:
+def _upsert(dialect: str, kind: str, names: tuple[str, ...], key: int) -> ReturningInsert[Any]:
     """The guarded upsert of ``grant`` for one kind of row, built once per dialect (building
-    it costs several times what running it does). Parameters: the row's columns by name,
-    ``guard_user`` and, for groups and site roles, ``guard_other``."""
+    it costs several times what running it does). Parameters: the row's columns ``names``,
+    of which the first ``key`` are its key, ``guard_user`` and, for groups and site roles,
+    ``guard_other``."""
     table = _TABLES[kind]
     columns = table.__table__.c
     guard = [select(User.id).where(User.id == bindparam("guard_user")).exists()]
@@ -132,12 +127,11 @@ def _upsert(dialect: str, kind: str) -> ReturningInsert[Any]:
         guard.append(select(Group.id).where(Group.id == bindparam("guard_other")).exists())
     elif kind == "site":
         guard.append(select(SiteRole.id).where(SiteRole.id == bindparam("guard_other")).exists())
-    names = _COLUMNS[kind]
     source = select(*(bindparam(k, type_=columns[k].type) for k in names)).where(*guard)
     module: Any = postgresql if dialect == "postgresql" else sqlite
     stmt = module.insert(table).from_select(list(names), source)
-    stmt = stmt.on_conflict_do_update(  # the first two columns are the row's key
-        index_elements=list(names[:2]), set_={"valid_until": stmt.excluded.valid_until}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=list(names[:key]), set_={"valid_until": stmt.excluded.valid_until}
     )
     return cast("ReturningInsert[Any]", stmt.returning(literal_column("1")))
 

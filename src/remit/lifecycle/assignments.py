@@ -44,6 +44,14 @@ def active_key(target_id: str, package_id: str) -> str:
     return f"{target_id}:{package_id}"
 
 
+def already_assigned() -> Conflict:
+    """The refusal of a second active assignment of one package to one target."""
+    return Conflict(
+        "the target already has an active assignment to this access package",
+        code="ExistingAssignment",
+    )
+
+
 def conflict(ctx: Ctx, package_id: str, target_id: str) -> str | None:
     """Spec §4.3: why ``target_id`` may not hold ``package_id`` now (an incompatible package it
     holds, or an incompatible group it is in), or None. Checked when a request is submitted
@@ -125,14 +133,7 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
         request_id=request.id,
         active_key=active_key(target_id, package.id),
     )
-    add_unique(
-        ctx.session,
-        assignment,
-        Conflict(
-            "the target already has an active assignment to this access package",
-            code="ExistingAssignment",
-        ),
-    )
+    add_unique(ctx.session, assignment, already_assigned())
     request.assignment_id = assignment.id
     request.state, request.status = "delivering", "Delivering"
     crash_point("assignment.after_create")

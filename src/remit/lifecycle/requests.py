@@ -444,10 +444,7 @@ def _no_active_assignment(ctx: Ctx, target_id: str, package_id: str) -> None:
     if assignments.lapsed(current, ctx.now):
         assignments.end(ctx, current, reason="expired", request=system_remove_record(ctx, current))
         return
-    raise Conflict(
-        "the target already has an active assignment to this access package",
-        code="ExistingAssignment",
-    )
+    raise assignments.already_assigned()
 
 
 _ACTIVE_BY_KEY = select(Assignment).where(Assignment.active_key == bindparam("key"))

@@ -3,6 +3,7 @@ accepts, and an HTTP receiver for webhooks."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from dataclasses import dataclass, field
 from email import policy
@@ -21,6 +22,7 @@ class Received:
     message: EmailMessage
     tls: bool
     authenticated: bool
+    peer: tuple[str, int]  # the client's address: one per connection
 
 
 @dataclass
@@ -30,6 +32,7 @@ class MailSink:
     messages: list[Received] = field(default_factory=list)
     rcpt_attempts: int = 0
     refuse_with: str | None = None  # e.g. "451 4.3.0 try again later"
+    hang_up_after_data: bool = False  # close the connection after each accepted message
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -49,8 +52,12 @@ class MailSink:
                 parsed,  # type: ignore[arg-type]
                 session.ssl is not None,
                 bool(session.authenticated),
+                tuple(session.peer),
             )
         )
+        if self.hang_up_after_data:
+            # After the reply is written: as a server with one message per connection does.
+            asyncio.get_running_loop().call_soon(server.transport.close)
         return "250 Message accepted"
 
     def to(self, address: str) -> list[str]:

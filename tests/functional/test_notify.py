@@ -374,6 +374,53 @@ def test_a_retry_that_succeeds_delivers_once(env: Env, sink: MailSink) -> None:
     assert env.jobs() == []
 
 
+def test_a_batch_of_emails_goes_over_one_connection(env: Env, sink: MailSink) -> None:
+    env.email("access_ended", ["lena", "sofia", "ines"])
+    env.worker.drain()
+    assert sorted(r for m in sink.messages for r in m.rcpt_tos) == [
+        "ines@contoso.example",
+        "lena@contoso.example",
+        "sofia@contoso.example",
+    ]
+    assert len({m.peer for m in sink.messages}) == 1
+    assert env.jobs() == []
+
+    env.email("access_ended", ["omar"])  # the next batch opens its own: none is left open
+    env.worker.drain()
+    assert len({m.peer for m in sink.messages}) == 2
+
+
+def test_a_connection_the_server_closed_is_replaced_not_failed(env: Env, sink: MailSink) -> None:
+    sink.hang_up_after_data = True  # one message per connection
+    env.email("access_ended", ["lena", "sofia", "ines"])
+    env.worker.drain()
+    assert len(sink.messages) == 3  # each once
+    assert len({m.peer for m in sink.messages}) == 3
+    assert env.jobs() == []  # none was retried
+
+
+def test_a_refused_message_does_not_hold_up_the_rest_of_the_batch(env: Env, sink: MailSink) -> None:
+    env.set_user("sofia", mail="nobody@refused.example")
+    original = sink.handle_RCPT
+
+    async def refuse_one(
+        server: Any, session: Any, envelope: Any, address: str, options: list[str]
+    ) -> str:
+        if address.endswith("@refused.example"):
+            sink.rcpt_attempts += 1
+            return "550 5.1.1 No such mailbox"
+        return await original(server, session, envelope, address, options)
+
+    sink.handle_RCPT = refuse_one  # type: ignore[method-assign]
+    env.email("access_ended", ["lena", "sofia", "ines"])
+    env.worker.drain()
+    assert sorted(r for m in sink.messages for r in m.rcpt_tos) == [
+        "ines@contoso.example",
+        "lena@contoso.example",
+    ]
+    assert env.jobs() == []  # the refusal is permanent: logged, not retried
+
+
 def test_a_permanent_refusal_is_not_retried(env: Env, sink: MailSink) -> None:
     sink.refuse_with = "550 5.1.1 No such mailbox"
     env.email("access_ended", ["lena"])

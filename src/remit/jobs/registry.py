@@ -16,6 +16,9 @@ rolled back and the job retried with backoff, up to ``max_attempts``; then ``on_
   ``enqueue``.
 - A periodic handler receives ``{}``. Each periodic kind has one job row, re-armed for the next
   multiple of ``every`` (since the Unix epoch) after each run; the first run is due at once.
+- ``batch`` (a context manager factory) is entered before the first job of the kind in a
+  claimed batch and left when the batch ends: the email kind sends a batch over one SMTP
+  connection that way. Each job is still finished on its own, right after its call.
 - On SQLite the handler's transaction holds the database's one write lock: keep network calls
   short (a timeout of a few seconds) and never wait for anything else inside a handler.
 
@@ -25,6 +28,7 @@ The runner is ``remit.jobs.runner`` (docs/decisions/0011-job-runner.md).
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -54,18 +58,26 @@ class JobKind:
     every: timedelta | None = None
     # Network I/O (email, webhooks): run outside a write transaction; reads only.
     io: bool = False
+    # Entered around the jobs of this kind in one claimed batch (from the first to the end of
+    # the batch): what they may share, such as one SMTP connection.
+    batch: Callable[[], AbstractContextManager[object]] | None = None
 
 
 REGISTRY: dict[str, JobKind] = {}
 
 
 def job(
-    name: str, *, max_attempts: int = 8, on_give_up: GiveUp | None = None, io: bool = False
+    name: str,
+    *,
+    max_attempts: int = 8,
+    on_give_up: GiveUp | None = None,
+    io: bool = False,
+    batch: Callable[[], AbstractContextManager[object]] | None = None,
 ) -> Callable[[Handler], Handler]:
     def register(handler: Handler) -> Handler:
         if name in REGISTRY:
             raise ValueError(f"job kind {name!r} is registered twice")
-        REGISTRY[name] = JobKind(name, handler, max_attempts, on_give_up, io=io)
+        REGISTRY[name] = JobKind(name, handler, max_attempts, on_give_up, io=io, batch=batch)
         return handler
 
     return register

@@ -39,12 +39,13 @@ import secrets
 import socket
 import threading
 from collections.abc import Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import structlog
-from sqlalchemy import ColumnElement, CursorResult, Delete, Update, and_, case, null, select
+from sqlalchemy import CursorResult, Delete, Update, and_, bindparam, case, null, select
 from sqlalchemy import delete as sql_delete
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
@@ -91,6 +92,15 @@ class ClaimedJob:
     attempts: int
     max_attempts: int
     dedupe_key: str | None
+
+
+# A claimed job's row while this worker's lease on it holds (parameters: ``Worker._mine``). Built
+# once: building the clause costs more than SQLite takes to run the statement.
+_MINE = and_(
+    Job.id == bindparam("job_id"), Job.lease_owner == bindparam("owner"), Job.status == "running"
+)
+_LOCK = select(Job.id).where(_MINE).with_for_update()
+_FINISH = sql_delete(Job).where(_MINE)
 
 
 class _LeaseLost(Exception):
@@ -287,12 +297,18 @@ class Worker:
         If ``stop`` is set, the jobs not started yet go back to the queue.
         """
         ran = 0
-        for i, claimed_job in enumerate(claimed):
-            if stop is not None and stop.is_set():
-                self._release(claimed[i:])
-                break
-            if self._run_one(claimed_job):
-                ran += 1
+        with ExitStack() as shared:
+            entered: set[str] = set()
+            for i, claimed_job in enumerate(claimed):
+                if stop is not None and stop.is_set():
+                    self._release(claimed[i:])
+                    break
+                kind = REGISTRY.get(claimed_job.kind)
+                if kind is not None and kind.batch is not None and kind.name not in entered:
+                    shared.enter_context(kind.batch())  # what this batch's jobs of it share
+                    entered.add(kind.name)
+                if self._run_one(claimed_job):
+                    ran += 1
         return ran
 
     def _run_one(self, job: ClaimedJob) -> bool:
@@ -348,17 +364,15 @@ class Worker:
                 return
             session.rollback()  # reads only: nothing of the handler's is committed
         with self.db.write() as done:
-            if not self._lock(done, job):
-                raise _LeaseLost
-            self._succeed(done, job, kind)
+            self._succeed(done, job, kind)  # conditional on the lease: no lock needed first
 
-    def _mine(self, job: ClaimedJob) -> ColumnElement[bool]:
-        return and_(Job.id == job.id, Job.lease_owner == self.worker_id, Job.status == "running")
+    def _mine(self, job: ClaimedJob) -> dict[str, Any]:
+        """The parameters of ``_MINE`` for ``job``."""
+        return {"job_id": job.id, "owner": self.worker_id}
 
     def _lock(self, session: Session, job: ClaimedJob) -> bool:
         """Whether the lease is still ours; on PostgreSQL, also hold the row until the end."""
-        found = session.execute(select(Job.id).where(self._mine(job)).with_for_update()).first()
-        return found is not None
+        return session.execute(_LOCK, self._mine(job)).first() is not None
 
     def _succeed(self, session: Session, job: ClaimedJob, kind: JobKind) -> None:
         now = self.clock()
@@ -366,7 +380,7 @@ class Worker:
         if kind.every is not None and job.dedupe_key == periodic_key(kind.name):
             stmt = (
                 sql_update(Job)
-                .where(self._mine(job))
+                .where(_MINE)
                 .values(
                     status="queued",
                     run_after=next_slot(now, kind.every),
@@ -378,8 +392,8 @@ class Worker:
                 )
             )
         else:
-            stmt = sql_delete(Job).where(self._mine(job))
-        if _changed(session, stmt) == 0:
+            stmt = _FINISH
+        if _changed(session, stmt, self._mine(job)) == 0:
             raise _LeaseLost
 
     def _retry_later(self, session: Session, job: ClaimedJob, later: RetryLater) -> None:
@@ -387,7 +401,7 @@ class Worker:
         changed = _changed(
             session,
             sql_update(Job)
-            .where(self._mine(job))
+            .where(_MINE)
             .values(
                 status="queued",
                 run_after=now + max(later.delay, timedelta(0)),
@@ -397,6 +411,7 @@ class Worker:
                 last_error=self._clip(f"retry later: {later.reason}"),
                 updated_at=now,
             ),
+            self._mine(job),
         )
         if changed == 0:
             raise _LeaseLost
@@ -412,7 +427,7 @@ class Worker:
             changed = _changed(
                 session,
                 sql_update(Job)
-                .where(self._mine(job))
+                .where(_MINE)
                 .values(
                     status="queued",
                     run_after=now + delay,
@@ -421,6 +436,7 @@ class Worker:
                     last_error=error,
                     updated_at=now,
                 ),
+                self._mine(job),
             )
         if changed == 0:
             self._log.warning("job lease lost", job_id=job.id, kind=job.kind)
@@ -469,7 +485,7 @@ class Worker:
         changed = _changed(
             session,
             sql_update(Job)
-            .where(self._mine(job))
+            .where(_MINE)
             .values(
                 status="failed",
                 lease_owner=None,
@@ -478,6 +494,7 @@ class Worker:
                 dedupe_key=None,
                 updated_at=now,
             ),
+            self._mine(job),
         )
         every = kind.every if kind is not None else None
         if changed and every is not None and job.dedupe_key == periodic_key(job.kind):
@@ -542,7 +559,7 @@ class Worker:
         return message if len(message) <= _ERROR_CHARS else message[: _ERROR_CHARS - 1] + "…"
 
 
-def _changed(session: Session, stmt: Update | Delete) -> int:
+def _changed(session: Session, stmt: Update | Delete, params: dict[str, Any] | None = None) -> int:
     """Run a bulk UPDATE/DELETE; the number of rows it touched."""
-    result = session.execute(stmt.execution_options(synchronize_session=False))
+    result = session.execute(stmt.execution_options(synchronize_session=False), params)
     return cast("CursorResult[Any]", result).rowcount

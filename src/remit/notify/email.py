@@ -5,7 +5,8 @@ user id and the template data, never an address or a secret. The job (``notify.j
 user up when it runs, so a changed address is used and a disabled or deleted user is skipped.
 
 Transport: SMTP (``smtp_security`` none / starttls / tls, optional login) when ``smtp_host`` is
-set, else a ``.eml`` file in ``data_dir/outbox/`` (the embedded default needs no mail server).
+set, one connection per worker batch (``reuse_connections``), else a ``.eml`` file in
+``data_dir/outbox/`` (the embedded default needs no mail server).
 Failures: a permanent refusal of the recipient or of the message (5xx) is logged and ends the
 job, since sending the same message again would be refused again; everything else (no
 connection, a timeout, 4xx, a refused login or sender, which are configuration problems that an
@@ -17,7 +18,9 @@ from __future__ import annotations
 import os
 import smtplib
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.charset import QP, Charset
 from email.header import Header
@@ -26,11 +29,13 @@ from email.mime.multipart import MIMEMultipart
 from email.mime.nonmultipart import MIMENonMultipart
 from email.utils import format_datetime, formataddr, parseaddr
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
+from sqlalchemy import bindparam, select
 
 from remit.context import Ctx
+from remit.db import HotSelect
 from remit.directory.models import User
 from remit.jobs.queue import enqueue
 from remit.notify import config, render
@@ -66,7 +71,8 @@ def deliver(ctx: Ctx, payload: dict[str, Any]) -> None:
     """The ``notify.email`` job: render for the user as they are now, and send."""
     user_id = str(payload["user_id"])
     template = str(payload["template"])
-    user = ctx.session.get(User, user_id)
+    found = _PERSON.rows(ctx.session.connection(), {"user_id": user_id})
+    user = Person(*found[0]) if found else None
     reason = _skip_reason(user)
     if user is None or reason is not None:
         log.info("email.skipped", user_id=user_id, template=template, reason=reason)
@@ -94,7 +100,23 @@ def deliver(ctx: Ctx, payload: dict[str, Any]) -> None:
     send_smtp(cfg, message, user_id=user_id, template=template)
 
 
-def _skip_reason(user: User | None) -> str | None:
+class Person(NamedTuple):
+    """What an email needs of its recipient, read when the job runs."""
+
+    account_enabled: bool
+    mail: str | None
+    user_principal_name: str | None
+    display_name: str | None
+
+
+_PERSON = HotSelect(
+    select(User.account_enabled, User.mail, User.user_principal_name, User.display_name).where(
+        User.id == bindparam("user_id")
+    )
+)
+
+
+def _skip_reason(user: Person | None) -> str | None:
     if user is None:
         return "user deleted"
     if not user.account_enabled:
@@ -104,7 +126,7 @@ def _skip_reason(user: User | None) -> str | None:
     return None
 
 
-def _addresses(user: User) -> list[str]:
+def _addresses(user: Person) -> list[str]:
     """The user's mail, else their UPN, which is mail-shaped, except a guest's ``#EXT#`` one."""
     found = []
     for candidate in (user.mail, user.user_principal_name):
@@ -120,7 +142,7 @@ class Recipient:
     addr_spec: str  # ASCII: the domain in IDNA form
 
 
-def _recipient(user: User) -> Recipient | None:
+def _recipient(user: Person) -> Recipient | None:
     for addr in _addresses(user):
         ascii_addr = _ascii_address(addr)
         if ascii_addr is not None:
@@ -212,11 +234,90 @@ def write_outbox(data_dir: Path, message: Message, queued_at: str) -> Path:
     return path
 
 
+class _Kept:
+    """The SMTP connection kept open across one worker batch's emails (``reuse_connections``)."""
+
+    def __init__(self) -> None:
+        self.server: tuple[str, int, str, str] | None = None
+        self.smtp: smtplib.SMTP | None = None
+
+    def take(self, server: tuple[str, int, str, str]) -> smtplib.SMTP | None:
+        """The open connection to ``server``, if there is one; the caller owns it now."""
+        smtp, self.smtp = self.smtp, None
+        if smtp is not None and self.server != server:
+            _close(smtp)
+            return None
+        return smtp
+
+    def keep(self, server: tuple[str, int, str, str], smtp: smtplib.SMTP) -> None:
+        self.server, self.smtp = server, smtp
+
+
+_KEPT: ContextVar[_Kept | None] = ContextVar("remit_smtp_kept", default=None)
+
+
+@contextmanager
+def reuse_connections() -> Iterator[None]:
+    """Send the emails of this block over one SMTP connection (opened by the first, closed at
+    the end): the worker wraps each batch of ``notify.email`` jobs in it. One connection, TLS
+    handshake and login per batch instead of per message, as mail servers expect of a sender."""
+    kept = _Kept()
+    token = _KEPT.set(kept)
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+        if kept.smtp is not None:
+            _close(kept.smtp)
+
+
 def send_smtp(cfg: config.NotifyConfig, message: Message, *, user_id: str, template: str) -> None:
     settings = cfg.settings
     security = settings.smtp_security.strip().lower()
     if security not in ("none", "starttls", "tls"):
         raise ValueError("REMIT_SMTP_SECURITY must be none, starttls or tls")
+    server = (settings.smtp_host, settings.smtp_port, security, settings.smtp_username)
+    kept = _KEPT.get()
+    smtp = kept.take(server) if kept is not None else None
+    try:
+        if smtp is None:
+            smtp = _open(cfg, security)
+            smtp.send_message(message)
+        else:
+            try:
+                smtp.send_message(message)
+            except (smtplib.SMTPServerDisconnected, ConnectionError):
+                # The server closed the kept connection since the last message (an idle
+                # timeout, a limit of messages per connection): once more on a fresh one.
+                _close(smtp)
+                smtp = _open(cfg, security)
+                smtp.send_message(message)
+    except smtplib.SMTPRecipientsRefused as exc:
+        _close(smtp)
+        codes = [code for code, _ in exc.recipients.values()]
+        if codes and all(500 <= code < 600 for code in codes):
+            log.warning("email.refused", user_id=user_id, template=template, codes=codes)
+            return
+        raise
+    except smtplib.SMTPDataError as exc:
+        _close(smtp)
+        if 500 <= exc.smtp_code < 600:
+            log.warning("email.refused", user_id=user_id, template=template, codes=[exc.smtp_code])
+            return
+        raise
+    except BaseException:
+        _close(smtp)
+        raise
+    if kept is not None:
+        kept.keep(server, smtp)
+    else:
+        _close(smtp)
+    log.info("email.sent", user_id=user_id, template=template, message_id=message["Message-ID"])
+
+
+def _open(cfg: config.NotifyConfig, security: str) -> smtplib.SMTP:
+    """A connection to the configured server, secured and logged in as the settings say."""
+    settings = cfg.settings
     timeout = settings.smtp_timeout_seconds
     smtp: smtplib.SMTP
     if security == "tls":
@@ -226,21 +327,21 @@ def send_smtp(cfg: config.NotifyConfig, message: Message, *, user_id: str, templ
     else:
         smtp = smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=timeout)
     try:
-        with smtp:
-            if security == "starttls":
-                smtp.starttls(context=cfg.ssl_context())
-            if settings.smtp_username:
-                smtp.login(settings.smtp_username, settings.smtp_password)
-            smtp.send_message(message)
-    except smtplib.SMTPRecipientsRefused as exc:
-        codes = [code for code, _ in exc.recipients.values()]
-        if codes and all(500 <= code < 600 for code in codes):
-            log.warning("email.refused", user_id=user_id, template=template, codes=codes)
-            return
+        if security == "starttls":
+            smtp.starttls(context=cfg.ssl_context())
+        if settings.smtp_username:
+            smtp.login(settings.smtp_username, settings.smtp_password)
+    except BaseException:
+        _close(smtp)
         raise
-    except smtplib.SMTPDataError as exc:
-        if 500 <= exc.smtp_code < 600:
-            log.warning("email.refused", user_id=user_id, template=template, codes=[exc.smtp_code])
-            return
-        raise
-    log.info("email.sent", user_id=user_id, template=template, message_id=message["Message-ID"])
+    return smtp
+
+
+def _close(smtp: smtplib.SMTP | None) -> None:
+    """QUIT and close; a connection that is already gone is just closed."""
+    if smtp is None:
+        return
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()

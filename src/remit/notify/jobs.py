@@ -13,7 +13,12 @@ from remit.jobs.registry import job
 from remit.notify import email, webhooks
 
 
-@job(email.EMAIL_JOB, max_attempts=email.EMAIL_ATTEMPTS, io=True)
+@job(
+    email.EMAIL_JOB,
+    max_attempts=email.EMAIL_ATTEMPTS,
+    io=True,
+    batch=email.reuse_connections,
+)
 def send_email(ctx: Ctx, payload: dict[str, Any]) -> None:
     email.deliver(ctx, payload)
 

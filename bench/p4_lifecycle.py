@@ -55,6 +55,7 @@ from bench.common import (
 )
 from bench.p5_expiry import _pg_admin, _pg_url, build_packages, rid, user_rows
 from bench.server import Server
+from remit.db import SQLITE_PRAGMAS
 
 IN_PROCESS_TARGET = {"SQLite": 1_000, "PostgreSQL": 300}
 HTTP_TARGET = 200
@@ -359,7 +360,7 @@ def raw_sqlite(path: Path) -> tuple[float, float]:
     """SQLite WAL with remit's pragmas: single INSERT + commit per second, 3-statement
     transactions per second."""
     conn = sqlite3.connect(path, isolation_level=None)
-    for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+    for pragma in SQLITE_PRAGMAS:
         conn.execute(f"PRAGMA {pragma}")
     conn.execute("CREATE TABLE IF NOT EXISTS raw (id INTEGER PRIMARY KEY, v TEXT, n INTEGER)")
 

@@ -25,6 +25,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
+from remit.db import SQLITE_PRAGMAS
 from remit.ids import ordered_ids
 
 # (origin system, directory table, role column, subject column, role from: 0 resource, 1 role)
@@ -61,7 +62,7 @@ class Floor:
             self.conn: Any = psycopg.connect(url.replace("postgresql+psycopg", "postgresql"))
         else:
             self.conn = sqlite3.connect(url.removeprefix("sqlite:///"), isolation_level=None)
-            for pragma in ("journal_mode=WAL", "synchronous=NORMAL", "foreign_keys=ON"):
+            for pragma in SQLITE_PRAGMAS:
                 self.conn.execute(f"PRAGMA {pragma}")
         # SQLite holds instants as SQLAlchemy writes them: naive UTC text.
         self.at: Any = now if self.pg else now.replace(tzinfo=None).strftime("%Y-%m-%d %H:%M:%S.%f")

@@ -79,6 +79,7 @@ def upgrade() -> None:
             "role_origin_id",
             name=op.f("uq_resource_grants_subject_id_origin_system_role_origin_id"),
         ),
+        postgresql_with={"fillfactor": 70},
     )
     op.create_table(
         "tenant_settings",

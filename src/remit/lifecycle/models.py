@@ -182,4 +182,10 @@ class ResourceGrant(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]
 
-    __table_args__ = (UniqueConstraint("subject_id", "origin_system", "role_origin_id"),)
+    __table_args__ = (
+        UniqueConstraint("subject_id", "origin_system", "role_origin_id"),
+        # Room in each page for the new versions of its rows: every grant, revoke and recount
+        # updates rows in place, and PostgreSQL then writes no index entries for them (HOT
+        # updates; none of the indexed columns changes): a third less time per row (decision 0017).
+        {"postgresql_with": {"fillfactor": 70}},
+    )

@@ -32,7 +32,11 @@ class MailSink:
     messages: list[Received] = field(default_factory=list)
     rcpt_attempts: int = 0
     refuse_with: str | None = None  # e.g. "451 4.3.0 try again later"
-    hang_up_after_data: bool = False  # close the connection after each accepted message
+    # After each accepted message: None keeps the connection, "" closes it, any other text is
+    # said first ("421 4.4.2 Idle timeout", as servers end a connection they will not keep).
+    hang_up_after_data: str | None = None
+    greetings: int = 0  # EHLOs: one per connection (two with STARTTLS)
+    quits: int = 0
 
     async def handle_RCPT(
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -55,10 +59,26 @@ class MailSink:
                 tuple(session.peer),
             )
         )
-        if self.hang_up_after_data:
-            # After the reply is written: as a server with one message per connection does.
-            asyncio.get_running_loop().call_soon(server.transport.close)
+        if self.hang_up_after_data is not None:
+            asyncio.get_running_loop().call_soon(self._hang_up, server.transport)
         return "250 Message accepted"
+
+    def _hang_up(self, transport: Any) -> None:
+        """After the reply is written: as a server that keeps no connection beyond a message."""
+        if self.hang_up_after_data:
+            transport.write(f"{self.hang_up_after_data}\r\n".encode())
+        transport.close()
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        self.greetings += 1
+        return responses
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        self.quits += 1
+        return "221 Bye"
 
     def to(self, address: str) -> list[str]:
         """The subjects of the messages sent to ``address``."""

@@ -311,6 +311,24 @@ def test_a_network_call_is_finished_before_the_batch_goes_on(
     assert rows(db) == []
 
 
+def test_a_network_call_whose_lease_was_taken_over_leaves_the_row_alone(
+    db: Database, clock: SteppingClock, probe: Probe, make_worker: Callable[..., Worker]
+) -> None:
+    """An io job's row is finished only while the lease is this worker's (the DELETE's own
+    condition): a worker that took the job over meanwhile keeps it."""
+    kind = "test.jobs.call-taken-over"
+
+    @job(kind, io=True)
+    def call(ctx: Ctx, payload: dict[str, Any]) -> None:
+        with db.write() as session:  # another worker's claim, once this one's lease ran out
+            session.execute(update(Job).where(Job.kind == kind).values(lease_owner="thief"))
+
+    put(db, clock, kind, {"n": 1})
+    assert make_worker().run_once() == 0  # the call does not count as this worker's
+    taken = the_job(db)
+    assert (taken.status, taken.lease_owner) == ("running", "thief")
+
+
 def test_a_late_finish_after_losing_the_lease_is_rolled_back(
     db: Database, clock: SteppingClock, probe: Probe, make_worker: Callable[..., Worker]
 ) -> None:

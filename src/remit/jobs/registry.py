@@ -18,7 +18,9 @@ rolled back and the job retried with backoff, up to ``max_attempts``; then ``on_
   multiple of ``every`` (since the Unix epoch) after each run; the first run is due at once.
 - ``batch`` (a context manager factory) is entered before the first job of the kind in a
   claimed batch and left when the batch ends: the email kind sends a batch over one SMTP
-  connection that way. Each job is still finished on its own, right after its call.
+  connection that way. Each job is still finished on its own, right after its call. Entering
+  and leaving it must not raise (the runner runs it outside any job's error handling): what
+  may fail belongs in the handler.
 - On SQLite the handler's transaction holds the database's one write lock: keep network calls
   short (a timeout of a few seconds) and never wait for anything else inside a handler.
 

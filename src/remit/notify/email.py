@@ -242,12 +242,14 @@ class _Kept:
         self.smtp: smtplib.SMTP | None = None
 
     def take(self, server: tuple[str, int, str, str]) -> smtplib.SMTP | None:
-        """The open connection to ``server``, if there is one; the caller owns it now."""
+        """The open connection to ``server`` if it still answers; the caller owns it now."""
         smtp, self.smtp = self.smtp, None
-        if smtp is not None and self.server != server:
-            _close(smtp)
+        if smtp is None:
             return None
-        return smtp
+        if self.server == server and _answers(smtp):
+            return smtp
+        _close(smtp)
+        return None
 
     def keep(self, server: tuple[str, int, str, str], smtp: smtplib.SMTP) -> None:
         self.server, self.smtp = server, smtp
@@ -260,7 +262,9 @@ _KEPT: ContextVar[_Kept | None] = ContextVar("remit_smtp_kept", default=None)
 def reuse_connections() -> Iterator[None]:
     """Send the emails of this block over one SMTP connection (opened by the first, closed at
     the end): the worker wraps each batch of ``notify.email`` jobs in it. One connection, TLS
-    handshake and login per batch instead of per message, as mail servers expect of a sender."""
+    handshake and login per batch instead of per message, as mail servers expect of a sender.
+    Before each later message a NOOP checks that the server still takes it; if not, a fresh
+    connection is opened. Each message is sent once per attempt, as without reuse."""
     kept = _Kept()
     token = _KEPT.set(kept)
     try:
@@ -282,16 +286,7 @@ def send_smtp(cfg: config.NotifyConfig, message: Message, *, user_id: str, templ
     try:
         if smtp is None:
             smtp = _open(cfg, security)
-            smtp.send_message(message)
-        else:
-            try:
-                smtp.send_message(message)
-            except (smtplib.SMTPServerDisconnected, ConnectionError):
-                # The server closed the kept connection since the last message (an idle
-                # timeout, a limit of messages per connection): once more on a fresh one.
-                _close(smtp)
-                smtp = _open(cfg, security)
-                smtp.send_message(message)
+        smtp.send_message(message)
     except smtplib.SMTPRecipientsRefused as exc:
         _close(smtp)
         codes = [code for code, _ in exc.recipients.values()]
@@ -313,6 +308,17 @@ def send_smtp(cfg: config.NotifyConfig, message: Message, *, user_id: str, templ
     else:
         _close(smtp)
     log.info("email.sent", user_id=user_id, template=template, message_id=message["Message-ID"])
+
+
+def _answers(smtp: smtplib.SMTP) -> bool:
+    """Whether a kept connection still takes commands (NOOP). Servers end idle or used-up
+    connections, mostly with a 421 line before they close, which smtplib would otherwise read
+    as the answer to the next message's MAIL FROM and fail that message."""
+    try:
+        code, _ = smtp.noop()
+    except (smtplib.SMTPException, OSError):
+        return False
+    return code == 250
 
 
 def _open(cfg: config.NotifyConfig, security: str) -> smtplib.SMTP:

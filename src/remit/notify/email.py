@@ -287,27 +287,28 @@ def send_smtp(cfg: config.NotifyConfig, message: Message, *, user_id: str, templ
         if smtp is None:
             smtp = _open(cfg, security)
         smtp.send_message(message)
-    except smtplib.SMTPRecipientsRefused as exc:
+    except BaseException as exc:
         _close(smtp)
-        codes = [code for code, _ in exc.recipients.values()]
-        if codes and all(500 <= code < 600 for code in codes):
-            log.warning("email.refused", user_id=user_id, template=template, codes=codes)
-            return
-        raise
-    except smtplib.SMTPDataError as exc:
-        _close(smtp)
-        if 500 <= exc.smtp_code < 600:
-            log.warning("email.refused", user_id=user_id, template=template, codes=[exc.smtp_code])
-            return
-        raise
-    except BaseException:
-        _close(smtp)
-        raise
+        codes = _permanent_refusal(exc)
+        if codes is None:
+            raise
+        log.warning("email.refused", user_id=user_id, template=template, codes=codes)
+        return
     if kept is not None:
         kept.keep(server, smtp)
     else:
         _close(smtp)
     log.info("email.sent", user_id=user_id, template=template, message_id=message["Message-ID"])
+
+
+def _permanent_refusal(exc: BaseException) -> list[int] | None:
+    """The 5xx codes of a refusal that sending again would meet again; None for the rest."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        codes = [code for code, _ in exc.recipients.values()]
+        return codes if codes and all(500 <= code < 600 for code in codes) else None
+    if isinstance(exc, smtplib.SMTPDataError) and 500 <= exc.smtp_code < 600:
+        return [exc.smtp_code]
+    return None
 
 
 def _answers(smtp: smtplib.SMTP) -> bool:

@@ -52,7 +52,7 @@ from remit.lifecycle.sweep.claim import claim
 from remit.packages.models import AccessPackage
 
 # Assignments per chunk (one transaction). SQLite holds its one write lock for a chunk: keep it
-# to tens of milliseconds (400: ~35 ms p50 in the P5 bench at N=100,000; decision 0017).
+# to tens of milliseconds (400: ~36 ms p50 in the P5 bench at N=100,000; decision 0017).
 # PostgreSQL locks only the chunk's rows and subjects.
 CHUNK = {"sqlite": 400, "postgresql": 1000}
 

@@ -32,6 +32,7 @@ class MailSink:
     messages: list[Received] = field(default_factory=list)
     rcpt_attempts: int = 0
     refuse_with: str | None = None  # e.g. "451 4.3.0 try again later"
+    refuse_domains: dict[str, str] = field(default_factory=dict)  # domain -> reply to RCPT
     # After each accepted message: None keeps the connection, "" closes it, any other text is
     # said first ("421 4.4.2 Idle timeout", as servers end a connection they will not keep).
     hang_up_after_data: str | None = None
@@ -42,8 +43,9 @@ class MailSink:
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         self.rcpt_attempts += 1
-        if self.refuse_with:
-            return self.refuse_with
+        refusal = self.refuse_with or self.refuse_domains.get(address.rpartition("@")[2])
+        if refusal:
+            return refusal
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

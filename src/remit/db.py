@@ -245,8 +245,13 @@ def insert_or_ignore(
 
 @functools.cache
 def _insert_or_ignore(dialect_name: str, table: Any, conflict: tuple[str, ...]) -> Any:
+    return upsert_into(dialect_name, table).on_conflict_do_nothing(index_elements=list(conflict))
+
+
+def upsert_into(dialect_name: str, table: Any) -> Any:
+    """The engine's own INSERT into ``table``, the one that takes ``on_conflict_do_…``."""
     module: Any = postgresql if dialect_name == "postgresql" else sqlite
-    return module.insert(table).on_conflict_do_nothing(index_elements=list(conflict))
+    return module.insert(table)
 
 
 KEEP = 2_000

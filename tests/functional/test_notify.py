@@ -404,23 +404,14 @@ def test_a_connection_the_server_ended_is_replaced_not_failed(
 
 def test_a_refused_message_does_not_hold_up_the_rest_of_the_batch(env: Env, sink: MailSink) -> None:
     env.set_user("sofia", mail="nobody@refused.example")
-    original = sink.handle_RCPT
-
-    async def refuse_one(
-        server: Any, session: Any, envelope: Any, address: str, options: list[str]
-    ) -> str:
-        if address.endswith("@refused.example"):
-            sink.rcpt_attempts += 1
-            return "550 5.1.1 No such mailbox"
-        return await original(server, session, envelope, address, options)
-
-    sink.handle_RCPT = refuse_one  # type: ignore[method-assign]
+    sink.refuse_domains["refused.example"] = "550 5.1.1 No such mailbox"
     env.email("access_ended", ["lena", "sofia", "ines"])
     env.worker.drain()
     assert sorted(r for m in sink.messages for r in m.rcpt_tos) == [
         "ines@contoso.example",
         "lena@contoso.example",
     ]
+    assert sink.rcpt_attempts == 3  # each message once, the refused one too
     assert env.jobs() == []  # the refusal is permanent: logged, not retried
 
 

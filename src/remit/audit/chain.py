@@ -83,8 +83,7 @@ def _locked_head(session: Session) -> AuditHead:
     Two first appends may both find no head: each inserts it in a savepoint, the loser's insert
     waits for the winner's commit and fails, and it then locks and reads the winner's head.
     """
-    query = _HEAD
-    head = session.execute(query).scalar_one_or_none()
+    head = session.execute(_HEAD).scalar_one_or_none()
     if head is not None:
         return head
     try:
@@ -92,7 +91,7 @@ def _locked_head(session: Session) -> AuditHead:
             session.add(AuditHead(id=HEAD_ID, seq=0, hash=GENESIS))
     except IntegrityError:
         pass
-    return session.execute(query).scalar_one()
+    return session.execute(_HEAD).scalar_one()
 
 
 def append(

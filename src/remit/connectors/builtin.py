@@ -13,11 +13,11 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import bindparam, delete, literal_column, select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import ReturningInsert
 
 from remit.connectors.base import ConnectorError, RoleRef
+from remit.db import upsert_into
 from remit.directory.models import (
     AppRoleAssignment,
     Group,
@@ -128,8 +128,7 @@ def _upsert(dialect: str, kind: str, names: tuple[str, ...], key: int) -> Return
     elif kind == "site":
         guard.append(select(SiteRole.id).where(SiteRole.id == bindparam("guard_other")).exists())
     source = select(*(bindparam(k, type_=columns[k].type) for k in names)).where(*guard)
-    module: Any = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table).from_select(list(names), source)
+    stmt = upsert_into(dialect, table).from_select(list(names), source)
     stmt = stmt.on_conflict_do_update(
         index_elements=list(names[:key]), set_={"valid_until": stmt.excluded.valid_until}
     )

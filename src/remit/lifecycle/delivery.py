@@ -313,7 +313,7 @@ def grant_rows(
     if not wanted:
         return {}
     # All of the subject's rows (a few: one per role it ever held), filtered here: one
-    # statement built once, where an OR over the roles was built on every call.
+    # statement, built once.
     rows = session.execute(_SUBJECT_GRANTS, {"subject": subject_id}).scalars()
     return {wanted[key]: g for g in rows if (key := (g.origin_system, g.role_origin_id)) in wanted}
 

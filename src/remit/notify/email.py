@@ -234,14 +234,17 @@ def write_outbox(data_dir: Path, message: Message, queued_at: str) -> Path:
     return path
 
 
+_Server = tuple[str, int, str, str]  # host, port, security, user: what a connection is to
+
+
 class _Kept:
     """The SMTP connection kept open across one worker batch's emails (``reuse_connections``)."""
 
     def __init__(self) -> None:
-        self.server: tuple[str, int, str, str] | None = None
+        self.server: _Server | None = None
         self.smtp: smtplib.SMTP | None = None
 
-    def take(self, server: tuple[str, int, str, str]) -> smtplib.SMTP | None:
+    def take(self, server: _Server) -> smtplib.SMTP | None:
         """The open connection to ``server`` if it still answers; the caller owns it now."""
         smtp, self.smtp = self.smtp, None
         if smtp is None:
@@ -251,7 +254,7 @@ class _Kept:
         _close(smtp)
         return None
 
-    def keep(self, server: tuple[str, int, str, str], smtp: smtplib.SMTP) -> None:
+    def keep(self, server: _Server, smtp: smtplib.SMTP) -> None:
         self.server, self.smtp = server, smtp
 
 

@@ -84,10 +84,11 @@ def requestable_policies(
     in the top priority category only, oldest first (an empty list: they may not)."""
     if not _may_request(user):
         return []
-    catalog = _CATALOG_OF_PACKAGE.in_session(session, {"package": package_id})
-    if not catalog or catalog[0][0] != PUBLISHED:
+    found = _CATALOG_OF_PACKAGE.in_session(session, {"package": package_id})
+    if not found:
         return []
-    if user.user_type == GUEST and not catalog[0][1]:
+    state, externally_visible = found[0]
+    if state != PUBLISHED or (user.user_type == GUEST and not externally_visible):
         return []
     policies = session.execute(_POLICIES_OF_PACKAGE, {"package": package_id}).scalars()
     org = _LazyOrganizationState(session, user)

@@ -48,6 +48,17 @@ class Settings(BaseSettings):
     oidc_algorithms: str = "RS256"
     # The claim that names the remit user: "upn" / "preferred_username" / "oid"/"sub" (object id).
     oidc_user_claim: str = "preferred_username"
+    # Upper bounds on a token's life (issue #11): a remit-issued token whose exp - iat exceeds
+    # the first is refused; an external token older (from its iat) than the second is refused.
+    token_max_lifetime_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+    oidc_max_token_age_seconds: int = Field(default=24 * 3600, ge=60, le=30 * 24 * 3600)
+
+    # The HTTP edge (api/edge.py): failed sign-ins and bad tokens per client address, and how
+    # much of a request's head uvicorn reads.
+    auth_failures_per_window: int = Field(default=30, ge=1, le=100_000)
+    auth_failure_window_seconds: float = Field(default=60.0, gt=0, le=3600)
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024, le=1024 * 1024)
+    max_header_count: int = Field(default=100, ge=10, le=1000)
 
     log_level: str = "info"
 

@@ -7,7 +7,21 @@ import re
 from remit.errors import Invalid
 
 _UPN = re.compile(r"^[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# C0 controls and DEL. Multi-line text may hold tab, line feed and carriage return.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL_MULTILINE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def control_character(text: str, *, multiline: bool = False) -> str | None:
+    """The first control character ``text`` may not hold, or None.
+
+    Single-line text (names, ids, addresses) holds none; multi-line text (descriptions,
+    justifications, answers) may hold tab, line feed and carriage return. NUL is never allowed:
+    PostgreSQL cannot store it and SQLite would.
+    """
+    found = (_CONTROL_MULTILINE if multiline else _CONTROL).search(text)
+    return found.group() if found else None
 
 
 def display_name(value: str | None, field: str = "displayName", max_len: int = 256) -> str:

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import sqlalchemy as sa
+import structlog
 from sqlalchemy import (
     JSON,
     ColumnElement,
@@ -39,12 +40,17 @@ from sqlalchemy import (
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Dialect
+from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.compiler import SQLCompiler
 
+from remit import datadir
+from remit.errors import Conflict
 from remit.safe_regex import sqlite_match
+
+log = structlog.get_logger("remit.db")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -86,6 +92,9 @@ class Base(DeclarativeBase):
 
 def make_engine(url: str, *, echo: bool = False) -> Engine:
     if url.startswith("sqlite"):
+        database = make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            datadir.private_sqlite(database)  # 0600 before SQLite makes it (and its -wal, -shm)
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
         _configure_sqlite(engine)
         return engine
@@ -304,6 +313,49 @@ def listed(values: Collection[str]) -> str:
     return json.dumps(list(values))
 
 
+# What an integrity error says to the caller, by the constraint's kind: never the SQL or its
+# parameters, which may hold data.
+_CONFLICTS = {
+    "foreign key": "an object this change refers to was removed, or an object it removes is "
+    "still in use, by a change made at the same time; nothing was changed",
+    "unique": "an object with the same key already exists (perhaps made at the same time); "
+    "nothing was changed",
+    "other": "the change conflicts with the stored data; nothing was changed",
+}
+_PG_KINDS = {"23503": "foreign key", "23505": "unique"}
+_SQLITE_KINDS = {
+    "SQLITE_CONSTRAINT_FOREIGNKEY": "foreign key",
+    "SQLITE_CONSTRAINT_UNIQUE": "unique",
+    "SQLITE_CONSTRAINT_PRIMARYKEY": "unique",
+}
+
+
+def integrity_conflict(exc: IntegrityError) -> Conflict:
+    """The domain ``Conflict`` for a database integrity error, logged once without a traceback
+    (the constraint's name, which is schema, not data)."""
+    orig: Any = exc.orig
+    sqlstate = getattr(orig, "sqlstate", None)
+    kind = _PG_KINDS.get(sqlstate or "") or _SQLITE_KINDS.get(
+        getattr(orig, "sqlite_errorname", ""), "other"
+    )
+    diag = getattr(orig, "diag", None)
+    log.warning(
+        "db.integrity_conflict",
+        kind=kind,
+        constraint=getattr(diag, "constraint_name", None),
+        table=getattr(diag, "table_name", None),
+        sqlstate=sqlstate or getattr(orig, "sqlite_errorname", None),
+    )
+    return Conflict(_CONFLICTS[kind])
+
+
+def stale_conflict() -> Conflict:
+    """The domain ``Conflict`` for a row that an UPDATE or DELETE of the ORM no longer found: a
+    concurrent transaction removed it after this one read it."""
+    log.warning("db.stale_conflict")
+    return Conflict("the object was changed or removed by a change made at the same time; retry")
+
+
 class Database:
     """Owns the engine; hands out write sessions (one transaction each) and read connections."""
 
@@ -322,9 +374,19 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One write transaction: committed when the block ends, rolled back if it raises."""
-        with self._sessions() as session, session.begin():
-            yield session
+        """One write transaction: committed when the block ends, rolled back if it raises.
+
+        A constraint the database enforces (a foreign key, a unique key) and that the operation
+        did not catch itself is a ``Conflict`` here, for every adapter: on PostgreSQL a delete
+        racing a create gets past the operation's checks, and only the database sees the clash.
+        """
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except IntegrityError as exc:
+            raise integrity_conflict(exc) from None
+        except StaleDataError:
+            raise stale_conflict() from None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

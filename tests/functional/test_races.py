@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
@@ -33,9 +34,10 @@ from remit.jobs.runner import Worker
 from remit.lifecycle import delivery, requests, sweep
 from remit.lifecycle import operations as ops
 from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest, ResourceGrant
+from remit.packages.models import ResourceRoleScope
 from remit.settings import Settings
 from tests.conftest import SteppingClock
-from tests.factories import Tenant
+from tests.factories import EM, Tenant
 from tests.lifecycle_support import (
     Campaign,
     actor_at,
@@ -514,4 +516,162 @@ def test_two_workers_syncing_the_same_subjects_converge(
     assert unexpected(ran) == []
     assert unexpected(removals) == []
     assert ended == set(subjects[::2])
+    assert_chain_verifies(t)
+
+
+# ---------------------------------------------------------------- a delete against a create (API)
+
+DELETE_ROUNDS = 8
+
+
+def racing_calls(*calls: Callable[[], httpx.Response]) -> list[httpx.Response]:
+    """The calls (HTTP requests through the app) raced at a barrier; every one must answer."""
+    outcomes = race(*calls)
+    assert [o.describe() for o in outcomes if o.error is not None] == []
+    return [o.value for o in outcomes]
+
+
+def refused(response: httpx.Response, allowed: set[int]) -> bool:
+    """True when ``response`` is a Graph-shaped refusal with one of the ``allowed`` statuses;
+    False when it succeeded. Anything else (a 500, a bare body) fails the test."""
+    if response.status_code < 300:
+        return False
+    assert response.status_code in allowed, response.text
+    error = response.json()["error"]
+    assert error["code"], response.text
+    assert error["message"], response.text
+    # Readable, never the SQL (its parameters may hold data).
+    assert not {"INSERT", "DELETE", "UPDATE", "SELECT"} & set(error["message"].split()), error
+    return True
+
+
+def rrs_body(role: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "role": {"id": role["id"], "resource": {"id": role["resource"]["id"]}},
+        "scope": {"originId": role["resource"]["originId"], "isRootScope": True},
+    }
+
+
+def catalog_roles(t: Tenant, catalog: str, origin_id: str) -> list[dict[str, Any]]:
+    listed = t.get("lena", f"{EM}/catalogs/{catalog}/resourceRoles", **{"$expand": "resource"})
+    assert listed.status_code == 200, listed.text
+    return [r for r in listed.json()["value"] if r["resource"]["originId"] == origin_id]
+
+
+def test_removing_a_resource_while_its_role_is_added_to_a_package(c: Campaign) -> None:
+    """Mamta removes a group from the catalog while Lena adds its Member role to a package: one
+    of them wins; the other gets a Graph-shaped 4xx (never a 500), and no package holds a role
+    of a resource that is gone."""
+    t = c.t
+    package = c.new_package("lena", "Race target", set())
+    tally: Counter[str] = Counter()
+    for i in range(DELETE_ROUNDS):
+        with t.db.write() as s:
+            group = d.create_group(
+                Ctx(s, system_actor("test"), t.clock()),
+                display_name=f"Race group {i}",
+                owner_ids=[t.ids["mamta"]],
+            ).id
+        added = t.add_resource("mamta", c.catalog, "AadGroup", group)
+        assert added.status_code == 201, added.text
+        [role] = [r for r in catalog_roles(t, c.catalog, group) if r["displayName"] == "Member"]
+        remove = {
+            "requestType": "adminRemove",
+            "catalog": {"id": c.catalog},
+            "resource": {"id": role["resource"]["id"]},
+        }
+        removal, addition = racing_calls(
+            lambda body=remove: t.post("mamta", f"{EM}/resourceRequests", body),
+            lambda r=role: t.post(
+                "lena", f"{EM}/accessPackages/{package}/resourceRoleScopes", rrs_body(r)
+            ),
+        )
+        removal_lost = refused(removal, {404, 409})
+        # A role that is no longer in the catalog is 400 when asked in turn.
+        addition_lost = refused(addition, {400, 404, 409})
+        where = f"round {i}: remove {removal.status_code}, add {addition.status_code}"
+        assert removal_lost != addition_lost, where
+        held = roles_held(t, package)
+        remaining = catalog_roles(t, c.catalog, group)
+        if addition_lost:
+            assert remaining == [], where
+            assert role["id"] not in held, where
+        else:
+            assert role["id"] in [r["id"] for r in remaining], where
+            assert role["id"] in held, where
+        tally[f"remove {removal.status_code} / add {addition.status_code}"] += 1
+    print(dict(tally))
+    assert_chain_verifies(t)
+
+
+def roles_held(t: Tenant, package: str) -> set[str]:
+    with t.db.read() as conn:
+        return set(
+            conn.execute(
+                select(ResourceRoleScope.role_id).where(
+                    ResourceRoleScope.access_package_id == package
+                )
+            ).scalars()
+        )
+
+
+def test_deleting_a_catalog_while_a_package_is_created_in_it(c: Campaign) -> None:
+    """Mamta deletes an empty catalog while creating a package in it: either the package is made
+    and the delete is refused (409), or the catalog is gone and the create refused (404/409)."""
+    t = c.t
+    tally: Counter[str] = Counter()
+    for i in range(DELETE_ROUNDS):
+        catalog = t.create_catalog("mamta", f"Short-lived {i}")
+        deletion, creation = racing_calls(
+            lambda cat=catalog: t.call("mamta", "DELETE", f"{EM}/catalogs/{cat}"),
+            lambda cat=catalog, n=i: t.create_package("mamta", cat, f"Born late {n}"),
+        )
+        where = f"round {i}: delete {deletion.status_code}, create {creation.status_code}"
+        deletion_lost = refused(deletion, {409})
+        creation_lost = refused(creation, {404, 409})
+        assert deletion_lost != creation_lost, where
+        found = t.get("mamta", f"{EM}/catalogs/{catalog}")
+        if deletion_lost:
+            assert found.status_code == 200, where
+            made = t.get("mamta", f"{EM}/accessPackages/{creation.json()['id']}")
+            assert made.status_code == 200, where
+        else:
+            assert found.status_code == 404, where
+        tally[f"delete {deletion.status_code} / create {creation.status_code}"] += 1
+    print(dict(tally))
+    assert_chain_verifies(t)
+
+
+def test_deleting_a_package_while_a_resource_role_is_added_to_it(c: Campaign) -> None:
+    """Lena deletes a package while adding a role to it: the add either lands first (and the
+    delete takes it away with the package) or is refused with a Graph-shaped 404/409."""
+    t = c.t
+    role = c.roles["Member"]
+    tally: Counter[str] = Counter()
+    for i in range(DELETE_ROUNDS):
+        made = t.create_package("lena", c.catalog, f"Doomed {i}")
+        assert made.status_code == 201, made.text
+        package = str(made.json()["id"])
+        deletion, addition = racing_calls(
+            lambda p=package: t.call("lena", "DELETE", f"{EM}/accessPackages/{p}"),
+            lambda p=package: t.post(
+                "lena", f"{EM}/accessPackages/{p}/resourceRoleScopes", rrs_body(role)
+            ),
+        )
+        where = f"round {i}: delete {deletion.status_code}, add {addition.status_code}"
+        deletion_lost = refused(deletion, {404, 409})
+        addition_lost = refused(addition, {404, 409})
+        assert not (deletion_lost and addition_lost), where
+        found = t.get("lena", f"{EM}/accessPackages/{package}")
+        assert found.status_code == (200 if deletion_lost else 404), where
+        with t.db.read() as conn:
+            held = conn.execute(
+                select(func.count())
+                .select_from(ResourceRoleScope)
+                .where(ResourceRoleScope.access_package_id == package)
+            ).scalar_one()
+        # A deleted package takes its roles with it; a kept one holds the role that was added.
+        assert held == (1 if deletion_lost else 0), where
+        tally[f"delete {deletion.status_code} / add {addition.status_code}"] += 1
+    print(dict(tally))
     assert_chain_verifies(t)

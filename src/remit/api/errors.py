@@ -10,9 +10,11 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from remit.db import integrity_conflict, stale_conflict
 from remit.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 
 # SQLSTATEs of a transaction the database rolled back on its own: serialization failure,
@@ -106,8 +108,15 @@ def install(app: FastAPI) -> None:
         message = "the resource was not found" if exc.status_code == 404 else str(exc.detail)
         return graph_error(request, exc.status_code, code, message)
 
+    @app.exception_handler(StaleDataError)
+    async def _stale(request: Request, exc: StaleDataError) -> JSONResponse:
+        return await _domain(request, stale_conflict())
+
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        if isinstance(exc, IntegrityError):
+            # Db.write() turns these into Conflict; this catches one raised outside it.
+            return await _domain(request, integrity_conflict(exc))
         if exc.connection_invalidated:
             # The pool had a dead connection (database restarted); the next try gets a new one.
             log.warning("database connection lost", request_id=request_id(request))

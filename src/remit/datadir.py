@@ -1,0 +1,96 @@
+"""The data directory is private: the directory 0700, every file remit makes in it 0600.
+
+It holds the token signing key, the key that seals secrets in the database, the SQLite database
+(with the webhook secrets it seals) and the email outbox. Every place that creates something
+there goes through this module; each start tightens what it finds looser (a data directory made
+by an older remit, or by hand) and says so in the log, naming the path.
+
+SQLite creates its ``-wal``, ``-shm`` and ``-journal`` files itself, and gives them the mode of
+the database file (``findCreateFileMode`` in SQLite's os_unix.c, whatever the umask): so the
+database file is made here, empty and 0600, before SQLite first opens it, and every sidecar
+SQLite makes afterwards, even one it makes again after the last connection closed, is 0600
+too. No process-wide umask is changed, so no other thread's files are affected.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import structlog
+
+DIR_MODE = 0o700
+FILE_MODE = 0o600
+SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+
+log = structlog.get_logger("remit.datadir")
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory of mode 0700: made so (parents as the umask says), or tightened."""
+    try:
+        path.mkdir(mode=DIR_MODE, parents=True)
+    except FileExistsError:
+        tighten(path, DIR_MODE)
+    else:
+        os.chmod(path, DIR_MODE)  # mkdir's mode passes through the umask; 0700 is meant exactly
+    return path
+
+
+def tighten(path: Path, mode: int) -> None:
+    """Take from ``path`` any permission beyond ``mode``, with a warning naming it."""
+    try:
+        found = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        return
+    if found & ~mode == 0:
+        return
+    try:
+        os.chmod(path, found & mode)
+    except OSError as exc:
+        log.warning("datadir.not_private", path=str(path), mode=f"{found:04o}", error=exc.strerror)
+        return
+    log.warning("datadir.tightened", path=str(path), was=f"{found:04o}", now=f"{found & mode:04o}")
+
+
+def create_private(path: Path, content: bytes) -> bool:
+    """Write ``content`` to a new file of mode 0600; False if the file was there already (another
+    process won the race: read what it wrote).
+
+    Written aside and linked into place, so a process that loses the race never reads a file
+    that is still being written.
+    """
+    aside = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(content)
+            out.flush()
+            os.fsync(out.fileno())
+        os.link(aside, path)
+    except FileExistsError:
+        return False
+    finally:
+        aside.unlink(missing_ok=True)
+    return True
+
+
+def read_private(path: Path) -> bytes:
+    """The content of a file remit keeps private, tightened first if it was looser."""
+    tighten(path, FILE_MODE)
+    return path.read_bytes()
+
+
+def private_sqlite(database: str) -> None:
+    """Make the SQLite database file ``database`` (a path) 0600 before SQLite opens it, and
+    tighten it and its sidecar files if they are looser."""
+    path = Path(database)
+    if not path.parent.is_dir():
+        private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    except FileExistsError:
+        tighten(path, FILE_MODE)
+    for suffix in SQLITE_SIDECARS:
+        tighten(path.with_name(path.name + suffix), FILE_MODE)

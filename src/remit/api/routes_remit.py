@@ -10,7 +10,7 @@ from sqlalchemy import text
 from remit.api.state import app_state, identity, operation
 from remit.authz.operations import explain_for
 from remit.authz.roles import role_name
-from remit.authz.tasks import Task
+from remit.authz.tasks import Task, phrase
 from remit.tokens import Identity
 
 router = APIRouter(prefix="/remit", tags=["remit"])
@@ -31,14 +31,24 @@ def explain(
         None, description="userPrincipalName or id; default: the caller", max_length=320
     ),
     catalog: str | None = Query(None, description="catalog id", max_length=64),
+    group: str | None = Query(
+        None,
+        description="group id: may the user change its members or owners "
+        "(with the task directory:groups:manage)",
+        max_length=64,
+    ),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        result = explain_for(ctx, user=user or ctx.actor.user_id, task=task, catalog_id=catalog)
+        result = explain_for(
+            ctx, user=user or ctx.actor.user_id, task=task, catalog_id=catalog, group_id=group
+        )
         return {
             "allowed": result.allowed,
             "task": result.task.value,
+            "taskDescription": phrase(result.task),
             "catalogId": result.catalog_id,
+            "groupId": result.group_id,
             "reasons": list(result.reasons),
             "grants": [
                 {

@@ -9,8 +9,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from remit.authz.actor import TENANT, Actor, Grant
-from remit.authz.roles import DIRECTORY_ROLE_TASKS, EM_ROLE_TASKS, EM_ROLES, role_name
-from remit.authz.tasks import CATALOG_TASKS, Task
+from remit.authz.roles import (
+    DIRECTORY_ROLE_TASKS,
+    EM_ROLE_TASKS,
+    EM_ROLES,
+    DirectoryRole,
+    assigning_task,
+    role_name,
+)
+from remit.authz.tasks import CATALOG_TASKS, Task, phrase
 from remit.errors import Forbidden
 
 
@@ -30,11 +37,19 @@ def authorize(actor: Actor, task: Task, catalog_id: str | None = None) -> None:
     NotFound themselves; this function is for objects the actor is allowed to see.
     """
     if not can(actor, task, catalog_id):
-        raise Forbidden(f"you are not allowed to {describe(task)}")
+        raise Forbidden(f"you are not allowed to {phrase(task)}")
 
 
-def describe(task: Task) -> str:
-    return task.value.replace(":", " ")
+def may_assign(actor: Actor, role_id: str, catalog_id: str | None = None) -> bool:
+    """Whether ``actor`` may give (or take away) a role: an entitlement-management role on
+    ``catalog_id`` (None: the tenant), or a directory role, which needs a role administrator,
+    and a Global Administrator for the Global Administrator role (no amplification)."""
+    em_role = EM_ROLES.get(role_id)
+    if em_role is not None:
+        return can(actor, assigning_task(em_role), catalog_id)
+    if role_id == DirectoryRole.GLOBAL_ADMINISTRATOR:
+        return actor.is_system or DirectoryRole.GLOBAL_ADMINISTRATOR in actor.directory_roles
+    return can(actor, Task.DIRECTORY_ROLES_MANAGE)
 
 
 @dataclass(frozen=True)
@@ -44,6 +59,8 @@ class Explanation:
     catalog_id: str | None
     reasons: tuple[str, ...]
     grants: tuple[Grant, ...]
+    # Set when the question was about changing one group (``remit.authz.groups``).
+    group_id: str | None = None
 
 
 def _grant_tasks(grant: Grant) -> frozenset[Task]:
@@ -73,9 +90,9 @@ def explain(
     reasons = tuple(_sentence(actor, g, names) for g in matching)
     if not matching:
         held = ", ".join(sorted({role_name(g.role_id) for g in actor.grants}))
-        where = f"catalog {catalog_id}" if catalog_id else "the tenant"
+        where = f"catalog {names.get(catalog_id, catalog_id)}" if catalog_id else "the tenant"
         reasons = (
-            f"{actor.name} holds no role that allows {describe(task)} on {where}; "
+            f"{actor.name} holds no role that allows them to {phrase(task)} (on {where}); "
             f"roles held: {held or 'none'}",
         )
     return Explanation(bool(matching), task, catalog_id, reasons, tuple(matching))

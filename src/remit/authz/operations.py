@@ -11,14 +11,15 @@ from sqlalchemy.exc import IntegrityError
 
 from remit.authz.actor import CATALOG_SCOPE_PREFIX, TENANT, load_actor
 from remit.authz.decide import Explanation, authorize, can, explain
+from remit.authz.groups import explain_group_change
 from remit.authz.models import RoleAssignment
-from remit.authz.roles import CATALOG_OWNER, EM_ROLES, EmRole
+from remit.authz.roles import CATALOG_OWNER, EM_ROLES, EmRole, assigning_task
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalogs_with_task
 from remit.catalogs.models import Catalog
 from remit.context import Ctx
 from remit.directory.models import Group
-from remit.directory.operations import find_user, principal_type
+from remit.directory.operations import find_user, get_group, principal_type
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
 
 
@@ -45,12 +46,6 @@ def _role(role_definition_id: str) -> EmRole:
     return role
 
 
-def _manage_task(role: EmRole) -> Task:
-    if not role.catalog_scoped:
-        return Task.CATALOG_CREATORS_MANAGE
-    return Task.CATALOG_OWNERS_MANAGE if role is CATALOG_OWNER else Task.CATALOG_ROLES_MANAGE
-
-
 def _visible_catalog(ctx: Ctx, catalog_id: str) -> Catalog:
     catalog = ctx.session.get(Catalog, catalog_id)
     if catalog is None or not can(ctx.actor, Task.CATALOG_READ, catalog_id):
@@ -69,7 +64,7 @@ def create_role_assignment(
         )
         raise Invalid(f"{role.portal_name} is assigned on {where}", target="appScopeId")
     catalog = _visible_catalog(ctx, catalog_id) if catalog_id else None
-    authorize(ctx.actor, _manage_task(role), catalog_id)
+    authorize(ctx.actor, assigning_task(role), catalog_id)
     ptype = principal_type(ctx, principal_id)
     return _insert(ctx, principal_id, ptype, role, catalog, app_scope_id)
 
@@ -148,7 +143,7 @@ def get_role_assignment(ctx: Ctx, assignment_id: str) -> RoleAssignment:
 def delete_role_assignment(ctx: Ctx, assignment_id: str) -> None:
     assignment = get_role_assignment(ctx, assignment_id)
     role = _role(assignment.role_definition_id)
-    authorize(ctx.actor, _manage_task(role), assignment.catalog_id)
+    authorize(ctx.actor, assigning_task(role), assignment.catalog_id)
     ctx.session.delete(assignment)
     ctx.audit(
         "Delete role assignment",
@@ -166,8 +161,14 @@ def delete_role_assignment(ctx: Ctx, assignment_id: str) -> None:
     )
 
 
-def explain_for(ctx: Ctx, *, user: str, task: str, catalog_id: str | None) -> Explanation:
+def explain_for(
+    ctx: Ctx, *, user: str, task: str, catalog_id: str | None, group_id: str | None = None
+) -> Explanation:
     """Why ``user`` may or may not do ``task`` (on ``catalog_id``), with names resolved.
+
+    With ``group_id`` the question is whether ``user`` may change that group's members or
+    owners (``task`` must then be ``directory:groups:manage``): the group rule of
+    ``authz.groups``, which also weighs the roles the group holds.
 
     Anyone may ask about themself; asking about others needs the tenant role-reading right, or
     the right to manage roles on the named catalog.
@@ -178,6 +179,14 @@ def explain_for(ctx: Ctx, *, user: str, task: str, catalog_id: str | None) -> Ex
         raise Invalid(
             f"unknown task {task!r}; see `remit explain --help` for the list", target="task"
         ) from exc
+    group = None
+    if group_id is not None:
+        if wanted is not Task.GROUPS_MANAGE or catalog_id is not None:
+            raise Invalid(
+                f"a group is named only with the task {Task.GROUPS_MANAGE.value} and no catalog",
+                target="group",
+            )
+        group = get_group(ctx, group_id)
     if catalog_id is not None:
         _visible_catalog(ctx, catalog_id)
     target = (
@@ -208,4 +217,8 @@ def explain_for(ctx: Ctx, *, user: str, task: str, catalog_id: str | None) -> Ex
             )
         ).all()
     )
+    if group is not None:
+        return explain_group_change(
+            ctx.session, subject, group, ctx.now, viewer=ctx.actor, names=names
+        )
     return explain(subject, wanted, catalog_id, names)

@@ -218,3 +218,12 @@ def catalog_roles_granting(task: Task) -> tuple[str, ...]:
         for rid, tasks in EM_ROLE_TASKS.items()
         if EM_ROLES[rid].catalog_scoped and task in tasks
     )
+
+
+def assigning_task(role: EmRole) -> Task:
+    """The task that gives (or takes away) ``role``: tenant-wide roles are an administrator's;
+    the catalog owner role is the catalog's owners'; the other catalog roles need the catalog's
+    role-management task (owners and administrators too)."""
+    if not role.catalog_scoped:
+        return Task.CATALOG_CREATORS_MANAGE
+    return Task.CATALOG_OWNERS_MANAGE if role is CATALOG_OWNER else Task.CATALOG_ROLES_MANAGE

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from remit.authz import operations as authz_ops
 from remit.authz.decide import authorize
 from remit.authz.roles import EM_ROLES, role_name
-from remit.authz.tasks import Task
+from remit.authz.tasks import Task, phrase
 from remit.catalogs import operations as catalog_ops
 from remit.catalogs import resources as resource_ops
 from remit.catalogs.models import Catalog
@@ -492,20 +492,29 @@ def explain(
     user: Annotated[str, typer.Option(help="UPN of the user to explain")],
     task: Annotated[str, typer.Option(help="a task, e.g. catalog:update (see --list-tasks)")] = "",
     catalog: Annotated[str | None, typer.Option(help="catalog name or id")] = None,
+    group: Annotated[
+        str | None,
+        typer.Option(help="group name or id: may the user change its members or owners"),
+    ] = None,
     list_tasks: Annotated[bool, typer.Option(help="print the task names and exit")] = False,
 ) -> None:
     """Say which role assignment allows a task, or why none does."""
     if list_tasks:
         for t in Task:
-            plain(t.value)
+            plain(f"{t.value}\t{phrase(t)}")
         return
+    if group and not task:
+        task = Task.GROUPS_MANAGE.value
     if not task:
         fail("--task is required (see --list-tasks)", 2)
     with unit(write=False) as ctx:
         cid = catalog_id(ctx, catalog) if catalog else None
-        result = authz_ops.explain_for(ctx, user=user, task=task, catalog_id=cid)
+        gid = principal_id(ctx.session, group) if group else None
+        result = authz_ops.explain_for(ctx, user=user, task=task, catalog_id=cid, group_id=gid)
     verdict = "[green]ALLOWED[/green]" if result.allowed else "[red]DENIED[/red]"
-    console.print(f"{verdict} {task} for {user}" + (f" on catalog {catalog}" if catalog else ""))
+    what = f"change the members or owners of {group}" if group else phrase(result.task)
+    where = f" on catalog {catalog}" if catalog else ""
+    console.print(f"{verdict} {user} may {'' if result.allowed else 'not '}{what}{where}")
     for reason in result.reasons:
         console.print(f"  - {reason}", highlight=False)
     if not result.allowed:

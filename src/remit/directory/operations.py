@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from remit import validation
 from remit.authz.actor import transitive_group_ids
 from remit.authz.decide import authorize
+from remit.authz.groups import GroupPart, authorize_group_change
 from remit.authz.roles import DIRECTORY_ROLE_NAMES, DirectoryRole
 from remit.authz.tasks import Task
 from remit.context import Ctx
@@ -250,21 +251,15 @@ def owns_group(ctx: Ctx, group_id: str, user_id: str) -> bool:
     return edge is not None and (edge.valid_until is None or edge.valid_until > ctx.now)
 
 
-def _authorize_group_change(ctx: Ctx, group: Group) -> None:
-    """Groups Administrators (and above) manage any group; owners manage their own."""
-    if group.is_assignable_to_role:
-        # Membership of a role-assignable group confers directory roles: role admins only.
-        authorize(ctx.actor, Task.DIRECTORY_ROLES_MANAGE)
-        return
-    if Task.GROUPS_MANAGE in ctx.actor.tenant_tasks:
-        return
-    if not owns_group(ctx, group.id, ctx.actor.user_id):
-        raise Forbidden("only the group's owners or a groups administrator may change it")
+def _authorize_group_change(ctx: Ctx, group: Group, part: GroupPart) -> None:
+    """Groups Administrators (and above) manage any group, owners their own; a group that
+    holds roles needs the right to assign them too (``authz.groups``, decision 0022)."""
+    authorize_group_change(ctx.session, ctx.actor, group, part, ctx.now)
 
 
 def add_group_member(ctx: Ctx, group_id: str, member_id: str) -> None:
     group = get_group(ctx, group_id)
-    _authorize_group_change(ctx, group)
+    _authorize_group_change(ctx, group, GroupPart.MEMBERS)
     _add_member(ctx, group, member_id)
 
 
@@ -298,7 +293,7 @@ def _add_member(ctx: Ctx, group: Group, member_id: str) -> None:
 
 def remove_group_member(ctx: Ctx, group_id: str, member_id: str) -> None:
     group = get_group(ctx, group_id)
-    _authorize_group_change(ctx, group)
+    _authorize_group_change(ctx, group, GroupPart.MEMBERS)
     edge = ctx.session.get(GroupMember, (group_id, member_id))
     if edge is None:
         raise NotFound("the principal is not a member of the group")
@@ -316,7 +311,7 @@ def remove_group_member(ctx: Ctx, group_id: str, member_id: str) -> None:
 
 def add_group_owner(ctx: Ctx, group_id: str, user_id: str) -> None:
     group = get_group(ctx, group_id)
-    _authorize_group_change(ctx, group)
+    _authorize_group_change(ctx, group, GroupPart.OWNERS)
     _add_owner(ctx, group, user_id)
 
 
@@ -344,7 +339,7 @@ def _add_owner(ctx: Ctx, group: Group, user_id: str) -> None:
 
 def remove_group_owner(ctx: Ctx, group_id: str, user_id: str) -> None:
     group = get_group(ctx, group_id)
-    _authorize_group_change(ctx, group)
+    _authorize_group_change(ctx, group, GroupPart.OWNERS)
     edge = ctx.session.get(GroupOwner, (group_id, user_id))
     if edge is None:
         raise NotFound("the user is not an owner of the group")

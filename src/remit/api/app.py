@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import gc
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request
-from starlette.datastructures import MutableHeaders
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import FastAPI
 
 from remit import __version__
 from remit.api import (
@@ -26,13 +23,14 @@ from remit.api import (
     routes_requests,
     routes_roles,
 )
+from remit.api.edge import Edge, docs_policy
 from remit.api.state import AppState
 from remit.clock import Clock, utcnow
 from remit.db import Database
 from remit.settings import Settings
+from remit.throttle import FailureLimiter
 from remit.tokens import TokenService
 
-MAX_BODY = 1024 * 1024
 _heap_frozen = False
 
 
@@ -88,39 +86,16 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock =
     ):
         app.include_router(module.router)
 
-    app.add_middleware(RequestHeaders)
+    # Failed sign-ins per client address: here for the API edge, on app.state for the portal.
+    app.state.auth_failures = FailureLimiter(
+        settings.auth_failures_per_window, settings.auth_failure_window_seconds, clock=clock
+    )
+    public = {"/remit/health", app.docs_url, app.openapi_url, app.swagger_ui_oauth2_redirect_url}
+    app.add_middleware(
+        Edge,
+        state=state,
+        limiter=app.state.auth_failures,
+        public=frozenset(p for p in public if p),
+        docs=docs_policy(app),
+    )
     return app
-
-
-class RequestHeaders:
-    """A request id and ``nosniff`` on every response; 413 for a body declared too large.
-
-    A plain ASGI middleware: ``@app.middleware("http")`` (BaseHTTPMiddleware) costs a task group
-    and a pair of memory streams per request, more than some whole read endpoints.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        rid = str(uuid.uuid4())
-        scope.setdefault("state", {})["request_id"] = rid
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers["request-id"] = rid
-                headers["X-Content-Type-Options"] = "nosniff"
-            await send(message)
-
-        length = next((v for k, v in scope["headers"] if k == b"content-length"), None)
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            response = errors.graph_error(
-                Request(scope), 413, "requestTooLarge", "the request body is too large"
-            )
-            await response(scope, receive, send_with_headers)
-            return
-        await self.app(scope, receive, send_with_headers)

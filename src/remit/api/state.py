@@ -84,8 +84,19 @@ def app_state(request: Request) -> AppState:
 _bearer = HTTPBearer(auto_error=False, description="a remit or OIDC access token")
 
 
+# The scope["state"] key under which the edge (api/edge.py) leaves the identity it verified.
+VERIFIED = "identity"
+
+
 async def identity(request: Request) -> Identity:
-    """FastAPI dependency: the verified token's identity, or 401 (Graph JSON)."""
+    """FastAPI dependency: the verified token's identity, or 401 (Graph JSON).
+
+    The edge has verified the token before the body was read and left the identity in the
+    scope; the token is verified here only when the edge did not (a public path).
+    """
+    found: Identity | None = request.scope.get("state", {}).get(VERIFIED)
+    if found is not None:
+        return found
     creds: HTTPAuthorizationCredentials | None = await _bearer(request)
     if creds is None or creds.scheme.lower() != "bearer":
         raise Unauthenticated("a bearer token is required")

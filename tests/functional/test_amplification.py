@@ -23,6 +23,7 @@ from remit.authz.actor import system_actor
 from remit.authz.roles import (
     CATALOG_CREATOR,
     CATALOG_OWNER,
+    CATALOG_READER,
     PACKAGE_MANAGER,
     DirectoryRole,
 )
@@ -437,3 +438,202 @@ def test_no_group_can_be_nested_in_a_role_assignable_group(tenant: Tenant) -> No
     assert r.status_code == 400, r.text
     members = tenant.get("admin", f"/v1.0/groups/{tenant.ids['tier0']}/members").json()["value"]
     assert members == []
+
+
+# ---------------------------------------------------------------- groups that hold roles (#11)
+
+EXPLAIN = "/remit/explain"
+
+
+@pytest.fixture
+def held(w: World) -> World:
+    """Groups whose members hold roles through them, beside the world's own:
+
+    * ``managers`` (Department managers, owned by hana) holds Catalog creator on the tenant;
+      ``assistants`` (owned by nobody) is nested in it, so its members are creators too;
+    * ``outer`` holds Catalog owner on the own catalogs and ``inner`` is nested in it;
+    * ``auditors`` (owned by omar and mark) holds Catalog reader on the other catalog, mark's;
+    * ``mk_readers`` (owned by nobody) holds Catalog reader on the own catalog, which kenji,
+      a Groups Administrator, owns (the fixture ``w``).
+    """
+    t = w.t
+    with t.db.write() as s:
+        root = Ctx(s, system_actor("amplification"), t.clock())
+        w.ids["assistants"] = d.create_group(
+            root, display_name="Managers' assistants", owner_ids=[t.ids["nobody"]]
+        ).id
+        d.add_group_member(root, t.ids["managers"], w.ids["assistants"])
+        w.ids["auditors"] = d.create_group(
+            root, display_name="Auditors", owner_ids=[t.ids["omar"], t.ids["mark"]]
+        ).id
+        grant(root, w.ids["auditors"], CATALOG_READER.id, w["other"])
+        w.ids["mk_readers"] = d.create_group(
+            root, display_name="Marketing readers", owner_ids=[t.ids["nobody"]]
+        ).id
+        grant(root, w.ids["mk_readers"], CATALOG_READER.id, w["own"])
+    return w
+
+
+def members(w: World, group: str) -> str:
+    return f"/v1.0/groups/{w[group]}/members"
+
+
+def owners(w: World, group: str) -> str:
+    return f"/v1.0/groups/{w[group]}/owners"
+
+
+def test_a_groups_administrator_cannot_join_a_group_that_holds_a_role(
+    held: World, attempts: Attempts
+) -> None:
+    """Kenji (Groups Administrator) and Ursula (User Administrator) manage groups, not roles:
+    joining a catalog-creator group, a group nested in it or one that holds a catalog role on a
+    catalog they do not own makes them what they may not make anyone; adding a group, adding
+    or removing an owner or a member is the same change."""
+    w = held
+    for alias in ("kenji", "ursula"):
+        for group in ("managers", "assistants", "outer", "inner", "auditors"):
+            why = f"{alias} joins {group}"
+            attempts.refused(why, alias, 403, "POST", f"{members(w, group)}/$ref", ref(w[alias]))
+            why = f"{alias} owns {group}"
+            attempts.refused(why, alias, 403, "POST", f"{owners(w, group)}/$ref", ref(w[alias]))
+        nested = {"@odata.id": f"https://graph.microsoft.com/v1.0/groups/{w['own:group']}"}
+        attempts.refused(
+            "nest a group of theirs", alias, 403, "POST", f"{members(w, 'managers')}/$ref", nested
+        )
+        attempts.refused(
+            "remove a creator", alias, 403, "DELETE", f"{members(w, 'managers')}/{w['mark']}/$ref"
+        )
+        attempts.refused(
+            "remove its owner", alias, 403, "DELETE", f"{owners(w, 'managers')}/{w['hana']}/$ref"
+        )
+        attempts.refused(
+            "remove the nested group",
+            alias,
+            403,
+            "DELETE",
+            f"{members(w, 'managers')}/{w['assistants']}/$ref",
+        )
+    # Controls: a group that holds no role is theirs to change; a group that holds a role on a
+    # catalog kenji owns (and so may assign) is his too.
+    attempts.allowed("kenji joins Legal", "kenji", "POST", f"{members(w, 'legal')}/$ref",
+                     ref(w["kenji"]), status=204)  # fmt: skip
+    attempts.allowed("kenji joins Marketing readers", "kenji", "POST",
+                     f"{members(w, 'mk_readers')}/$ref", ref(w["kenji"]), status=204)  # fmt: skip
+    attempts.verify()
+
+
+def test_an_owner_of_a_group_that_holds_a_role_needs_the_right_to_assign_it(
+    held: World, attempts: Attempts
+) -> None:
+    """Owning the group is the right on the group, not on what it confers: nobody owns the
+    assistants (catalog creators) and Marketing readers; omar owns the auditors (readers of
+    mark's catalog). Mark, who owns both the auditors and their catalog, may; so may hana,
+    who owns Department managers and may assign catalog creators."""
+    w = held
+    for alias, group in (
+        ("nobody", "assistants"),
+        ("nobody", "mk_readers"),
+        ("omar", "auditors"),
+    ):
+        why = f"{alias} adds a member to {group}"
+        attempts.refused(why, alias, 403, "POST", f"{members(w, group)}/$ref", ref(w["sofia"]))
+        why = f"{alias} adds an owner to {group}"
+        attempts.refused(why, alias, 403, "POST", f"{owners(w, group)}/$ref", ref(w["sofia"]))
+    attempts.allowed("mark adds to the auditors", "mark", "POST",
+                     f"{members(w, 'auditors')}/$ref", ref(w["sofia"]), status=204)  # fmt: skip
+    attempts.allowed("hana adds to her managers", "hana", "POST",
+                     f"{members(w, 'managers')}/$ref", ref(w["sofia"]), status=204)  # fmt: skip
+    attempts.allowed("hana removes from her managers", "hana", "DELETE",
+                     f"{members(w, 'managers')}/{w['sofia']}/$ref", status=204)  # fmt: skip
+    attempts.verify()
+
+
+def test_administrators_who_may_assign_the_roles_change_such_groups(
+    held: World, attempts: Attempts
+) -> None:
+    """The controls: the Global Administrator, for every group; beside them the Privileged Role
+    Administrator, who manages neither groups nor catalog roles."""
+    w = held
+    for group in ("managers", "assistants", "outer", "inner", "auditors", "mk_readers"):
+        attempts.allowed(f"GA adds to {group}", "admin", "POST", f"{members(w, group)}/$ref",
+                         ref(w["kenji"]), status=204)  # fmt: skip
+        attempts.allowed(f"GA adds an owner to {group}", "admin", "POST",
+                         f"{owners(w, group)}/$ref", ref(w["kenji"]), status=204)  # fmt: skip
+        attempts.refused(f"PRA joins {group}", "priya", 403, "POST",
+                         f"{members(w, group)}/$ref", ref(w["priya"]))  # fmt: skip
+    attempts.verify()
+
+
+def test_a_role_assignable_group_that_holds_global_administrator_is_a_global_admins(
+    held: World, attempts: Attempts
+) -> None:
+    """Directory roles: the Privileged Role Administrator may change a role-assignable group,
+    unless it holds Global Administrator, which only a Global Administrator may give."""
+    w = held
+    group = f"/v1.0/groups/{w['tier0']}"
+    attempts.allowed("PRA adds to Tier-0", "priya", "POST", f"{group}/members/$ref",
+                     ref(w["mark"]), status=204)  # fmt: skip
+    body = {
+        "principalId": w["tier0"],
+        "roleDefinitionId": DirectoryRole.GLOBAL_ADMINISTRATOR.value,
+        "directoryScopeId": "/",
+    }
+    attempts.allowed("GA makes Tier-0 global admins", "admin", "POST", DIRECTORY_ROLES, body)
+    attempts.refused("PRA joins Tier-0", "priya", 403, "POST", f"{group}/members/$ref",
+                     ref(w["priya"]))  # fmt: skip
+    attempts.refused("PRA removes mark from Tier-0", "priya", 403, "DELETE",
+                     f"{group}/members/{w['mark']}/$ref")  # fmt: skip
+    attempts.allowed("GA adds to Tier-0", "admin", "POST", f"{group}/members/$ref",
+                     ref(w["priya"]), status=204)  # fmt: skip
+    attempts.verify()
+
+
+def test_the_refusal_says_which_role_in_words_and_names_no_hidden_catalog(held: World) -> None:
+    w = held
+    r = w.t.post("kenji", f"{members(w, 'inner')}/$ref", ref(w["kenji"]))
+    assert r.status_code == 403, r.text
+    message = r.json()["error"]["message"]
+    # Outer also holds Catalog owner on the own catalog, which kenji owns (and so may give);
+    # the archive is not his to see, so it is not named.
+    assert message == (
+        "you may not change the members of Inner because Inner holds Catalog owner "
+        "(a catalog, through group Outer) and you may not assign it"
+    ), message
+    # Omar cannot see mark's catalog: the message says a catalog, not which.
+    r = w.t.post("omar", f"{owners(w, 'auditors')}/$ref", ref(w["sofia"]))
+    assert r.status_code == 403, r.text
+    message = r.json()["error"]["message"]
+    assert "Catalog reader (a catalog)" in message, message
+    assert "Finance" not in message, message
+
+
+def test_explain_says_why_a_group_may_or_may_not_be_changed(held: World) -> None:
+    """``GET /remit/explain`` with a group: the same rule, with its reasons."""
+    w, t = held, held.t
+    task = {"task": "directory:groups:manage"}
+    denied = t.get("kenji", EXPLAIN, **task, group=w["managers"]).json()
+    assert denied["allowed"] is False, denied
+    assert denied["groupId"] == w["managers"]
+    assert denied["reasons"][0] == (
+        "kenji@contoso.example may not change the members or owners of Department managers "
+        "because Department managers holds Catalog creator (tenant) and kenji@contoso.example "
+        "may not assign it"
+    ), denied
+    # The right on the group itself is still said: his Groups Administrator role.
+    assert any("Groups Administrator" in r for r in denied["reasons"]), denied
+    nested = t.get("kenji", EXPLAIN, **task, group=w["assistants"]).json()
+    assert not nested["allowed"]
+    assert "through group Department managers" in nested["reasons"][0], nested
+    mine = t.get("hana", EXPLAIN, **task, group=w["managers"]).json()
+    assert mine["allowed"] is True, mine
+    assert "owner of group Department managers" in mine["reasons"], mine
+    assert any("holds Catalog creator (tenant), which" in r for r in mine["reasons"]), mine
+    # Asked by an administrator about someone else, as for any task.
+    about = t.get("admin", EXPLAIN, **task, group=w["mk_readers"], user=w["kenji"]).json()
+    assert about["allowed"] is True, about
+    assert any("Catalog reader (catalog Marketing)" in r for r in about["reasons"]), about
+    # The group question goes with its task only.
+    for bad in ({"task": "catalog:create"}, {**task, "catalog": w["own"]}):
+        r = t.get("hana", EXPLAIN, **bad, group=w["managers"])
+        assert r.status_code == 400, r.text
+    assert t.get("hana", EXPLAIN, **task, group="no-such-group").status_code == 404

@@ -986,6 +986,11 @@ def url(value: str, **more: Any) -> dict[str, Any]:
         (url("http://10.1.2.3/hook"), URL),
         (url("https://[::1]/hook"), URL),
         (url("http://[::ffff:192.168.0.1]/hook"), URL),
+        # The same private addresses behind NAT64, 6to4 and the IPv4-compatible form.
+        (url("http://[64:ff9b::a9fe:a9fe]/latest/meta-data/"), URL),
+        (url("http://[64:ff9b:1::a01:203]/hook"), URL),
+        (url("http://[2002:a01:203::1]/hook"), URL),
+        (url("http://[::192.168.0.1]/hook"), URL),
         ({**url("https://example.com/"), "displayName": " "}, "displayName"),
         (url("https://example.com/", secret="short-S3CR3T"), "secret"),
         (url("https://example.com/", secret="with space S3CR3T-long"), "secret"),

@@ -16,10 +16,14 @@ import base64
 import hashlib
 import hmac
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -36,8 +40,9 @@ from remit.api.state import AppState
 from remit.audit.models import AuditEvent
 from remit.catalogs.models import Catalog
 from remit.db import Database
+from remit.errors import Invalid
 from remit.settings import Settings
-from remit.tokens import load_or_create_key
+from remit.tokens import TokenService, load_or_create_key
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant, upn
 
@@ -288,6 +293,35 @@ def _not_before_nan(f: Forge) -> str:
     return bearer(f.sign(f.claims(nbf=float("nan"), iat=float("nan"))))
 
 
+def _missing_issued_at(f: Forge) -> str:
+    # RFC 7519 makes iat optional; remit's own tokens always carry it, so one without is forged.
+    return bearer(f.sign(f.claims(iat=None)))
+
+
+def _missing_not_before(f: Forge) -> str:
+    return bearer(f.sign(f.claims(nbf=None)))
+
+
+def _expiry_far_future(f: Forge) -> str:
+    # Correctly signed (with the server's own key), good for ever: a stolen key's dream.
+    return bearer(f.sign(f.claims(exp=1e300)))
+
+
+def _expiry_infinity(f: Forge) -> str:
+    return bearer(f.sign(f.claims(exp=float("inf"))))
+
+
+def _lifetime_over_the_maximum(f: Forge) -> str:
+    now = int(f.clock().timestamp())
+    return bearer(f.sign(f.claims(exp=now + f.settings.token_max_lifetime_seconds + 1)))
+
+
+def _issued_long_ago_still_unexpired(f: Forge) -> str:
+    # exp - iat is what is bounded, so an old iat does not buy a longer life.
+    now = int(f.clock().timestamp())
+    return bearer(f.sign(f.claims(iat=now - 40 * 24 * 3600, exp=now + 3600)))
+
+
 def _garbage(_f: Forge) -> str:
     return bearer("not-a-jwt")
 
@@ -356,6 +390,12 @@ BAD_TOKENS: list[Any] = [
         _expiry_boolean,
         _expiry_nan,
         _not_before_nan,
+        _missing_issued_at,
+        _missing_not_before,
+        _expiry_far_future,
+        _expiry_infinity,
+        _lifetime_over_the_maximum,
+        _issued_long_ago_still_unexpired,
         _garbage,
         _three_garbage_segments,
         _header_not_an_object,
@@ -424,6 +464,12 @@ def test_bad_token_is_refused_and_changes_nothing(case: Case, forge: Forge, db: 
     assert footprint(db) == before
 
 
+def test_a_token_as_long_as_the_maximum_lifetime_is_good(forge: Forge) -> None:
+    now = int(forge.clock().timestamp())
+    longest = forge.claims(exp=now + forge.settings.token_max_lifetime_seconds)
+    assert send(forge.t.client, "GET", ME, bearer(forge.sign(longest))).status_code == 200
+
+
 def test_a_token_is_only_read_from_the_authorization_header(forge: Forge) -> None:
     token = forge.sign()
     client = forge.t.client
@@ -469,6 +515,45 @@ def test_a_disabled_user_is_refused_from_the_very_next_request(forge: Forge) -> 
     )
     assert r.status_code == 204, r.text
     assert send(forge.t.client, "GET", ME, token).status_code == 200
+
+
+def test_remit_does_not_issue_a_token_it_would_refuse(
+    forge: Forge, settings: Settings, db: Database
+) -> None:
+    """An explicit lifetime above the maximum is refused, and so is a default (the setting)
+    above it: a server so configured does not start, and the CLI says why in one line."""
+    state: AppState = forge.t.client.app.state.remit  # type: ignore[attr-defined]
+    most = settings.token_max_lifetime_seconds
+    longest = state.tokens.issue(
+        forge.t.ids["hana"], upn("hana"), now=forge.clock(), ttl=timedelta(seconds=most)
+    )
+    assert send(forge.t.client, "GET", ME, bearer(longest)).status_code == 200
+    with pytest.raises(Invalid, match="REMIT_TOKEN_MAX_LIFETIME_SECONDS"):
+        state.tokens.issue(
+            forge.t.ids["hana"], upn("hana"), now=forge.clock(), ttl=timedelta(seconds=most + 1)
+        )
+    too_long = settings.model_copy(update={"token_ttl_seconds": most + 60})
+    with pytest.raises(Invalid, match="REMIT_TOKEN_TTL_SECONDS"):
+        TokenService(too_long)
+
+    env = {**os.environ, "REMIT_DATABASE_URL": db.url, "REMIT_DATA_DIR": str(settings.data_dir)}
+    env["REMIT_TOKEN_MAX_LIFETIME_SECONDS"] = str(most)
+    for extra_env, ttl in (({}, most + 1), ({"REMIT_TOKEN_TTL_SECONDS": str(most + 60)}, 600)):
+        command = ["token", "issue", "--user", upn("hana"), "--ttl", str(ttl)]
+        issued = subprocess.run(
+            [sys.executable, "-m", "remit.cli", *command],
+            capture_output=True,
+            text=True,
+            env={**env, **extra_env},
+            timeout=60,
+            check=False,
+        )
+        assert issued.returncode == 1, issued.stdout
+        lines = issued.stderr.strip().splitlines()
+        assert len(lines) == 1, issued.stderr
+        assert lines[0].startswith("remit: error: ")
+        assert "exceeds REMIT_TOKEN_MAX_LIFETIME_SECONDS" in lines[0]
+        assert "eyJ" not in issued.stdout  # no token printed (a JWT starts with {" in base64)
 
 
 # ---------------------------------------------------------------- external OIDC issuer
@@ -529,6 +614,7 @@ class Idp:
     t: Tenant
     client: TestClient
     clock: SteppingClock
+    settings: Settings
     jwks: KeyServer
     attacker: KeyServer
 
@@ -589,7 +675,7 @@ def idp(
     )
     app = create_app(oidc, db=db, clock=clock)
     with TestClient(app, base_url="http://remit.test") as client:
-        yield Idp(Tenant.build(db, client, clock), client, clock, jwks, attacker)
+        yield Idp(Tenant.build(db, client, clock), client, clock, oidc, jwks, attacker)
 
 
 def test_oidc_token_from_the_configured_issuer_signs_in(idp: Idp) -> None:
@@ -597,6 +683,34 @@ def test_oidc_token_from_the_configured_issuer_signs_in(idp: Idp) -> None:
     assert r.status_code == 200, r.text
     assert r.json()["id"] == idp.t.ids["mamta"]  # matched on the UPN, case-insensitively
     assert idp.jwks.hits  # the key came from the configured JWKS
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [("nbf",), ("iat",), ("nbf", "iat")],
+    ids=["without-nbf", "without-iat", "without-nbf-or-iat"],
+)
+def test_oidc_token_without_optional_times_signs_in(idp: Idp, dropped: tuple[str, ...]) -> None:
+    """RFC 7519 makes nbf and iat optional, and common providers leave out nbf: an otherwise
+    good token without them signs in (its exp, within the maximum age, bounds it)."""
+    token = idp.sign(idp.claims(**dict.fromkeys(dropped)))
+    r = idp.me(token)
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == idp.t.ids["mamta"]
+    idp.clock.advance(seconds=3600 + 31)  # past its exp and the leeway, even when remembered
+    assert_unauthenticated(idp.me(token))
+
+
+def test_oidc_token_is_refused_once_older_than_the_maximum_age(idp: Idp) -> None:
+    """A far exp does not outlive the maximum age from iat, also for a remembered token."""
+    token = idp.sign(idp.claims(exp=1e300))
+    assert idp.me(token).status_code == 200
+    idp.clock.advance(seconds=idp.settings.oidc_max_token_age_seconds - 60)
+    assert idp.me(token).status_code == 200
+    idp.clock.advance(seconds=60 + 31)  # past the maximum age and the leeway
+    r = idp.me(token)
+    assert_unauthenticated(r)
+    assert "maximum token age" in r.json()["error"]["message"]
 
 
 def _oidc_rs512(idp: Idp) -> str:
@@ -639,6 +753,39 @@ def _oidc_jku_to_attacker_keys(idp: Idp) -> str:
 def _oidc_expired(idp: Idp) -> str:
     now = int(idp.clock().timestamp())
     return idp.sign(idp.claims(iat=now - 7200, nbf=now - 7200, exp=now - 120))
+
+
+def _oidc_older_than_the_maximum_age(idp: Idp) -> str:
+    # Still unexpired by its own exp, but issued longer ago than remit accepts.
+    now, most = int(idp.clock().timestamp()), idp.settings.oidc_max_token_age_seconds
+    return idp.sign(idp.claims(iat=now - most - 60, nbf=now - most - 60, exp=now + 3600))
+
+
+def _oidc_far_expiry_without_iat(idp: Idp) -> str:
+    # Without iat its age is unknown: exp may then be at most the maximum age away.
+    return idp.sign(idp.claims(iat=None, nbf=None, exp=1e300))
+
+
+def _oidc_expiry_beyond_the_maximum_age_without_iat(idp: Idp) -> str:
+    now, most = int(idp.clock().timestamp()), idp.settings.oidc_max_token_age_seconds
+    return idp.sign(idp.claims(iat=None, exp=now + most + 120))
+
+
+def _oidc_missing_expiry(idp: Idp) -> str:
+    return idp.sign(idp.claims(exp=None))
+
+
+def _oidc_expired_without_nbf_or_iat(idp: Idp) -> str:
+    now = int(idp.clock().timestamp())
+    return idp.sign(idp.claims(iat=None, nbf=None, exp=now - 120))
+
+
+def _oidc_issued_at_nan(idp: Idp) -> str:
+    return idp.sign(idp.claims(iat=float("nan"), nbf=None))
+
+
+def _oidc_not_before_in_future_without_iat(idp: Idp) -> str:
+    return idp.sign(idp.claims(iat=None, nbf=int(idp.clock().timestamp()) + 600))
 
 
 def _oidc_no_username_claim(idp: Idp) -> str:
@@ -684,6 +831,13 @@ BAD_OIDC_TOKENS: list[Any] = [
         _oidc_other_key_with_known_kid,
         _oidc_jku_to_attacker_keys,
         _oidc_expired,
+        _oidc_older_than_the_maximum_age,
+        _oidc_far_expiry_without_iat,
+        _oidc_expiry_beyond_the_maximum_age_without_iat,
+        _oidc_missing_expiry,
+        _oidc_expired_without_nbf_or_iat,
+        _oidc_issued_at_nan,
+        _oidc_not_before_in_future_without_iat,
         _oidc_no_username_claim,
         _oidc_unknown_user,
         _oidc_disabled_user,

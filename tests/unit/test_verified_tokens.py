@@ -23,9 +23,9 @@ class Counting(TokenService):
         super().__init__(settings)
         self.calls = 0
 
-    def verify(self, token: str, **kwargs: Any) -> Any:
+    def verified(self, token: str, **kwargs: Any) -> Any:
         self.calls += 1
-        return super().verify(token, **kwargs)
+        return super().verified(token, **kwargs)
 
 
 @pytest.fixture

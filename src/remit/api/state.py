@@ -9,7 +9,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import jwt
 from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Connection
@@ -21,7 +20,7 @@ from remit.context import Ctx
 from remit.db import Database
 from remit.errors import Unauthenticated
 from remit.settings import Settings
-from remit.tokens import LEEWAY, Identity, TokenService
+from remit.tokens import Identity, TokenService, Verified
 
 
 class VerifiedTokens:
@@ -29,8 +28,9 @@ class VerifiedTokens:
 
     Verifying an RS256 token costs more than the rest of a single-object read, and a client sends
     the same token for its whole lifetime. Remembered is only what cannot change for the same
-    text under the same ``TokenService``: that signature, algorithm, issuer, audience and subject
-    passed. ``exp``/``nbf``/``iat`` are compared with the clock on every use (a token that fails
+    text under the same ``TokenService``: that signature, algorithm, issuer, audience, subject
+    and the bounds on its life passed. Its ``Lifetime`` (from ``exp``/``nbf``/``iat`` and the
+    maximum age of an external token) is compared with the clock on every use (a token that fails
     is verified in full again, so the error is the verifier's own), and an entry is forgotten
     after ``MAX_AGE`` seconds so that a key withdrawn from an OIDC issuer's JWKS stops counting.
     Nothing about the user is cached: the actor is read from the database on every request.
@@ -40,31 +40,27 @@ class VerifiedTokens:
     MAX_ENTRIES = 10_000
 
     def __init__(self) -> None:
-        # token -> (verifier, identity, exp, nbf, iat, monotonic time of verification)
-        self._seen: dict[str, tuple[TokenService, Identity, float, float, float, float]] = {}
+        # token -> (verifier, what it verified, monotonic time of verification)
+        self._seen: dict[str, tuple[TokenService, Verified, float]] = {}
         self._lock = threading.Lock()
 
     def verify(self, tokens: TokenService, token: str, *, now: datetime) -> Identity:
         hit = self._seen.get(token)
         if hit is not None:
-            verifier, found, exp, nbf, iat, verified_at = hit
-            ts, leeway = now.timestamp(), LEEWAY.total_seconds()
-            if (
-                verifier is tokens
-                and time.monotonic() - verified_at < self.MAX_AGE
-                and exp > ts - leeway
-                and nbf <= ts + leeway
-                and iat <= ts + leeway
-            ):
-                return found
-        found = tokens.verify(token, now=now)  # raises unless the token is good right now
-        claims = jwt.decode(token, options={"verify_signature": False})  # verified just above
-        entry = (tokens, found, claims["exp"], claims["nbf"], claims["iat"], time.monotonic())
+            verifier, found, verified_at = hit
+            if verifier is tokens and time.monotonic() - verified_at < self.MAX_AGE:
+                try:
+                    found.lifetime.check(now)
+                except Unauthenticated:
+                    pass  # verified in full below, for the verifier's own error
+                else:
+                    return found.identity
+        found = tokens.verified(token, now=now)  # raises unless the token is good right now
         with self._lock:
             if len(self._seen) >= self.MAX_ENTRIES:
                 self._seen.clear()
-            self._seen[token] = entry
-        return found
+            self._seen[token] = (tokens, found, time.monotonic())
+        return found.identity
 
 
 @dataclass

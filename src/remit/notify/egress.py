@@ -7,6 +7,11 @@ request forgery). So a webhook goes only to an address that is globally routable
 ``REMIT_WEBHOOK_ALLOWED_NETWORKS`` (comma-separated CIDRs, e.g. ``10.20.0.0/16`` for an intranet
 receiver, ``127.0.0.1/32`` for one on the same host).
 
+An IPv6 address that carries an IPv4 address (IPv4-mapped ``::ffff:a.b.c.d``, IPv4-compatible
+``::a.b.c.d``, NAT64 ``64:ff9b::a.b.c.d`` and 6to4 ``2002:AABB:CCDD::/48``) reaches that IPv4
+host through a translator or a tunnel, so it is judged as that IPv4 address; the local-use NAT64
+prefix ``64:ff9b:1::/48`` (RFC 8215) is never public (docs/decisions/0021).
+
 The check is made on the addresses the host name resolves to *when the call is made*, and the
 call then goes to the checked address (the ``Host`` header and TLS SNI keep the name, so virtual
 hosting and certificate checks work as before): a name that resolves to a public address when
@@ -38,6 +43,11 @@ class Target:
     server_name: str | None  # the TLS server name (SNI) on https, else None
 
 
+NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052, the well-known prefix
+NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, a translator of one's own
+IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 (deprecated, still routed by some)
+
+
 def _plain(address: Address) -> Address:
     """An IPv4-mapped IPv6 address (``::ffff:127.0.0.1``) as the IPv4 address it is."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
@@ -45,11 +55,32 @@ def _plain(address: Address) -> Address:
     return address
 
 
-def allowed(address: Address, networks: tuple[Network, ...]) -> bool:
-    address = _plain(address)
-    if any(address in n for n in networks):
-        return True
+def embedded(address: Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address that an IPv6 address reaches through mapping, NAT64, 6to4 or the
+    IPv4-compatible form; None for any other address."""
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in NAT64 or address in IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return None
+
+
+def _public(address: Address) -> bool:
     return address.is_global and not address.is_multicast
+
+
+def allowed(address: Address, networks: tuple[Network, ...]) -> bool:
+    """In an allowed network (as written, or as the IPv4 address it carries), else public."""
+    carried = embedded(address)
+    if any(address in n or (carried is not None and carried in n) for n in networks):
+        return True
+    if carried is not None:
+        return _public(carried)
+    return _public(address) and address not in NAT64_LOCAL
 
 
 def literal_address(host: str) -> Address | None:

@@ -121,6 +121,11 @@ def serve(
             port=port or s.port,
             log_level=s.log_level,
             access_log=False,
+            server_header=False,
+            # h11 bounds a request's head (httptools reads a header of any size into memory):
+            # the header fields the edge allows, plus 8 KiB for the request line (decision 0018).
+            http="h11",
+            h11_max_incomplete_event_size=s.max_header_bytes + 8 * 1024,
         )
 
 

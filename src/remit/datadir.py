@@ -23,6 +23,16 @@ import structlog
 DIR_MODE = 0o700
 FILE_MODE = 0o600
 SQLITE_SIDECARS = ("-wal", "-shm", "-journal")
+# What remit keeps in the data directory: the token signing key (tokens.KEY_FILE), the secrets
+# key (sealing.KEY_FILE), the default SQLite database and its sidecars; the email outbox.
+OWN_FILES = (
+    "signing-key.pem",
+    "secrets.key",
+    "remit.db",
+    *(f"remit.db{suffix}" for suffix in SQLITE_SIDECARS),
+)
+OUTBOX = "outbox"
+OUTBOX_SUFFIXES = (".eml", ".part")
 
 log = structlog.get_logger("remit.datadir")
 
@@ -36,6 +46,22 @@ def private_dir(path: Path) -> Path:
     else:
         os.chmod(path, DIR_MODE)  # mkdir's mode passes through the umask; 0700 is meant exactly
     return path
+
+
+def private_data_dir(data_dir: Path) -> Path:
+    """The data directory made 0700, and what remit keeps in it tightened to 0600 (the outbox
+    0700). Only remit's own files: a data directory pointed at a shared place keeps the rest."""
+    private_dir(data_dir)
+    for name in OWN_FILES:
+        tighten(data_dir / name, FILE_MODE)
+    outbox = data_dir / OUTBOX
+    if outbox.is_dir():
+        tighten(outbox, DIR_MODE)
+        with os.scandir(outbox) as entries:
+            for entry in entries:
+                if entry.name.endswith(OUTBOX_SUFFIXES) and entry.is_file(follow_symlinks=False):
+                    tighten(Path(entry.path), FILE_MODE)
+    return data_dir
 
 
 def tighten(path: Path, mode: int) -> None:

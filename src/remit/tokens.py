@@ -22,6 +22,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from remit import datadir
 from remit.errors import Invalid, Unauthenticated
 from remit.settings import Settings
 
@@ -36,9 +37,13 @@ EXTERNAL_CLAIMS = ("exp", "iss", "aud", "sub")
 
 
 def load_or_create_key(data_dir: Path) -> rsa.RSAPrivateKey:
-    """The local signing key, created with mode 0600 on first use."""
+    """The local signing key, created with mode 0600 on first use.
+
+    Every start passes here (the server and ``remit token``): the data directory is made 0700,
+    or tightened with what remit keeps in it (``remit.datadir``).
+    """
     path = data_dir / KEY_FILE
-    data_dir.mkdir(parents=True, exist_ok=True)
+    datadir.private_data_dir(data_dir)
     if not path.exists():
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(
@@ -46,14 +51,8 @@ def load_or_create_key(data_dir: Path) -> rsa.RSAPrivateKey:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:
-            pass  # another process won the race; read its key below
-        else:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(pem)
-    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        datadir.create_private(path, pem)  # False: another process won; read its key below
+    loaded = serialization.load_pem_private_key(datadir.read_private(path), password=None)
     if not isinstance(loaded, rsa.RSAPrivateKey):
         raise RuntimeError(f"{path} does not hold an RSA private key")
     return loaded

@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 import structlog
 from sqlalchemy import bindparam, select
 
+from remit import datadir
 from remit.context import Ctx
 from remit.db import HotSelect
 from remit.directory.models import User
@@ -221,13 +222,12 @@ def _text_part(body: str, subtype: str) -> MIMENonMultipart:
 
 def write_outbox(data_dir: Path, message: Message, queued_at: str) -> Path:
     """``data_dir/outbox/<queued time>-<message id>.eml``: the same name on a retry."""
-    outbox = data_dir / "outbox"
-    outbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+    outbox = datadir.private_dir(datadir.private_dir(data_dir) / datadir.OUTBOX)
     stamp = "".join(c for c in queued_at[:19] if c.isdigit())
     token = str(message["Message-ID"]).strip("<>").partition("@")[0]
     path = outbox / f"{stamp}-{token}.eml"
     partial = path.with_suffix(".part")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, datadir.FILE_MODE)
     with os.fdopen(fd, "wb") as out:
         out.write(message.as_bytes())
     os.replace(partial, path)

@@ -3,7 +3,8 @@
 Reading needs ``catalog:read`` on the catalog, changing ``catalog:update``; a catalog the actor
 may not see is NotFound. The secret (the HMAC key of ``X-Remit-Signature``) is write-only: it is
 accepted on create and update, generated when a create omits it (and then handed back once, by
-``create_extension``'s return value), and never rendered, logged or audited.
+``create_extension``'s return value), and never rendered, logged or audited. The row holds it
+sealed (``notify.sealed``).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from remit.authz.decide import authorize
 from remit.authz.tasks import Task
 from remit.catalogs.operations import get_catalog
 from remit.context import Ctx
+from remit.db import new_id
 from remit.errors import Conflict, Invalid, NotFound
-from remit.notify import config, egress
+from remit.notify import config, egress, sealed
 from remit.notify.models import CustomExtension
 from remit.policies.models import AssignmentPolicy
 
@@ -111,12 +113,14 @@ def create_extension(
     count = ctx.session.execute(select(func.count()).select_from(CustomExtension)).scalar_one()
     if count >= MAX_PER_TENANT:
         raise Conflict(f"a tenant holds at most {MAX_PER_TENANT} custom extensions")
+    ext_id = new_id()  # before the row: the sealed secret is bound to it
     ext = CustomExtension(
+        id=ext_id,
         catalog_id=catalog.id,
         display_name=name,
         description=validation.optional_text(description, "description"),
         endpoint_url=url,
-        secret=key,
+        secret=sealed.seal(ext_id, key),
         created_at=ctx.now,
         modified_at=ctx.now,
     )
@@ -155,8 +159,11 @@ def update_extension(
     rotated = False
     if "secret" in changes:
         key = _secret(changes["secret"])
-        rotated = not secrets.compare_digest(key.encode(), ext.secret.encode())
-        ext.secret = key
+        try:
+            rotated = not secrets.compare_digest(key.encode(), sealed.secret_of(ext).encode())
+        except sealed.Unreadable:
+            rotated = True  # sealed with another key: the new one replaces it either way
+        ext.secret = sealed.seal(ext.id, key)
     after = snapshot(ext)
     if after != before or rotated:
         ext.modified_at = ctx.now

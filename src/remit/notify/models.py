@@ -20,7 +20,8 @@ class CustomExtension(Base):
     display_name: Mapped[str]
     description: Mapped[str | None] = mapped_column(Text)
     endpoint_url: Mapped[str] = mapped_column(String(2048))
-    # The HMAC key for X-Remit-Signature; never rendered, logged or audited.
-    secret: Mapped[str] = mapped_column(String(256))
+    # The HMAC key for X-Remit-Signature, sealed (notify.sealed: "sealed:1 ..."; a plaintext
+    # value is one written before sealing existed); never rendered, logged or audited.
+    secret: Mapped[str] = mapped_column(String(512))
     created_at: Mapped[datetime]
     modified_at: Mapped[datetime]

@@ -2,7 +2,8 @@
 
 ``fire`` runs in the lifecycle's transaction and queues one ``notify.webhook`` job per extension
 that a policy attaches to the stage. The job holds the extension id, the stage, a delivery id and
-the body, never the secret: the handler reads the extension when it runs and signs then.
+the body, never the secret: the handler reads the extension when it runs, opens its sealed
+secret (``notify.sealed``) and signs then.
 
 What a receiver gets::
 
@@ -44,7 +45,7 @@ from remit import __version__
 from remit.context import Ctx
 from remit.jobs.queue import enqueue
 from remit.jobs.registry import RetryLater
-from remit.notify import config, egress
+from remit.notify import config, egress, sealed
 from remit.notify.models import CustomExtension
 
 log = structlog.get_logger("remit.notify")
@@ -202,6 +203,14 @@ def deliver(ctx: Ctx, payload: dict[str, Any]) -> None:
     if ctx.now > deadline:
         log.warning("webhook.gave_up", reason="older than a day", **fields)
         return
+    try:
+        secret = sealed.secret_of(ext)
+    except sealed.Unreadable:
+        # Retried: this process's secrets key may be fixed to the one the others share.
+        raise WebhookFailed(
+            f"extension {ext_id}: its secret does not open with this process's secrets key "
+            "(every remit process must share data_dir/secrets.key)"
+        ) from None
     body = encode(payload["body"])
     timestamp = str(int(ctx.now.timestamp()))
     headers = {
@@ -210,7 +219,7 @@ def deliver(ctx: Ctx, payload: dict[str, Any]) -> None:
         "X-Remit-Event": stage,
         "X-Remit-Delivery": delivery,
         "X-Remit-Timestamp": timestamp,
-        "X-Remit-Signature": sign(ext.secret, timestamp, body),
+        "X-Remit-Signature": sign(secret, timestamp, body),
     }
     settings = config.current().settings
     try:

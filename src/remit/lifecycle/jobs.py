@@ -6,7 +6,8 @@ expiry sweep ends a chunk of assignments set-based (``lifecycle.sweep``).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -114,32 +115,71 @@ def approval_timers(ctx: Ctx, payload: dict[str, Any]) -> None:
         raise RetryLater(NOW, "more approval timers due")
 
 
-REMINDERS = ((1, timedelta(days=14), 14), (2, timedelta(days=1), 1))
+@dataclass(frozen=True)
+class Reminder:
+    bit: int  # in Assignment.reminders_sent
+    ahead: timedelta  # sent this long before the end
+    days: int  # what the message says
+
+
+# Nearest first: of two that are due at once, only the nearer still makes sense.
+REMINDERS = (Reminder(2, timedelta(days=1), 1), Reminder(1, timedelta(days=14), 14))
+
+
+def _end_known_since(a: Assignment) -> datetime:
+    """Since when the assignment has held its current end: created (or started, if later),
+    or extended. An extension's time is not kept; ``modified_at`` is never earlier than it, so
+    a reminder judged by it may be skipped (a delivery change after the moment came) but is
+    never sent for a moment that came before the end was set."""
+    known = max(a.start_at, a.created_at)
+    return max(known, a.modified_at) if a.extension_count else known
 
 
 @periodic("lifecycle.expiry_reminders", every=timedelta(minutes=15))
 def expiry_reminders(ctx: Ctx, payload: dict[str, Any]) -> None:
-    sent = 0
-    for bit, ahead, days in REMINDERS:
-        due = list(
-            ctx.session.execute(
-                select(Assignment)
-                .where(
-                    Assignment.active_key.is_not(None),
-                    Assignment.expires_at > ctx.now,
-                    Assignment.expires_at <= ctx.now + ahead,
-                    Assignment.reminders_sent.op("&")(bit) == 0,
-                )
-                .limit(CHUNK)
-            ).scalars()
+    """The 14-day and 1-day reminders (docs/decisions/0021), each at most once per end.
+
+    Of the reminders due for an assignment only the nearest is sent, and the earlier ones are
+    settled with it (a sweep that was down does not send "14 days" and "tomorrow" together).
+    One whose moment came before the assignment held its current end is settled unsent: an
+    assignment of 20 hours hears of neither. Rows are claimed ``FOR UPDATE SKIP LOCKED`` on
+    PostgreSQL, so two workers never remind of the same assignment; SQLite has one writer.
+    """
+    due_now = or_(
+        *(
+            and_(
+                Assignment.expires_at <= ctx.now + r.ahead,
+                Assignment.reminders_sent.op("&")(r.bit) == 0,
+            )
+            for r in REMINDERS
         )
-        for a in due:
-            # A later reminder also settles the earlier one: nobody gets "14 days" a day before.
-            a.reminders_sent = a.reminders_sent | bit | (1 if bit == 2 else 0)
-            package = ctx.session.get(AccessPackage, a.access_package_id)
-            notices.expiring(ctx, a, package.display_name if package else a.access_package_id, days)
-        sent += len(due)
-    if sent >= CHUNK:
+    )
+    due = list(
+        ctx.session.execute(
+            select(Assignment)
+            .where(Assignment.active_key.is_not(None), Assignment.expires_at > ctx.now, due_now)
+            .order_by(Assignment.expires_at, Assignment.id)
+            .limit(CHUNK)
+            .with_for_update(skip_locked=True)
+        ).scalars()
+    )
+    for a in due:
+        ends = a.expires_at
+        opened = [r for r in REMINDERS if ends is not None and ends - r.ahead <= ctx.now]
+        if ends is None or not opened:
+            continue  # not so selected: for the type checker
+        nearest = opened[0]
+        settled = 0
+        for r in opened:
+            settled |= r.bit
+        sent_before = a.reminders_sent
+        a.reminders_sent = sent_before | settled
+        if sent_before & nearest.bit or ends - nearest.ahead < _end_known_since(a):
+            continue
+        package = ctx.session.get(AccessPackage, a.access_package_id)
+        name = package.display_name if package else a.access_package_id
+        notices.expiring(ctx, a, name, nearest.days)
+    if len(due) >= CHUNK:
         raise RetryLater(NOW, "more reminders due")
 
 

@@ -39,13 +39,16 @@ def secret_of(ext: CustomExtension) -> str:
 
 def seal_plaintext_secrets(session: Session) -> int:
     """Seal every secret still stored in plaintext; how many were sealed. Idempotent: each row is
-    changed only while it still holds the plaintext that was read."""
-    sealer = _sealer()
+    changed only while it still holds the plaintext that was read. The key is loaded (and made)
+    only when there is something to seal."""
     rows = session.execute(
         select(CustomExtension.id, CustomExtension.secret).where(
             CustomExtension.secret.not_like(sealing.MARKER + "%")
         )
     ).all()
+    if not rows:
+        return 0
+    sealer = _sealer()
     for ext_id, plaintext in rows:
         session.execute(
             update(CustomExtension)

@@ -1,17 +1,39 @@
 """Request bodies. Graph clients send camelCase; extra properties (``@odata.type``, read-only
-fields echoed back) are ignored rather than rejected, as Graph does."""
+fields echoed back) are ignored rather than rejected, as Graph does.
+
+Every string a body model reads is one line without control characters, except the multi-line
+fields (``MULTILINE``), which may hold tab and line breaks: the operations check their text the
+same way (``remit.validation``); checking here as well keeps an id with a control character
+away from the database, and names the field in the 400."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from remit import validation
 from remit.errors import Invalid
+
+MULTILINE = frozenset({"description", "membershipRule"})
 
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _no_control_characters(self) -> Body:
+        for name, info in type(self).model_fields.items():
+            value = getattr(self, name)
+            texts = value if isinstance(value, list) else [value]
+            for text in texts:
+                if not isinstance(text, str):
+                    continue
+                found = validation.control_character(text, multiline=name in MULTILINE)
+                if found is not None:
+                    where = info.alias or name
+                    raise ValueError(f"{where} contains the control character U+{ord(found):04X}")
+        return self
 
     def changes(self) -> dict[str, Any]:
         """Only what the caller sent, by its Graph name (PATCH semantics)."""
@@ -106,7 +128,8 @@ class Ref(Body):
     def object_id(self, *collections: str) -> str:
         """The id at the end of an ``@odata.id`` URL whose collection is one of ``collections``."""
         parts = [p for p in self.odata_id.split("?")[0].split("/") if p]
-        if len(parts) >= 2 and parts[-2] in (*collections, "directoryObjects"):
+        usable = validation.usable_id(self.odata_id)
+        if usable and len(parts) >= 2 and parts[-2] in (*collections, "directoryObjects"):
             return parts[-1]
         raise Invalid(f"@odata.id must end in /{collections[0]}/{{id}}", target="@odata.id")
 

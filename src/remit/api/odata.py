@@ -27,6 +27,7 @@ from sqlalchemy import ColumnElement, Select, func, literal, select
 from sqlalchemy.orm import QueryableAttribute
 from sqlalchemy.sql.elements import BindParameter
 
+from remit import validation
 from remit.db import UTCDateTime
 from remit.errors import Invalid
 
@@ -142,6 +143,10 @@ class _Visitor(AstToSqlAlchemyCoreVisitor):
 
     @staticmethod
     def _check_literal(node: Any) -> None:
+        # No stored value holds a control character (remit.validation), and PostgreSQL cannot
+        # even take a NUL as a parameter: such a literal is the caller's error, not a query.
+        if isinstance(node, oast.String) and validation.control_character(node.val) is not None:
+            raise Invalid("$filter has a control character in a string", target="$filter")
         if isinstance(node, oast.Integer) and abs(node.py_val) > MAX_INT:
             raise Invalid("$filter has a number out of range", target="$filter")
         if isinstance(node, oast.Float) and not math.isfinite(node.py_val):
@@ -374,6 +379,8 @@ def decode_token(token: str, key: Column) -> Any:
         raise Invalid("$skiptoken is not valid", target="$skiptoken") from exc
     expected = python_type(key)
     if type(value) is not expected or (isinstance(value, int) and abs(value) > MAX_INT):
+        raise Invalid("$skiptoken is not valid", target="$skiptoken")
+    if isinstance(value, str) and not validation.usable_id(value):
         raise Invalid("$skiptoken is not valid", target="$skiptoken")
     return value
 

@@ -27,8 +27,8 @@ def visible_catalogs(ctx: Ctx) -> Select[Catalog]:
 
 def get_catalog(ctx: Ctx, catalog_id: str) -> Catalog:
     """The catalog, or NotFound when it does not exist *or* the actor may not see it."""
-    if not can(ctx.actor, Task.CATALOG_READ, catalog_id):
-        raise NotFound(f"catalog {catalog_id} was not found")
+    if not validation.usable_id(catalog_id) or not can(ctx.actor, Task.CATALOG_READ, catalog_id):
+        raise NotFound(f"catalog {catalog_id!r} was not found")
     catalog = ctx.session.get(Catalog, catalog_id)
     if catalog is None:
         raise NotFound(f"catalog {catalog_id} was not found")

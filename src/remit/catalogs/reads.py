@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 from sqlalchemy import Connection, bindparam, select
 
+from remit import validation
 from remit.authz.actor import Actor
 from remit.authz.decide import can
 from remit.authz.tasks import Task
@@ -43,8 +44,8 @@ _CATALOG = HotSelect(select(*Catalog.__table__.c).where(Catalog.id == bindparam(
 
 def read_catalog(conn: Connection, actor: Actor, catalog_id: str) -> CatalogRow:
     """The catalog, or NotFound when it does not exist *or* the actor may not see it."""
-    if not can(actor, Task.CATALOG_READ, catalog_id):
-        raise NotFound(f"catalog {catalog_id} was not found")
+    if not validation.usable_id(catalog_id) or not can(actor, Task.CATALOG_READ, catalog_id):
+        raise NotFound(f"catalog {catalog_id!r} was not found")
     rows = _CATALOG.rows(conn, {"catalog_id": catalog_id})
     if not rows:
         raise NotFound(f"catalog {catalog_id} was not found")

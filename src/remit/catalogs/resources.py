@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import exists, select
 
+from remit import validation
 from remit.authz.decide import authorize
 from remit.authz.resources import ResourceKind, has_resource_right
 from remit.authz.tasks import Task
@@ -146,6 +147,8 @@ def add_resource(
     system = origin_system(origin_system_name)
     if not origin_id:
         raise Invalid("resource.originId is required", target="resource.originId")
+    if not validation.usable_id(origin_id):
+        raise NotFound(f"{origin_id!r} was not found", target="resource.originId")
     origin, owner = _lookup(ctx, system, origin_id)
     _check_right(ctx, origin, owner)
     if ctx.session.execute(
@@ -214,6 +217,8 @@ def remove_resource(
     catalog = get_catalog(ctx, catalog_id)
     authorize(ctx.actor, Task.CATALOG_RESOURCES_MANAGE, catalog.id)
     query = select(CatalogResource).where(CatalogResource.catalog_id == catalog.id)
+    if not all(validation.usable_id(i) for i in (resource_id, origin_id) if i):
+        raise NotFound("the resource is not in this catalog", target="resource")
     if resource_id:
         query = query.where(CatalogResource.id == resource_id)
     elif origin_id:

@@ -43,7 +43,7 @@ def _visible_directory(ctx: Ctx) -> None:
 def get_user(ctx: Ctx, user_id: str) -> User:
     if user_id != ctx.actor.user_id:
         _visible_directory(ctx)
-    user = ctx.session.get(User, user_id)
+    user = ctx.session.get(User, user_id) if validation.usable_id(user_id) else None
     if user is None:
         raise NotFound(f"user {user_id} was not found")
     return user
@@ -54,9 +54,13 @@ def find_user(ctx: Ctx, id_or_upn: str) -> User:
     if "@" in id_or_upn:
         if id_or_upn.lower() != ctx.actor.name.lower():
             _visible_directory(ctx)
-        user = ctx.session.execute(
-            select(User).where(User.upn_key == id_or_upn.lower())
-        ).scalar_one_or_none()
+        user = (
+            ctx.session.execute(
+                select(User).where(User.upn_key == id_or_upn.lower())
+            ).scalar_one_or_none()
+            if validation.usable_id(id_or_upn)
+            else None
+        )
         if user is None:
             raise NotFound(f"user {id_or_upn} was not found")
         return user
@@ -81,18 +85,20 @@ def create_user(
         raise Invalid("userType must be Member or Guest", target="userType")
     if ctx.session.execute(select(User.id).where(User.upn_key == upn.lower())).first():
         raise Conflict(f"a user with userPrincipalName {upn} already exists")
-    if manager_id is not None and ctx.session.get(User, manager_id) is None:
-        raise Invalid(f"manager {manager_id} was not found", target="manager")
+    if manager_id is not None and (
+        not validation.usable_id(manager_id) or ctx.session.get(User, manager_id) is None
+    ):
+        raise Invalid(f"manager {manager_id!r} was not found", target="manager")
     user = User(
         user_principal_name=upn,
         upn_key=upn.lower(),
         display_name=validation.display_name(display_name),
-        mail=validation.optional_text(mail, "mail", 320) or upn,
+        mail=validation.optional_email(mail) or upn,
         user_type=user_type,
         account_enabled=account_enabled,
         manager_id=manager_id,
-        department=validation.optional_text(department, "department", 128),
-        job_title=validation.optional_text(job_title, "jobTitle", 128),
+        department=validation.optional_text(department, "department", 128, multiline=False),
+        job_title=validation.optional_text(job_title, "jobTitle", 128, multiline=False),
         created_at=ctx.now,
     )
     ctx.session.add(user)
@@ -129,18 +135,21 @@ def update_user(ctx: Ctx, user_id: str, changes: dict[str, Any]) -> User:
     if "displayName" in changes:
         user.display_name = validation.display_name(changes["displayName"])
     if "mail" in changes:
-        user.mail = validation.optional_text(changes["mail"], "mail", 320)
+        user.mail = validation.optional_email(changes["mail"])
     if "accountEnabled" in changes:
         if not isinstance(changes["accountEnabled"], bool):
             raise Invalid("accountEnabled must be true or false", target="accountEnabled")
         user.account_enabled = changes["accountEnabled"]
     for field, attr in (("department", "department"), ("jobTitle", "job_title")):
         if field in changes:
-            setattr(user, attr, validation.optional_text(changes[field], field, 128))
+            text = validation.optional_text(changes[field], field, 128, multiline=False)
+            setattr(user, attr, text)
     if "manager" in changes:
         manager_id = changes["manager"]
         if manager_id is not None and (
-            manager_id == user.id or not ctx.session.get(User, manager_id)
+            manager_id == user.id
+            or not validation.usable_id(manager_id)
+            or not ctx.session.get(User, manager_id)
         ):
             raise Invalid("manager must be another existing user", target="manager")
         user.manager_id = manager_id
@@ -173,7 +182,7 @@ def user_snapshot(user: User) -> dict[str, Any]:
 
 def get_group(ctx: Ctx, group_id: str) -> Group:
     _visible_directory(ctx)
-    group = ctx.session.get(Group, group_id)
+    group = ctx.session.get(Group, group_id) if validation.usable_id(group_id) else None
     if group is None:
         raise NotFound(f"group {group_id} was not found")
     return group
@@ -203,7 +212,7 @@ def create_group(
         display_name=validation.display_name(display_name),
         description=validation.optional_text(description, "description"),
         kind=kind,
-        mail_nickname=validation.optional_text(mail_nickname, "mailNickname", 64),
+        mail_nickname=validation.optional_text(mail_nickname, "mailNickname", 64, multiline=False),
         is_assignable_to_role=is_assignable_to_role,
         membership_rule=validation.optional_text(membership_rule, "membershipRule", 2048),
         created_at=ctx.now,
@@ -376,7 +385,7 @@ def member_groups(ctx: Ctx, principal_id: str) -> frozenset[str]:
 
 def get_application(ctx: Ctx, app_id: str) -> Application:
     _visible_directory(ctx)
-    app = ctx.session.get(Application, app_id)
+    app = ctx.session.get(Application, app_id) if validation.usable_id(app_id) else None
     if app is None:
         raise NotFound(f"application {app_id} was not found")
     return app
@@ -451,7 +460,7 @@ def add_application_owner(ctx: Ctx, app_id: str, user_id: str) -> None:
 
 def get_site(ctx: Ctx, site_id: str) -> Site:
     _visible_directory(ctx)
-    site = ctx.session.get(Site, site_id)
+    site = ctx.session.get(Site, site_id) if validation.usable_id(site_id) else None
     if site is None:
         raise NotFound(f"site {site_id} was not found")
     return site
@@ -467,8 +476,8 @@ def create_site(
     admin_ids: Sequence[str] = (),
 ) -> Site:
     authorize(ctx.actor, Task.SITES_MANAGE)
-    url = (web_url or "").strip()
-    if not url.startswith(("https://", "http://")) or len(url) > 1024:
+    url = validation.no_controls(web_url or "", "webUrl").strip()
+    if not url.startswith(("https://", "http://")) or len(url) > 1024 or " " in url:
         raise Invalid("webUrl must be an http(s) URL", target="webUrl")
     if ctx.session.execute(select(Site.id).where(Site.web_url == url)).first():
         raise Conflict(f"a site with webUrl {url} already exists")

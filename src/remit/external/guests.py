@@ -91,13 +91,15 @@ def ensure_guest(
     those are not governed unless marked so). ``domain`` is the tenant's own domain for the new
     guest's userPrincipalName; by default that of the directory's oldest member user.
     """
-    address = validation.upn(email, "email")
+    # A mail address (one, no header injection), and UPN-shaped: it becomes part of the
+    # guest's userPrincipalName.
+    address = validation.upn(validation.email(email, "email"), "email")
     existing = find_by_email(ctx, address)
     if existing is not None:
         return existing
-    if (
-        organization_id is not None
-        and ctx.session.get(ConnectedOrganization, organization_id) is None
+    if organization_id is not None and (
+        not validation.usable_id(organization_id)
+        or ctx.session.get(ConnectedOrganization, organization_id) is None
     ):
         raise Invalid(f"connected organization {organization_id} was not found")
     upn = guest_upn(address, domain or tenant_domain(ctx))

@@ -66,7 +66,8 @@ def visible_organizations(ctx: Ctx) -> Select[ConnectedOrganization]:
 
 def get_organization(ctx: Ctx, organization_id: str) -> ConnectedOrganization:
     _authorize_read(ctx)
-    org = ctx.session.get(ConnectedOrganization, organization_id)
+    usable = validation.usable_id(organization_id)
+    org = ctx.session.get(ConnectedOrganization, organization_id) if usable else None
     if org is None:
         raise NotFound(f"connected organization {organization_id} was not found")
     return org

@@ -60,7 +60,7 @@ def _aad(src: dict[str, Any], target: str) -> dict[str, Any]:
 def _cross_cloud(src: dict[str, Any], target: str) -> dict[str, Any]:
     tenant = _tenant_id(src.get("tenantId"), f"{target}.tenantId")
     cloud = src.get("cloudInstance")
-    if not isinstance(cloud, str) or not _CLOUD.match(cloud.strip()):
+    if not isinstance(cloud, str) or not _CLOUD.fullmatch(cloud.strip()):
         raise Invalid(
             f"{target}.cloudInstance must name a cloud, such as microsoftonline.us",
             target=f"{target}.cloudInstance",
@@ -80,7 +80,12 @@ def _domain(src: dict[str, Any], target: str) -> dict[str, Any]:
 def _federation(src: dict[str, Any], target: str) -> dict[str, Any]:
     name = domain_name(src.get("domainName"), f"{target}.domainName")
     issuer = src.get("issuerUri")
-    if not isinstance(issuer, str) or len(issuer) > 2048 or not _URI.match(issuer.strip()):
+    if (
+        not isinstance(issuer, str)
+        or len(issuer) > 2048
+        or validation.control_character(issuer) is not None
+        or not _URI.match(issuer.strip())
+    ):
         raise Invalid(f"{target}.issuerUri must be an absolute URI", target=f"{target}.issuerUri")
     return {
         "domainName": name,

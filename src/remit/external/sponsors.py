@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import Select, select
 
+from remit import validation
 from remit.authz.decide import authorize
 from remit.authz.tasks import Task
 from remit.context import Ctx
@@ -26,14 +27,15 @@ def listed(ctx: Ctx, organization_id: str, kind: str) -> Select[ConnectedOrganiz
 
 def _sponsor_type(ctx: Ctx, kind: str, principal_id: str) -> str:
     """internal: a member user or a group; external: a guest user (spec §7.3)."""
-    user = ctx.session.get(User, principal_id)
+    usable = validation.usable_id(principal_id)
+    user = ctx.session.get(User, principal_id) if usable else None
     if user is not None:
         if kind == "internal" and user.user_type != "Member":
             raise Invalid("an internal sponsor is a member user of this directory, or a group")
         if kind == "external" and user.user_type != "Guest":
             raise Invalid("an external sponsor is a guest user, already invited")
         return "user"
-    if kind == "internal" and ctx.session.get(Group, principal_id) is not None:
+    if kind == "internal" and usable and ctx.session.get(Group, principal_id) is not None:
         return "group"
     raise Invalid(
         f"no {'user or group' if kind == 'internal' else 'guest user'} has id {principal_id}",
@@ -72,7 +74,11 @@ def remove_sponsor(ctx: Ctx, organization_id: str, kind: str, principal_id: str)
     org = get_organization(ctx, organization_id)
     authorize(ctx.actor, Task.CONNECTED_ORGS_MANAGE)
     kind = sponsor_kind(kind)
-    row = ctx.session.get(ConnectedOrganizationSponsor, (org.id, kind, principal_id))
+    row = (
+        ctx.session.get(ConnectedOrganizationSponsor, (org.id, kind, principal_id))
+        if validation.usable_id(principal_id)
+        else None
+    )
     if row is None:
         raise NotFound(f"{principal_id} is not an {kind} sponsor of the organization")
     ctx.session.delete(row)

@@ -34,7 +34,8 @@ def visible_packages(ctx: Ctx) -> Select[AccessPackage]:
 
 
 def get_package(ctx: Ctx, package_id: str) -> AccessPackage:
-    package = ctx.session.get(AccessPackage, package_id)
+    found = validation.usable_id(package_id)
+    package = ctx.session.get(AccessPackage, package_id) if found else None
     if package is None or not can(ctx.actor, Task.PACKAGE_READ, package.catalog_id):
         raise NotFound(f"access package {package_id} was not found")
     return package
@@ -178,6 +179,8 @@ def _catalog_role(
     origin_id: str | None,
     resource_id: str | None,
 ) -> ResourceRole:
+    if not all(validation.usable_id(i) for i in (role_id, origin_id, resource_id) if i):
+        raise Invalid("the role is not a resource role of this package's catalog", target="role")
     query = (
         select(ResourceRole)
         .join(CatalogResource, CatalogResource.id == ResourceRole.resource_id)
@@ -205,6 +208,8 @@ def _catalog_role(
 def _role_scope(
     ctx: Ctx, role: ResourceRole, scope_id: str | None, origin_id: str | None
 ) -> ResourceScope:
+    if not all(validation.usable_id(i) for i in (scope_id, origin_id) if i):
+        raise Invalid("the scope does not belong to the role's resource", target="scope")
     query = select(ResourceScope).where(ResourceScope.resource_id == role.resource_id)
     if scope_id:
         query = query.where(ResourceScope.id == scope_id)
@@ -261,7 +266,11 @@ def add_resource_role_scope(
 def get_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> ResourceRoleScope:
     package = get_package(ctx, package_id)
     role_id, _, scope_id = rrs.partition("_")
-    found = ctx.session.get(ResourceRoleScope, (package.id, role_id, scope_id))
+    found = (
+        ctx.session.get(ResourceRoleScope, (package.id, role_id, scope_id))
+        if validation.usable_id(rrs)
+        else None
+    )
     if found is None:
         raise NotFound(f"resource role scope {rrs} was not found")
     return found
@@ -314,7 +323,11 @@ def add_incompatible_package(ctx: Ctx, package_id: str, other_id: str) -> None:
 def remove_incompatible_package(ctx: Ctx, package_id: str, other_id: str) -> None:
     package = get_package(ctx, package_id)
     authorize(ctx.actor, Task.PACKAGE_INCOMPATIBLE_MANAGE, package.catalog_id)
-    link = ctx.session.get(IncompatiblePackage, (package.id, other_id))
+    link = (
+        ctx.session.get(IncompatiblePackage, (package.id, other_id))
+        if validation.usable_id(other_id)
+        else None
+    )
     if link is None:
         raise NotFound("the access packages are not marked incompatible")
     ctx.session.delete(link)
@@ -332,8 +345,8 @@ def remove_incompatible_package(ctx: Ctx, package_id: str, other_id: str) -> Non
 def add_incompatible_group(ctx: Ctx, package_id: str, group_id: str) -> None:
     package = get_package(ctx, package_id)
     authorize(ctx.actor, Task.PACKAGE_INCOMPATIBLE_MANAGE, package.catalog_id)
-    if ctx.session.get(Group, group_id) is None:
-        raise NotFound(f"group {group_id} was not found")
+    if not validation.usable_id(group_id) or ctx.session.get(Group, group_id) is None:
+        raise NotFound(f"group {group_id!r} was not found")
     if ctx.session.get(IncompatibleGroup, (package.id, group_id)) is not None:
         raise Conflict("the group is already marked incompatible")
     ctx.session.add(IncompatibleGroup(access_package_id=package.id, group_id=group_id))
@@ -351,7 +364,11 @@ def add_incompatible_group(ctx: Ctx, package_id: str, group_id: str) -> None:
 def remove_incompatible_group(ctx: Ctx, package_id: str, group_id: str) -> None:
     package = get_package(ctx, package_id)
     authorize(ctx.actor, Task.PACKAGE_INCOMPATIBLE_MANAGE, package.catalog_id)
-    link = ctx.session.get(IncompatibleGroup, (package.id, group_id))
+    link = (
+        ctx.session.get(IncompatibleGroup, (package.id, group_id))
+        if validation.usable_id(group_id)
+        else None
+    )
     if link is None:
         raise NotFound("the group is not marked incompatible")
     ctx.session.delete(link)

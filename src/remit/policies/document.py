@@ -152,7 +152,7 @@ def body_package_id(body: dict[str, Any]) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise Invalid("accessPackage.id must be a string", target="accessPackage.id")
-    return value.strip()
+    return validation.no_controls(value, "accessPackage.id").strip()
 
 
 def looks_automatic(body: dict[str, Any]) -> bool:
@@ -180,7 +180,7 @@ def parse(body: Any, *, now: datetime, keep_end: str | None = None) -> PolicyDoc
     automatic = _automatic(src.get("automaticRequestSettings"))
     doc = PolicyDocument(
         display_name=validation.display_name(name),
-        description=f.text(src, "description", ""),
+        description=f.text(src, "description", "", multiline=True),
         access_package_id=body_package_id(src),
         catalog_id=str(catalog) if catalog is not None else None,
         allowed_target_scope=scope,

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from remit import validation
 from remit.durations import format_duration, parse_duration
 from remit.errors import Invalid
 
@@ -42,8 +43,16 @@ def flag(src: dict[str, Any], key: str, path: str, default: bool) -> bool:
 
 
 def text(
-    src: dict[str, Any], key: str, path: str, *, required: bool = False, max_len: int = 4000
+    src: dict[str, Any],
+    key: str,
+    path: str,
+    *,
+    required: bool = False,
+    max_len: int = 4000,
+    multiline: bool = False,
 ) -> str | None:
+    """A string; one line without control characters unless ``multiline`` (descriptions, the
+    text of a question), which may hold tab and line breaks."""
     value = src.get(key)
     where = at(path, key)
     if value is None or (required and isinstance(value, str) and not value.strip()):
@@ -54,7 +63,7 @@ def text(
         raise Invalid(f"{where} must be a string", target=where)
     if len(value) > max_len:
         raise Invalid(f"{where} is longer than {max_len} characters", target=where)
-    return value
+    return validation.no_controls(value, where, multiline=multiline)
 
 
 def integer(src: dict[str, Any], key: str, path: str, *, default: int, low: int, high: int) -> int:

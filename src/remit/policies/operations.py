@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Select, delete, false, func, select
 from sqlalchemy.exc import IntegrityError
 
+from remit import validation
 from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
@@ -52,7 +53,11 @@ def visible_policies(ctx: Ctx) -> Select[AssignmentPolicy]:
 
 def get_policy(ctx: Ctx, policy_id: str, *, for_update: bool = False) -> AssignmentPolicy:
     """The policy, or NotFound when it does not exist or is outside the actor's catalogs."""
-    policy = ctx.session.get(AssignmentPolicy, policy_id, with_for_update=for_update or None)
+    policy = (
+        ctx.session.get(AssignmentPolicy, policy_id, with_for_update=for_update or None)
+        if validation.usable_id(policy_id)
+        else None
+    )
     if policy is None or not can(ctx.actor, Task.PACKAGE_READ, policy.catalog_id):
         raise NotFound(f"assignment policy {policy_id} was not found")
     return policy

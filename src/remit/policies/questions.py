@@ -70,7 +70,7 @@ def _question(value: Any, path: str, index: int) -> dict[str, Any]:
         "sequence": f.integer(src, "sequence", path, default=index + 1, low=0, high=10_000),
         "isRequired": f.flag(src, "isRequired", path, False),
         "isAnswerEditable": f.flag(src, "isAnswerEditable", path, False),
-        "text": f.text(src, "text", path, required=True, max_len=MAX_TEXT),
+        "text": f.text(src, "text", path, required=True, max_len=MAX_TEXT, multiline=True),
         "localizations": _localizations(src, path),
     }
     if name == TEXT_INPUT:
@@ -97,7 +97,9 @@ def _localizations(src: dict[str, Any], path: str) -> list[dict[str, Any]]:
         out.append(
             {
                 "languageCode": code,
-                "text": f.text(entry, "text", here, required=True, max_len=MAX_TEXT),
+                "text": f.text(
+                    entry, "text", here, required=True, max_len=MAX_TEXT, multiline=True
+                ),
             }
         )
     return out

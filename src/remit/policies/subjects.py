@@ -89,10 +89,11 @@ def parse(value: Any, path: str, allowed: Collection[str]) -> dict[str, Any]:
         out["managerLevel"] = f.integer(src, "managerLevel", path, default=1, low=1, high=2)
     elif key is not None:
         limit = MAX_RULE_LENGTH if name == ATTRIBUTE_RULE_MEMBERS else 64
-        out[key] = f.text(src, key, path, required=True, max_len=limit)
+        rule = name == ATTRIBUTE_RULE_MEMBERS  # a rule may span lines
+        out[key] = f.text(src, key, path, required=True, max_len=limit, multiline=rule)
         if name != ATTRIBUTE_RULE_MEMBERS:
             out[key] = str(out[key]).strip()
-        out["description"] = f.text(src, "description", path)
+        out["description"] = f.text(src, "description", path, multiline=True)
     return out
 
 

@@ -10,8 +10,11 @@ the handlers run past "not found" and "cannot parse"; the operations whose docum
 free-form object (policies, assignment requests, approval decisions) start half their cases from
 a valid body with a few values made hostile. An administrator's reads must reach a 2xx at least
 once, and after a whole run every operation must have reached one as someone, or the seed has
-stopped doing its job. Hand-written hostile bodies (deep values of the wrong type, instants and
-durations out of range, NaN, 1e309, depth, broken encodings) are explicit cases below.
+stopped doing its job. A share of the positive cases carries a control character (NUL, other C0
+controls, DEL, tab or a line break) in one path parameter, query parameter or body string, and
+some ``$filter`` literals hold one (issue #11). Hand-written hostile bodies (deep values of the
+wrong type, instants and durations out of range, NaN, 1e309, depth, broken encodings) are
+explicit cases below.
 
 Every response must be below 500; every 4xx must be Graph error JSON with an application/json
 Content-Type; a body on a 2xx must be JSON too (the SDK silently drops anything else);
@@ -351,6 +354,7 @@ LITERALS = [
     "99999999999999999999999", "true", "false", "null", "2026-01-01T00:00:00Z", "2026-01-01",
     "'2026-01-01T00:00:00Z'", "00000000-0000-0000-0000-000000000000", "duration'P1D'",
     "('a','b')", "('published')", "'published'", "'PUBLISHED'", "'AadGroup'", "'x\u00e9\u4e2d'",
+    "'a\x00b'", "'\x1b[2J'", "'line\nbreak'", "('a','\x00')", "'\x7f'",
 ]  # fmt: skip
 
 
@@ -423,6 +427,72 @@ def odata_query() -> st.SearchStrategy[dict[str, str]]:
     )
 
 
+# ---------------------------------------------------------------- control characters (issue #11)
+
+# NUL, other C0 controls and DEL (which no field accepts), and tab and line breaks (which only
+# multi-line fields accept), alone or inside ordinary text.
+CONTROLS = [
+    "\x00",
+    "\x01",
+    "\x08",
+    "\x0b",
+    "\x0c",
+    "\x1b",
+    "\x1f",
+    "\x7f",
+    "\t",
+    "\n",
+    "\r",
+    "\r\n",
+]
+
+
+@cache
+def control_text() -> st.SearchStrategy[str]:
+    return st.builds(
+        lambda before, control, after: before + control + after,
+        st.sampled_from(["", "a", "Sales ", "x@contoso.example"]),
+        st.sampled_from(CONTROLS),
+        st.sampled_from(["", "b", " team", "@contoso.example"]),
+    )
+
+
+def _string_paths(value: Any, path: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Where ``value`` holds a string (a path of keys and indexes), itself included."""
+    if isinstance(value, str):
+        return [path]
+    if isinstance(value, dict):
+        return [p for key, item in value.items() for p in _string_paths(item, (*path, key))]
+    if isinstance(value, list):
+        return [p for i, item in enumerate(value) for p in _string_paths(item, (*path, i))]
+    return []
+
+
+def _poison(draw: st.DrawFn, case: Any) -> None:
+    """One path parameter, query parameter or string of the body gets a control character:
+    put into its real value (an id with a NUL at its end, a name with a tab inside) or in its
+    place."""
+    targets: list[tuple[str, tuple[Any, ...]]] = [
+        *(("path", (name,)) for name in case.path_parameters or {}),
+        *(("query", (name,)) for name in case.query or {}),
+        *(("body", path) for path in _string_paths(case.body) if path),
+    ]
+    if not targets:
+        return
+    where, path = targets[draw(st.integers(0, len(targets) - 1))]
+    holder = {"path": case.path_parameters, "query": case.query, "body": case.body}[where]
+    for key in path[:-1]:
+        holder = holder[key]
+    old = str(holder[path[-1]])
+    control = draw(st.sampled_from(CONTROLS))
+    holder[path[-1]] = draw(
+        st.sampled_from(
+            [old + control, control + old, old[: len(old) // 2] + control + old[len(old) // 2 :]]
+        )
+        | control_text()
+    )
+
+
 # ---------------------------------------------------------------- real ids into positive cases
 
 
@@ -467,7 +537,7 @@ def cases(operation: Any, seed: Seed) -> st.SearchStrategy[Any]:
     odata_options = odata_query()
 
     @st.composite
-    def reaching(draw: st.DrawFn, odata: bool) -> Any:
+    def reaching(draw: st.DrawFn, odata: bool, poison: bool = False) -> Any:
         case = draw(generated)
         for name in list(case.path_parameters or {}):
             pool = seed.path_pool(operation.path, name)
@@ -479,9 +549,11 @@ def cases(operation: Any, seed: Seed) -> st.SearchStrategy[Any]:
             case.body = _replace_ids(draw, case.body, seed)
         query = {k: draw(_sampled(seed.query[k])) for k in case.query or {} if k in seed.query}
         case.query = {**query, **draw(odata_options)} if odata else query
+        if poison:
+            _poison(draw, case)
         return case
 
-    branches = [reaching(odata=False)]
+    branches = [reaching(odata=False), reaching(odata=False, poison=True)]
     if templates:
         branches.append(reaching(odata=False))  # half the cases start from a valid body
     if operation.method.upper() == "GET" and operation.query:

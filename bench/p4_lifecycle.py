@@ -186,6 +186,7 @@ def serve(port: int, data_dir: str, url: str) -> None:
 
     from remit import logs
     from remit.api.app import create_app
+    from remit.api.server import uvicorn_options
     from remit.db import Database
     from remit.jobs.handlers import load_all
     from remit.jobs.runner import Worker
@@ -201,7 +202,8 @@ def serve(port: int, data_dir: str, url: str) -> None:
     app = create_app(settings, db=db)
     load_all()
     Worker(db, settings).start_thread()
-    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+    options = uvicorn_options(settings)
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", **options)
 
 
 class _Client(asyncio.Protocol):

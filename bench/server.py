@@ -1,7 +1,8 @@
 """A uvicorn server in its own process: ``python -m bench.server remit|bare PORT DATA_DIR DB_URL``.
 
-Both apps are served the same way: one worker, loopback, uvicorn's defaults (uvloop and
-httptools when installed), no access log.
+Both apps are served the same way, as ``remit serve`` serves remit: one worker, loopback,
+uvloop, httptools with a bounded request head, no server banner, no access log
+(``remit.api.server.uvicorn_options``).
 """
 
 from __future__ import annotations
@@ -44,8 +45,12 @@ def remit_app(data_dir: str, database_url: str) -> FastAPI:
 
 def main(argv: list[str]) -> None:
     kind, port = argv[0], int(argv[1])
+    from remit.api.server import uvicorn_options
+    from remit.settings import Settings
+
     app = bare_app() if kind == "bare" else remit_app(argv[2], argv[3])
-    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", access_log=False)
+    options = uvicorn_options(Settings())
+    uvicorn.run(app, host="127.0.0.1", port=port, workers=1, log_level="warning", **options)
 
 
 def free_port() -> int:

@@ -20,6 +20,7 @@ from kiota_abstractions.authentication import (
 from msgraph import GraphRequestAdapter, GraphServiceClient
 
 from remit.api.app import create_app
+from remit.api.server import uvicorn_options
 from remit.db import Database
 from remit.settings import Settings
 from tests.conftest import SteppingClock
@@ -105,9 +106,9 @@ def serving(
     app = create_app(settings.model_copy(update={"page_size": page_size}), db=db, clock=clock)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind((HOST, 0))
-    config = uvicorn.Config(
-        app, lifespan="off", ws="none", http="h11", log_config=None, access_log=False
-    )
+    # As ``remit serve`` serves it (api/server.py).
+    options = uvicorn_options(settings)
+    config = uvicorn.Config(app, lifespan="off", ws="none", log_config=None, **options)
     server = Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

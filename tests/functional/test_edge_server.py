@@ -2,7 +2,8 @@
 
 A chunked upload without a token, or past the body limit with one, is answered while the client
 is still sending, and the server's memory (VmRSS from /proc) grows by less than 20 MiB over
-50 MB sent; uvicorn (h11) refuses a request head past its bound before it is read whole; the
+50 MB sent; the server's parser (``api/server.py``) refuses a request head past its bound
+before it is read whole, with 431, whatever the head's size; the
 responses carry no ``server`` banner. The server shares the test database and data directory
 (so the tenant's tokens are good there) and runs no job worker.
 """
@@ -192,6 +193,27 @@ def test_a_one_megabyte_header_is_refused_without_growing_the_server(served: Ser
         answer = sock.recv(65536)
     assert status_of(answer) in (400, 431)
     assert served.rss() - before < 2 * MIB
+
+
+def test_a_fifty_megabyte_header_is_refused_while_it_arrives(served: Served) -> None:
+    """The head is refused once past its bound: the client is cut off long before it is done,
+    and the server never holds more than the bound and a read of it."""
+    before = served.rss()
+    sent, answer = 0, b""
+    with socket.create_connection(("127.0.0.1", served.port)) as sock:
+        sock.settimeout(30)
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(b"GET /remit/health HTTP/1.1\r\nHost: x\r\nX-Big: ")
+            while sent < UPLOAD:
+                if select.select([sock], [], [], 0)[0]:
+                    answer = sock.recv(65536)
+                    break
+                sock.sendall(b"a" * CHUNK)
+                sent += CHUNK
+            answer = answer or sock.recv(65536)
+    assert status_of(answer) == 431, answer[:200]
+    assert sent < UPLOAD, "the whole head was sent before any answer"
+    assert served.rss() - before < 20 * MIB
 
 
 def test_two_hundred_header_fields_are_refused(served: Served, tenant: Tenant) -> None:

@@ -100,6 +100,7 @@ def serve(
 
     from remit import bootstrap, logs
     from remit.api.app import create_app
+    from remit.api.server import uvicorn_options
 
     s = settings()
     logs.configure(s.log_level)
@@ -120,12 +121,8 @@ def serve(
             host=host or s.host,
             port=port or s.port,
             log_level=s.log_level,
-            access_log=False,
-            server_header=False,
-            # h11 bounds a request's head (httptools reads a header of any size into memory):
-            # the header fields the edge allows, plus 8 KiB for the request line (decision 0018).
-            http="h11",
-            h11_max_incomplete_event_size=s.max_header_bytes + 8 * 1024,
+            # httptools with a bounded request head, no server banner (api/server.py).
+            **uvicorn_options(s),
         )
 
 

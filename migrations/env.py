@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
+from remit import datadir
 from remit.db import make_engine
 from remit.models import Base
 from remit.settings import Settings
@@ -17,7 +18,7 @@ def _url() -> str:
     if url:
         return str(url)
     settings = Settings()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    datadir.private_dir(settings.data_dir)
     return settings.resolved_database_url()
 
 

@@ -12,6 +12,7 @@ from remit.catalogs.operations import ensure_general_catalog
 from remit.clock import Clock, utcnow
 from remit.context import Ctx
 from remit.db import Database
+from remit.notify import sealed
 
 ROOT = Path(__file__).resolve().parent
 
@@ -41,3 +42,5 @@ def upgrade(db: Database) -> None:
 def ensure_builtins(db: Database, clock: Clock = utcnow) -> None:
     with db.write() as session:
         ensure_general_catalog(Ctx(session, system_actor("bootstrap"), clock()))
+        # Webhook secrets written before they were sealed at rest (decision 0019).
+        sealed.seal_plaintext_secrets(session)

@@ -4,6 +4,7 @@ tokens, keys and request bodies stay out; errors log their request id and path o
 from __future__ import annotations
 
 import logging
+import sys
 
 import structlog
 
@@ -22,6 +23,7 @@ def configure(level: str = "info") -> None:
             structlog.processors.JSONRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(),
+        # stderr: a CLI command's stdout is its output, for people and for scripts alike.
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )

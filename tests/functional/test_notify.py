@@ -42,7 +42,7 @@ from remit.db import Database
 from remit.directory.models import User
 from remit.jobs.models import Job
 from remit.jobs.runner import MAX_BACKOFF_SECONDS, Worker
-from remit.notify import config, egress, render, webhooks
+from remit.notify import config, egress, render, sealed, webhooks
 from remit.notify.email import EMAIL_ATTEMPTS, send_later
 from remit.notify.models import CustomExtension
 from remit.policies.models import AssignmentPolicy
@@ -898,7 +898,10 @@ def test_extension_crud_and_the_secret_stays_hidden(env: Env, receiver: Receiver
     key = generated.pop("secret")
     assert len(key) >= 32
     with env.db.write() as s:
-        assert s.get(CustomExtension, generated["id"]).secret == key  # type: ignore[union-attr]
+        stored = s.get(CustomExtension, generated["id"])
+        assert stored is not None
+        assert stored.secret != key  # sealed at rest (decision 0019)
+        assert sealed.secret_of(stored) == key
 
     listed = call("mamta", "GET", path)["value"]
     assert sorted(e["displayName"] for e in listed) == ["Other", "Ticketing"]
@@ -914,7 +917,9 @@ def test_extension_crud_and_the_secret_stays_hidden(env: Env, receiver: Receiver
     assert "secret" not in patched
     assert patched["lastModifiedDateTime"] > patched["createdDateTime"]
     with env.db.write() as s:
-        assert s.get(CustomExtension, ext_id).secret == rotated  # type: ignore[union-attr]
+        stored = s.get(CustomExtension, ext_id)
+        assert stored is not None
+        assert sealed.secret_of(stored) == rotated
         (update_event,) = s.execute(
             select(AuditEvent).where(AuditEvent.activity == "Update custom extension")
         ).scalars()

@@ -13,6 +13,7 @@ from rich.table import Table
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from remit import datadir
 from remit.authz.actor import Actor, load_actor, system_actor
 from remit.catalogs.models import Catalog
 from remit.catalogs.operations import visible_catalogs
@@ -45,7 +46,7 @@ def settings() -> Settings:
 def open_db(s: Settings | None = None) -> Database:
     s = s or settings()
     if s.is_sqlite:
-        s.data_dir.mkdir(parents=True, exist_ok=True)
+        datadir.private_dir(s.data_dir)
     return Database(s.resolved_database_url())
 
 

@@ -81,7 +81,11 @@ AsOption = Annotated[
 
 @app.callback()
 def _root(as_: AsOption = None) -> None:
+    from remit import logs
+
     ACTING_AS["upn"] = as_
+    # Warnings (a data directory tightened, say) go to stderr, never into a command's output.
+    logs.configure(settings().log_level)
 
 
 # ---------------------------------------------------------------- serve / db / demo

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -93,6 +94,37 @@ def test_an_assignment_of_10_days_gets_the_1_day_reminder_only(
     clock.advance(hours=6)
     worker(c.t, settings).drain()
     assert len(reminders(mail)) == 1
+
+
+def test_an_extension_to_ten_days_ahead_gets_the_1_day_reminder_only(
+    c: Campaign, settings: Settings, clock: SteppingClock, mail: MailSink, db: Database
+) -> None:
+    """The reminders are judged against the end the extension set, when it set it: extended to
+    ten days ahead, "14 days" has passed already and is settled; "tomorrow" comes once. A later
+    change of the row (its delivery state, say) does not hold a reminder back."""
+    assign_carl(c, settings, "P30D")
+    clock.advance(days=2)
+    with db.read() as conn:
+        assignment_id = conn.execute(select(Assignment.id)).scalar_one()
+    ten_days_ahead = (clock() + timedelta(days=10)).isoformat()
+    r = c.t.post(
+        "alex",
+        f"{EM}/assignmentRequests",
+        {
+            "requestType": "adminUpdate",
+            "assignment": {"id": assignment_id},
+            "schedule": {"expiration": {"endDateTime": ten_days_ahead}},
+        },
+    )
+    assert r.status_code == 201, r.text
+    worker(c.t, settings).drain()
+    assert reminder_bits(db) == 1  # "14 days" settled when the end was set
+    clock.advance(days=5)
+    worker(c.t, settings).drain()
+    assert reminders(mail) == []
+    clock.advance(days=4, hours=1)
+    worker(c.t, settings).drain()
+    assert reminders(mail) == ["Your access to Campaign 2027 ends tomorrow"]
 
 
 def test_a_sweep_that_was_down_sends_only_the_nearest_reminder(

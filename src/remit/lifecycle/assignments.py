@@ -23,7 +23,13 @@ from remit.jobs.queue import enqueue
 from remit.lifecycle import delivery, notices
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import Assignment, AssignmentRequest
-from remit.lifecycle.schedule import assignment_schedule, end_of, iso, start_of
+from remit.lifecycle.schedule import (
+    assignment_schedule,
+    end_of,
+    iso,
+    passed_reminders,
+    start_of,
+)
 from remit.packages.models import AccessPackage, IncompatibleGroup, IncompatiblePackage
 
 TARGET = "AccessPackageAssignment"
@@ -127,6 +133,7 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
         status="Delivering",
         start_at=start,
         expires_at=ends,
+        reminders_sent=passed_reminders(ends, max(start, ctx.now)),
         expiration=dict(request.schedule.get("expiration") or {"type": "noExpiration"}),
         created_at=ctx.now,
         modified_at=ctx.now,
@@ -240,7 +247,7 @@ def extend(
         else {"type": "noExpiration", "endDateTime": None, "duration": None}
     )
     assignment.extension_count += 1
-    assignment.reminders_sent = 0
+    assignment.reminders_sent = passed_reminders(new_end, ctx.now)
     assignment.modified_at = ctx.now
     assignment.version += 1
     request.assignment_id = assignment.id

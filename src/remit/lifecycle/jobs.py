@@ -6,8 +6,7 @@ expiry sweep ends a chunk of assignments set-based (``lifecycle.sweep``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import and_, or_, select
@@ -17,6 +16,7 @@ from remit.jobs.registry import RetryLater, job, periodic
 from remit.lifecycle import approvals, assignments, auto, delivery, notices, sweep
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
+from remit.lifecycle.schedule import REMINDERS
 from remit.packages.models import AccessPackage
 from remit.policies.models import AssignmentPolicy
 
@@ -115,35 +115,16 @@ def approval_timers(ctx: Ctx, payload: dict[str, Any]) -> None:
         raise RetryLater(NOW, "more approval timers due")
 
 
-@dataclass(frozen=True)
-class Reminder:
-    bit: int  # in Assignment.reminders_sent
-    ahead: timedelta  # sent this long before the end
-    days: int  # what the message says
-
-
-# Nearest first: of two that are due at once, only the nearer still makes sense.
-REMINDERS = (Reminder(2, timedelta(days=1), 1), Reminder(1, timedelta(days=14), 14))
-
-
-def _end_known_since(a: Assignment) -> datetime:
-    """Since when the assignment has held its current end: created (or started, if later),
-    or extended. An extension's time is not kept; ``modified_at`` is never earlier than it, so
-    a reminder judged by it may be skipped (a delivery change after the moment came) but is
-    never sent for a moment that came before the end was set."""
-    known = max(a.start_at, a.created_at)
-    return max(known, a.modified_at) if a.extension_count else known
-
-
 @periodic("lifecycle.expiry_reminders", every=timedelta(minutes=15))
 def expiry_reminders(ctx: Ctx, payload: dict[str, Any]) -> None:
     """The 14-day and 1-day reminders (docs/decisions/0021), each at most once per end.
 
     Of the reminders due for an assignment only the nearest is sent, and the earlier ones are
     settled with it (a sweep that was down does not send "14 days" and "tomorrow" together).
-    One whose moment came before the assignment held its current end is settled unsent: an
-    assignment of 20 hours hears of neither. Rows are claimed ``FOR UPDATE SKIP LOCKED`` on
-    PostgreSQL, so two workers never remind of the same assignment; SQLite has one writer.
+    One whose moment came before the assignment took its current end was settled unsent when
+    the end was set (``schedule.passed_reminders``): an assignment of 20 hours hears of
+    neither. Rows are claimed ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so two workers never
+    remind of the same assignment; SQLite has one writer.
     """
     due_now = or_(
         *(
@@ -174,7 +155,7 @@ def expiry_reminders(ctx: Ctx, payload: dict[str, Any]) -> None:
             settled |= r.bit
         sent_before = a.reminders_sent
         a.reminders_sent = sent_before | settled
-        if sent_before & nearest.bit or ends - nearest.ahead < _end_known_since(a):
+        if sent_before & nearest.bit:
             continue
         package = ctx.session.get(AccessPackage, a.access_package_id)
         name = package.display_name if package else a.access_package_id

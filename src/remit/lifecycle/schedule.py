@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -170,3 +171,32 @@ def extension_end(
             )
         return fixed
     return None
+
+
+@dataclass(frozen=True)
+class Reminder:
+    bit: int  # in Assignment.reminders_sent
+    ahead: timedelta  # sent this long before the end
+    days: int  # what the message says
+
+
+# The expiry reminders (spec §11: 14 days and 1 day before the end), nearest first: of two that
+# are due at once, only the nearer still makes sense.
+REMINDERS = (Reminder(2, timedelta(days=1), 1), Reminder(1, timedelta(days=14), 14))
+
+
+def passed_reminders(end: datetime | None, since: datetime) -> int:
+    """The reminder bits whose moment had come by ``since``, when an assignment took ``end``.
+
+    Set as settled when the end is set (created, or extended): a reminder is news only if its
+    moment comes while the assignment holds that end, so an assignment that starts with ten
+    days left never hears "14 days", and one of 20 hours hears neither (it was told its end on
+    delivery). docs/decisions/0021.
+    """
+    if end is None:
+        return 0
+    settled = 0
+    for r in REMINDERS:
+        if end - r.ahead <= since:
+            settled |= r.bit
+    return settled

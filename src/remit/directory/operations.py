@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 
 from remit import validation
 from remit.authz.actor import transitive_group_ids
-from remit.authz.decide import authorize
-from remit.authz.groups import GroupPart, authorize_group_change
+from remit.authz.decide import authorize, may_assign
+from remit.authz.groups import GroupPart, authorize_group_change, is_group_owner
 from remit.authz.roles import DIRECTORY_ROLE_NAMES, DirectoryRole
 from remit.authz.tasks import Task
 from remit.context import Ctx
@@ -254,10 +254,8 @@ def live_membership(now: datetime) -> ColumnElement[bool]:
 
 
 def owns_group(ctx: Ctx, group_id: str, user_id: str) -> bool:
-    """Whether the user owns the group now: an ownership delivered by an access package counts
-    only until its ``valid_until`` (expired access is never honoured, even before the sweep)."""
-    edge = ctx.session.get(GroupOwner, (group_id, user_id))
-    return edge is not None and (edge.valid_until is None or edge.valid_until > ctx.now)
+    """Whether the user owns the group now (``authz.groups.is_group_owner``)."""
+    return is_group_owner(ctx.session, group_id, user_id, ctx.now)
 
 
 def _authorize_group_change(ctx: Ctx, group: Group, part: GroupPart) -> None:
@@ -569,7 +567,7 @@ def assign_directory_role(ctx: Ctx, *, principal_id: str, role: str) -> Director
         group = ctx.session.get(Group, principal_id)
         if group is None or not group.is_assignable_to_role:
             raise Invalid("directory roles can be assigned only to role-assignable groups")
-    if rid is DirectoryRole.GLOBAL_ADMINISTRATOR and not _is_global_admin(ctx):
+    if not may_assign(ctx.actor, rid.value):
         # A Privileged Role Administrator may not mint Global Administrators (no amplification).
         raise Forbidden("only a Global Administrator may assign the Global Administrator role")
     assignment = DirectoryRoleAssignment(
@@ -601,7 +599,7 @@ def remove_directory_role(ctx: Ctx, assignment_id: str) -> None:
     if assignment is None:
         raise NotFound(f"role assignment {assignment_id} was not found")
     rid = DirectoryRole(assignment.role_definition_id)
-    if rid is DirectoryRole.GLOBAL_ADMINISTRATOR and not _is_global_admin(ctx):
+    if not may_assign(ctx.actor, rid.value):
         raise Forbidden("only a Global Administrator may remove a Global Administrator")
     ctx.session.delete(assignment)
     ctx.audit(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
@@ -13,6 +15,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from remit.notify import config
+from remit.settings import Settings
 
 
 @dataclass
@@ -104,6 +109,21 @@ def start_smtp(sink: MailSink, **kwargs: Any) -> LoopbackController:
     controller = LoopbackController(sink, hostname="127.0.0.1", port=0, **kwargs)
     controller.start()
     return controller
+
+
+@contextmanager
+def mail_to_sink(settings: Settings) -> Iterator[MailSink]:
+    """A sink on loopback that this process's emails go to while the block runs."""
+    sink = MailSink()
+    controller = start_smtp(sink)
+    config.configure(
+        settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": controller.port})
+    )
+    try:
+        yield sink
+    finally:
+        config.configure(None)
+        controller.stop()
 
 
 @dataclass

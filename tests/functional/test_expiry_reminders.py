@@ -20,26 +20,19 @@ from remit.context import Ctx
 from remit.db import Database
 from remit.lifecycle.jobs import expiry_reminders
 from remit.lifecycle.models import Assignment
-from remit.notify import config
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import DOMAIN, EM, Tenant
 from tests.lifecycle_support import Campaign, admin_add, build_campaign, contractors_policy, worker
-from tests.peers import MailSink, start_smtp
+from tests.peers import MailSink, mail_to_sink
 
 CARL = f"carl@{DOMAIN}"
 
 
 @pytest.fixture
 def mail(settings: Settings) -> Iterator[MailSink]:
-    sink = MailSink()
-    controller = start_smtp(sink)
-    config.configure(
-        settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": controller.port})
-    )
-    yield sink
-    config.configure(None)
-    controller.stop()
+    with mail_to_sink(settings) as sink:
+        yield sink
 
 
 @pytest.fixture

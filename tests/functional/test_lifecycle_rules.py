@@ -17,7 +17,6 @@ from sqlalchemy import select
 from remit.db import Database
 from remit.directory.models import User
 from remit.lifecycle.models import AssignmentRequest
-from remit.notify import config
 from remit.notify.webhooks import verify_signature
 from remit.settings import Settings
 from tests.conftest import SteppingClock
@@ -33,19 +32,13 @@ from tests.lifecycle_support import (
     worker,
 )
 from tests.matrix_support import fingerprint
-from tests.peers import MailSink, Receiver, start_smtp
+from tests.peers import MailSink, Receiver, mail_to_sink
 
 
 @pytest.fixture
 def mail(settings: Settings) -> Iterator[MailSink]:
-    sink = MailSink()
-    controller = start_smtp(sink)
-    config.configure(
-        settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": controller.port})
-    )
-    yield sink
-    config.configure(None)
-    controller.stop()
+    with mail_to_sink(settings) as sink:
+        yield sink
 
 
 @pytest.fixture

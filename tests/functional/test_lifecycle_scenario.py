@@ -21,7 +21,6 @@ from remit.audit.chain import verify
 from remit.audit.models import AuditEvent
 from remit.authz.roles import CATALOG_READER
 from remit.db import Database
-from remit.notify import config
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import DOMAIN, EM, Tenant
@@ -36,19 +35,13 @@ from tests.lifecycle_support import (
     user_add,
     worker,
 )
-from tests.peers import MailSink, start_smtp
+from tests.peers import MailSink, mail_to_sink
 
 
 @pytest.fixture
 def mail(settings: Settings) -> Iterator[MailSink]:
-    sink = MailSink()
-    controller = start_smtp(sink)
-    config.configure(
-        settings.model_copy(update={"smtp_host": "127.0.0.1", "smtp_port": controller.port})
-    )
-    yield sink
-    config.configure(None)
-    controller.stop()
+    with mail_to_sink(settings) as sink:
+        yield sink
 
 
 @pytest.fixture

@@ -41,13 +41,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from remit import datadir
-from remit.errors import Conflict
+from remit.errors import Conflict, Invalid
 from remit.safe_regex import sqlite_match
 
 log = structlog.get_logger("remit.db")
@@ -349,6 +349,40 @@ def integrity_conflict(exc: IntegrityError) -> Conflict:
     return Conflict(_CONFLICTS[kind])
 
 
+NUL_REFUSED = "text may not hold a NUL character"
+
+
+def _holds_nul(error: BaseException) -> bool:
+    """Whether the driver's ``error`` is PostgreSQL (or psycopg, before sending) refusing a NUL.
+
+    psycopg's text dumper refuses a ``str`` with a NUL before the statement is sent (a
+    ``DataError`` without a SQLSTATE); the server refuses ``\\u0000`` when it turns JSON into
+    text or ``jsonb`` (22P05) and a 0x00 byte in text it receives (22021).
+    """
+    if type(error).__module__.split(".")[0] != "psycopg":
+        return False
+    sqlstate = getattr(error, "sqlstate", None)
+    said = str(error)
+    if sqlstate is None:
+        return type(error).__name__ == "DataError" and "NUL (0x00)" in said
+    detail = getattr(getattr(error, "diag", None), "message_detail", None) or ""
+    return (sqlstate == "22P05" and "\\u0000" in detail) or (sqlstate == "22021" and "0x00" in said)
+
+
+def nul_refused(exc: BaseException) -> Invalid | None:
+    """The domain ``Invalid`` for a NUL that reached PostgreSQL, or None for any other error.
+
+    A backstop: every operation refuses NUL in what it reads (``validation``), so this is a
+    lookup or a text that a check missed. The message and the log never hold the statement or
+    its parameters (the text itself may be anything).
+    """
+    error = exc.orig if isinstance(exc, DBAPIError) else exc  # SQLAlchemy wraps the driver's
+    if error is None or not _holds_nul(error):
+        return None
+    log.warning("db.nul_refused", sqlstate=getattr(error, "sqlstate", None))
+    return Invalid(NUL_REFUSED)
+
+
 def stale_conflict() -> Conflict:
     """The domain ``Conflict`` for a row that an UPDATE or DELETE of the ORM no longer found: a
     concurrent transaction removed it after this one read it."""
@@ -379,6 +413,7 @@ class Database:
         A constraint the database enforces (a foreign key, a unique key) and that the operation
         did not catch itself is a ``Conflict`` here, for every adapter: on PostgreSQL a delete
         racing a create gets past the operation's checks, and only the database sees the clash.
+        A NUL that PostgreSQL refuses is ``Invalid`` (``nul_refused``), never a 500.
         """
         try:
             with self._sessions() as session, session.begin():
@@ -387,6 +422,11 @@ class Database:
             raise integrity_conflict(exc) from None
         except StaleDataError:
             raise stale_conflict() from None
+        except Exception as exc:  # a DBAPIError, or the driver's own from a HotSelect
+            refused = nul_refused(exc)
+            if refused is None:
+                raise
+            raise refused from None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

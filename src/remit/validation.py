@@ -113,6 +113,13 @@ def optional_text(
     return no_controls(text, field, multiline=multiline)
 
 
+def justification(value: str | None, field: str = "justification") -> str | None:
+    """A requestor's or an approver's reason: multi-line text of at most 4,000 characters,
+    without its surrounding space; None when nothing is left."""
+    text = optional_text(value, field, max_len=4000)
+    return (text or "").strip() or None
+
+
 def upn(value: str | None, field: str = "userPrincipalName") -> str:
     text = no_controls(_string(value or "", field), field).strip()
     if len(text) > 320 or not _UPN.fullmatch(text):

@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from remit.db import integrity_conflict, stale_conflict
+from remit.db import integrity_conflict, nul_refused, stale_conflict
 from remit.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
 
 # SQLSTATEs of a transaction the database rolled back on its own: serialization failure,
@@ -114,6 +114,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
+        refused = nul_refused(exc)  # Db.write() maps these; this catches one raised in a read
+        if refused is not None:
+            return await _domain(request, refused)
         if isinstance(exc, IntegrityError):
             # Db.write() turns these into Conflict; this catches one raised outside it.
             return await _domain(request, integrity_conflict(exc))
@@ -140,5 +143,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        refused = nul_refused(exc)  # the driver's own error, from a HotSelect's cursor
+        if refused is not None:
+            return await _domain(request, refused)
         log.exception("unhandled error", request_id=request_id(request), path=request.url.path)
         return graph_error(request, 500, "generalException", "an unexpected error occurred")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, or_, select
+from sqlalchemy import ColumnElement, Select, false, or_, select
 
+from remit import validation
 from remit.audit.models import AuditEvent
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalogs_with_task
@@ -27,5 +28,16 @@ def visible_events(ctx: Ctx) -> Select[AuditEvent]:
 def history(ctx: Ctx, user_id: str) -> Select[AuditEvent]:
     """The events the actor may read about one user, oldest first: what they asked for and
     what others did to them (requests, decisions, assignments, deliveries, removals), whoever
-    acted. Lifecycle events carry the user as their subject (``AuditEvent.subject_id``)."""
-    return visible_events(ctx).where(AuditEvent.subject_id == user_id).order_by(AuditEvent.seq)
+    acted. Lifecycle events carry the user as their subject (``AuditEvent.subject_id``). An id
+    no user can have (a control character in it) has none, without asking the database."""
+    about = AuditEvent.subject_id == user_id if validation.usable_id(user_id) else false()
+    return visible_events(ctx).where(about).order_by(AuditEvent.seq)
+
+
+def get_event(ctx: Ctx, event_id: str) -> AuditEvent | None:
+    """One event the actor may read, or None (an id with a control character names none)."""
+    if not validation.usable_id(event_id):
+        return None
+    return ctx.session.execute(
+        visible_events(ctx).where(AuditEvent.id == event_id)
+    ).scalar_one_or_none()

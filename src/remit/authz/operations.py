@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import Select, or_, select
 from sqlalchemy.exc import IntegrityError
 
+from remit import validation
 from remit.authz.actor import CATALOG_SCOPE_PREFIX, TENANT, load_actor
 from remit.authz.decide import Explanation, authorize, can, explain
 from remit.authz.groups import explain_group_change
@@ -47,7 +48,7 @@ def _role(role_definition_id: str) -> EmRole:
 
 
 def _visible_catalog(ctx: Ctx, catalog_id: str) -> Catalog:
-    catalog = ctx.session.get(Catalog, catalog_id)
+    catalog = ctx.session.get(Catalog, catalog_id) if validation.usable_id(catalog_id) else None
     if catalog is None or not can(ctx.actor, Task.CATALOG_READ, catalog_id):
         raise NotFound(f"catalog {catalog_id} was not found")
     return catalog
@@ -65,6 +66,8 @@ def create_role_assignment(
         raise Invalid(f"{role.portal_name} is assigned on {where}", target="appScopeId")
     catalog = _visible_catalog(ctx, catalog_id) if catalog_id else None
     authorize(ctx.actor, assigning_task(role), catalog_id)
+    if not validation.usable_id(principal_id):
+        raise Invalid(f"no user or group has id {principal_id!r}", target="principalId")
     ptype = principal_type(ctx, principal_id)
     return _insert(ctx, principal_id, ptype, role, catalog, app_scope_id)
 
@@ -132,9 +135,13 @@ def visible_role_assignments(ctx: Ctx) -> Select[RoleAssignment]:
 
 
 def get_role_assignment(ctx: Ctx, assignment_id: str) -> RoleAssignment:
-    found = ctx.session.execute(
-        visible_role_assignments(ctx).where(RoleAssignment.id == assignment_id)
-    ).scalar_one_or_none()
+    found = (
+        ctx.session.execute(
+            visible_role_assignments(ctx).where(RoleAssignment.id == assignment_id)
+        ).scalar_one_or_none()
+        if validation.usable_id(assignment_id)
+        else None
+    )
     if found is None:
         raise NotFound(f"role assignment {assignment_id} was not found")
     return found

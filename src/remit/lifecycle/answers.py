@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from remit import safe_regex
+from remit import safe_regex, validation
 from remit.errors import Invalid
 
 ANSWER_TYPE = "#microsoft.graph.accessPackageAnswerString"
@@ -42,18 +42,8 @@ def validate(questions: list[dict[str, Any]], answers: list[Any] | None) -> list
             )
         if qid in given:
             raise Invalid(f"{where} answers a question twice", target=where)
-        value = answer.get("value")
-        if value is None:
-            value = ""
-        if not isinstance(value, str):
-            raise Invalid(f"{where}.value must be a string", target=f"{where}.value")
-        if len(value) > MAX_ANSWER:
-            raise Invalid(f"{where}.value is too long", target=f"{where}.value")
         question = by_id[qid]
-        display = (
-            answer.get("displayValue") if isinstance(answer.get("displayValue"), str) else None
-        )
-        value, display = _check(question, value.strip(), display, where)
+        value, display = _check(question, *_texts(answer, question, where), where)
         given[qid] = {
             "@odata.type": ANSWER_TYPE,
             "value": value,
@@ -75,6 +65,31 @@ def validate(questions: list[dict[str, Any]], answers: list[Any] | None) -> list
     return [given[q["id"]] for q in questions if q["id"] in given]
 
 
+def _texts(answer: dict[str, Any], question: dict[str, Any], where: str) -> tuple[str, str | None]:
+    """The answer's value (stripped) and display value, as text they may hold: multi-line
+    (tab and line breaks, no other control), or one line for a single-line text question,
+    checked before the surrounding space is stripped."""
+    value = answer.get("value")
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise Invalid(f"{where}.value must be a string", target=f"{where}.value")
+    if len(value) > MAX_ANSWER:
+        raise Invalid(f"{where}.value is too long", target=f"{where}.value")
+    validation.no_controls(value, f"{where}.value", multiline=True)
+    if question.get("@odata.type") != CHOICE and question.get("isSingleLineQuestion"):
+        if "\n" in value or "\r" in value:
+            raise Invalid(f"{where}: this question takes a single line", target=f"{where}.value")
+        validation.no_controls(value, f"{where}.value")
+    shown = answer.get("displayValue")
+    display = (
+        validation.optional_text(shown, f"{where}.displayValue", max_len=MAX_ANSWER)
+        if isinstance(shown, str)
+        else None
+    )
+    return value.strip(), display
+
+
 def _check(
     question: dict[str, Any], value: str, display: str | None, where: str
 ) -> tuple[str, str]:
@@ -94,8 +109,6 @@ def _check(
             )
         shown = ", ".join(str(choices[v].get("text") or v) for v in picked)
         return ",".join(picked), display or shown
-    if question.get("isSingleLineQuestion") and "\n" in value:
-        raise Invalid(f"{where}: this question takes a single line", target=f"{where}.value")
     pattern = question.get("regexPattern")
     if pattern and not _pattern(pattern, where).fullmatch(value):
         raise Invalid(

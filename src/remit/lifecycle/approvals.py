@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Boolean, bindparam, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
+from remit import validation
 from remit.authz.actor import Actor
 from remit.context import Ctx
 from remit.db import HotSelect, affected, among_param, listed
@@ -272,11 +273,12 @@ def decide(
     verdict = {"approve": "Approve", "deny": "Deny"}.get(result.strip().lower())
     if verdict is None:
         raise Invalid("reviewResult must be Approve or Deny", target="reviewResult")
+    justification = validation.justification(justification)
     if not may_decide(ctx, request, stage):
         if ctx.actor.user_id in {request.target_id, request.requestor_id}:
             raise Forbidden("nobody can approve or deny their own request")
         raise Forbidden("you are not an approver of this stage")
-    if stage.settings.get("isApproverJustificationRequired") and not (justification or "").strip():
+    if stage.settings.get("isApproverJustificationRequired") and justification is None:
         raise Invalid(
             "this stage requires a justification from the approver", target="justification"
         )
@@ -296,7 +298,7 @@ def decide(
         "review_result": verdict,
         "reviewed_by": ctx.actor.user_id,
         "reviewed_at": ctx.now,
-        "justification": (justification or "").strip() or None,
+        "justification": justification,
     }
     claimed = affected(ctx.session.execute(_DECIDE_STAGE, {"stage": stage.id, **decision}))
     if claimed != 1:

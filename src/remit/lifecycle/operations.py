@@ -6,6 +6,7 @@ from typing import Any
 
 from sqlalchemy import Select, or_, select
 
+from remit import validation
 from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
@@ -65,7 +66,7 @@ def assignments_for_current_user(ctx: Ctx, on: str) -> Select[Assignment]:
 
 
 def get_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
-    a = ctx.session.get(Assignment, assignment_id)
+    a = ctx.session.get(Assignment, assignment_id) if validation.usable_id(assignment_id) else None
     if a is None or not (
         a.target_id == ctx.actor.user_id or can(ctx.actor, Task.ASSIGNMENT_READ, a.catalog_id)
     ):
@@ -94,10 +95,13 @@ def reprocess_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
 
 def additional_access(ctx: Ctx, package_id: str, incompatible_id: str) -> Select[Assignment]:
     """Spec §4.3: assignments to ``package_id`` whose holders also hold ``incompatible_id``."""
-    package = ctx.session.get(AccessPackage, package_id)
+    package = (
+        ctx.session.get(AccessPackage, package_id) if validation.usable_id(package_id) else None
+    )
     if package is None or not can(ctx.actor, Task.ASSIGNMENT_READ, package.catalog_id):
         raise NotFound(f"access package {package_id} was not found")
-    other = ctx.session.get(AccessPackage, incompatible_id)
+    usable = validation.usable_id(incompatible_id)
+    other = ctx.session.get(AccessPackage, incompatible_id) if usable else None
     if other is None:
         raise NotFound(f"access package {incompatible_id} was not found")
     both = select(Assignment.target_id).where(
@@ -126,7 +130,9 @@ def delivery_error(ctx: Ctx, request: AssignmentRequest) -> str | None:
 
 
 def get_approval(ctx: Ctx, request_id: str) -> tuple[AssignmentRequest, list[ApprovalStage]]:
-    request = ctx.session.get(AssignmentRequest, request_id)
+    request = (
+        ctx.session.get(AssignmentRequest, request_id) if validation.usable_id(request_id) else None
+    )
     if request is None or not (
         approvals.is_approver_of(ctx, request.id)
         or can(ctx.actor, Task.REQUEST_READ, request.catalog_id)

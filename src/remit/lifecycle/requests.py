@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, or_, select, update
 
+from remit import validation
 from remit.authz.actor import transitive_group_ids
 from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
@@ -91,9 +92,7 @@ def submit(
     kind = request_type(kind)
     if kind.startswith("system") and not ctx.actor.is_system:
         raise Invalid("system requests are made by remit itself", target="requestType")
-    justification = (justification or "").strip() or None
-    if justification is not None and len(justification) > 4000:
-        raise Invalid("justification is longer than 4,000 characters", target="justification")
+    justification = validation.justification(justification)
     if kind in ADD_TYPES:
         if not package_id:
             raise Invalid("assignment.accessPackageId is required", target="accessPackageId")
@@ -131,7 +130,7 @@ def _add(
     schedule: dict[str, Any] | None,
 ) -> AssignmentRequest:
     session, actor = ctx.session, ctx.actor
-    package = session.get(AccessPackage, package_id)
+    package = session.get(AccessPackage, package_id) if validation.usable_id(package_id) else None
     if package is None:
         raise NotFound(f"access package {package_id} was not found")
     sees_package = can(actor, Task.PACKAGE_READ, package.catalog_id)
@@ -265,12 +264,13 @@ def _add_target(
 ) -> User | None:
     session, actor = ctx.session, ctx.actor
     if kind == "userAdd":
-        target = session.get(User, target_id or actor.user_id)
+        wanted = target_id or actor.user_id
+        target = session.get(User, wanted) if validation.usable_id(wanted) else None
         if target is None or not target.account_enabled:
             raise Invalid("the target user does not exist or cannot sign in", target="targetId")
         return target
     if target_id:
-        target = session.get(User, target_id)
+        target = session.get(User, target_id) if validation.usable_id(target_id) else None
         if target is None:
             raise Invalid(f"user {target_id} does not exist", target="targetId")
         return target
@@ -278,7 +278,7 @@ def _add_target(
         raise Invalid(
             "assignment.targetId or assignment.target.email is required", target="targetId"
         )
-    address = target_email.strip().lower()
+    address = validation.no_controls(target_email, "target.email").strip().lower()
     if "@" not in address or address.startswith("@") or address.endswith("@") or " " in address:
         raise Invalid(f"{target_email!r} is not an email address", target="target.email")
     existing = session.execute(
@@ -413,7 +413,9 @@ def _policies(ctx: Ctx, package_id: str) -> list[AssignmentPolicy]:
 
 
 def _policy_of(ctx: Ctx, package: AccessPackage, policy_id: str) -> AssignmentPolicy:
-    policy = ctx.session.get(AssignmentPolicy, policy_id)
+    policy = (
+        ctx.session.get(AssignmentPolicy, policy_id) if validation.usable_id(policy_id) else None
+    )
     if policy is None or policy.access_package_id != package.id:
         raise Invalid(
             f"policy {policy_id} is not a policy of access package {package.id}",
@@ -454,7 +456,9 @@ _ACTIVE_BY_KEY = select(Assignment).where(Assignment.active_key == bindparam("ke
 
 
 def _active_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
-    assignment = ctx.session.get(Assignment, assignment_id)
+    assignment = (
+        ctx.session.get(Assignment, assignment_id) if validation.usable_id(assignment_id) else None
+    )
     visible = assignment is not None and (
         assignment.target_id == ctx.actor.user_id
         or can(ctx.actor, Task.ASSIGNMENT_READ, assignment.catalog_id)
@@ -676,7 +680,9 @@ def finish_approved(ctx: Ctx, request: AssignmentRequest) -> None:
 
 
 def get_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
-    request = ctx.session.get(AssignmentRequest, request_id)
+    request = (
+        ctx.session.get(AssignmentRequest, request_id) if validation.usable_id(request_id) else None
+    )
     if request is None or not may_see(ctx, request):
         raise NotFound(f"assignment request {request_id} was not found")
     return request

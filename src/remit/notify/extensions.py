@@ -38,16 +38,23 @@ def visible_extensions(ctx: Ctx, catalog_id: str) -> Select[CustomExtension]:
 
 def get_extension(ctx: Ctx, catalog_id: str, extension_id: str) -> CustomExtension:
     catalog = get_catalog(ctx, catalog_id)
-    found = ctx.session.get(CustomExtension, extension_id)
+    usable = validation.usable_id(extension_id)
+    found = ctx.session.get(CustomExtension, extension_id) if usable else None
     if found is None or found.catalog_id != catalog.id:
         raise NotFound(f"custom extension {extension_id} was not found in this catalog")
     return found
 
 
 def endpoint_url(value: Any) -> str:
-    """An absolute http(s) URL with a host, and no user name or password in it."""
-    text = value.strip() if isinstance(value, str) else ""
+    """An absolute http(s) URL with a host, and no user name or password in it.
+
+    One line: a control character is refused before anything else, as ``urlsplit`` would
+    silently drop tab, LF and CR (and keep NUL) and the surrounding space is stripped.
+    """
     target = "endpointConfiguration.url"
+    if isinstance(value, str):
+        validation.no_controls(value, target)
+    text = value.strip() if isinstance(value, str) else ""
     if not text or len(text) > 2048 or any(ord(c) < 33 for c in text):
         raise Invalid("endpointConfiguration.url must be an absolute http(s) URL", target=target)
     try:

@@ -11,7 +11,7 @@ from remit.api.collection import QueryOptions, collection, entity, query_options
 from remit.api.odata import F
 from remit.api.state import identity, operation
 from remit.audit.models import AuditEvent
-from remit.audit.queries import visible_events
+from remit.audit.queries import get_event, visible_events
 from remit.errors import NotFound
 from remit.tokens import Identity
 
@@ -57,9 +57,7 @@ def get_audit(
     request: Request, event_id: str, ident: Identity = Depends(identity)
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        found = ctx.session.execute(
-            visible_events(ctx).where(AuditEvent.id == event_id)
-        ).scalar_one_or_none()
+        found = get_event(ctx, event_id)
         if found is None:
             raise NotFound(f"audit event {event_id} was not found")
         return entity(request, "auditLogs/directoryAudits", shapes.directory_audit(found))

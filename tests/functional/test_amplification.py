@@ -637,3 +637,110 @@ def test_explain_says_why_a_group_may_or_may_not_be_changed(held: World) -> None
         r = t.get("hana", EXPLAIN, **bad, group=w["managers"])
         assert r.status_code == 400, r.text
     assert t.get("hana", EXPLAIN, **task, group="no-such-group").status_code == 404
+
+
+# ---------------------------------------------------------------- onboarding such groups (#11)
+
+RESOURCE_REQUESTS = f"{EM}/resourceRequests"
+
+
+def onboard(w: World, group: str, catalog: str) -> dict[str, Any]:
+    return {
+        "requestType": "adminAdd",
+        "catalog": {"id": w[catalog]},
+        "resource": {"originSystem": "AadGroup", "originId": w[group]},
+    }
+
+
+def test_a_group_that_holds_a_role_is_onboarded_only_by_who_may_assign_the_role(
+    held: World, attempts: Attempts
+) -> None:
+    """A group in a catalog has its members changed by the catalog's access packages, so
+    onboarding it needs what changing its members needs (decision 0022): the right to assign
+    every role it holds, directly or through the groups it is in. Kenji (Groups Administrator)
+    and Ursula (User Administrator) own the own catalog and may add any ordinary group to it,
+    omar owns the catalog and the auditors (readers of mark's catalog): none may add a group
+    that confers what they may not give. The controls are people who may assign the roles."""
+    w = held
+    for alias in ("kenji", "ursula"):
+        for group in ("managers", "assistants", "outer", "inner", "auditors"):
+            attempts.refused(f"{alias} onboards {group}", alias, 403, "POST", RESOURCE_REQUESTS,
+                             onboard(w, group, "own"), "accessDenied")  # fmt: skip
+    attempts.refused("omar onboards his auditors", "omar", 403, "POST", RESOURCE_REQUESTS,
+                     onboard(w, "auditors", "own"), "accessDenied")  # fmt: skip
+    # Controls: hana (IGA) owns Department managers and may assign catalog creators; the Global
+    # Administrator may assign everything; mark owns the auditors and the catalog they read;
+    # kenji owns the catalog whose reader Marketing readers hold; Legal holds no role.
+    for alias, group, catalog in (
+        ("hana", "managers", "own"),
+        ("admin", "managers", "other"),
+        ("admin", "assistants", "own"),
+        ("admin", "inner", "own"),
+        ("mark", "auditors", "other"),
+        ("kenji", "mk_readers", "own"),
+        ("kenji", "legal", "own"),
+    ):
+        attempts.allowed(f"{alias} onboards {group}", alias, "POST", RESOURCE_REQUESTS,
+                         onboard(w, group, catalog))  # fmt: skip
+    attempts.verify()
+
+
+def test_the_onboarding_refusal_says_why_in_words(held: World) -> None:
+    w = held
+    r = w.t.post("kenji", RESOURCE_REQUESTS, onboard(w, "managers", "own"))
+    assert r.status_code == 403, r.text
+    assert r.json()["error"]["message"] == (
+        "you may not add Department managers to catalog Marketing, whose access packages would "
+        "change its members, because Department managers holds Catalog creator (tenant) and you "
+        "may not assign it"
+    ), r.text
+    r = w.t.post("omar", RESOURCE_REQUESTS, onboard(w, "auditors", "own"))
+    assert r.status_code == 403, r.text
+    message = r.json()["error"]["message"]
+    assert "Auditors holds Catalog reader (a catalog)" in message, message
+    assert "Finance" not in message, message  # mark's catalog is not omar's to see
+
+
+def test_explain_says_why_a_group_may_or_may_not_be_onboarded(held: World) -> None:
+    """``GET /remit/explain?task=catalog:resources:manage&catalog=C&group=G``: the catalog's
+    right, the right on the group (spec §2.2) and the roles the group holds."""
+    w, t = held, held.t
+    ask = {"task": "catalog:resources:manage", "catalog": w["own"]}
+    denied = t.get("kenji", EXPLAIN, **ask, group=w["managers"]).json()
+    assert denied["allowed"] is False, denied
+    assert denied["groupId"] == w["managers"], denied
+    assert denied["reasons"][0].startswith(
+        "kenji@contoso.example may not add Department managers to catalog Marketing"
+    ), denied
+    assert any("Groups Administrator" in r for r in denied["reasons"]), denied
+    allowed = t.get("hana", EXPLAIN, **ask, group=w["managers"]).json()
+    assert allowed["allowed"] is True, allowed
+    assert "owner of group Department managers" in allowed["reasons"], allowed
+    plain = t.get("kenji", EXPLAIN, **ask, group=w["legal"]).json()
+    assert plain["allowed"] is True, plain
+    assert any("holds no role" in r for r in plain["reasons"]), plain
+    # The §2.2 half alone: omar may not add Finance, which he does not own.
+    other = t.get("omar", EXPLAIN, **ask, group=w["finance"]).json()
+    assert other["allowed"] is False, other
+    assert "Finance" in other["reasons"][0], other
+
+
+def test_a_group_given_a_role_after_it_was_onboarded_is_the_assigners_decision(
+    held: World, attempts: Attempts
+) -> None:
+    """The opposite order (decision 0022): kenji onboards Legal, which holds no role, and puts
+    its Member role in a package; then the Global Administrator makes Legal's members catalog
+    creators. The administrator may give that role, and what follows is their decision: the
+    resource stays, and kenji may still put the Member role in a package."""
+    w, t = held, held.t
+    attempts.allowed("onboard Legal", "kenji", "POST", RESOURCE_REQUESTS,
+                     onboard(w, "legal", "own"))  # fmt: skip
+    creators = assignment(w["legal"], CATALOG_CREATOR.id, "/")
+    attempts.allowed("GA makes Legal creators", "admin", "POST", ASSIGN, creators)
+    package = t.post("kenji", f"{EM}/accessPackages",
+                     {"displayName": "Legal", "catalog": {"id": w["own"]}})  # fmt: skip
+    assert package.status_code == 201, package.text
+    member = {"role": {"originId": f"Member_{w['legal']}", "originSystem": "AadGroup"}}
+    path = f"{EM}/accessPackages/{package.json()['id']}/resourceRoleScopes"
+    attempts.allowed("Legal's Member role in a package", "kenji", "POST", path, member)
+    attempts.verify()

@@ -12,13 +12,18 @@ Two rules, both needed:
    an administrator's to give, a catalog role that catalog's owners' (or an administrator's), a
    directory role a role administrator's (a Global Administrator's for Global Administrator).
 
+A catalog's access packages change the members and owners of the groups in it, so adding a
+group to a catalog as a resource needs rule 2 as well (rule 1 is there spec §2.2's right on the
+directory object): :func:`authorize_group_onboarding`.
+
 Removing a member or an owner needs the same rights as adding one, as deleting a role
 assignment needs the right to create it: whoever cannot grant a delegation cannot revoke it
 either. Delivery of an access package (the builtin connector) writes the membership rows itself
 as a system action, approved under the package's policy; this rule is for people changing groups.
 
-:func:`decide_group_change` is pure: the operations call it through
-:func:`authorize_group_change`, and ``explain`` renders the same decision with its reasons.
+:func:`decide_group_change` and :func:`decide_group_onboarding` are pure and share rule 2: the
+operations call them through ``authorize_*``, and ``explain`` renders the same decisions with
+their reasons.
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from sqlalchemy.orm import Session
 from remit.authz.actor import Actor, Grant, transitive_group_ids
 from remit.authz.decide import Explanation, can, explain, may_assign
 from remit.authz.models import RoleAssignment
+from remit.authz.resources import group_kind, resource_right_reasons, resource_right_refusal
 from remit.authz.roles import role_name
 from remit.authz.tasks import Task
 from remit.catalogs.models import Catalog
@@ -202,21 +208,51 @@ def decide_group_change(
                 f"only the owners of {name} or a groups administrator may change its {part}"
             )
     # 2. The right to assign each role the group's members hold through it.
+    held_refused, held_reasons = _decide_held_roles(
+        actor, facts, f"change the {part} of {name}", who
+    )
+    refused += held_refused
+    reasons += held_reasons
+    return GroupDecision(not refused, (*refused, *reasons), grants if not refused else ())
+
+
+def _decide_held_roles(
+    actor: Actor, facts: GroupFacts, change: str, who: str
+) -> tuple[list[str], list[str]]:
+    """Rule 2 (module doc), for every path that changes the group's members: (refusals,
+    reasons). ``change`` says what the actor would do, after "may not"."""
+    name = facts.group_name
     denied = [h for h in facts.held if not may_assign(actor, h.role_id, h.catalog_id)]
-    reasons += [
+    reasons = [
         f"{name} holds {held_role_words(h, facts)}, which {who} may assign"
         for h in facts.held
         if h not in denied
     ]
+    refused = []
     if denied:
         roles = ", ".join(held_role_words(h, facts) for h in denied)
         refused.append(
-            f"{who} may not change the {part} of {name} because {name} holds {roles} and "
+            f"{who} may not {change} because {name} holds {roles} and "
             f"{who} may not assign {'it' if len(denied) == 1 else 'them'}"
         )
     if not facts.held:
         reasons.append(f"{name} holds no role, directly or through the groups it is in")
-    return GroupDecision(not refused, (*refused, *reasons), grants if not refused else ())
+    return refused, reasons
+
+
+def decide_group_onboarding(
+    actor: Actor, facts: GroupFacts, catalog_name: str, *, who: str = "you"
+) -> GroupDecision:
+    """May ``actor`` put the group into catalog ``catalog_name`` as a resource, as far as what
+    the group holds goes? The access packages of a catalog change the members and owners of its
+    groups, so this is rule 2 of a change of members; the catalog's right and the right on the
+    group (spec §2.2) are the resource request's own, and checked there (decision 0022)."""
+    change = (
+        f"add {facts.group_name} to catalog {catalog_name}, whose access packages would "
+        "change its members,"
+    )
+    refused, reasons = _decide_held_roles(actor, facts, change, who)
+    return GroupDecision(not refused, (*refused, *reasons), ())
 
 
 def authorize_group_change(
@@ -224,6 +260,16 @@ def authorize_group_change(
 ) -> None:
     """Raise Forbidden unless ``actor`` may change the ``part`` of ``group`` (module doc)."""
     decision = decide_group_change(actor, group_facts(session, group, actor, now), part)
+    if not decision.allowed:
+        raise Forbidden(decision.reasons[0])
+
+
+def authorize_group_onboarding(
+    session: Session, actor: Actor, group: Group, catalog_name: str, now: datetime
+) -> None:
+    """Raise Forbidden unless ``actor`` may give what ``group`` holds (decide_group_onboarding)."""
+    facts = group_facts(session, group, actor, now)
+    decision = decide_group_onboarding(actor, facts, catalog_name)
     if not decision.allowed:
         raise Forbidden(decision.reasons[0])
 
@@ -244,3 +290,40 @@ def explain_group_change(
     return Explanation(
         decision.allowed, Task.GROUPS_MANAGE, None, decision.reasons, decision.grants, group.id
     )
+
+
+def explain_group_onboarding(
+    session: Session,
+    subject: Actor,
+    group: Group,
+    catalog: Catalog,
+    now: datetime,
+    *,
+    viewer: Actor,
+    names: dict[str, str],
+) -> Explanation:
+    """``explain`` for adding ``group`` to ``catalog`` as a resource: the catalog's right, the
+    right on the group (spec §2.2) and the roles the group holds, refusals first."""
+    facts = group_facts(session, group, subject, now, viewer=viewer, names=names)
+    task = Task.CATALOG_RESOURCES_MANAGE
+    on_catalog = explain(
+        subject, task, catalog.id, {**facts.names, catalog.id: catalog.display_name}
+    )
+    kind = group_kind(group)
+    on_group = resource_right_reasons(
+        subject, kind, is_owner=facts.actor_owns, name=f"group {group.display_name}"
+    )
+    held = decide_group_onboarding(subject, facts, catalog.display_name, who=subject.name)
+    refused = [] if on_catalog.allowed else list(on_catalog.reasons)
+    reasons = list(on_catalog.reasons) if on_catalog.allowed else []
+    if on_group:
+        reasons += on_group
+    else:
+        refused.append(resource_right_refusal(kind, group.display_name, who=subject.name))
+    # The held roles give at most one refusal, first among their reasons.
+    held_refusals = 0 if held.allowed else 1
+    refused += held.reasons[:held_refusals]
+    reasons += held.reasons[held_refusals:]
+    allowed = not refused
+    grants = on_catalog.grants if allowed else ()
+    return Explanation(allowed, task, catalog.id, (*refused, *reasons), grants, group.id)

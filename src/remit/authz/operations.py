@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from remit import validation
 from remit.authz.actor import CATALOG_SCOPE_PREFIX, TENANT, load_actor
 from remit.authz.decide import Explanation, authorize, can, explain
-from remit.authz.groups import explain_group_change
+from remit.authz.groups import explain_group_change, explain_group_onboarding
 from remit.authz.models import RoleAssignment
 from remit.authz.roles import CATALOG_OWNER, EM_ROLES, EmRole, assigning_task
 from remit.authz.tasks import Task
@@ -175,7 +175,9 @@ def explain_for(
 
     With ``group_id`` the question is whether ``user`` may change that group's members or
     owners (``task`` must then be ``directory:groups:manage``): the group rule of
-    ``authz.groups``, which also weighs the roles the group holds.
+    ``authz.groups``, which also weighs the roles the group holds; or, with the task
+    ``catalog:resources:manage`` and ``catalog_id``, whether ``user`` may add the group to
+    that catalog as a resource (spec §2.2, and the same roles).
 
     Anyone may ask about themself; asking about others needs the tenant role-reading right, or
     the right to manage roles on the named catalog.
@@ -188,14 +190,17 @@ def explain_for(
         ) from exc
     group = None
     if group_id is not None:
-        if wanted is not Task.GROUPS_MANAGE or catalog_id is not None:
+        if (wanted, catalog_id is None) not in (
+            (Task.GROUPS_MANAGE, True),
+            (Task.CATALOG_RESOURCES_MANAGE, False),
+        ):
             raise Invalid(
-                f"a group is named only with the task {Task.GROUPS_MANAGE.value} and no catalog",
+                f"a group is named only with the task {Task.GROUPS_MANAGE.value} and no "
+                f"catalog, or {Task.CATALOG_RESOURCES_MANAGE.value} and a catalog",
                 target="group",
             )
         group = get_group(ctx, group_id)
-    if catalog_id is not None:
-        _visible_catalog(ctx, catalog_id)
+    catalog = _visible_catalog(ctx, catalog_id) if catalog_id is not None else None
     target = (
         find_user(ctx, user)
         if user.lower() not in (ctx.actor.name.lower(), ctx.actor.user_id)
@@ -224,6 +229,10 @@ def explain_for(
             )
         ).all()
     )
+    if group is not None and catalog is not None:
+        return explain_group_onboarding(
+            ctx.session, subject, group, catalog, ctx.now, viewer=ctx.actor, names=names
+        )
     if group is not None:
         return explain_group_change(
             ctx.session, subject, group, ctx.now, viewer=ctx.actor, names=names

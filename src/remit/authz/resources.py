@@ -10,7 +10,8 @@ from __future__ import annotations
 from enum import StrEnum
 
 from remit.authz.actor import Actor
-from remit.authz.roles import DirectoryRole
+from remit.authz.roles import DirectoryRole, role_name
+from remit.directory.models import Group
 
 
 class ResourceKind(StrEnum):
@@ -20,6 +21,14 @@ class ResourceKind(StrEnum):
     APPLICATION = "application"
     SITE = "site"
 
+
+KIND_WORDS: dict[ResourceKind, str] = {
+    ResourceKind.SECURITY_GROUP: "security groups",
+    ResourceKind.M365_GROUP: "Microsoft 365 groups",
+    ResourceKind.ROLE_ASSIGNABLE_GROUP: "role-assignable groups",
+    ResourceKind.APPLICATION: "applications",
+    ResourceKind.SITE: "SharePoint sites",
+}
 
 _ALL = frozenset(ResourceKind)
 _GROUPS = frozenset({ResourceKind.SECURITY_GROUP, ResourceKind.M365_GROUP})
@@ -40,6 +49,14 @@ RESOURCE_RIGHTS: dict[str, frozenset[ResourceKind]] = {
 }
 
 
+def group_kind(group: Group) -> ResourceKind:
+    if group.is_assignable_to_role:
+        return ResourceKind.ROLE_ASSIGNABLE_GROUP
+    if group.kind == "microsoft365":
+        return ResourceKind.M365_GROUP
+    return ResourceKind.SECURITY_GROUP
+
+
 def has_resource_right(actor: Actor, kind: ResourceKind, *, is_owner: bool) -> bool:
     """``is_owner``: the actor owns the group/app, or administers the site."""
     if actor.is_system:
@@ -48,3 +65,30 @@ def has_resource_right(actor: Actor, kind: ResourceKind, *, is_owner: bool) -> b
         return True
     # Ownership is enough for ordinary groups, apps and sites, never for role-assignable groups.
     return is_owner and kind is not ResourceKind.ROLE_ASSIGNABLE_GROUP
+
+
+def resource_right_refusal(kind: ResourceKind, name: str, *, who: str = "you") -> str:
+    """Why the actor (``who``) lacks the right of ``has_resource_right`` on the object ``name``."""
+    you = who == "you"
+    return f"{who} {'do' if you else 'does'} not have the right to manage {name}: " + (
+        "only a Global or Privileged Role Administrator may add a role-assignable group"
+        if kind is ResourceKind.ROLE_ASSIGNABLE_GROUP
+        else f"{'you' if you else 'they'} must own it or hold an administrator role that covers it"
+    )
+
+
+def resource_right_reasons(
+    actor: Actor, kind: ResourceKind, *, is_owner: bool, name: str
+) -> list[str]:
+    """The grounds on which ``has_resource_right`` allows (none: it refuses); ``name`` names
+    the object with its kind ("group Legal")."""
+    if actor.is_system:
+        return ["the operator may add any resource"]
+    reasons = [
+        f"directory role {role_name(r)} covers {KIND_WORDS[kind]}"
+        for r in sorted(actor.directory_roles)
+        if kind in RESOURCE_RIGHTS.get(r, frozenset())
+    ]
+    if is_owner and kind is not ResourceKind.ROLE_ASSIGNABLE_GROUP:
+        reasons.append(f"owner of {name}")
+    return reasons

@@ -1,7 +1,11 @@
 """Onboarding and removing catalog resources (spec §2): ``resourceRequests`` adminAdd/adminRemove.
 
 A request needs the catalog task (owner or admin) *and* the right on the directory object
-(:mod:`remit.authz.resources`). On success the resource is copied into the catalog with its
+(:mod:`remit.authz.resources`). A group also needs the right to assign every role it holds,
+directly or through nesting: the catalog's access packages change its members, and that is the
+rule for changing them (:func:`remit.authz.groups.authorize_group_onboarding`, decision 0022).
+Removal needs no more than §2.2: it is refused while a package uses the resource, so it changes
+no membership. On success the resource is copied into the catalog with its
 roles and a root scope, and the request is recorded as ``delivered``.
 """
 
@@ -13,7 +17,13 @@ from sqlalchemy import exists, select
 
 from remit import validation
 from remit.authz.decide import authorize
-from remit.authz.resources import ResourceKind, has_resource_right
+from remit.authz.groups import authorize_group_onboarding
+from remit.authz.resources import (
+    ResourceKind,
+    group_kind,
+    has_resource_right,
+    resource_right_refusal,
+)
 from remit.authz.tasks import Task
 from remit.catalogs.models import CatalogResource, ResourceRequest, ResourceRole, ResourceScope
 from remit.catalogs.operations import get_catalog
@@ -70,13 +80,7 @@ def _lookup(ctx: Ctx, system: str, origin_id: str) -> tuple[_Origin, bool]:
             raise NotFound(f"group {origin_id} was not found", target="resource.originId")
         if group.on_premises_sync_enabled:
             raise Invalid("groups synchronised from on-premises cannot be managed here")
-        kind = (
-            ResourceKind.ROLE_ASSIGNABLE_GROUP
-            if group.is_assignable_to_role
-            else ResourceKind.M365_GROUP
-            if group.kind == "microsoft365"
-            else ResourceKind.SECURITY_GROUP
-        )
+        kind = group_kind(group)
         roles: tuple[tuple[str, str], ...] = (("Owner_" + group.id, "Owner"),)
         if not group.membership_rule:  # dynamic groups: Owner only (spec §2.1)
             roles = (("Member_" + group.id, "Member"), *roles)
@@ -125,13 +129,7 @@ def _lookup(ctx: Ctx, system: str, origin_id: str) -> tuple[_Origin, bool]:
 def _check_right(ctx: Ctx, origin: _Origin, owner: bool) -> None:
     if not has_resource_right(ctx.actor, origin.kind, is_owner=owner):
         raise Forbidden(
-            f"you do not have the right to manage {origin.display_name}: "
-            + (
-                "only a Global or Privileged Role Administrator may add a role-assignable group"
-                if origin.kind is ResourceKind.ROLE_ASSIGNABLE_GROUP
-                else "you must own it or hold an administrator role that covers it"
-            ),
-            code="CallerNotResourceOwner",
+            resource_right_refusal(origin.kind, origin.display_name), code="CallerNotResourceOwner"
         )
 
 
@@ -151,6 +149,9 @@ def add_resource(
         raise NotFound(f"{origin_id!r} was not found", target="resource.originId")
     origin, owner = _lookup(ctx, system, origin_id)
     _check_right(ctx, origin, owner)
+    # The group is in the session since _lookup: no round trip.
+    if system == "AadGroup" and (group := ctx.session.get(Group, origin.id)) is not None:
+        authorize_group_onboarding(ctx.session, ctx.actor, group, catalog.display_name, ctx.now)
     if ctx.session.execute(
         select(CatalogResource.id).where(
             CatalogResource.catalog_id == catalog.id,

@@ -18,6 +18,7 @@ from remit.authz.tasks import Task
 from remit.catalogs import operations as cats
 from remit.catalogs import resources as res
 from remit.catalogs.models import ResourceRole
+from remit.catalogs.operations import GENERAL_CATALOG_ID
 from remit.context import Ctx
 from remit.db import Database
 from remit.directory.models import GroupMember
@@ -113,6 +114,24 @@ def test_the_cli_refuses_and_explains_in_words(tenant: Tenant, settings: Setting
         in denied.stdout
     ), denied.stdout
     assert "holds Catalog creator (tenant)" in denied.stdout, denied.stdout
+    onboard = _cli(
+        db,
+        settings,
+        "explain",
+        "--user",
+        upn("kenji"),
+        "--task",
+        "catalog:resources:manage",
+        "--catalog",
+        GENERAL_CATALOG_ID,
+        "--group",
+        "Department managers",
+    )
+    assert onboard.returncode == 3, onboard.stderr
+    assert (
+        f"DENIED {upn('kenji')} may not add Department managers to catalog {GENERAL_CATALOG_ID}"
+        in onboard.stdout
+    ), onboard.stdout
     allowed = _cli(db, settings, "explain", "--user", upn("hana"), "--group", "Department managers")
     assert allowed.returncode == 0, allowed.stderr
     assert "owner of group Department managers" in allowed.stdout, allowed.stdout

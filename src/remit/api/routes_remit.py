@@ -33,8 +33,9 @@ def explain(
     catalog: str | None = Query(None, description="catalog id", max_length=64),
     group: str | None = Query(
         None,
-        description="group id: may the user change its members or owners "
-        "(with the task directory:groups:manage)",
+        description="group id: may the user change its members or owners (with the task "
+        "directory:groups:manage), or add it to the catalog as a resource (with "
+        "catalog:resources:manage and a catalog)",
         max_length=64,
     ),
     ident: Identity = Depends(identity),

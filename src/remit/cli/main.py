@@ -500,7 +500,10 @@ def explain(
     catalog: Annotated[str | None, typer.Option(help="catalog name or id")] = None,
     group: Annotated[
         str | None,
-        typer.Option(help="group name or id: may the user change its members or owners"),
+        typer.Option(
+            help="group name or id: may the user change its members or owners; with --catalog,"
+            " may the user add it to that catalog as a resource"
+        ),
     ] = None,
     list_tasks: Annotated[bool, typer.Option(help="print the task names and exit")] = False,
 ) -> None:
@@ -518,8 +521,11 @@ def explain(
         gid = principal_id(ctx.session, group) if group else None
         result = authz_ops.explain_for(ctx, user=user, task=task, catalog_id=cid, group_id=gid)
     verdict = "[green]ALLOWED[/green]" if result.allowed else "[red]DENIED[/red]"
-    what = f"change the members or owners of {group}" if group else phrase(result.task)
-    where = f" on catalog {catalog}" if catalog else ""
+    if group and catalog:
+        what, where = f"add {group} to catalog {catalog}", ""
+    else:
+        what = f"change the members or owners of {group}" if group else phrase(result.task)
+        where = f" on catalog {catalog}" if catalog else ""
     console.print(f"{verdict} {user} may {'' if result.allowed else 'not '}{what}{where}")
     for reason in result.reasons:
         console.print(f"  - {reason}", highlight=False)

@@ -142,6 +142,12 @@ def test_tab_and_newline_in_the_query_string_are_left_to_the_route(tenant: Tenan
         b'{"displayName": "ok", "description": "raw DEL \x7f"}',
         b'{"displayName": "ok", "descr\\u0001iption": "key"}',
         b'{"displayName": "ok", "nested": [{"deep": ["\\u001f"]}]}',
+        # The short escapes of two controls, in a field no model reads.
+        b'{"displayName": "ok", "extra": "back\\bspace"}',
+        b'{"displayName": "ok", "extra": "form\\ffeed"}',
+        # UTF-16 and UTF-32, which json.loads detects: no "\\u00" byte string in them.
+        '{"displayName": "ok", "extra": "nul\\u0000"}'.encode("utf-16-le"),
+        '{"displayName": "ok", "extra": "nul\\u0000"}'.encode("utf-32-be"),
     ],
 )
 def test_a_control_character_in_a_json_body_is_refused_and_nothing_is_stored(

@@ -216,6 +216,34 @@ def test_a_fifty_megabyte_header_is_refused_while_it_arrives(served: Served) -> 
     assert served.rss() - before < 20 * MIB
 
 
+def test_endless_trailer_fields_after_a_chunked_body_are_cut_off(
+    served: Served, tenant: Tenant
+) -> None:
+    """httptools passes trailer fields on as header fields after the head: a client with a good
+    token that sends the last chunk and then trailers without end is cut off (the app is
+    already reading the body, so the server closes), and the server does not grow."""
+    before = served.rss()
+    growth, sent = 0, 0
+    trailer = b"X-Trailer: " + b"t" * (CHUNK - 13) + b"\r\n"
+    headers = {"Content-Type": "application/json", **tenant.headers("hana")}
+    with socket.create_connection(("127.0.0.1", served.port)) as sock:
+        sock.sendall(head(CATALOGS, {**headers, "Transfer-Encoding": "chunked"}))
+        sock.sendall(b"2\r\n{}\r\n0\r\n")
+        while sent < UPLOAD:
+            if select.select([sock], [], [], 0)[0]:
+                break  # the server has answered or closed
+            try:
+                sock.sendall(trailer)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(trailer)
+            if sent % MIB < len(trailer):
+                growth = max(growth, served.rss() - before)
+        growth = max(growth, served.rss() - before)
+    assert sent < UPLOAD, "the server read 50 MB of trailer fields"
+    assert growth < 20 * MIB, f"the server grew by {growth / MIB:.1f} MiB"
+
+
 def test_two_hundred_header_fields_are_refused(served: Served, tenant: Tenant) -> None:
     many = [(f"x-field-{i}", "v") for i in range(200)]
     with httpx.Client(base_url=served.url) as client:

@@ -58,10 +58,11 @@ ALWAYS = (
     (b"cache-control", b"no-store"),
     (b"x-frame-options", b"DENY"),
 )
-# A JSON body whose strings could hold a control character has one of these: an escape of
-# U+0000..U+00FF (control characters are invalid raw in a JSON string) or a raw DEL.
-_ESCAPE = b"\\u00"
-_DEL = b"\x7f"
+# A JSON body whose strings could hold a control character has one of these bytes: a backslash
+# (any escape: ``\u0000``, but also ``\b`` and ``\f``, which are controls too), a raw DEL, or a
+# NUL byte (a body in UTF-16 or UTF-32, which ``json.loads`` detects and decodes, holds NUL bytes
+# beside its ASCII characters; raw C0 bytes are invalid inside a UTF-8 JSON string).
+_SUSPECT = (b"\\", b"\x7f", b"\x00")
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 # status, Graph error code, message, extra headers
 Refusal = tuple[int, str, str, dict[str, str]]
@@ -213,7 +214,6 @@ class _Body:
         self.received = 0
         self.chunks: list[bytes] = []  # the same bytes objects the reader keeps: no copy
         self.suspect = False
-        self.tail = b""
 
     async def __call__(self) -> Message:
         message = await self.receive()
@@ -226,9 +226,7 @@ class _Body:
             raise HTTPException(413, "the request body is too large")
         self.chunks.append(body)
         if not self.suspect:
-            # An escape may straddle two chunks: look at the previous chunk's last bytes too.
-            self.suspect = _ESCAPE in self.tail + body[:3] or _ESCAPE in body or _DEL in body
-            self.tail = body[-3:]
+            self.suspect = any(marker in body for marker in _SUSPECT)
         if self.suspect and not message.get("more_body", False):
             found = _control_in_json(b"".join(self.chunks))
             if found is not None:

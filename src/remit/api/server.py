@@ -35,37 +35,53 @@ _431 = (
 
 
 class BoundedHttpTools(HttpToolsProtocol):
-    """httptools, refusing a request whose head passes ``max_head`` bytes while it arrives.
+    """httptools, refusing a request once what it sends besides its body passes ``max_head``.
 
-    Bytes are counted per read after the parser has seen them, while the head of the current
-    request is still incomplete; a read that completes a head is not counted (its tail is the
-    body's). The count may take in the end of a previous request's body that shares a read with
-    the next head: the bound is generous beside real heads (a few KiB), so that is harmless.
+    Per read of the socket, after the parser has seen it, the bytes that were not body are
+    counted from the start of a request to its end: the request line and header fields, the
+    framing of a chunked body, and its trailer fields, which httptools passes on as header
+    fields after the head was complete (a stream of them would otherwise grow ``scope
+    ["headers"]`` without end). Past the bound the connection is answered 431 and closed, or,
+    once the app is running the request, closed. What the parser holds of such bytes is so at
+    most the bound and one read. A read may carry the end of one request and the start of the
+    next: the count may then take in a little of the previous one, harmless beside a bound of
+    ~24 KiB against heads of a few hundred bytes and chunk framing of a few bytes per chunk.
     """
 
     max_head = 16 * 1024 + REQUEST_LINE_BYTES
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        self._in_head = False
-        self._head_bytes = 0
+        self._in_request = False
+        self._app_started = False
+        self._not_body = 0
+        self._body_bytes = 0
         super().connection_made(transport)
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        self._in_head = True
-        self._head_bytes = 0
+        self._in_request, self._app_started, self._not_body = True, False, 0
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
         super().on_headers_complete()
+        self._app_started = True
+
+    def on_body(self, body: bytes) -> None:
+        self._body_bytes += len(body)
+        super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        self._in_request = False
+        super().on_message_complete()
 
     def data_received(self, data: bytes) -> None:
+        body_before = self._body_bytes
         super().data_received(data)
-        if not self._in_head or self.transport.is_closing():
+        if not self._in_request or self.transport.is_closing():
             return
-        self._head_bytes += len(data)
-        if self._head_bytes > self.max_head:
-            self.transport.write(_431)
+        self._not_body += len(data) - (self._body_bytes - body_before)
+        if self._not_body > self.max_head:
+            if not self._app_started:
+                self.transport.write(_431)
             self.transport.close()
 
 

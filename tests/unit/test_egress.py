@@ -45,6 +45,13 @@ CASES = [
     ("::93.184.216.34", True, True),
     ("::1", False, False),
     ("::", False, False),
+    # IPv4-translated (RFC 2765, SIIT translators)
+    ("::ffff:0:7f00:1", False, False),  # 127.0.0.1
+    ("::ffff:0:a9fe:a9fe", False, False),
+    ("::ffff:0:a14:304", False, True),  # 10.20.3.4
+    ("::ffff:0:5db8:d822", True, True),
+    # Site-local (fec0::/10, deprecated): Python 3.11 calls it global
+    ("fec0::1", False, False),
     # Plain addresses, for contrast
     ("127.0.0.1", False, False),
     ("10.20.3.4", False, True),

@@ -46,6 +46,7 @@ class Target:
 NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052, the well-known prefix
 NAT64_LOCAL = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215, a translator of one's own
 IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # RFC 4291 (deprecated, still routed by some)
+IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # RFC 2765 (SIIT translators)
 
 
 def _plain(address: Address) -> Address:
@@ -56,21 +57,23 @@ def _plain(address: Address) -> Address:
 
 
 def embedded(address: Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address that an IPv6 address reaches through mapping, NAT64, 6to4 or the
-    IPv4-compatible form; None for any other address."""
+    """The IPv4 address that an IPv6 address reaches through mapping, NAT64, 6to4, the
+    IPv4-compatible or the IPv4-translated (SIIT) form; None for any other address."""
     if not isinstance(address, ipaddress.IPv6Address):
         return None
     if address.ipv4_mapped is not None:
         return address.ipv4_mapped
     if address.sixtofour is not None:
         return address.sixtofour
-    if address in NAT64 or address in IPV4_COMPATIBLE:
+    if address in NAT64 or address in IPV4_COMPATIBLE or address in IPV4_TRANSLATED:
         return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
     return None
 
 
 def _public(address: Address) -> bool:
-    return address.is_global and not address.is_multicast
+    # Python 3.11 counts the deprecated IPv6 site-local range (fec0::/10) as global.
+    site_local = isinstance(address, ipaddress.IPv6Address) and address.is_site_local
+    return address.is_global and not address.is_multicast and not site_local
 
 
 def allowed(address: Address, networks: tuple[Network, ...]) -> bool:

@@ -42,7 +42,7 @@ def private_dir(path: Path) -> Path:
     try:
         path.mkdir(mode=DIR_MODE, parents=True)
     except FileExistsError:
-        tighten(path, DIR_MODE)
+        tighten(path.resolve(), DIR_MODE)  # a data directory may be a link to where it lives
     else:
         os.chmod(path, DIR_MODE)  # mkdir's mode passes through the umask; 0700 is meant exactly
     return path
@@ -67,9 +67,14 @@ def private_data_dir(data_dir: Path) -> Path:
 def tighten(path: Path, mode: int) -> None:
     """Take from ``path`` any permission beyond ``mode``, with a warning naming it."""
     try:
-        found = stat.S_IMODE(path.stat().st_mode)
+        info = path.lstat()
     except FileNotFoundError:
         return
+    if stat.S_ISLNK(info.st_mode):
+        # Not followed: a link's target is not remit's to change (and may be anywhere).
+        log.warning("datadir.symlink_left_alone", path=str(path))
+        return
+    found = stat.S_IMODE(info.st_mode)
     if found & ~mode == 0:
         return
     try:
@@ -85,21 +90,33 @@ def create_private(path: Path, content: bytes) -> bool:
     process won the race: read what it wrote).
 
     Written aside and linked into place, so a process that loses the race never reads a file
-    that is still being written.
+    that is still being written. A file system without hard links (some network shares) gets
+    the file created in place with ``O_EXCL`` instead: the race is still decided once, but a
+    loser could read it while the winner writes (a start-up race on such a share only).
     """
     aside = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
-    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    _write_new(aside, content)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(content)
-            out.flush()
-            os.fsync(out.fileno())
         os.link(aside, path)
     except FileExistsError:
         return False
+    except OSError:  # no hard links here (EPERM, ENOTSUP, ...)
+        try:
+            _write_new(path, content)
+        except FileExistsError:
+            return False
     finally:
         aside.unlink(missing_ok=True)
     return True
+
+
+def _write_new(path: Path, content: bytes) -> None:
+    """A new file of mode 0600 holding ``content``, flushed to disk (FileExistsError if there)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+    with os.fdopen(fd, "wb") as out:
+        out.write(content)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def read_private(path: Path) -> bytes:

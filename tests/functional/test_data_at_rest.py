@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
-from remit import bootstrap, sealing
+from remit import bootstrap, datadir, sealing
 from remit.api.app import create_app
 from remit.authz.actor import system_actor
 from remit.context import Ctx
@@ -341,3 +341,20 @@ def test_an_integrity_error_outside_a_write_is_a_graph_409(tenant: Tenant, db: D
     assert "INSERT" not in error["message"]
     assert [e["event"] for e in logs if e["log_level"] in ("error", "critical")] == []
     assert tenant.get("admin", "/v1.0/users").status_code == 200
+
+
+def test_a_link_in_the_data_directory_is_not_followed(tmp_path: Path) -> None:
+    """Tightening never changes a link's target: a file elsewhere that a link in the data
+    directory points at keeps its mode; the data directory itself may be a link."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes(b"not remit's")
+    elsewhere.chmod(0o644)
+    real = tmp_path / "real-data"
+    real.mkdir(mode=0o755)
+    real.chmod(0o755)
+    data = tmp_path / "data"
+    data.symlink_to(real)
+    (real / "remit.db").symlink_to(elsewhere)
+    datadir.private_data_dir(data)
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o644
+    assert stat.S_IMODE(real.stat().st_mode) == 0o700

@@ -17,6 +17,7 @@ the server is told to trust ``X-Forwarded-For`` from it (docs/decisions/0018).
 
 from __future__ import annotations
 
+import ipaddress
 import threading
 from collections.abc import Callable
 
@@ -77,3 +78,18 @@ class FailureLimiter:
             if now - windows[key][0] < self.window:
                 return
             del windows[key]
+
+
+def client_key(address: str) -> str:
+    """The key a client address counts under: an IPv4 address as it is, an IPv6 address by its
+    /64 (one host usually holds a whole /64, so counting addresses one by one would let it
+    start over as often as it likes, and push other keys out of the table)."""
+    try:
+        found = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(found, ipaddress.IPv6Address):
+        if found.ipv4_mapped is not None:
+            return str(found.ipv4_mapped)
+        return str(ipaddress.IPv6Network((found, 64), strict=False))
+    return str(found)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from remit.clock import FixedClock
-from remit.throttle import FailureLimiter
+from remit.throttle import FailureLimiter, client_key
 
 
 def limiter(
@@ -47,3 +47,14 @@ def test_memory_is_bounded_by_forgetting_the_oldest_windows() -> None:
     clock.now += timedelta(seconds=61)
     limits.fail("10.0.1.1")
     assert len(limits._windows) == 1  # passed windows go as soon as anyone fails
+
+
+def test_an_ipv6_client_counts_by_its_64() -> None:
+    """Addresses of one /64 share a key (a host usually holds the whole /64); IPv4 and
+    IPv4-mapped addresses count one by one."""
+    assert (
+        client_key("2001:db8:1:2::1") == client_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    )
+    assert client_key("2001:db8:1:3::1") != client_key("2001:db8:1:2::1")
+    assert client_key("::ffff:10.1.2.3") == client_key("10.1.2.3") == "10.1.2.3"
+    assert client_key("10.1.2.4") != client_key("10.1.2.3")

@@ -43,7 +43,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from remit.api import errors
 from remit.api.state import VERIFIED, AppState
 from remit.errors import Unauthenticated
-from remit.throttle import FailureLimiter
+from remit.throttle import FailureLimiter, client_key
 from remit.tokens import Identity
 from remit.validation import control_character
 
@@ -131,7 +131,7 @@ class Edge:
             # Only a token presented counts as a failure: a bare request is how clients
             # discover that one is needed.
             client = scope.get("client")
-            key = client[0] if client else ""
+            key = client_key(client[0]) if client else ""
             wait = None if head.authorization is None else self.limiter.fail(key)
             if wait is None:
                 return 401, exc.code, exc.message, {}

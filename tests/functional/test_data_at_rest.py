@@ -8,6 +8,7 @@ that directory whichever engine the session runs.
 
 from __future__ import annotations
 
+import base64
 import os
 import stat
 import uuid
@@ -358,3 +359,31 @@ def test_a_link_in_the_data_directory_is_not_followed(tmp_path: Path) -> None:
     datadir.private_data_dir(data)
     assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o644
     assert stat.S_IMODE(real.stat().st_mode) == 0o700
+
+
+def test_start_refuses_a_secrets_key_that_does_not_open_the_database(
+    private: Private, db: Database, clock: SteppingClock, receiver: Receiver
+) -> None:
+    """A process whose data directory lacks the key, or holds another one, would make a key
+    of its own and seal under it what the others cannot open: start-up refuses instead, in
+    words, and makes no key."""
+    create_extension(private.tenant, receiver.url)
+    key = private.data_dir / sealing.KEY_FILE
+    kept = key.read_bytes()
+    bootstrap.ensure_builtins(db, clock)  # the right key: fine
+
+    key.unlink()
+    sealing._load_or_create.cache_clear()
+    with pytest.raises(sealed.KeyMismatch, match="is missing"):
+        bootstrap.ensure_builtins(db, clock)
+    assert not key.exists()
+
+    datadir.create_private(key, base64.urlsafe_b64encode(os.urandom(32)) + b"\n")
+    sealing._load_or_create.cache_clear()
+    with pytest.raises(sealed.KeyMismatch, match="does not open"):
+        bootstrap.ensure_builtins(db, clock)
+
+    key.unlink()
+    datadir.create_private(key, kept)
+    sealing._load_or_create.cache_clear()
+    bootstrap.ensure_builtins(db, clock)

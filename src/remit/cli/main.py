@@ -105,14 +105,18 @@ def serve(
     from remit import bootstrap, logs
     from remit.api.app import create_app
     from remit.api.server import uvicorn_options
+    from remit.notify.sealed import KeyMismatch
 
     s = settings()
     logs.configure(s.log_level)
     db = open_db(s)
-    if s.is_sqlite:
-        bootstrap.upgrade(db)
-    else:
-        bootstrap.ensure_builtins(db)
+    try:
+        if s.is_sqlite:
+            bootstrap.upgrade(db)
+        else:
+            bootstrap.ensure_builtins(db)
+    except KeyMismatch as exc:
+        fail(str(exc))
     if demo:
         from remit.demo import load_if_empty, print_tokens
 

@@ -19,6 +19,10 @@ from remit.notify.models import CustomExtension
 Unreadable = sealing.Unreadable
 
 
+class KeyMismatch(Exception):
+    """This process's secrets key cannot open what the database holds sealed (start-up)."""
+
+
 def _sealer() -> sealing.Sealer:
     return sealing.load_or_create(config.current().settings.data_dir)
 
@@ -56,3 +60,27 @@ def seal_plaintext_secrets(session: Session) -> int:
             .values(secret=sealer.seal(plaintext, context=_context(ext_id)))
         )
     return len(rows)
+
+
+def check_key(session: Session) -> None:
+    """At start: the secrets the database holds sealed open with this process's key.
+
+    A process whose data directory lacks the key file (or holds another one) would otherwise
+    make a key of its own and seal under it what the other processes cannot open: refused with
+    what to do instead. Nothing sealed yet: nothing to check (and no key is made here).
+    """
+    row = session.execute(
+        select(CustomExtension.id, CustomExtension.secret)
+        .where(CustomExtension.secret.like(sealing.MARKER + "%"))
+        .limit(1)
+    ).first()
+    if row is None:
+        return
+    path = config.current().settings.data_dir / sealing.KEY_FILE
+    share = "every remit process that shares this database needs the same secrets.key"
+    if not path.exists():
+        raise KeyMismatch(f"{path} is missing, and the database holds sealed secrets: {share}")
+    try:
+        _sealer().open(row.secret, context=_context(row.id))
+    except Unreadable:
+        raise KeyMismatch(f"{path} does not open the database's sealed secrets: {share}") from None

@@ -128,7 +128,8 @@ def upn(value: str | None, field: str = "userPrincipalName") -> str:
 
 
 def email(value: str | None, field: str = "mail") -> str:
-    """One mail address (``name@domain``), as given but for surrounding spaces.
+    """One mail address (``name@domain``), as given but for surrounding spaces, and with an
+    internationalised domain in its ASCII form (``xn--…``), which every mail server takes.
 
     Refused: control characters (header injection), lists, display names (``Ann <a@b>``),
     quoted local parts, IP literals, special-use domains, and local parts that need SMTPUTF8.
@@ -137,10 +138,13 @@ def email(value: str | None, field: str = "mail") -> str:
     if not text:
         raise Invalid(f"{field} is required", target=field)
     try:
-        validate_email(text, **_EMAIL_OPTIONS)
+        found = validate_email(text, **_EMAIL_OPTIONS)
     except EmailNotValidError as exc:
         raise Invalid(f"{field} is not a valid email address: {exc}", target=field) from exc
-    return text
+    if text.isascii():
+        return text
+    local, _, _domain = text.rpartition("@")
+    return f"{local}@{found.ascii_domain}"
 
 
 def optional_email(value: str | None, field: str = "mail") -> str | None:

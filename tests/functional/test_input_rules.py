@@ -342,17 +342,22 @@ def test_a_user_mail_that_is_not_one_address_is_a_400(tenant: Tenant, mail: str)
 
 
 @pytest.mark.parametrize(
-    "mail",
-    ["new.bie@contoso.example", "O'Brien+tag@mail.contoso.example", "x@b\u00fccher.example"],
+    ("mail", "stored"),
+    [
+        ("new.bie@contoso.example", "new.bie@contoso.example"),
+        ("O'Brien+tag@mail.contoso.example", "O'Brien+tag@mail.contoso.example"),
+        # An internationalised domain is stored in the ASCII form every mail server takes.
+        ("x@b\u00fccher.example", "x@xn--bcher-kva.example"),
+    ],
 )
-def test_a_good_mail_is_stored_as_given(tenant: Tenant, mail: str) -> None:
+def test_a_good_mail_is_stored_as_given(tenant: Tenant, mail: str, stored: str) -> None:
     body = {"userPrincipalName": "newbie@contoso.example", "displayName": "New", "mail": mail}
     r = tenant.post("admin", "/v1.0/users", body)
     assert r.status_code == 201, r.text
-    assert r.json()["mail"] == mail
+    assert r.json()["mail"] == stored
     r = tenant.call("admin", "PATCH", f"/v1.0/users/{tenant.ids['lena']}", {"mail": mail})
     assert r.status_code in (200, 204), r.text
-    assert tenant.get("admin", f"/v1.0/users/{tenant.ids['lena']}").json()["mail"] == mail
+    assert tenant.get("admin", f"/v1.0/users/{tenant.ids['lena']}").json()["mail"] == stored
 
 
 def test_a_user_without_mail_gets_the_upn_and_mail_may_be_cleared(tenant: Tenant) -> None:

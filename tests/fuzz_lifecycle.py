@@ -465,6 +465,26 @@ def seed_lifecycle(
             _ref("users", ids["vera"]),
             _ref("users", ids["sofia"]),
         ],
+        # Valid references and bodies for writes whose generated bodies almost never are: with
+        # the control-character branch of R4 (issue #11) their rare 2xx got rarer still.
+        f"POST {em}/accessPackages/{{package_id}}/incompatibleAccessPackages/$ref": [
+            {"@odata.id": f"{GRAPH}/identityGovernance/entitlementManagement/accessPackages/{p}"}
+            for p in (campaign, brand, budget)
+        ],
+        f"POST {em}/accessPackages/{{package_id}}/incompatibleGroups/$ref": [
+            _ref("groups", ids[name]) for name in ("finance", "campaigns", "marketing")
+        ],
+        f"POST {em}/catalogs/{{catalog_id}}/accessPackageCustomWorkflowExtensions": [
+            {
+                "displayName": name,
+                "endpointConfiguration": {
+                    "@odata.type": G + "logicAppTriggerEndpointConfiguration",
+                    "url": f"https://hooks.contoso.example/{name.lower()}",
+                },
+                **secret,
+            }
+            for name, secret in (("Billing", {}), ("Tickets", {"secret": "An0ther-Secret_98765"}))
+        ],
         f"POST {em}/assignmentPolicies": policy_templates,
         f"POST {em}/accessPackages/{{package_id}}/assignmentPolicies": policy_templates,
         f"PUT {em}/assignmentPolicies/{{policy_id}}": policy_templates,

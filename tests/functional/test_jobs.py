@@ -581,7 +581,7 @@ def test_worker_once_jobs_list_and_retry_through_the_cli(
     worked = remit("worker", "--once")
     assert worked.returncode == 0, worked.stderr
     assert "job(s) run" in worked.stdout
-    assert "job gave up" in worked.stdout  # the log line
+    assert "job gave up" in worked.stderr  # the log line (logs go to stderr)
     # (Real periodic kinds may have run and been re-armed beside it.)
     assert by_id(db, job_id).status == "failed"
 

@@ -190,8 +190,11 @@ def test_a_one_megabyte_header_is_refused_without_growing_the_server(served: Ser
             sock.sendall(
                 b"GET /remit/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * MIB + b"\r\n\r\n"
             )
-        answer = sock.recv(65536)
-    assert status_of(answer) in (400, 431)
+        answer = b""
+        with contextlib.suppress(ConnectionResetError):
+            answer = sock.recv(65536)
+    # As below: a reset may discard the 431 before it is read; the refusal is the same.
+    assert answer == b"" or status_of(answer) == 431, answer[:200]
     assert served.rss() - before < 2 * MIB
 
 
@@ -211,7 +214,10 @@ def test_a_fifty_megabyte_header_is_refused_while_it_arrives(served: Served) -> 
                 sock.sendall(b"a" * CHUNK)
                 sent += CHUNK
             answer = answer or sock.recv(65536)
-    assert status_of(answer) == 431, answer[:200]
+    # The server answers 431 and closes with the client's bytes unread, so its kernel may reset
+    # the connection, and a reset can discard the answer before the client reads it: a cut-off
+    # connection without the answer is the same refusal.
+    assert answer == b"" or status_of(answer) == 431, answer[:200]
     assert sent < UPLOAD, "the whole head was sent before any answer"
     assert served.rss() - before < 20 * MIB
 

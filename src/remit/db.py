@@ -47,7 +47,7 @@ from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from remit import datadir
-from remit.errors import Conflict, Invalid
+from remit.errors import Conflict, DomainError, Invalid
 from remit.safe_regex import sqlite_match
 
 log = structlog.get_logger("remit.db")
@@ -390,6 +390,41 @@ def stale_conflict() -> Conflict:
     return Conflict("the object was changed or removed by a change made at the same time; retry")
 
 
+# What a database error means to the caller, for errors the domain did not handle itself.
+# SQLSTATEs of a transaction the database rolled back on its own: serialization failure,
+# deadlock detected.
+TRANSIENT = frozenset({"40001", "40P01"})
+# The exception classes an adapter registers a handler for (with ``domain_error`` and
+# ``retry_reason`` deciding), so that no adapter names SQLAlchemy's exceptions itself.
+DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, StaleDataError)
+
+
+def domain_error(exc: BaseException) -> DomainError | None:
+    """The domain error a database error stands for, or None: a NUL PostgreSQL refused is
+    ``Invalid``; a constraint the database enforced, or a row a concurrent change removed, is a
+    ``Conflict``. ``Database.write()`` and every adapter's error handler use this one mapping."""
+    refused = nul_refused(exc)
+    if refused is not None:
+        return refused
+    if isinstance(exc, IntegrityError):
+        return integrity_conflict(exc)
+    if isinstance(exc, StaleDataError):
+        return stale_conflict()
+    return None
+
+
+def retry_reason(exc: BaseException) -> str | None:
+    """Why a call failed that may simply be retried (the database restarted under a pooled
+    connection, or rolled the transaction back as a deadlock victim), or None."""
+    if not isinstance(exc, DBAPIError):
+        return None
+    if exc.connection_invalidated:
+        return "the database connection was lost; retry"
+    if getattr(exc.orig, "sqlstate", None) in TRANSIENT:
+        return "a concurrent change interfered; retry"
+    return None
+
+
 class Database:
     """Owns the engine; hands out write sessions (one transaction each) and read connections."""
 
@@ -418,15 +453,11 @@ class Database:
         try:
             with self._sessions() as session, session.begin():
                 yield session
-        except IntegrityError as exc:
-            raise integrity_conflict(exc) from None
-        except StaleDataError:
-            raise stale_conflict() from None
         except Exception as exc:  # a DBAPIError, or the driver's own from a HotSelect
-            refused = nul_refused(exc)
-            if refused is None:
+            found = domain_error(exc)
+            if found is None:
                 raise
-            raise refused from None
+            raise found from None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -10,16 +10,10 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.orm.exc import StaleDataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from remit.db import integrity_conflict, nul_refused, stale_conflict
+from remit.db import DATABASE_ERRORS, domain_error, retry_reason
 from remit.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
-
-# SQLSTATEs of a transaction the database rolled back on its own: serialization failure,
-# deadlock detected.
-TRANSIENT = frozenset({"40001", "40P01"})
 
 log = structlog.get_logger("remit.api")
 
@@ -108,43 +102,30 @@ def install(app: FastAPI) -> None:
         message = "the resource was not found" if exc.status_code == 404 else str(exc.detail)
         return graph_error(request, exc.status_code, code, message)
 
-    @app.exception_handler(StaleDataError)
-    async def _stale(request: Request, exc: StaleDataError) -> JSONResponse:
-        return await _domain(request, stale_conflict())
-
-    @app.exception_handler(DBAPIError)
-    async def _database(request: Request, exc: DBAPIError) -> JSONResponse:
-        refused = nul_refused(exc)  # Db.write() maps these; this catches one raised in a read
-        if refused is not None:
-            return await _domain(request, refused)
-        if isinstance(exc, IntegrityError):
-            # Db.write() turns these into Conflict; this catches one raised outside it.
-            return await _domain(request, integrity_conflict(exc))
-        if exc.connection_invalidated:
-            # The pool had a dead connection (database restarted); the next try gets a new one.
-            log.warning("database connection lost", request_id=request_id(request))
-            response = graph_error(
-                request, 503, "serviceNotAvailable", "the database connection was lost; retry"
-            )
-            response.headers["Retry-After"] = "1"
-            return response
-        if getattr(exc.orig, "sqlstate", None) in TRANSIENT:
-            # PostgreSQL chose this transaction as a deadlock victim (or could not serialise
-            # it): it was rolled back whole, so the call had no effect and may be retried.
-            log.warning(
-                "transaction rolled back by the database; retry", request_id=request_id(request)
-            )
-            response = graph_error(
-                request, 503, "serviceNotAvailable", "a concurrent change interfered; retry"
-            )
+    async def _database(request: Request, exc: Exception) -> JSONResponse:
+        # Db.write() maps what it can; this catches what is raised in a read, or outside it.
+        found = domain_error(exc)
+        if found is not None:
+            return await _domain(request, found)
+        reason = retry_reason(exc)
+        if reason is not None:
+            # The call had no effect (a dead pooled connection, or a transaction PostgreSQL
+            # rolled back as a deadlock victim): the next try may well succeed.
+            log.warning(reason, request_id=request_id(request))
+            response = graph_error(request, 503, "serviceNotAvailable", reason)
             response.headers["Retry-After"] = "1"
             return response
         return await _unexpected(request, exc)
 
+    # One handler per class (not the catch-all below, after which Starlette re-raises and the
+    # server drops the connection).
+    for database_error in DATABASE_ERRORS:
+        app.add_exception_handler(database_error, _database)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        refused = nul_refused(exc)  # the driver's own error, from a HotSelect's cursor
-        if refused is not None:
-            return await _domain(request, refused)
+        found = domain_error(exc)  # the driver's own error, from a HotSelect's cursor
+        if found is not None:
+            return await _domain(request, found)
         log.exception("unhandled error", request_id=request_id(request), path=request.url.path)
         return graph_error(request, 500, "generalException", "an unexpected error occurred")

@@ -5,7 +5,9 @@ through the ASGI transport; an injectable clock; tokens for any user."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from remit.db import Database
 from remit.models import Base
 from remit.notify import config
 from remit.settings import Settings
-from tests.factories import Tenant
+from tests.factories import Tenant, upn
 
 PG_DEFAULT = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 
@@ -121,3 +123,31 @@ def app_client(db: Database, settings: Settings, clock: SteppingClock) -> Iterat
 def tenant(db: Database, app_client: TestClient, clock: SteppingClock) -> Tenant:
     """The demo personas and directory, plus helpers to call the API as any of them."""
     return Tenant.build(db, app_client, clock)
+
+
+CliRun = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(db: Database, settings: Settings) -> CliRun:
+    """``remit`` as an operator runs it: a real process on the test database and data directory
+    (so the tenant's keys), as the operator or ``as_`` a user; a wide terminal for tables."""
+    env = {
+        **os.environ,
+        "REMIT_DATABASE_URL": db.url,
+        "REMIT_DATA_DIR": str(settings.data_dir),
+        "COLUMNS": "200",
+    }
+
+    def run(*args: str, as_: str | None = None) -> subprocess.CompletedProcess[str]:
+        prefix = ["--as", upn(as_)] if as_ else []
+        return subprocess.run(
+            [sys.executable, "-m", "remit.cli", *prefix, *args],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+
+    return run

@@ -9,34 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from remit.db import Database
-from remit.settings import Settings
 from tests.factories import EM, Tenant, upn
 
 REMIT = [sys.executable, "-m", "remit.cli"]
-
-
-@pytest.fixture
-def cli(db: Database, settings: Settings):  # type: ignore[no-untyped-def]
-    env = {
-        **os.environ,
-        "REMIT_DATABASE_URL": db.url,
-        "REMIT_DATA_DIR": str(settings.data_dir),
-        "COLUMNS": "200",
-    }
-
-    def run(*args: str, as_: str | None = None) -> subprocess.CompletedProcess[str]:
-        prefix = ["--as", upn(as_)] if as_ else []
-        return subprocess.run(
-            [*REMIT, *prefix, *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
-
-    return run
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:

@@ -7,10 +7,6 @@ says the same as the API, in words, for a refusal and for ``remit explain --grou
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-
 from sqlalchemy import select
 
 from remit.authz.actor import load_actor, system_actor
@@ -20,13 +16,13 @@ from remit.catalogs import resources as res
 from remit.catalogs.models import ResourceRole
 from remit.catalogs.operations import GENERAL_CATALOG_ID
 from remit.context import Ctx
-from remit.db import Database
 from remit.directory.models import GroupMember
 from remit.jobs.runner import Worker
 from remit.lifecycle import requests
 from remit.packages import operations as pkgs
 from remit.policies import operations as policies
 from remit.settings import Settings
+from tests.conftest import CliRun
 from tests.factories import Tenant, upn
 from tests.matrix_support import direct_policy
 
@@ -73,28 +69,9 @@ def test_delivery_still_adds_members_to_a_group_that_holds_a_role(
         assert Task.CATALOG_CREATE in load_actor(s, t.ids["kenji"]).tenant_tasks
 
 
-def _cli(db: Database, settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "REMIT_DATABASE_URL": db.url,
-        "REMIT_DATA_DIR": str(settings.data_dir),
-        "COLUMNS": "400",
-    }
-    return subprocess.run(
-        [sys.executable, "-m", "remit.cli", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
-
-
-def test_the_cli_refuses_and_explains_in_words(tenant: Tenant, settings: Settings) -> None:
+def test_the_cli_refuses_and_explains_in_words(tenant: Tenant, cli: CliRun) -> None:
     db = tenant.db
-    joined = _cli(
-        db,
-        settings,
+    joined = cli(
         "--as",
         upn("kenji"),
         "group",
@@ -107,16 +84,14 @@ def test_the_cli_refuses_and_explains_in_words(tenant: Tenant, settings: Setting
         "remit: error: you may not change the members of Department managers because "
         "Department managers holds Catalog creator (tenant) and you may not assign it"
     ), joined.stderr
-    denied = _cli(db, settings, "explain", "--user", upn("kenji"), "--group", "Department managers")
+    denied = cli("explain", "--user", upn("kenji"), "--group", "Department managers")
     assert denied.returncode == 3, denied.stderr
     assert (
         f"DENIED {upn('kenji')} may not change the members or owners of Department managers"
         in denied.stdout
     ), denied.stdout
     assert "holds Catalog creator (tenant)" in denied.stdout, denied.stdout
-    onboard = _cli(
-        db,
-        settings,
+    onboard = cli(
         "explain",
         "--user",
         upn("kenji"),
@@ -132,14 +107,14 @@ def test_the_cli_refuses_and_explains_in_words(tenant: Tenant, settings: Setting
         f"DENIED {upn('kenji')} may not add Department managers to catalog {GENERAL_CATALOG_ID}"
         in onboard.stdout
     ), onboard.stdout
-    allowed = _cli(db, settings, "explain", "--user", upn("hana"), "--group", "Department managers")
+    allowed = cli("explain", "--user", upn("hana"), "--group", "Department managers")
     assert allowed.returncode == 0, allowed.stderr
     assert "owner of group Department managers" in allowed.stdout, allowed.stdout
     # A task's verdict is in words too.
-    creator = _cli(db, settings, "explain", "--user", upn("sofia"), "--task", "catalog:create")
+    creator = cli("explain", "--user", upn("sofia"), "--task", "catalog:create")
     assert creator.returncode == 3, creator.stderr
     assert f"DENIED {upn('sofia')} may not create catalogs" in creator.stdout, creator.stdout
-    listed = _cli(db, settings, "explain", "--user", upn("sofia"), "--list-tasks")
+    listed = cli("explain", "--user", upn("sofia"), "--list-tasks")
     assert "em:catalogCreators:manage\tmanage catalog creators" in listed.stdout.splitlines()
     with db.read() as conn:
         members = conn.execute(

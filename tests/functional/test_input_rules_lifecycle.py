@@ -11,8 +11,6 @@ themselves, the CLI's path below any HTTP edge, and the same on both engines.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -35,7 +33,7 @@ from remit.lifecycle import requests
 from remit.lifecycle.models import ApprovalStage, AssignmentRequest
 from remit.notify import extensions
 from remit.settings import Settings
-from tests.conftest import SteppingClock
+from tests.conftest import CliRun, SteppingClock
 from tests.factories import Tenant, upn
 from tests.lifecycle_support import (
     Campaign,
@@ -460,26 +458,7 @@ def test_a_nul_that_reaches_postgresql_through_the_api_is_a_400(
 # ---------------------------------------------------------------- the CLI itself
 
 
-@pytest.fixture
-def cli(db: Database, settings: Settings) -> Callable[..., subprocess.CompletedProcess[str]]:
-    env = {**os.environ, "REMIT_DATABASE_URL": db.url, "REMIT_DATA_DIR": str(settings.data_dir)}
-
-    def run(*args: str, as_: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "remit.cli", "--as", upn(as_), *args],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
-
-    return run
-
-
-def test_the_cli_refuses_a_control_in_a_justification(
-    c: Campaign, cli: Callable[..., subprocess.CompletedProcess[str]]
-) -> None:
+def test_the_cli_refuses_a_control_in_a_justification(c: Campaign, cli: CliRun) -> None:
     """argv cannot hold a NUL; an escape sequence is the control a terminal user can pass."""
     before = fingerprint(c.t.db)
     result = cli(

@@ -20,7 +20,6 @@ from sqlalchemy import Table, insert
 
 from bench.common import ROOT, progress
 from remit import bootstrap
-from remit.authz.models import RoleAssignment
 from remit.authz.roles import (
     ASSIGNMENT_MANAGER,
     CATALOG_OWNER,
@@ -28,9 +27,10 @@ from remit.authz.roles import (
     PACKAGE_MANAGER,
     DirectoryRole,
 )
-from remit.catalogs.models import Catalog
 from remit.db import Database
-from remit.directory.models import DirectoryRoleAssignment, Group, GroupMember, User
+from remit.models.authz import RoleAssignment
+from remit.models.catalogs import Catalog
+from remit.models.directory import DirectoryRoleAssignment, Group, GroupMember, User
 
 NAMESPACE = uuid.UUID("6f1c2a52-5a7e-4a43-9b55-3c1f0b6e9a10")
 CHUNK = 5_000

@@ -42,9 +42,9 @@ def in_process_pager(url: str, data_dir: Path) -> tuple[Callable[[str, str | Non
     """A function (user id, skiptoken) -> response body that runs the API's list route."""
     from fastapi import Request
 
-    from remit.api.app import create_app, freeze_startup_heap
     from remit.api.collection import query_options
     from remit.api.routes_catalogs import list_catalogs
+    from remit.app import create_app, freeze_startup_heap
     from remit.db import Database
     from remit.settings import Settings
     from remit.tokens import Identity

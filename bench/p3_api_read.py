@@ -28,8 +28,8 @@ EM = "/v1.0/identityGovernance/entitlementManagement"
 
 def delegate_catalog(url: str) -> str:
     """A catalog the delegate reads only through its nested group's role."""
-    from remit.authz.models import RoleAssignment
     from remit.db import Database
+    from remit.models.authz import RoleAssignment
 
     db = Database(url)
     try:

@@ -78,7 +78,7 @@ def build(url: str, users: int) -> dict[str, str]:
     package; its and its policy's ids."""
     from remit import bootstrap
     from remit.db import Database
-    from remit.directory.models import User
+    from remit.models.directory import User
 
     db = Database(url)
     try:
@@ -103,7 +103,7 @@ def build(url: str, users: int) -> dict[str, str]:
 
 def delivered(url: str) -> int:
     from remit.db import Database
-    from remit.lifecycle.models import AssignmentRequest as R
+    from remit.models.lifecycle import AssignmentRequest as R
 
     db = Database(url)
     try:
@@ -128,7 +128,7 @@ def in_process(url: str, ids: dict[str, str], data_dir: Path, first: int, count:
     from remit.db import Database
     from remit.jobs.runner import Worker
     from remit.lifecycle import operations, requests
-    from remit.lifecycle.models import ApprovalStage
+    from remit.models.lifecycle import ApprovalStage
     from remit.notify import config
     from remit.settings import Settings
 
@@ -185,8 +185,8 @@ def serve(port: int, data_dir: str, url: str) -> None:
     import uvicorn
 
     from remit import logs
-    from remit.api.app import create_app
     from remit.api.server import uvicorn_options
+    from remit.app import create_app
     from remit.db import Database
     from remit.jobs.handlers import load_all
     from remit.jobs.runner import Worker

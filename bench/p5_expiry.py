@@ -94,10 +94,10 @@ def build_packages(db: Any, count: int, *, staff: bool, approver: str | None = N
     from remit.authz.actor import system_actor
     from remit.catalogs import operations as catalogs
     from remit.catalogs import resources
-    from remit.catalogs.models import CatalogResource, ResourceRole
     from remit.context import Ctx
     from remit.directory import operations as d
     from remit.lifecycle import delivery
+    from remit.models.catalogs import CatalogResource, ResourceRole
     from remit.packages import operations as packages
     from remit.policies import operations as policies
 
@@ -198,8 +198,8 @@ def user_rows(first: int, count: int, now: datetime, domain: str) -> Iterator[di
 
 def _held(i: int, n: int, p: Package, live: bool) -> Iterator[tuple[SqlTable, dict[str, Any]]]:
     """The rows that delivery leaves for user ``i`` holding ``p`` (expiring, or staff: never)."""
-    from remit.directory.models import AppRoleAssignment, GroupMember, SiteRoleMember
-    from remit.lifecycle.models import Assignment, AssignmentRequest
+    from remit.models.directory import AppRoleAssignment, GroupMember, SiteRoleMember
+    from remit.models.lifecycle import Assignment, AssignmentRequest
 
     created = T0 - timedelta(days=30)
     kind = 5 if live else 2
@@ -320,7 +320,7 @@ def _held(i: int, n: int, p: Package, live: bool) -> Iterator[tuple[SqlTable, di
 
 
 def _grants_table() -> SqlTable:
-    from remit.lifecycle.models import ResourceGrant
+    from remit.models.lifecycle import ResourceGrant
 
     table: SqlTable = ResourceGrant.__table__  # type: ignore[assignment]
     return table
@@ -343,7 +343,7 @@ def build_base(url: str) -> dict[str, list[Package]]:
 def add_holders(url: str, n: int, made: dict[str, list[Package]]) -> None:
     """Fill a copy of the base with the ``n`` users and what delivery left them."""
     from remit.db import Database
-    from remit.directory.models import User
+    from remit.models.directory import User
 
     db = Database(url)
     pkgs, staff = made["packages"], made["staff"]
@@ -551,9 +551,9 @@ def _job_runs(db: Any) -> Any:
     before the email jobs it queues: they are due at the same instant, and it is older (with a
     moving clock a worker sends the emails queued before each run first; P5 counts the sweep
     alone). The other periodic jobs run once each on the way (nothing is due for them)."""
-    from remit.jobs.models import Job
     from remit.jobs.runner import Worker, periodic_key
-    from remit.lifecycle.models import Assignment
+    from remit.models.jobs import Job
+    from remit.models.lifecycle import Assignment
     from remit.settings import Settings
 
     # The worker runs no email job here: its data directory (the outbox) stays unused.
@@ -602,11 +602,11 @@ def run_child(job: dict[str, Any]) -> dict[str, Any]:
 def check(url: str, n: int) -> list[str]:
     """What must hold after expiring the world of ``n``; the problems found."""
     from remit.audit import chain
-    from remit.audit.models import AuditEvent
     from remit.db import Database
-    from remit.directory.models import AppRoleAssignment, GroupMember, SiteRoleMember
-    from remit.jobs.models import Job
-    from remit.lifecycle.models import Assignment, AssignmentRequest, ResourceGrant
+    from remit.models.audit import AuditEvent
+    from remit.models.directory import AppRoleAssignment, GroupMember, SiteRoleMember
+    from remit.models.jobs import Job
+    from remit.models.lifecycle import Assignment, AssignmentRequest, ResourceGrant
 
     live = len(range(0, n, LIVE_EVERY))
     db = Database(url)

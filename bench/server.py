@@ -35,7 +35,7 @@ def bare_app() -> FastAPI:
 
 
 def remit_app(data_dir: str, database_url: str) -> FastAPI:
-    from remit.api.app import create_app
+    from remit.app import create_app
     from remit.db import Database
     from remit.settings import Settings
 

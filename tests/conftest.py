@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from remit import bootstrap
-from remit.api.app import create_app
+from remit.app import create_app
 from remit.db import Database
 from remit.models import Base
 from remit.notify import config
@@ -142,7 +142,7 @@ def cli(db: Database, settings: Settings) -> CliRun:
     def run(*args: str, as_: str | None = None) -> subprocess.CompletedProcess[str]:
         prefix = ["--as", upn(as_)] if as_ else []
         return subprocess.run(
-            [sys.executable, "-m", "remit.cli", *prefix, *args],
+            [sys.executable, "-m", "remit", *prefix, *args],
             capture_output=True,
             text=True,
             env=env,

@@ -36,7 +36,7 @@ from remit.context import Ctx
 from remit.db import Database
 from remit.jobs.runner import Worker
 from remit.lifecycle import operations, requests
-from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
+from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
 from remit.notify import config
 from remit.settings import Settings
 

@@ -24,8 +24,8 @@ from sqlalchemy import delete
 from remit.authz.actor import system_actor
 from remit.context import Ctx
 from remit.directory import operations as d
-from remit.directory.models import SiteRole
 from remit.jobs.runner import Worker
+from remit.models.directory import SiteRole
 from remit.settings import Settings
 from tests.factories import EM, Tenant
 

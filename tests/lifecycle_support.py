@@ -21,9 +21,9 @@ from remit.connectors.builtin import BuiltinConnector
 from remit.connectors.registry import connector_for
 from remit.context import Ctx
 from remit.directory import operations as d
-from remit.directory.models import AppRoleAssignment, GroupMember, SiteRoleMember
 from remit.jobs.runner import Worker
 from remit.lifecycle import delivery
+from remit.models.directory import AppRoleAssignment, GroupMember, SiteRoleMember
 from remit.settings import Settings
 from tests.factories import DOMAIN, EM, Tenant
 

@@ -32,9 +32,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from remit.audit.models import AuditEvent
 from remit.authz.actor import load_actor, system_actor
-from remit.authz.models import RoleAssignment
 from remit.authz.operations import create_role_assignment
 from remit.authz.roles import (
     ASSIGNMENT_MANAGER,
@@ -45,16 +43,18 @@ from remit.authz.roles import (
 )
 from remit.catalogs import operations as cats
 from remit.catalogs import resources as res
-from remit.catalogs.models import ResourceRole, ResourceScope
 from remit.context import Ctx
 from remit.db import Database
 from remit.directory import operations as d
-from remit.directory.models import DirectoryRoleAssignment, Group
 from remit.external import orgs, sponsors
 from remit.jobs.runner import Worker
 from remit.lifecycle import requests
-from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
 from remit.models import Base
+from remit.models.audit import AuditEvent
+from remit.models.authz import RoleAssignment
+from remit.models.catalogs import ResourceRole, ResourceScope
+from remit.models.directory import DirectoryRoleAssignment, Group
+from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
 from remit.notify import extensions
 from remit.packages import operations as pkgs
 from remit.policies import operations as policies

@@ -19,8 +19,8 @@ from kiota_abstractions.authentication import (
 )
 from msgraph import GraphRequestAdapter, GraphServiceClient
 
-from remit.api.app import create_app
 from remit.api.server import uvicorn_options
+from remit.app import create_app
 from remit.db import Database
 from remit.settings import Settings
 from tests.conftest import SteppingClock

@@ -15,14 +15,14 @@ from sqlalchemy import func, select
 from remit.authz.actor import load_actor, system_actor
 from remit.authz.operations import create_role_assignment
 from remit.authz.roles import CATALOG_CREATOR, DirectoryRole
-from remit.catalogs.models import CatalogResource, ResourceRole
 from remit.catalogs.operations import create_catalog
 from remit.catalogs.resources import add_resource
 from remit.clock import utcnow
 from remit.context import Ctx
 from remit.db import Database
 from remit.directory import operations as d
-from remit.directory.models import User
+from remit.models.catalogs import CatalogResource, ResourceRole
+from remit.models.directory import User
 from remit.packages.operations import add_resource_role_scope, create_package
 from remit.policies.operations import create_policy
 from remit.settings import Settings

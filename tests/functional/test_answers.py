@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from remit.db import Database
-from remit.policies.models import AssignmentPolicy
+from remit.models.policies import AssignmentPolicy
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant
 from tests.lifecycle_support import Campaign, build_campaign, employees_policy, user_add

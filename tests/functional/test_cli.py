@@ -11,7 +11,7 @@ import pytest
 
 from tests.factories import EM, Tenant, upn
 
-REMIT = [sys.executable, "-m", "remit.cli"]
+REMIT = [sys.executable, "-m", "remit"]
 
 
 def _one_line_error(result: subprocess.CompletedProcess[str]) -> str:

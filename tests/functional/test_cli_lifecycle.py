@@ -20,16 +20,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
 from remit.db import Database
-from remit.directory.models import User
 from remit.jobs.runner import Worker
-from remit.lifecycle.models import Assignment, AssignmentRequest
+from remit.models.directory import User
+from remit.models.lifecycle import Assignment, AssignmentRequest
 from remit.notify import config
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant, upn
 from tests.lifecycle_support import Campaign, build_campaign, contractors_policy, employees_policy
 
-REMIT = [sys.executable, "-m", "remit.cli"]
+REMIT = [sys.executable, "-m", "remit"]
 Run = Callable[..., subprocess.CompletedProcess[str]]
 
 

@@ -50,7 +50,6 @@ from sqlalchemy.orm import Session
 
 from remit import faults
 from remit.audit.chain import verify
-from remit.audit.models import AuditEvent, AuditHead
 from remit.authz.actor import system_actor
 from remit.connectors.base import RoleRef
 from remit.connectors.registry import connector_for
@@ -58,10 +57,11 @@ from remit.context import Ctx
 from remit.db import Database
 from remit.directory import operations as d
 from remit.errors import Conflict
-from remit.jobs.models import Job
 from remit.jobs.runner import Worker
 from remit.lifecycle import delivery
-from remit.lifecycle.models import Assignment, AssignmentRequest, ResourceGrant
+from remit.models.audit import AuditEvent, AuditHead
+from remit.models.jobs import Job
+from remit.models.lifecycle import Assignment, AssignmentRequest, ResourceGrant
 from remit.notify import config
 from remit.settings import Settings
 from tests.conftest import SteppingClock

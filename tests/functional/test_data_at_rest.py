@@ -26,14 +26,14 @@ from sqlalchemy import insert, select, text, update
 from sqlalchemy.orm import Session
 
 from remit import bootstrap, datadir, sealing
-from remit.api.app import create_app
+from remit.app import create_app
 from remit.authz.actor import system_actor
 from remit.context import Ctx
 from remit.db import Database
 from remit.errors import Conflict
+from remit.models.notify import CustomExtension
+from remit.models.packages import AccessPackage
 from remit.notify import config, email, sealed, webhooks
-from remit.notify.models import CustomExtension
-from remit.packages.models import AccessPackage
 from remit.settings import Settings
 from remit.tokens import TokenService
 from tests.conftest import SteppingClock

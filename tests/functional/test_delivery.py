@@ -19,7 +19,7 @@ from sqlalchemy import delete
 from remit.connectors.base import ConnectorError, RoleRef
 from remit.connectors.builtin import BuiltinConnector
 from remit.db import Database
-from remit.directory.models import GroupMember
+from remit.models.directory import GroupMember
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant

@@ -20,7 +20,6 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from remit.audit.chain import verify
-from remit.audit.models import AuditEvent
 from remit.authz.actor import load_actor, transitive_group_ids
 from remit.authz.decide import can
 from remit.authz.roles import CATALOG_READER
@@ -29,7 +28,8 @@ from remit.context import Ctx
 from remit.db import Database
 from remit.jobs.runner import ClaimedJob, Worker
 from remit.lifecycle import requests
-from remit.lifecycle.models import Assignment, ResourceGrant
+from remit.models.audit import AuditEvent
+from remit.models.lifecycle import Assignment, ResourceGrant
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant

@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from remit.api.edge import MAX_BODY, script_hash
-from remit.catalogs.models import Catalog
 from remit.db import Database
+from remit.models.catalogs import Catalog
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant
 

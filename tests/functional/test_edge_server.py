@@ -55,7 +55,7 @@ class Served:
         }
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "remit.cli", "serve", "--port", str(self.port)],
+                [sys.executable, "-m", "remit", "serve", "--port", str(self.port)],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,

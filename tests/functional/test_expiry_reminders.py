@@ -19,7 +19,7 @@ from remit.authz.actor import system_actor
 from remit.context import Ctx
 from remit.db import Database
 from remit.lifecycle.jobs import expiry_reminders
-from remit.lifecycle.models import Assignment
+from remit.models.lifecycle import Assignment
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import DOMAIN, EM, Tenant

@@ -14,20 +14,20 @@ from typing import Any
 import pytest
 from sqlalchemy import func, insert, select
 
-from remit.audit.models import AuditEvent
 from remit.authz.actor import load_actor, system_actor
 from remit.authz.roles import CATALOG_READER, CONNECTED_ORGANIZATION_ADMINISTRATOR
 from remit.context import Ctx
 from remit.directory import operations as d
-from remit.directory.models import GroupMember, User
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
 from remit.external import guests, orgs
 from remit.external import jobs as external_jobs
-from remit.external.models import ConnectedOrganization, ConnectedOrganizationDomain
-from remit.jobs.models import Job
 from remit.jobs.runner import Worker
-from remit.lifecycle.models import Assignment, AssignmentRequest
-from remit.policies.models import AssignmentPolicy, PolicyTarget
+from remit.models.audit import AuditEvent
+from remit.models.directory import GroupMember, User
+from remit.models.external import ConnectedOrganization, ConnectedOrganizationDomain
+from remit.models.jobs import Job
+from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.policies import AssignmentPolicy, PolicyTarget
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant

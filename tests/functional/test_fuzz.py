@@ -46,7 +46,7 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import negative_data_rejection
 from sqlalchemy import Table, select, update
 
-from remit.api.app import create_app
+from remit.app import create_app
 from remit.authz.roles import EM_ROLES, PACKAGE_MANAGER, DirectoryRole
 from remit.authz.tasks import Task
 from remit.db import Database

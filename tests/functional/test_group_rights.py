@@ -13,12 +13,12 @@ from remit.authz.actor import load_actor, system_actor
 from remit.authz.tasks import Task
 from remit.catalogs import operations as cats
 from remit.catalogs import resources as res
-from remit.catalogs.models import ResourceRole
 from remit.catalogs.operations import GENERAL_CATALOG_ID
 from remit.context import Ctx
-from remit.directory.models import GroupMember
 from remit.jobs.runner import Worker
 from remit.lifecycle import requests
+from remit.models.catalogs import ResourceRole
+from remit.models.directory import GroupMember
 from remit.packages import operations as pkgs
 from remit.policies import operations as policies
 from remit.settings import Settings

@@ -23,12 +23,12 @@ from remit import validation
 from remit.api.odata import F, parse_filter
 from remit.authz.actor import system_actor
 from remit.catalogs import operations as catalogs
-from remit.catalogs.models import Catalog
 from remit.context import Ctx
 from remit.directory import operations as d
-from remit.directory.models import Group, User
 from remit.errors import Invalid, NotFound
 from remit.external import guests, orgs
+from remit.models.catalogs import Catalog
+from remit.models.directory import Group, User
 from remit.packages import operations as packages
 from remit.policies import document
 from tests.factories import EM, Tenant

@@ -19,18 +19,18 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 
-from remit.api.app import create_app
+from remit.app import create_app
 from remit.audit.queries import history
 from remit.authz import operations as authz_ops
 from remit.authz.roles import CATALOG_OWNER
-from remit.catalogs.models import Catalog
 from remit.context import Ctx
 from remit.db import Database
-from remit.directory.models import User
 from remit.errors import Invalid, NotFound
 from remit.lifecycle import operations as ops
 from remit.lifecycle import requests
-from remit.lifecycle.models import ApprovalStage, AssignmentRequest
+from remit.models.catalogs import Catalog
+from remit.models.directory import User
+from remit.models.lifecycle import ApprovalStage, AssignmentRequest
 from remit.notify import extensions
 from remit.settings import Settings
 from tests.conftest import CliRun, SteppingClock

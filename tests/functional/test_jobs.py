@@ -18,17 +18,17 @@ import pytest
 from sqlalchemy import select, update
 
 from remit.audit.chain import verify
-from remit.audit.models import AuditEvent
 from remit.authz.actor import Actor, system_actor
 from remit.context import Ctx
 from remit.db import Database, new_id
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
 from remit.jobs import handlers
-from remit.jobs.models import Job
 from remit.jobs.operations import list_jobs, retry_job
 from remit.jobs.queue import enqueue
 from remit.jobs.registry import REGISTRY, RetryLater, job, periodic
 from remit.jobs.runner import ClaimedJob, Worker, next_slot, periodic_key
+from remit.models.audit import AuditEvent
+from remit.models.jobs import Job
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 
@@ -561,7 +561,7 @@ def test_worker_once_jobs_list_and_retry_through_the_cli(
 
     def remit(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "remit.cli", *args],
+            [sys.executable, "-m", "remit", *args],
             capture_output=True,
             text=True,
             env=env,

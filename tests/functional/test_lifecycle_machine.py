@@ -96,25 +96,25 @@ from sqlalchemy import (
 )
 
 from remit.audit.chain import verify
-from remit.audit.models import AuditEvent, AuditHead
 from remit.authz.actor import load_actor, system_actor, transitive_group_ids
 from remit.context import Ctx
 from remit.db import Database
 from remit.directory import operations as d
-from remit.directory.models import AppRoleAssignment, GroupMember, SiteRoleMember
 from remit.errors import DomainError
-from remit.jobs.models import Job
 from remit.jobs.runner import Worker
 from remit.lifecycle import operations as ops
 from remit.lifecycle import requests
-from remit.lifecycle.models import (
+from remit.lifecycle.schedule import iso
+from remit.models.audit import AuditEvent, AuditHead
+from remit.models.directory import AppRoleAssignment, GroupMember, SiteRoleMember
+from remit.models.jobs import Job
+from remit.models.lifecycle import (
     ApprovalStage,
     Assignment,
     AssignmentRequest,
     ResourceGrant,
     StageApprover,
 )
-from remit.lifecycle.schedule import iso
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import DOMAIN, EM, Tenant

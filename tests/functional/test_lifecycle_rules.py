@@ -15,8 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from remit.db import Database
-from remit.directory.models import User
-from remit.lifecycle.models import AssignmentRequest
+from remit.models.directory import User
+from remit.models.lifecycle import AssignmentRequest
 from remit.notify.webhooks import verify_signature
 from remit.settings import Settings
 from tests.conftest import SteppingClock

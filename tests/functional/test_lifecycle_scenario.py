@@ -18,9 +18,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from remit.audit.chain import verify
-from remit.audit.models import AuditEvent
 from remit.authz.roles import CATALOG_READER
 from remit.db import Database
+from remit.models.audit import AuditEvent
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import DOMAIN, EM, Tenant

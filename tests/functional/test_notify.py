@@ -34,18 +34,18 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 
 import remit.notify.jobs  # noqa: F401 - registers notify.email and notify.webhook
-from remit.audit.models import AuditEvent
 from remit.authz.actor import system_actor
 from remit.authz.roles import CATALOG_READER
 from remit.context import Ctx
 from remit.db import Database
-from remit.directory.models import User
-from remit.jobs.models import Job
 from remit.jobs.runner import MAX_BACKOFF_SECONDS, Worker
+from remit.models.audit import AuditEvent
+from remit.models.directory import User
+from remit.models.jobs import Job
+from remit.models.notify import CustomExtension
+from remit.models.policies import AssignmentPolicy
 from remit.notify import config, egress, render, sealed, webhooks
 from remit.notify.email import EMAIL_ATTEMPTS, send_later
-from remit.notify.models import CustomExtension
-from remit.policies.models import AssignmentPolicy
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant

@@ -41,20 +41,20 @@ from msgraph.generated.models.group_members import GroupMembers
 from msgraph.generated.models.single_user import SingleUser
 from sqlalchemy import select, text
 
-from remit.audit.models import AuditEvent
 from remit.authz.actor import system_actor
 from remit.authz.roles import ASSIGNMENT_MANAGER, CATALOG_READER, PACKAGE_MANAGER
 from remit.context import Ctx
 from remit.directory import operations as d
-from remit.directory.models import User
 from remit.errors import Conflict
-from remit.external.models import ConnectedOrganization
-from remit.lifecycle.models import Assignment, AssignmentRequest
-from remit.notify.models import CustomExtension
+from remit.models.audit import AuditEvent
+from remit.models.directory import User
+from remit.models.external import ConnectedOrganization
+from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.notify import CustomExtension
+from remit.models.policies import AssignmentPolicy, PolicyTarget
 from remit.policies import document
 from remit.policies import operations as ops
 from remit.policies import scope as requestors
-from remit.policies.models import AssignmentPolicy, PolicyTarget
 from tests.factories import EM, Tenant, upn
 from tests.matrix_support import fingerprint
 from tests.unit.test_policy_document import BAD, with_path

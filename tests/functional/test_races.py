@@ -23,18 +23,18 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from remit.audit.chain import verify
-from remit.audit.models import AuditEvent
 from remit.authz.actor import Actor, system_actor
 from remit.context import Ctx
 from remit.db import Database
 from remit.directory import operations as d
 from remit.errors import Conflict
-from remit.jobs.models import Job
 from remit.jobs.runner import Worker
 from remit.lifecycle import delivery, requests, sweep
 from remit.lifecycle import operations as ops
-from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest, ResourceGrant
-from remit.packages.models import ResourceRoleScope
+from remit.models.audit import AuditEvent
+from remit.models.jobs import Job
+from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest, ResourceGrant
+from remit.models.packages import ResourceRoleScope
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant

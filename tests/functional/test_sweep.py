@@ -28,13 +28,15 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from remit.audit import chain, pending
-from remit.audit.models import AuditEvent
 from remit.authz.actor import system_actor
 from remit.connectors import registry
 from remit.connectors.base import Connector, RoleRef
 from remit.context import Ctx
 from remit.directory import operations as d
-from remit.directory.models import (
+from remit.lifecycle import assignments, requests, sweep
+from remit.lifecycle.locks import lock_subjects
+from remit.models.audit import AuditEvent
+from remit.models.directory import (
     AppRoleAssignment,
     Group,
     GroupMember,
@@ -42,10 +44,8 @@ from remit.directory.models import (
     SiteRoleMember,
     User,
 )
-from remit.jobs.models import Job
-from remit.lifecycle import assignments, requests, sweep
-from remit.lifecycle.locks import lock_subjects
-from remit.lifecycle.models import Assignment, AssignmentRequest, ResourceGrant
+from remit.models.jobs import Job
+from remit.models.lifecycle import Assignment, AssignmentRequest, ResourceGrant
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import DOMAIN, EM, Tenant

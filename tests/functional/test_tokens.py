@@ -35,12 +35,12 @@ from fastapi.testclient import TestClient
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 from sqlalchemy import func, select
 
-from remit.api.app import create_app
 from remit.api.state import AppState
-from remit.audit.models import AuditEvent
-from remit.catalogs.models import Catalog
+from remit.app import create_app
 from remit.db import Database
 from remit.errors import Invalid
+from remit.models.audit import AuditEvent
+from remit.models.catalogs import Catalog
 from remit.settings import Settings
 from remit.tokens import TokenService, load_or_create_key
 from tests.conftest import SteppingClock
@@ -541,7 +541,7 @@ def test_remit_does_not_issue_a_token_it_would_refuse(
     for extra_env, ttl in (({}, most + 1), ({"REMIT_TOKEN_TTL_SECONDS": str(most + 60)}, 600)):
         command = ["token", "issue", "--user", upn("hana"), "--ttl", str(ttl)]
         issued = subprocess.run(
-            [sys.executable, "-m", "remit.cli", *command],
+            [sys.executable, "-m", "remit", *command],
             capture_output=True,
             text=True,
             env={**env, **extra_env},

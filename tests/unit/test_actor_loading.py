@@ -15,11 +15,11 @@ from remit.authz.actor import load_actor, load_actor_by_upn
 from remit.authz.decide import can
 from remit.authz.roles import CATALOG_OWNER, CATALOG_READER, PACKAGE_MANAGER
 from remit.authz.tasks import Task
-from remit.catalogs.models import Catalog
 from remit.catalogs.operations import GENERAL_CATALOG_ID
 from remit.catalogs.reads import CatalogRow, read_catalog
 from remit.db import Database, HotSelect
 from remit.errors import NotFound, Unauthenticated
+from remit.models.catalogs import Catalog
 from tests.factories import PEOPLE, Tenant, upn
 
 

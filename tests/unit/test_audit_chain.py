@@ -24,10 +24,10 @@ from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from remit import bootstrap
 from remit.audit.chain import append, append_many, event_hash, verify
-from remit.audit.models import AuditEvent, AuditHead
 from remit.authz.actor import system_actor
 from remit.context import Ctx
 from remit.db import Database, new_id
+from remit.models.audit import AuditEvent, AuditHead
 from tests.conftest import SteppingClock, empty
 
 EVENTS = 12  # appended by each tamper test, after the built-in General catalog's event
@@ -225,7 +225,7 @@ def remit_cli(db: Database, data_dir: Path, *args: str) -> subprocess.CompletedP
     """``remit ...`` in a fresh process pointed at the test database."""
     env = {**os.environ, "REMIT_DATABASE_URL": db.url, "REMIT_DATA_DIR": str(data_dir)}
     return subprocess.run(  # our own interpreter and module
-        [sys.executable, "-m", "remit.cli", *args],
+        [sys.executable, "-m", "remit", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -38,13 +38,10 @@ from sqlalchemy.orm import Session
 
 from remit import bootstrap
 from remit.audit.chain import verify
-from remit.audit.models import AuditEvent
 from remit.authz.actor import Actor, load_actor, system_actor
 from remit.authz.decide import authorize, can, explain
-from remit.authz.models import RoleAssignment
 from remit.authz.operations import create_role_assignment
 from remit.authz.tasks import Task
-from remit.catalogs.models import Catalog
 from remit.catalogs.operations import GENERAL_CATALOG_ID, create_catalog
 from remit.catalogs.resources import add_resource
 from remit.context import Ctx
@@ -52,7 +49,10 @@ from remit.db import Database
 from remit.directory import operations as d
 from remit.errors import Forbidden, Unauthenticated
 from remit.models import Base
-from remit.packages.models import AccessPackage
+from remit.models.audit import AuditEvent
+from remit.models.authz import RoleAssignment
+from remit.models.catalogs import Catalog
+from remit.models.packages import AccessPackage
 from remit.packages.operations import create_package
 from tests.conftest import SteppingClock
 

@@ -14,8 +14,8 @@ from sqlalchemy.dialects import mysql
 
 from remit import safe_regex
 from remit.db import Database
-from remit.directory.models import User
 from remit.errors import Invalid
+from remit.models.directory import User
 from remit.policies.rules import MAX_DEPTH, MAX_RULE_LENGTH, Rule, parse
 from tests.conftest import SteppingClock
 

@@ -22,10 +22,10 @@ from starlette.concurrency import run_in_threadpool
 from remit.api import shapes
 from remit.api.collection import QueryOptions, check_expand, entity, single_options
 from remit.api.state import AppState, actor_for, app_state, identity
-from remit.catalogs.models import Catalog
 from remit.catalogs.reads import read_catalog
 from remit.context import Ctx
-from remit.packages.models import AccessPackage
+from remit.models.catalogs import Catalog
+from remit.models.packages import AccessPackage
 from remit.packages.operations import visible_packages
 from remit.tokens import Identity
 

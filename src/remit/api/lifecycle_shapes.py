@@ -10,12 +10,12 @@ from sqlalchemy.orm import Session
 
 from remit.api import shapes
 from remit.api.shapes import iso
-from remit.directory.models import User
 from remit.lifecycle import assignments
-from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.lifecycle.schedule import assignment_schedule
-from remit.packages.models import AccessPackage
-from remit.policies.models import AssignmentPolicy
+from remit.models.directory import User
+from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.packages import AccessPackage
+from remit.models.policies import AssignmentPolicy
 
 GRAPH = "#microsoft.graph."
 

@@ -20,7 +20,7 @@ from remit.api.odata import F
 from remit.api.state import identity, operation
 from remit.context import Ctx
 from remit.lifecycle import operations as ops
-from remit.lifecycle.models import Assignment
+from remit.models.lifecycle import Assignment
 from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"

@@ -10,9 +10,9 @@ from remit.api import shapes
 from remit.api.collection import QueryOptions, collection, entity, query_options
 from remit.api.odata import F
 from remit.api.state import identity, operation
-from remit.audit.models import AuditEvent
 from remit.audit.queries import get_event, visible_events
 from remit.errors import NotFound
+from remit.models.audit import AuditEvent
 from remit.tokens import Identity
 
 # The token is checked before query options and body fields: a bad token is a 401 first.

@@ -25,16 +25,16 @@ from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
 from remit.catalogs import operations as ops
 from remit.catalogs import resources as res
-from remit.catalogs.models import (
+from remit.context import Ctx
+from remit.errors import Invalid, NotFound
+from remit.models.catalogs import (
     Catalog,
     CatalogResource,
     ResourceRequest,
     ResourceRole,
     ResourceScope,
 )
-from remit.context import Ctx
-from remit.errors import Invalid, NotFound
-from remit.packages.models import AccessPackage
+from remit.models.packages import AccessPackage
 from remit.packages.operations import visible_packages
 from remit.tokens import Identity
 

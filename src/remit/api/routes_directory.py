@@ -26,7 +26,8 @@ from remit.authz.decide import authorize
 from remit.authz.tasks import Task
 from remit.context import Ctx
 from remit.directory import operations as ops
-from remit.directory.models import (
+from remit.errors import Invalid
+from remit.models.directory import (
     Application,
     ApplicationOwner,
     AppRole,
@@ -39,7 +40,6 @@ from remit.directory.models import (
     SiteRole,
     User,
 )
-from remit.errors import Invalid
 from remit.tokens import Identity
 
 # The token is checked before query options and body fields: a bad token is a 401 first.

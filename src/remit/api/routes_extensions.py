@@ -18,8 +18,8 @@ from remit.api.collection import QueryOptions, collection, entity, query_options
 from remit.api.odata import F
 from remit.api.shapes import GRAPH, iso
 from remit.api.state import identity, operation
+from remit.models.notify import CustomExtension
 from remit.notify import extensions as ops
-from remit.notify.models import CustomExtension
 from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"

@@ -22,10 +22,10 @@ from remit.api.collection import (
 from remit.api.odata import F
 from remit.api.shapes import GRAPH, group, iso, user
 from remit.api.state import identity, operation
-from remit.directory.models import Group, User
 from remit.external import orgs, sponsors
 from remit.external import settings as tenant_settings
-from remit.external.models import ConnectedOrganization, ConnectedOrganizationSponsor
+from remit.models.directory import Group, User
+from remit.models.external import ConnectedOrganization, ConnectedOrganizationSponsor
 from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"

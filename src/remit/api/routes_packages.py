@@ -21,16 +21,16 @@ from remit.api.collection import (
 from remit.api.odata import F, parse_expand
 from remit.api.routes_directory import GROUP_FIELDS
 from remit.api.state import identity, operation
-from remit.catalogs.models import Catalog, ResourceRole, ResourceScope
 from remit.context import Ctx
-from remit.directory.models import Group
-from remit.packages import operations as ops
-from remit.packages.models import (
+from remit.models.catalogs import Catalog, ResourceRole, ResourceScope
+from remit.models.directory import Group
+from remit.models.packages import (
     AccessPackage,
     IncompatibleGroup,
     IncompatiblePackage,
     ResourceRoleScope,
 )
+from remit.packages import operations as ops
 from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"

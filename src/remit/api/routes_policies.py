@@ -26,13 +26,13 @@ from remit.api.collection import (
 from remit.api.odata import F
 from remit.api.routes_packages import PACKAGE_FIELDS
 from remit.api.state import identity, operation
-from remit.catalogs.models import Catalog
 from remit.errors import Invalid
-from remit.packages.models import AccessPackage
+from remit.models.catalogs import Catalog
+from remit.models.packages import AccessPackage
+from remit.models.policies import AssignmentPolicy
 from remit.packages.operations import get_package
 from remit.policies import document
 from remit.policies import operations as ops
-from remit.policies.models import AssignmentPolicy
 from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"

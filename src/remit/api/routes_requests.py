@@ -22,7 +22,7 @@ from remit.context import Ctx
 from remit.errors import Invalid, NotFound
 from remit.lifecycle import operations as ops
 from remit.lifecycle import requests
-from remit.lifecycle.models import AssignmentRequest
+from remit.models.lifecycle import AssignmentRequest
 from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"

@@ -6,17 +6,17 @@ import json
 from datetime import datetime
 from typing import Any
 
-from remit.audit.models import AuditEvent
-from remit.authz.models import RoleAssignment
 from remit.authz.roles import DIRECTORY_ROLE_NAMES, EM_ROLES, DirectoryRole, EmRole
-from remit.catalogs.models import (
+from remit.models.audit import AuditEvent
+from remit.models.authz import RoleAssignment
+from remit.models.catalogs import (
     Catalog,
     CatalogResource,
     ResourceRequest,
     ResourceRole,
     ResourceScope,
 )
-from remit.directory.models import (
+from remit.models.directory import (
     Application,
     AppRole,
     DirectoryRoleAssignment,
@@ -25,7 +25,7 @@ from remit.directory.models import (
     SiteRole,
     User,
 )
-from remit.packages.models import AccessPackage, ResourceRoleScope
+from remit.models.packages import AccessPackage, ResourceRoleScope
 
 GRAPH = "#microsoft.graph."
 

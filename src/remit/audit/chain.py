@@ -20,10 +20,10 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from remit.audit.models import AuditEvent, AuditHead
 from remit.db import HotSelect, new_id
 from remit.faults import crash_point
 from remit.ids import ordered_ids
+from remit.models.audit import AuditEvent, AuditHead
 
 GENESIS = "0" * 64
 HEAD_ID = 1

@@ -5,10 +5,10 @@ from __future__ import annotations
 from sqlalchemy import ColumnElement, Select, false, or_, select
 
 from remit import validation
-from remit.audit.models import AuditEvent
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalogs_with_task
 from remit.context import Ctx
+from remit.models.audit import AuditEvent
 
 
 def visible_events(ctx: Ctx) -> Select[AuditEvent]:

@@ -32,13 +32,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import QueryableAttribute, Session
 
-from remit.authz.models import RoleAssignment
 from remit.authz.roles import DIRECTORY_ROLE_TASKS, EM_ROLE_TASKS, EM_ROLES, MEMBER_USER
 from remit.authz.tasks import CATALOG_TASKS, Task
 from remit.clock import utcnow
 from remit.db import HotSelect, UTCDateTime
-from remit.directory.models import DirectoryRoleAssignment, GroupMember, User
 from remit.errors import Unauthenticated
+from remit.models.authz import RoleAssignment
+from remit.models.directory import DirectoryRoleAssignment, GroupMember, User
 
 TENANT = "/"
 CATALOG_SCOPE_PREFIX = "/AccessPackageCatalog/"

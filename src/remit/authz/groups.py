@@ -38,13 +38,13 @@ from sqlalchemy.orm import Session
 
 from remit.authz.actor import Actor, Grant, transitive_group_ids
 from remit.authz.decide import Explanation, can, explain, may_assign
-from remit.authz.models import RoleAssignment
 from remit.authz.resources import group_kind, resource_right_reasons, resource_right_refusal
 from remit.authz.roles import role_name
 from remit.authz.tasks import Task
-from remit.catalogs.models import Catalog
-from remit.directory.models import DirectoryRoleAssignment, Group, GroupOwner
 from remit.errors import Forbidden
+from remit.models.authz import RoleAssignment
+from remit.models.catalogs import Catalog
+from remit.models.directory import DirectoryRoleAssignment, Group, GroupOwner
 
 
 class GroupPart(StrEnum):

@@ -13,15 +13,15 @@ from remit import validation
 from remit.authz.actor import CATALOG_SCOPE_PREFIX, TENANT, load_actor
 from remit.authz.decide import Explanation, authorize, can, explain
 from remit.authz.groups import explain_group_change, explain_group_onboarding
-from remit.authz.models import RoleAssignment
 from remit.authz.roles import CATALOG_OWNER, EM_ROLES, EmRole, assigning_task
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalogs_with_task
-from remit.catalogs.models import Catalog
 from remit.context import Ctx
-from remit.directory.models import Group
 from remit.directory.operations import find_user, get_group, principal_type
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
+from remit.models.authz import RoleAssignment
+from remit.models.catalogs import Catalog
+from remit.models.directory import Group
 
 
 def scope_catalog_id(app_scope_id: str) -> str | None:

@@ -11,7 +11,7 @@ from enum import StrEnum
 
 from remit.authz.actor import Actor
 from remit.authz.roles import DirectoryRole, role_name
-from remit.directory.models import Group
+from remit.models.directory import Group
 
 
 class ResourceKind(StrEnum):

@@ -6,9 +6,9 @@ from sqlalchemy import ColumnElement, Select, select, true
 from sqlalchemy.orm import QueryableAttribute
 
 from remit.authz.actor import Actor
-from remit.authz.models import RoleAssignment
 from remit.authz.roles import catalog_roles_granting
 from remit.authz.tasks import Task
+from remit.models.authz import RoleAssignment
 
 
 def catalogs_with_task(actor: Actor, task: Task) -> Select[str | None] | None:

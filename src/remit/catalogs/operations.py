@@ -11,10 +11,10 @@ from remit.authz.decide import authorize, can
 from remit.authz.operations import grant_first_owner
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
-from remit.catalogs.models import Catalog
 from remit.context import Ctx
 from remit.errors import Conflict, Invalid, NotFound
-from remit.packages.models import AccessPackage
+from remit.models.catalogs import Catalog
+from remit.models.packages import AccessPackage
 
 GENERAL_CATALOG_ID = "c0000000-0000-4000-8000-000000000001"
 STATES = ("published", "unpublished")

@@ -16,9 +16,9 @@ from remit import validation
 from remit.authz.actor import Actor
 from remit.authz.decide import can
 from remit.authz.tasks import Task
-from remit.catalogs.models import Catalog
 from remit.db import HotSelect
 from remit.errors import NotFound
+from remit.models.catalogs import Catalog
 
 
 class CatalogRow(NamedTuple):

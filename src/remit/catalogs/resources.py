@@ -25,10 +25,12 @@ from remit.authz.resources import (
     resource_right_refusal,
 )
 from remit.authz.tasks import Task
-from remit.catalogs.models import CatalogResource, ResourceRequest, ResourceRole, ResourceScope
 from remit.catalogs.operations import get_catalog
 from remit.context import Ctx
-from remit.directory.models import (
+from remit.directory.operations import owns_group
+from remit.errors import Conflict, Forbidden, Invalid, NotFound
+from remit.models.catalogs import CatalogResource, ResourceRequest, ResourceRole, ResourceScope
+from remit.models.directory import (
     Application,
     ApplicationOwner,
     AppRole,
@@ -37,9 +39,7 @@ from remit.directory.models import (
     SiteAdmin,
     SiteRole,
 )
-from remit.directory.operations import owns_group
-from remit.errors import Conflict, Forbidden, Invalid, NotFound
-from remit.packages.models import ResourceRoleScope
+from remit.models.packages import ResourceRoleScope
 
 ORIGIN_SYSTEMS = {
     "aadgroup": "AadGroup",

@@ -15,13 +15,13 @@ from sqlalchemy.orm import Session
 
 from remit import datadir
 from remit.authz.actor import Actor, load_actor, system_actor
-from remit.catalogs.models import Catalog
 from remit.catalogs.operations import visible_catalogs
 from remit.clock import utcnow
 from remit.context import Ctx
 from remit.db import Database
-from remit.directory.models import Group, User
 from remit.errors import DomainError, Invalid, NotFound
+from remit.models.catalogs import Catalog
+from remit.models.directory import Group, User
 from remit.settings import Settings
 
 console = Console(soft_wrap=True)

@@ -20,18 +20,18 @@ from sqlalchemy.orm import Session
 
 from remit.cli.common import ACTING_AS, console, fail, plain, table, unit, user_id
 from remit.context import Ctx
-from remit.directory.models import User
 from remit.errors import Conflict, DomainError, Invalid, NotFound
 from remit.lifecycle import operations as ops
 from remit.lifecycle import requests
 from remit.lifecycle.assignments import ACTIVE_STATES, lapsed
-from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.lifecycle.schedule import iso, parse_instant
+from remit.models.directory import User
+from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.packages import AccessPackage
+from remit.models.policies import AssignmentPolicy
 from remit.packages import operations as package_ops
-from remit.packages.models import AccessPackage
 from remit.policies import operations as policy_ops
 from remit.policies import scope
-from remit.policies.models import AssignmentPolicy
 
 request_app = typer.Typer(help="Access package assignment requests.", no_args_is_help=True)
 assignment_app = typer.Typer(help="Access package assignments.", no_args_is_help=True)

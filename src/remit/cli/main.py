@@ -14,7 +14,6 @@ from remit.authz.roles import EM_ROLES, role_name
 from remit.authz.tasks import Task, phrase
 from remit.catalogs import operations as catalog_ops
 from remit.catalogs import resources as resource_ops
-from remit.catalogs.models import Catalog
 from remit.cli import jobs as jobs_cli
 from remit.cli import lifecycle as lifecycle_cli
 from remit.cli.common import (
@@ -31,7 +30,8 @@ from remit.cli.common import (
     user_id,
 )
 from remit.directory import operations as dir_ops
-from remit.directory.models import Application, Group, Site, User
+from remit.models.catalogs import Catalog
+from remit.models.directory import Application, Group, Site, User
 from remit.packages import operations as package_ops
 
 app = typer.Typer(
@@ -89,49 +89,6 @@ def _root(as_: AsOption = None) -> None:
 
 
 # ---------------------------------------------------------------- serve / db / demo
-
-
-@app.command()
-def serve(
-    host: Annotated[str | None, typer.Option(help="default: REMIT_HOST")] = None,
-    port: Annotated[int | None, typer.Option(help="default: REMIT_PORT")] = None,
-    demo: Annotated[
-        bool, typer.Option(help="load the demo tenant if the database is empty")
-    ] = False,
-) -> None:
-    """Serve the API (upgrading the embedded SQLite database first)."""
-    import uvicorn
-
-    from remit import bootstrap, logs
-    from remit.api.app import create_app
-    from remit.api.server import uvicorn_options
-    from remit.notify.sealed import KeyMismatch
-
-    s = settings()
-    logs.configure(s.log_level)
-    db = open_db(s)
-    try:
-        if s.is_sqlite:
-            bootstrap.upgrade(db)
-        else:
-            bootstrap.ensure_builtins(db)
-    except KeyMismatch as exc:
-        fail(str(exc))
-    if demo:
-        from remit.demo import load_if_empty, print_tokens
-
-        if load_if_empty(db):
-            console.print("[green]demo tenant loaded[/green]")
-        print_tokens(db, s, host or s.host, port or s.port)
-    with jobs_cli.in_process_worker(s, db):
-        uvicorn.run(
-            create_app(s, db=db),
-            host=host or s.host,
-            port=port or s.port,
-            log_level=s.log_level,
-            # httptools with a bounded request head, no server banner (api/server.py).
-            **uvicorn_options(s),
-        )
 
 
 @db_app.command("upgrade")
@@ -598,7 +555,3 @@ def audit_verify() -> None:
     for problem in result.problems:
         console.print(f"[red]{problem}[/red]", highlight=False)
     fail(f"audit chain BROKEN: {len(result.problems)} problem(s) in {result.events} events")
-
-
-def main() -> None:
-    app()

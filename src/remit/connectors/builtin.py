@@ -18,7 +18,7 @@ from sqlalchemy.sql.dml import ReturningInsert
 
 from remit.connectors.base import ConnectorError, RoleRef
 from remit.db import upsert_into
-from remit.directory.models import (
+from remit.models.directory import (
     AppRoleAssignment,
     Group,
     GroupMember,

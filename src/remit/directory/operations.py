@@ -16,7 +16,8 @@ from remit.authz.groups import GroupPart, authorize_group_change, is_group_owner
 from remit.authz.roles import DIRECTORY_ROLE_NAMES, DirectoryRole
 from remit.authz.tasks import Task
 from remit.context import Ctx
-from remit.directory.models import (
+from remit.errors import Conflict, Forbidden, Invalid, NotFound
+from remit.models.directory import (
     Application,
     ApplicationOwner,
     AppRole,
@@ -29,7 +30,6 @@ from remit.directory.models import (
     SiteRole,
     User,
 )
-from remit.errors import Conflict, Forbidden, Invalid, NotFound
 
 DIRECTORY = "Directory"
 GROUP_KINDS = ("security", "microsoft365")

@@ -19,10 +19,13 @@ from sqlalchemy import delete, exists, func, select, update
 
 from remit import validation
 from remit.authz.decide import authorize, can
-from remit.authz.models import RoleAssignment
 from remit.authz.tasks import Task
 from remit.context import Ctx
-from remit.directory.models import (
+from remit.errors import Invalid, NotFound
+from remit.external import settings as tenant_settings
+from remit.jobs.queue import enqueue
+from remit.models.authz import RoleAssignment
+from remit.models.directory import (
     ApplicationOwner,
     AppRoleAssignment,
     DirectoryRoleAssignment,
@@ -32,11 +35,8 @@ from remit.directory.models import (
     SiteRoleMember,
     User,
 )
-from remit.errors import Invalid, NotFound
-from remit.external import settings as tenant_settings
-from remit.external.models import ConnectedOrganization, ConnectedOrganizationSponsor
-from remit.jobs.queue import enqueue
-from remit.lifecycle.models import Assignment, AssignmentRequest
+from remit.models.external import ConnectedOrganization, ConnectedOrganizationSponsor
+from remit.models.lifecycle import Assignment, AssignmentRequest
 
 GOVERNED, NOT_GOVERNED = "governed", "notGoverned"
 GUEST = "Guest"

@@ -22,15 +22,15 @@ from remit.authz.actor import Actor
 from remit.authz.decide import authorize
 from remit.authz.tasks import Task
 from remit.context import Ctx
-from remit.directory.models import User
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
 from remit.external import sources
-from remit.external.models import (
+from remit.models.directory import User
+from remit.models.external import (
     ConnectedOrganization,
     ConnectedOrganizationDomain,
     ConnectedOrganizationSponsor,
 )
-from remit.policies.models import PolicyTarget
+from remit.models.policies import PolicyTarget
 
 TARGET_TYPE = "ConnectedOrganization"
 STATES = ("configured", "proposed")

@@ -18,8 +18,8 @@ from remit.context import Ctx
 from remit.db import insert_or_ignore
 from remit.durations import format_duration, parse_duration
 from remit.errors import Forbidden, Invalid
-from remit.external.models import TenantSettings
 from remit.external.orgs import can_read
+from remit.models.external import TenantSettings
 
 SETTINGS_ID = 1
 NONE, BLOCK, BLOCK_AND_DELETE = "none", "blockSignIn", "blockSignInAndDelete"

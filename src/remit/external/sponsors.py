@@ -10,10 +10,10 @@ from remit import validation
 from remit.authz.decide import authorize
 from remit.authz.tasks import Task
 from remit.context import Ctx
-from remit.directory.models import Group, User
 from remit.errors import Conflict, Invalid, NotFound
-from remit.external.models import ConnectedOrganizationSponsor
 from remit.external.orgs import TARGET_TYPE, get_organization, sponsor_kind
+from remit.models.directory import Group, User
+from remit.models.external import ConnectedOrganizationSponsor
 
 
 def listed(ctx: Ctx, organization_id: str, kind: str) -> Select[ConnectedOrganizationSponsor]:

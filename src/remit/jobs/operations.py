@@ -13,7 +13,7 @@ from remit.authz.decide import authorize
 from remit.authz.tasks import Task
 from remit.context import Ctx
 from remit.errors import Conflict, Invalid, NotFound
-from remit.jobs.models import Job
+from remit.models.jobs import Job
 
 STATUSES = ("queued", "running", "failed")
 

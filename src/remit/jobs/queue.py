@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from remit.db import insert_or_ignore
 from remit.faults import crash_point
-from remit.jobs.models import Job
+from remit.models.jobs import Job
 
 _INSERT = insert(cast(Table, Job.__table__))
 

@@ -56,9 +56,9 @@ from remit.context import Ctx
 from remit.db import Database
 from remit.faults import crash_point
 from remit.jobs import handlers
-from remit.jobs.models import Job
 from remit.jobs.queue import enqueue
 from remit.jobs.registry import REGISTRY, JobKind, RetryLater
+from remit.models.jobs import Job
 from remit.settings import Settings
 
 PERIODIC_PREFIX = "periodic:"

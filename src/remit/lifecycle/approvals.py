@@ -23,13 +23,13 @@ from remit import validation
 from remit.authz.actor import Actor
 from remit.context import Ctx
 from remit.db import HotSelect, affected, among_param, listed
-from remit.directory.models import User
 from remit.durations import parse_duration
 from remit.errors import Conflict, Forbidden, Invalid
-from remit.external.models import ConnectedOrganizationSponsor
 from remit.faults import crash_point
 from remit.lifecycle import notices
-from remit.lifecycle.models import ApprovalStage, AssignmentRequest, StageApprover
+from remit.models.directory import User
+from remit.models.external import ConnectedOrganizationSponsor
+from remit.models.lifecycle import ApprovalStage, AssignmentRequest, StageApprover
 
 REQUEST = "AccessPackageAssignmentRequest"
 DEFAULT_DEADLINE = timedelta(days=14)

@@ -16,13 +16,11 @@ from remit.authz.actor import transitive_group_ids
 from remit.connectors.base import RoleRef
 from remit.context import Ctx
 from remit.db import HotSelect, UTCDateTime, add_unique, affected
-from remit.directory.models import User
 from remit.errors import Conflict
 from remit.faults import crash_point
 from remit.jobs.queue import enqueue
 from remit.lifecycle import delivery, notices
 from remit.lifecycle.locks import lock_subjects
-from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.lifecycle.schedule import (
     assignment_schedule,
     end_of,
@@ -30,7 +28,9 @@ from remit.lifecycle.schedule import (
     passed_reminders,
     start_of,
 )
-from remit.packages.models import AccessPackage, IncompatibleGroup, IncompatiblePackage
+from remit.models.directory import User
+from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.packages import AccessPackage, IncompatibleGroup, IncompatiblePackage
 
 TARGET = "AccessPackageAssignment"
 REQUEST = "AccessPackageAssignmentRequest"

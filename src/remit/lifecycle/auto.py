@@ -9,14 +9,14 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from remit.context import Ctx
-from remit.directory.models import User
 from remit.durations import parse_duration
 from remit.errors import DomainError
 from remit.lifecycle import assignments, requests
 from remit.lifecycle.locks import lock_subjects
-from remit.lifecycle.models import Assignment, AssignmentRequest
+from remit.models.directory import User
+from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.policies import AssignmentPolicy
 from remit.policies import rules
-from remit.policies.models import AssignmentPolicy
 
 LIMIT = 15_000  # assignments per auto-assignment policy (spec §9)
 

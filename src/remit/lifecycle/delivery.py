@@ -30,15 +30,15 @@ from typing import Any
 from sqlalchemy import bindparam, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
-from remit.catalogs.models import CatalogResource, ResourceRole
 from remit.connectors.base import ConnectorError, RoleRef
 from remit.connectors.registry import connector_for
 from remit.context import Ctx
 from remit.db import HotSelect, UTCDateTime, among_param, insert_or_ignore, listed, new_id
 from remit.faults import crash_point
 from remit.jobs.queue import enqueue
-from remit.lifecycle.models import Assignment, ResourceGrant
-from remit.packages.models import ResourceRoleScope
+from remit.models.catalogs import CatalogResource, ResourceRole
+from remit.models.lifecycle import Assignment, ResourceGrant
+from remit.models.packages import ResourceRoleScope
 
 SYNC_JOB = "lifecycle.sync_subject"
 MAX_ATTEMPTS = 8  # 30 s doubling: about two hours of retries ("several hours", spec §6.7)

@@ -15,10 +15,10 @@ from remit.context import Ctx
 from remit.jobs.registry import RetryLater, job, periodic
 from remit.lifecycle import approvals, assignments, auto, delivery, notices, sweep
 from remit.lifecycle.locks import lock_subjects
-from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
 from remit.lifecycle.schedule import REMINDERS
-from remit.packages.models import AccessPackage
-from remit.policies.models import AssignmentPolicy
+from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
+from remit.models.packages import AccessPackage
+from remit.models.policies import AssignmentPolicy
 
 CHUNK = 500
 NOW = timedelta(0)

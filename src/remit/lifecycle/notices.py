@@ -14,13 +14,13 @@ from sqlalchemy import bindparam, select
 
 from remit.context import Ctx
 from remit.db import HotSelect, among_param, listed
-from remit.directory.models import GroupMember, User
 from remit.directory.operations import live_membership
 from remit.external import guests, orgs
-from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest, StageApprover
 from remit.lifecycle.schedule import end_of, iso, start_of
+from remit.models.directory import GroupMember, User
+from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest, StageApprover
+from remit.models.policies import AssignmentPolicy
 from remit.notify import email, webhooks
-from remit.policies.models import AssignmentPolicy
 
 
 def _name(ctx: Ctx, user_id: str | None) -> str:

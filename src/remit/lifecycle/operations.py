@@ -11,13 +11,13 @@ from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
 from remit.context import Ctx
-from remit.directory.models import User
 from remit.errors import Conflict, Invalid, NotFound
 from remit.lifecycle import approvals, assignments, requests
 from remit.lifecycle.locks import lock_subjects
-from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
 from remit.lifecycle.schedule import iso
-from remit.packages.models import AccessPackage, IncompatiblePackage
+from remit.models.directory import User
+from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
+from remit.models.packages import AccessPackage, IncompatiblePackage
 
 
 def visible_requests(ctx: Ctx) -> Select[AssignmentRequest]:

@@ -19,10 +19,8 @@ from remit import validation
 from remit.authz.actor import transitive_group_ids
 from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
-from remit.catalogs.models import Catalog
 from remit.context import Ctx
 from remit.db import add_unique, affected
-from remit.directory.models import User
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
 from remit.external import orgs
 from remit.faults import crash_point
@@ -30,11 +28,13 @@ from remit.lifecycle import answers as answer_rules
 from remit.lifecycle import approvals, assignments, delivery, notices
 from remit.lifecycle.assignments import ADD_TYPES, REMOVE_TYPES, active_key
 from remit.lifecycle.locks import lock_subjects
-from remit.lifecycle.models import ApprovalStage, Assignment, AssignmentRequest
 from remit.lifecycle.schedule import extension_end, frozen_schedule, iso, parse_instant
-from remit.packages.models import AccessPackage
+from remit.models.catalogs import Catalog
+from remit.models.directory import User
+from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
+from remit.models.packages import AccessPackage
+from remit.models.policies import AssignmentPolicy
 from remit.policies import scope
-from remit.policies.models import AssignmentPolicy
 
 TARGET = "AccessPackageAssignmentRequest"
 REQUEST_TYPES = {

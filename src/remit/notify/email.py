@@ -37,8 +37,8 @@ from sqlalchemy import bindparam, select
 from remit import datadir
 from remit.context import Ctx
 from remit.db import HotSelect
-from remit.directory.models import User
 from remit.jobs.queue import enqueue
+from remit.models.directory import User
 from remit.notify import config, render
 
 log = structlog.get_logger("remit.notify")

@@ -22,9 +22,9 @@ from remit.catalogs.operations import get_catalog
 from remit.context import Ctx
 from remit.db import new_id
 from remit.errors import Conflict, Invalid, NotFound
+from remit.models.notify import CustomExtension
+from remit.models.policies import AssignmentPolicy
 from remit.notify import config, egress, sealed
-from remit.notify.models import CustomExtension
-from remit.policies.models import AssignmentPolicy
 
 MAX_PER_TENANT = 500  # Entra's documented limit (spec §5.10)
 MIN_SECRET, MAX_SECRET = 16, 256

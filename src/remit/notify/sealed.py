@@ -13,8 +13,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from remit import sealing
+from remit.models.notify import CustomExtension
 from remit.notify import config
-from remit.notify.models import CustomExtension
 
 Unreadable = sealing.Unreadable
 

@@ -45,8 +45,8 @@ from remit import __version__
 from remit.context import Ctx
 from remit.jobs.queue import enqueue
 from remit.jobs.registry import RetryLater
+from remit.models.notify import CustomExtension
 from remit.notify import config, egress, sealed
-from remit.notify.models import CustomExtension
 
 log = structlog.get_logger("remit.notify")
 

@@ -10,14 +10,14 @@ from remit import validation
 from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
-from remit.catalogs.models import CatalogResource, ResourceRole, ResourceScope
 from remit.catalogs.operations import GENERAL_CATALOG_ID, get_catalog
 from remit.context import Ctx
-from remit.directory.models import Group
 from remit.errors import Conflict, Invalid, NotFound
 from remit.lifecycle import assignments, delivery
-from remit.lifecycle.models import Assignment, AssignmentRequest
-from remit.packages.models import (
+from remit.models.catalogs import CatalogResource, ResourceRole, ResourceScope
+from remit.models.directory import Group
+from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.packages import (
     AccessPackage,
     IncompatibleGroup,
     IncompatiblePackage,

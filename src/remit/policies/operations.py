@@ -17,20 +17,20 @@ from remit import validation
 from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
-from remit.catalogs.models import Catalog
 from remit.context import Ctx
 from remit.db import new_id
-from remit.directory.models import Application, Group, User
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
-from remit.external.models import ConnectedOrganization
-from remit.lifecycle.models import Assignment, AssignmentRequest
-from remit.notify.models import CustomExtension
-from remit.packages.models import AccessPackage
+from remit.models.catalogs import Catalog
+from remit.models.directory import Application, Group, User
+from remit.models.external import ConnectedOrganization
+from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.notify import CustomExtension
+from remit.models.packages import AccessPackage
+from remit.models.policies import AssignmentPolicy, PolicyTarget
 from remit.packages.operations import get_package
 from remit.policies import document, scope
 from remit.policies import subjects as s
 from remit.policies.document import PolicyDocument
-from remit.policies.models import AssignmentPolicy, PolicyTarget
 
 TARGET = "AccessPackageAssignmentPolicy"
 MAX_POLICIES = 25_000  # per tenant (spec §9)

@@ -14,7 +14,7 @@ from typing import Any, Protocol, TypeAlias, cast
 from sqlalchemy import and_, not_, or_
 from sqlalchemy.sql.elements import ColumnElement
 
-from remit.directory.models import User
+from remit.models.directory import User
 from remit.policies.rules_sql import AsciiLower, RegexMatch
 from remit.safe_regex import SafeRegex
 
@@ -27,7 +27,7 @@ def fold(text: str) -> str:
 
 
 class UserAttributes(Protocol):
-    """What a rule reads from a user: ``remit.directory.models.User`` or any look-alike."""
+    """What a rule reads from a user: ``remit.models.directory.User`` or any look-alike."""
 
     @property
     def department(self) -> str | None: ...
@@ -255,7 +255,7 @@ class Rule:
         return self.expression.matches(user)
 
     def to_sql(self) -> ColumnElement[bool]:
-        """A condition on ``remit.directory.models.User``'s columns, true exactly for ``matches``.
+        """A condition on ``remit.models.directory.User``'s columns, true exactly for ``matches``.
 
         ``-match`` compiles for SQLite (through ``remit_match``) and PostgreSQL only.
         """

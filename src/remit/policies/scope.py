@@ -33,14 +33,14 @@ from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, or
 from sqlalchemy.orm import Session
 
 from remit.authz.actor import Actor
-from remit.catalogs.models import Catalog
 from remit.db import HotSelect
-from remit.directory.models import User
-from remit.external.models import ConnectedOrganization
-from remit.packages.models import AccessPackage
+from remit.models.catalogs import Catalog
+from remit.models.directory import User
+from remit.models.external import ConnectedOrganization
+from remit.models.packages import AccessPackage
+from remit.models.policies import AssignmentPolicy, PolicyTarget
 from remit.policies import rules
 from remit.policies import subjects as s
-from remit.policies.models import AssignmentPolicy, PolicyTarget
 
 MEMBER, GUEST = "Member", "Guest"
 CONFIGURED = "configured"

@@ -49,7 +49,7 @@ from remit.faults import crash_point
 from remit.lifecycle import delivery
 from remit.lifecycle.sweep import grants, notify, records
 from remit.lifecycle.sweep.claim import claim
-from remit.packages.models import AccessPackage
+from remit.models.packages import AccessPackage
 
 # Assignments per chunk (one transaction). SQLite holds its one write lock for a chunk: keep it
 # to tens of milliseconds (400: ~36 ms p50 in the P5 bench at N=100,000; decision 0017).

@@ -13,7 +13,7 @@ from sqlalchemy.sql.dml import ReturningUpdate
 from remit.context import Ctx
 from remit.db import UTCDateTime, among_param, dialect, listed
 from remit.lifecycle.locks import lock_subjects
-from remit.lifecycle.models import Assignment
+from remit.models.lifecycle import Assignment
 
 A = cast(Table, Assignment.__table__)
 REASON = "expired"

@@ -17,7 +17,7 @@ from remit.connectors.base import RoleRef
 from remit.context import Ctx
 from remit.db import HotSelect, among_param, dialect, insert_or_ignore, listed
 from remit.lifecycle import delivery
-from remit.lifecycle.models import ResourceGrant
+from remit.models.lifecycle import ResourceGrant
 
 G = cast(Table, ResourceGrant.__table__)
 Key = tuple[str, str, str]  # (subject, origin system, role origin id)

@@ -24,9 +24,9 @@ from remit.connectors.registry import connector_for
 from remit.context import Ctx
 from remit.db import among
 from remit.lifecycle import delivery
-from remit.lifecycle.models import ResourceGrant
 from remit.lifecycle.sweep import grant_rows, revoke
 from remit.lifecycle.sweep.grant_rows import G, Grant, Key
+from remit.models.lifecycle import ResourceGrant
 
 
 @dataclass

@@ -9,15 +9,15 @@ from sqlalchemy import Insert, Integer, String, Table, bindparam, insert, litera
 
 from remit.context import Ctx
 from remit.db import among, among_param, dialect, listed
-from remit.directory.models import User
-from remit.jobs.models import Job
 from remit.lifecycle import notices
-from remit.lifecycle.models import Assignment
 from remit.lifecycle.sweep.claim import REASON, Ended
 from remit.lifecycle.sweep.sql import JSON_OBJECT, text, uuid
+from remit.models.directory import User
+from remit.models.jobs import Job
+from remit.models.lifecycle import Assignment
+from remit.models.packages import AccessPackage
+from remit.models.policies import AssignmentPolicy
 from remit.notify import email
-from remit.packages.models import AccessPackage
-from remit.policies.models import AssignmentPolicy
 
 A = cast(Table, Assignment.__table__)
 JOBS = cast(Table, Job.__table__)

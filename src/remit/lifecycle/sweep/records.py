@@ -15,10 +15,10 @@ from remit.db import among, among_param, dialect, listed
 from remit.ids import ordered_head
 from remit.lifecycle import delivery
 from remit.lifecycle.assignments import ADD_TYPES, REMOVE_TYPES, REQUEST, TARGET
-from remit.lifecycle.models import Assignment, AssignmentRequest
 from remit.lifecycle.sweep.claim import REASON, Ended
 from remit.lifecycle.sweep.grants import Recount
 from remit.lifecycle.sweep.sql import uuid
+from remit.models.lifecycle import Assignment, AssignmentRequest
 
 A = cast(Table, Assignment.__table__)
 R = cast(Table, AssignmentRequest.__table__)

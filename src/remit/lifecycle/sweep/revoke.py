@@ -13,7 +13,8 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Session
 
 from remit.db import dialect
-from remit.directory.models import (
+from remit.lifecycle.sweep.grant_rows import Grant
+from remit.models.directory import (
     AppRoleAssignment,
     Group,
     GroupMember,
@@ -21,7 +22,6 @@ from remit.directory.models import (
     SiteRole,
     SiteRoleMember,
 )
-from remit.lifecycle.sweep.grant_rows import Grant
 
 # What ``BuiltinConnector.revoke`` deletes, by kind: (table, role column, subject column).
 _EDGES: dict[str, tuple[Any, Any, Any]] = {

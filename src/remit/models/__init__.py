@@ -1,16 +1,16 @@
 """Imports every table so that ``Base.metadata`` is complete (Alembic, tests)."""
 
-from remit.audit.models import AuditEvent, AuditHead
-from remit.authz.models import RoleAssignment
-from remit.catalogs.models import (
+from remit.db import Base
+from remit.models.audit import AuditEvent, AuditHead
+from remit.models.authz import RoleAssignment
+from remit.models.catalogs import (
     Catalog,
     CatalogResource,
     ResourceRequest,
     ResourceRole,
     ResourceScope,
 )
-from remit.db import Base
-from remit.directory.models import (
+from remit.models.directory import (
     Application,
     ApplicationOwner,
     AppRole,
@@ -25,28 +25,28 @@ from remit.directory.models import (
     SiteRoleMember,
     User,
 )
-from remit.external.models import (
+from remit.models.external import (
     ConnectedOrganization,
     ConnectedOrganizationDomain,
     ConnectedOrganizationSponsor,
     TenantSettings,
 )
-from remit.jobs.models import Job
-from remit.lifecycle.models import (
+from remit.models.jobs import Job
+from remit.models.lifecycle import (
     ApprovalStage,
     Assignment,
     AssignmentRequest,
     ResourceGrant,
     StageApprover,
 )
-from remit.notify.models import CustomExtension
-from remit.packages.models import (
+from remit.models.notify import CustomExtension
+from remit.models.packages import (
     AccessPackage,
     IncompatibleGroup,
     IncompatiblePackage,
     ResourceRoleScope,
 )
-from remit.policies.models import AssignmentPolicy, PolicyTarget
+from remit.models.policies import AssignmentPolicy, PolicyTarget
 
 __all__ = [
     "AccessPackage",

@@ -1,4 +1,7 @@
-"""``create_app``: builds the FastAPI application around a database, settings and a clock."""
+"""The composition root: ``create_app`` builds the Graph API (and, when it comes, the portal)
+around a database, settings and a clock. It sits above the adapters; ``remit.__main__`` joins it
+to the CLI as ``remit serve``.
+"""
 
 from __future__ import annotations
 

@@ -1,3 +1,0 @@
-from remit.cli.main import main
-
-main()

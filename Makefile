@@ -34,10 +34,11 @@ test: $(STAMP) ## run the whole suite (SQLite; REMIT_TEST_DATABASE_URL=postgres 
 test-postgres: $(STAMP) ## the suite on the local PostgreSQL (database `test`)
 	REMIT_TEST_DATABASE_URL=postgres $(PYTEST)
 
-lint: $(STAMP) ## ruff, formatting and mypy --strict
+lint: $(STAMP) ## ruff, formatting, mypy --strict and the import-linter contracts (pyproject.toml)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict src
+	$(BIN)/lint-imports --no-cache
 
 migrations-check: $(STAMP) ## one head; upgrade, check, downgrade -1, upgrade on $REMIT_DATABASE_URL
 	bash scripts/check-migrations.sh

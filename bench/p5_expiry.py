@@ -96,7 +96,7 @@ def build_packages(db: Any, count: int, *, staff: bool, approver: str | None = N
     from remit.catalogs import resources
     from remit.context import Ctx
     from remit.directory import operations as d
-    from remit.lifecycle import delivery
+    from remit.lifecycle import delivery, package_roles
     from remit.models.catalogs import CatalogResource, ResourceRole
     from remit.packages import operations as packages
     from remit.policies import operations as policies
@@ -136,7 +136,7 @@ def build_packages(db: Any, count: int, *, staff: bool, approver: str | None = N
                 name = f"{'Package' if kind == 'packages' else 'Staff'} {k}"
                 package = packages.create_package(ctx, display_name=name, catalog_id=catalog.id)
                 for role_id in role_ids:
-                    packages.add_resource_role_scope(ctx, package.id, role_id=role_id)
+                    package_roles.add_resource_role_scope(ctx, package.id, role_id=role_id)
                 body = policy_body(package.id, forever=kind == "staff", approver=approver)
                 policy = policies.create_policy(ctx, body)
                 refs = delivery.package_roles(s, [package.id])[package.id]

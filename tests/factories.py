@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 
 from remit.api.state import AppState
 from remit.authz.actor import Actor, load_actor, system_actor
-from remit.authz.operations import create_role_assignment
 from remit.authz.roles import CATALOG_CREATOR, DirectoryRole
 from remit.context import Ctx
 from remit.db import Database
 from remit.directory import operations as d
+from remit.roles.operations import create_role_assignment
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
 RM = "/v1.0/roleManagement/entitlementManagement"

@@ -33,7 +33,6 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from remit.authz.actor import load_actor, system_actor
-from remit.authz.operations import create_role_assignment
 from remit.authz.roles import (
     ASSIGNMENT_MANAGER,
     CATALOG_CREATOR,
@@ -48,7 +47,7 @@ from remit.db import Database
 from remit.directory import operations as d
 from remit.external import orgs, sponsors
 from remit.jobs.runner import Worker
-from remit.lifecycle import requests
+from remit.lifecycle import package_roles, requests
 from remit.models import Base
 from remit.models.audit import AuditEvent
 from remit.models.authz import RoleAssignment
@@ -58,6 +57,7 @@ from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
 from remit.notify import extensions
 from remit.packages import operations as pkgs
 from remit.policies import operations as policies
+from remit.roles.operations import create_role_assignment
 from remit.settings import Settings
 from tests.factories import DOMAIN, Tenant, upn
 
@@ -304,7 +304,7 @@ def _catalog_contents(root: Ctx, w: World, scope: str, group: str, other_group: 
         ).id
     pkg = ids[f"{scope}:pkg"]
     ids[f"{scope}:rrs"] = pkgs.rrs_id(
-        pkgs.add_resource_role_scope(root, pkg, role_id=ids[f"{scope}:role:member"])
+        package_roles.add_resource_role_scope(root, pkg, role_id=ids[f"{scope}:role:member"])
     )
     pkgs.add_incompatible_package(root, pkg, ids[f"{scope}:pkg2"])
     ids[f"{scope}:sod_group"] = t.ids[other_group]
@@ -445,14 +445,14 @@ def _lifecycle(root: Ctx, w: World, scope: str) -> None:
     # The lifecycle's package grants the catalog's group resource; another one has no role; a
     # third grants a group that is then deleted from the directory, so its delivery fails.
     ids[f"{scope}:lc"] = lc = _package(root, catalog, f"{scope} lifecycle")
-    pkgs.add_resource_role_scope(root, lc, role_id=ids[f"{scope}:role:member"])
+    package_roles.add_resource_role_scope(root, lc, role_id=ids[f"{scope}:role:member"])
     ids[f"{scope}:lc_extra"] = extra = _package(root, catalog, f"{scope} extra")
     failing = _package(root, catalog, f"{scope} failing")
     doomed = d.create_group(root, display_name=f"Matrix {scope} doomed").id
     resource = res.add_resource(
         root, catalog_id=catalog, origin_system_name="AadGroup", origin_id=doomed
     ).resource_id
-    pkgs.add_resource_role_scope(
+    package_roles.add_resource_role_scope(
         root,
         failing,
         role_id=root.session.execute(

@@ -13,7 +13,6 @@ from rich.console import Console
 from sqlalchemy import func, select
 
 from remit.authz.actor import load_actor, system_actor
-from remit.authz.operations import create_role_assignment
 from remit.authz.roles import CATALOG_CREATOR, DirectoryRole
 from remit.catalogs.operations import create_catalog
 from remit.catalogs.resources import add_resource
@@ -21,10 +20,12 @@ from remit.clock import utcnow
 from remit.context import Ctx
 from remit.db import Database
 from remit.directory import operations as d
+from remit.lifecycle.package_roles import add_resource_role_scope
 from remit.models.catalogs import CatalogResource, ResourceRole
 from remit.models.directory import User
-from remit.packages.operations import add_resource_role_scope, create_package
+from remit.packages.operations import create_package
 from remit.policies.operations import create_policy
+from remit.roles.operations import create_role_assignment
 from remit.settings import Settings
 
 DOMAIN = "contoso.example"

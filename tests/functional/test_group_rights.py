@@ -16,7 +16,7 @@ from remit.catalogs import resources as res
 from remit.catalogs.operations import GENERAL_CATALOG_ID
 from remit.context import Ctx
 from remit.jobs.runner import Worker
-from remit.lifecycle import requests
+from remit.lifecycle import package_roles, requests
 from remit.models.catalogs import ResourceRole
 from remit.models.directory import GroupMember
 from remit.packages import operations as pkgs
@@ -52,7 +52,7 @@ def test_delivery_still_adds_members_to_a_group_that_holds_a_role(
                 ResourceRole.resource_id == resource, ResourceRole.display_name == "Member"
             )
         ).scalar_one()
-        pkgs.add_resource_role_scope(root, package.id, role_id=member)
+        package_roles.add_resource_role_scope(root, package.id, role_id=member)
         policy = policies.create_policy(root, direct_policy(package.id)).id
         requests.submit(
             root,

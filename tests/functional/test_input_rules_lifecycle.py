@@ -21,7 +21,6 @@ from sqlalchemy import insert, select
 
 from remit.app import create_app
 from remit.audit.queries import history
-from remit.authz import operations as authz_ops
 from remit.authz.roles import CATALOG_OWNER
 from remit.context import Ctx
 from remit.db import Database
@@ -32,6 +31,7 @@ from remit.models.catalogs import Catalog
 from remit.models.directory import User
 from remit.models.lifecycle import ApprovalStage, AssignmentRequest
 from remit.notify import extensions
+from remit.roles import operations as authz_ops
 from remit.settings import Settings
 from tests.conftest import CliRun, SteppingClock
 from tests.factories import Tenant, upn

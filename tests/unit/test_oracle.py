@@ -40,7 +40,6 @@ from remit import bootstrap
 from remit.audit.chain import verify
 from remit.authz.actor import Actor, load_actor, system_actor
 from remit.authz.decide import authorize, can, explain
-from remit.authz.operations import create_role_assignment
 from remit.authz.tasks import Task
 from remit.catalogs.operations import GENERAL_CATALOG_ID, create_catalog
 from remit.catalogs.resources import add_resource
@@ -54,6 +53,7 @@ from remit.models.authz import RoleAssignment
 from remit.models.catalogs import Catalog
 from remit.models.packages import AccessPackage
 from remit.packages.operations import create_package
+from remit.roles.operations import create_role_assignment
 from tests.conftest import SteppingClock
 
 EM = "/v1.0/identityGovernance/entitlementManagement"

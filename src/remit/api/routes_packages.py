@@ -22,6 +22,7 @@ from remit.api.odata import F, parse_expand
 from remit.api.routes_directory import GROUP_FIELDS
 from remit.api.state import identity, operation
 from remit.context import Ctx
+from remit.lifecycle import package_roles
 from remit.models.catalogs import Catalog, ResourceRole, ResourceScope
 from remit.models.directory import Group
 from remit.models.packages import (
@@ -284,7 +285,7 @@ def add_rrs(
 ) -> dict[str, Any]:
     with operation(request, ident, write=True) as ctx:
         scope = body.scope
-        created = ops.add_resource_role_scope(
+        created = package_roles.add_resource_role_scope(
             ctx,
             package_id,
             role_id=body.role.id,
@@ -321,7 +322,7 @@ def delete_rrs(
     request: Request, package_id: str, rrs_id: str, ident: Identity = Depends(identity)
 ) -> Response:
     with operation(request, ident, write=True) as ctx:
-        ops.remove_resource_role_scope(ctx, package_id, rrs_id)
+        package_roles.remove_resource_role_scope(ctx, package_id, rrs_id)
     return Response(status_code=204)
 
 

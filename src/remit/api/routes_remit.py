@@ -8,9 +8,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import text
 
 from remit.api.state import app_state, identity, operation
-from remit.authz.operations import explain_for
 from remit.authz.roles import role_name
 from remit.authz.tasks import Task, phrase
+from remit.roles.operations import explain_for
 from remit.tokens import Identity
 
 router = APIRouter(prefix="/remit", tags=["remit"])

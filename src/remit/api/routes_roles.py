@@ -21,11 +21,11 @@ from remit.api.collection import (
 )
 from remit.api.odata import F, apply_select
 from remit.api.state import identity, operation
-from remit.authz import operations as ops
 from remit.authz.roles import EM_ROLES
 from remit.errors import Invalid, NotFound
 from remit.models.authz import RoleAssignment
 from remit.models.directory import Group, User
+from remit.roles import operations as ops
 from remit.tokens import Identity
 
 PREFIX = "/v1.0/roleManagement/entitlementManagement"

@@ -8,13 +8,13 @@ from sqlalchemy import Select, exists, select
 
 from remit import validation
 from remit.authz.decide import authorize, can
-from remit.authz.operations import grant_first_owner
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
 from remit.context import Ctx
 from remit.errors import Conflict, Invalid, NotFound
 from remit.models.catalogs import Catalog
 from remit.models.packages import AccessPackage
+from remit.roles.operations import grant_first_owner
 
 GENERAL_CATALOG_ID = "c0000000-0000-4000-8000-000000000001"
 STATES = ("published", "unpublished")

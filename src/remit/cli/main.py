@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 from sqlalchemy import select
 
-from remit.authz import operations as authz_ops
 from remit.authz.decide import authorize
 from remit.authz.roles import EM_ROLES, role_name
 from remit.authz.tasks import Task, phrase
@@ -30,9 +29,11 @@ from remit.cli.common import (
     user_id,
 )
 from remit.directory import operations as dir_ops
+from remit.lifecycle import package_roles
 from remit.models.catalogs import Catalog
 from remit.models.directory import Application, Group, Site, User
 from remit.packages import operations as package_ops
+from remit.roles import operations as authz_ops
 
 app = typer.Typer(
     name="remit",
@@ -414,7 +415,7 @@ def package_add_role(
 ) -> None:
     """Add a catalog resource role (at its root scope) to an access package."""
     with unit() as ctx:
-        rrs = package_ops.add_resource_role_scope(ctx, package, role_origin_id=role)
+        rrs = package_roles.add_resource_role_scope(ctx, package, role_origin_id=role)
         plain(package_ops.rrs_id(rrs))
 
 

@@ -13,7 +13,6 @@ from remit.authz.visibility import catalog_filter
 from remit.catalogs.operations import GENERAL_CATALOG_ID, get_catalog
 from remit.context import Ctx
 from remit.errors import Conflict, Invalid, NotFound
-from remit.lifecycle import assignments, delivery
 from remit.models.catalogs import CatalogResource, ResourceRole, ResourceScope
 from remit.models.directory import Group
 from remit.models.lifecycle import Assignment, AssignmentRequest
@@ -172,7 +171,7 @@ def rrs_id(rrs: ResourceRoleScope) -> str:
     return f"{rrs.role_id}_{rrs.scope_id}"
 
 
-def _catalog_role(
+def catalog_role(
     ctx: Ctx,
     catalog_id: str,
     role_id: str | None,
@@ -205,7 +204,7 @@ def _catalog_role(
     return roles[0]
 
 
-def _role_scope(
+def role_scope(
     ctx: Ctx, role: ResourceRole, scope_id: str | None, origin_id: str | None
 ) -> ResourceScope:
     if not all(validation.usable_id(i) for i in (scope_id, origin_id) if i):
@@ -223,46 +222,6 @@ def _role_scope(
     return scope
 
 
-def add_resource_role_scope(
-    ctx: Ctx,
-    package_id: str,
-    *,
-    role_id: str | None = None,
-    role_origin_id: str | None = None,
-    resource_id: str | None = None,
-    scope_id: str | None = None,
-    scope_origin_id: str | None = None,
-) -> ResourceRoleScope:
-    package = get_package(ctx, package_id)
-    authorize(ctx.actor, Task.PACKAGE_RESOURCE_ROLES_MANAGE, package.catalog_id)
-    role = _catalog_role(ctx, package.catalog_id, role_id, role_origin_id, resource_id)
-    scope = _role_scope(ctx, role, scope_id, scope_origin_id)
-    if ctx.session.get(ResourceRoleScope, (package.id, role.id, scope.id)) is not None:
-        raise Conflict("the package already holds this resource role")
-    rrs = ResourceRoleScope(
-        access_package_id=package.id, role_id=role.id, scope_id=scope.id, created_at=ctx.now
-    )
-    ctx.session.add(rrs)
-    package.modified_at = ctx.now
-    ctx.session.flush()
-    assignments.package_roles_changed(ctx, package.id)
-    ctx.audit(
-        "Add resource role to access package",
-        operation_type="Add",
-        target_type=TARGET,
-        target_id=package.id,
-        target_name=package.display_name,
-        catalog_id=package.catalog_id,
-        after={
-            "roleId": role.id,
-            "role": role.display_name,
-            "roleOriginId": role.origin_id,
-            "scopeId": scope.id,
-        },
-    )
-    return rrs
-
-
 def get_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> ResourceRoleScope:
     package = get_package(ctx, package_id)
     role_id, _, scope_id = rrs.partition("_")
@@ -274,27 +233,6 @@ def get_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> ResourceRole
     if found is None:
         raise NotFound(f"resource role scope {rrs} was not found")
     return found
-
-
-def remove_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> None:
-    found = get_resource_role_scope(ctx, package_id, rrs)
-    package = get_package(ctx, package_id)
-    authorize(ctx.actor, Task.PACKAGE_RESOURCE_ROLES_MANAGE, package.catalog_id)
-    before = delivery.package_roles(ctx.session, [package.id])[package.id]
-    ctx.session.delete(found)
-    package.modified_at = ctx.now
-    ctx.session.flush()
-    after = delivery.package_roles(ctx.session, [package.id])[package.id]
-    assignments.package_roles_changed(ctx, package.id, [r for r in before if r not in after])
-    ctx.audit(
-        "Remove resource role from access package",
-        operation_type="Delete",
-        target_type=TARGET,
-        target_id=package.id,
-        target_name=package.display_name,
-        catalog_id=package.catalog_id,
-        before={"roleId": found.role_id, "scopeId": found.scope_id},
-    )
 
 
 # ---------------------------------------------------------------- separation of duties

@@ -1,0 +1,1 @@
+"""Role assignments: who holds which entitlement-management role, and `explain`."""

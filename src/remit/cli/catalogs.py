@@ -1,0 +1,102 @@
+"""``remit catalog`` and ``remit resource``: catalogs and their resources."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from remit.catalogs import operations as catalog_ops
+from remit.catalogs import resources as resource_ops
+from remit.cli.common import (
+    catalog_id,
+    fail,
+    plain,
+    principal_id,
+    table,
+    unit,
+)
+from remit.models.catalogs import Catalog
+from remit.models.directory import Application
+
+catalog_app = typer.Typer(help="Catalogs.", no_args_is_help=True)
+resource_app = typer.Typer(help="Catalog resources.", no_args_is_help=True)
+
+
+@catalog_app.command("list")
+def catalog_list() -> None:
+    with unit(write=False) as ctx:
+        rows = (
+            ctx.session.execute(catalog_ops.visible_catalogs(ctx).order_by(Catalog.name_key))
+            .scalars()
+            .all()
+        )
+        table(
+            "Catalogs",
+            ["Name", "State", "External", "Type", "Id"],
+            [
+                (c.display_name, c.state, c.is_externally_visible, c.catalog_type, c.id)
+                for c in rows
+            ],
+        )
+
+
+@catalog_app.command("create")
+def catalog_create(
+    name: str,
+    description: Annotated[str | None, typer.Option()] = None,
+    unpublished: Annotated[bool, typer.Option(help="create it disabled")] = False,
+) -> None:
+    with unit() as ctx:
+        created = catalog_ops.create_catalog(
+            ctx,
+            display_name=name,
+            description=description,
+            state="unpublished" if unpublished else "published",
+        )
+        plain(created.id)
+
+
+@resource_app.command("add")
+def resource_add(
+    catalog: Annotated[str, typer.Option(help="catalog name or id")],
+    group: Annotated[str | None, typer.Option(help="group name or id")] = None,
+    application: Annotated[str | None, typer.Option("--app", help="application name or id")] = None,
+    site: Annotated[str | None, typer.Option(help="site URL or id")] = None,
+) -> None:
+    """Onboard a group, application or site into a catalog."""
+    chosen = [
+        (k, v)
+        for k, v in (
+            ("AadGroup", group),
+            ("AadApplication", application),
+            ("SharePointOnline", site),
+        )
+        if v
+    ]
+    if len(chosen) != 1:
+        fail("name exactly one of --group, --app or --site", 2)
+    system, name = chosen[0]
+    with unit() as ctx:
+        origin = name
+        if system == "AadGroup":
+            origin = principal_id(ctx.session, name)
+        elif system == "AadApplication":
+            origin = (
+                ctx.session.execute(
+                    select(Application.id).where(
+                        (Application.display_name == name) | (Application.id == name)
+                    )
+                ).scalar()
+                or name
+            )
+        created = resource_ops.add_resource(
+            ctx, catalog_id=catalog_id(ctx, catalog), origin_system_name=system, origin_id=origin
+        )
+        plain(created.resource_id or "")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(catalog_app, name="catalog")
+    app.add_typer(resource_app, name="resource")

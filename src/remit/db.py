@@ -65,6 +65,10 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+# What a read runs on: a session, or a bare connection (hot reads, the actor).
+Reader = Session | Connection
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC datetimes on both engines (SQLite stores them naive)."""
 
@@ -458,6 +462,12 @@ class Database:
             if found is None:
                 raise
             raise found from None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session for reads: no transaction is committed; whatever it began is rolled back."""
+        with Session(self.engine) as session:
+            yield session
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

@@ -20,13 +20,13 @@ import pytest
 from sqlalchemy import select
 
 from remit import validation
-from remit.api.odata import F, parse_filter
 from remit.authz.actor import system_actor
 from remit.catalogs import operations as catalogs
 from remit.context import Ctx
 from remit.directory import operations as d
 from remit.errors import Invalid, NotFound
 from remit.external import guests, orgs
+from remit.listing import F, parse_filter
 from remit.models.catalogs import Catalog
 from remit.models.directory import Group, User
 from remit.packages import operations as packages

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import insert, select
 
 from remit.app import create_app
-from remit.audit.queries import history
+from remit.audit.queries import history_events
 from remit.authz.roles import CATALOG_OWNER
 from remit.context import Ctx
 from remit.db import Database
@@ -401,7 +401,7 @@ def test_a_history_for_an_id_with_a_control_is_empty(c: Campaign, ch: str) -> No
     rows = as_user(
         c,
         "hana",
-        lambda ctx: ctx.session.execute(history(ctx, c.t.ids["sofia"] + ch)).all(),
+        lambda ctx: history_events(ctx, c.t.ids["sofia"] + ch),
     )
     assert rows == []
 

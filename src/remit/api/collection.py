@@ -1,20 +1,26 @@
-"""Rendering a collection: $filter, $count, $orderby, $top, keyset paging and @odata.nextLink."""
+"""Graph collections: the query options a GET may carry, and the envelope of a page
+(``@odata.context``, ``@odata.count``, ``value``, ``@odata.nextLink``); the page itself comes from
+the domain's queries (``remit.listing``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Query as Q
 from fastapi import Request
-from sqlalchemy import ColumnElement, Select
-from sqlalchemy.orm import Session
 
+from remit import listing
 from remit.api import odata
-from remit.api.state import app_state
+from remit.api.state import app_state, operation
+from remit.context import Ctx
 from remit.errors import Invalid
+from remit.listing import ListOptions, Page
+from remit.tokens import Identity
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -81,66 +87,54 @@ def check_expand(q: QueryOptions, allowed: Sequence[str]) -> None:
         )
 
 
-Renderer = Callable[[Session, list[Any]], list[dict[str, Any]]]
+def list_options(request: Request, q: QueryOptions) -> ListOptions:
+    return ListOptions(
+        page_size=app_state(request).settings.page_size,
+        filter=q.filter,
+        orderby=q.orderby,
+        top=q.top,
+        skip=q.skip,
+        skiptoken=q.skiptoken,
+        count=q.count,
+    )
 
 
-def collection(
+def page_body(
     request: Request,
-    session: Session,
-    stmt: Select[Any],
-    *,
-    key: odata.Column,
-    fields: dict[str, odata.F],
     q: QueryOptions,
-    render: Renderer,
+    page: Page[Any],
+    items: list[dict[str, Any]],
     context: str,
-    expandable: Sequence[str] = (),
 ) -> dict[str, Any]:
-    check_expand(q, expandable)
-    if q.filter:
-        stmt = stmt.where(odata.parse_filter(q.filter, fields))
+    """A Graph collection: ``@odata.context``, ``@odata.count``, ``value``, ``@odata.nextLink``."""
     body: dict[str, Any] = {"@odata.context": context_url(request, context)}
-    if q.count:
-        body["@odata.count"] = session.execute(odata.count_of(stmt)).scalar_one()
-    limit = app_state(request).settings.page_size
-    size = min(q.top, limit) if q.top is not None else limit
-    next_params: dict[str, str] | None = None
-    if q.orderby:
-        stmt = stmt.order_by(*_order(q.orderby, fields), key)
-        offset = q.skip or 0
-        rows = list(session.execute(stmt.offset(offset).limit(size + 1)).scalars())
-        if len(rows) > size:
-            next_params = {"$skip": str(offset + size)}
-    else:
-        if q.skiptoken:
-            stmt = stmt.where(key > odata.decode_token(q.skiptoken, key))
-        elif q.skip:
-            stmt = stmt.order_by(key).offset(q.skip)
-        rows = list(session.execute(stmt.order_by(key).limit(size + 1)).scalars())
-        if len(rows) > size:
-            next_params = {"$skiptoken": odata.encode_token(_key_of(rows[size - 1], key))}
-    rows = rows[:size]
-    body["value"] = [odata.apply_select(item, q.select) for item in render(session, rows)]
-    if next_params is not None and size > 0:
-        body["@odata.nextLink"] = _next_link(request, next_params)
+    if page.count is not None:
+        body["@odata.count"] = page.count
+    body["value"] = [odata.apply_select(item, q.select) for item in items]
+    if page.next_skip is not None:
+        body["@odata.nextLink"] = _next_link(request, {"$skip": str(page.next_skip)})
+    elif page.next_skiptoken is not None:
+        body["@odata.nextLink"] = _next_link(request, {"$skiptoken": page.next_skiptoken})
     return body
 
 
-def _key_of(row: Any, key: odata.Column) -> Any:
-    return getattr(row, str(key.key))
-
-
-def _order(text: str, fields: dict[str, odata.F]) -> list[ColumnElement[Any]]:
-    order: list[ColumnElement[Any]] = []
-    for part in text.split(","):
-        name, _, direction = part.strip().partition(" ")
-        found = fields.get(name)
-        if found is None or direction.strip().lower() not in ("", "asc", "desc"):
-            raise Invalid(f"$orderby cannot use {part.strip()!r}", target="$orderby")
-        order.append(
-            found.column.desc() if direction.strip().lower() == "desc" else found.column.asc()
-        )
-    return order
+def listed(
+    request: Request,
+    ident: Identity,
+    q: QueryOptions,
+    query: Callable[[Ctx, ListOptions], Page[T]],
+    render: Callable[[Ctx, list[T]], list[dict[str, Any]]],
+    *,
+    context: str,
+    expandable: Sequence[str] = (),
+) -> dict[str, Any]:
+    """The list ceremony of every collection route: one read unit of work as ``ident``, the
+    domain's ``query`` for one page, ``render`` (which may call more queries, for ``$expand``),
+    and the Graph envelope."""
+    with operation(request, ident, write=False) as ctx:
+        check_expand(q, expandable)
+        page = query(ctx, list_options(request, q))
+        return page_body(request, q, page, render(ctx, page.items), context)
 
 
 def _next_link(request: Request, replace: dict[str, str]) -> str:
@@ -157,3 +151,22 @@ def entity(
     body = {"@odata.context": context_url(request, context + "/$entity")}
     body.update(odata.apply_select(item, q.select) if q else item)
     return body
+
+
+def collection(
+    request: Request,
+    session: Any,
+    stmt: Any,
+    *,
+    key: Any,
+    fields: dict[str, Any],
+    q: QueryOptions,
+    render: Callable[[Any, list[Any]], list[dict[str, Any]]],
+    context: str,
+    expandable: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Transitional, while routers move their selects into the domain's queries: ``listed``
+    replaces it."""
+    check_expand(q, expandable)
+    found = listing.page(session, stmt, key=key, fields=fields, options=list_options(request, q))
+    return page_body(request, q, found, render(session, found.items), context)

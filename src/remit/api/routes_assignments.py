@@ -16,10 +16,10 @@ from remit.api.collection import (
     query_options,
     single_options,
 )
-from remit.api.odata import F
 from remit.api.state import identity, operation
 from remit.context import Ctx
 from remit.lifecycle import operations as ops
+from remit.listing import F
 from remit.models.lifecycle import Assignment
 from remit.tokens import Identity
 

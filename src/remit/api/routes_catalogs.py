@@ -17,7 +17,6 @@ from remit.api.collection import (
     query_options,
     single_options,
 )
-from remit.api.odata import F
 from remit.api.routes_packages import PACKAGE_EXPANDS, PACKAGE_FIELDS, render_packages
 from remit.api.state import identity, operation
 from remit.authz.decide import can
@@ -27,6 +26,7 @@ from remit.catalogs import operations as ops
 from remit.catalogs import resources as res
 from remit.context import Ctx
 from remit.errors import Invalid, NotFound
+from remit.listing import F
 from remit.models.catalogs import (
     Catalog,
     CatalogResource,

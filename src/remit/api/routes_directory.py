@@ -20,13 +20,13 @@ from remit.api.bodies import (
     bound_id,
 )
 from remit.api.collection import QueryOptions, collection, entity, query_options, single_options
-from remit.api.odata import F
 from remit.api.state import identity, operation
 from remit.authz.decide import authorize
 from remit.authz.tasks import Task
 from remit.context import Ctx
 from remit.directory import operations as ops
 from remit.errors import Invalid
+from remit.listing import F
 from remit.models.directory import (
     Application,
     ApplicationOwner,

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session
 
 from remit.api.bodies import Body, Name, Text
 from remit.api.collection import QueryOptions, collection, entity, query_options, single_options
-from remit.api.odata import F
 from remit.api.shapes import GRAPH, iso
 from remit.api.state import identity, operation
+from remit.listing import F
 from remit.models.notify import CustomExtension
 from remit.notify import extensions as ops
 from remit.tokens import Identity

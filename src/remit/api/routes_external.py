@@ -19,11 +19,11 @@ from remit.api.collection import (
     query_options,
     single_options,
 )
-from remit.api.odata import F
 from remit.api.shapes import GRAPH, group, iso, user
 from remit.api.state import identity, operation
 from remit.external import orgs, sponsors
 from remit.external import settings as tenant_settings
+from remit.listing import F
 from remit.models.directory import Group, User
 from remit.models.external import ConnectedOrganization, ConnectedOrganizationSponsor
 from remit.tokens import Identity

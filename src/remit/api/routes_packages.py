@@ -18,11 +18,12 @@ from remit.api.collection import (
     query_options,
     single_options,
 )
-from remit.api.odata import F, parse_expand
+from remit.api.odata import parse_expand
 from remit.api.routes_directory import GROUP_FIELDS
 from remit.api.state import identity, operation
 from remit.context import Ctx
 from remit.lifecycle import package_roles
+from remit.listing import F
 from remit.models.catalogs import Catalog, ResourceRole, ResourceScope
 from remit.models.directory import Group
 from remit.models.packages import (

@@ -23,10 +23,10 @@ from remit.api.collection import (
     query_options,
     single_options,
 )
-from remit.api.odata import F
 from remit.api.routes_packages import PACKAGE_FIELDS
 from remit.api.state import identity, operation
 from remit.errors import Invalid
+from remit.listing import F
 from remit.models.catalogs import Catalog
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy

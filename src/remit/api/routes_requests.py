@@ -16,12 +16,12 @@ from remit.api.collection import (
     query_options,
     single_options,
 )
-from remit.api.odata import F
 from remit.api.state import identity, operation
 from remit.context import Ctx
 from remit.errors import Invalid, NotFound
 from remit.lifecycle import operations as ops
 from remit.lifecycle import requests
+from remit.listing import F
 from remit.models.lifecycle import AssignmentRequest
 from remit.tokens import Identity
 

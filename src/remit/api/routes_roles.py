@@ -19,10 +19,11 @@ from remit.api.collection import (
     query_options,
     single_options,
 )
-from remit.api.odata import F, apply_select
+from remit.api.odata import apply_select
 from remit.api.state import identity, operation
 from remit.authz.roles import EM_ROLES
 from remit.errors import Invalid, NotFound
+from remit.listing import F
 from remit.models.authz import RoleAssignment
 from remit.models.directory import Group, User
 from remit.roles import operations as ops

@@ -11,13 +11,11 @@ from datetime import datetime
 
 from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Connection
-from sqlalchemy.orm import Session
 
 from remit.authz.actor import Actor, load_actor, load_actor_by_upn
 from remit.clock import Clock
 from remit.context import Ctx
-from remit.db import Database
+from remit.db import Database, Reader
 from remit.errors import Unauthenticated
 from remit.settings import Settings
 from remit.tokens import Identity, TokenService, Verified
@@ -103,7 +101,7 @@ async def identity(request: Request) -> Identity:
 
 
 def actor_for(
-    conn: Session | Connection,
+    conn: Reader,
     ident: Identity,
     *,
     now: datetime,
@@ -130,5 +128,5 @@ def operation(request: Request, ident: Identity, *, write: bool) -> Iterator[Ctx
             # and run straight on its connection (a user may hold thousands of grants).
             yield Ctx(session, actor_for(session.connection(), ident, now=now), now)
     else:
-        with Session(state.db.engine) as session:
+        with state.db.session() as session:
             yield Ctx(session, actor_for(session.connection(), ident, now=now), now)

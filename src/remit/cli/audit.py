@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
 from remit.cli.common import (
     console,
@@ -14,8 +13,6 @@ from remit.cli.common import (
     table,
     unit,
 )
-from remit.models.catalogs import Catalog
-from remit.models.directory import User
 
 audit_app = typer.Typer(help="The audit log.", no_args_is_help=True)
 
@@ -29,31 +26,19 @@ def audit_history(
     from remit.audit.queries import history
 
     with unit(write=False) as ctx:
-        found = ctx.session.execute(select(User).where(User.upn_key == user.lower())).scalar()
-        if found is None:
-            fail(f"no user {user}")
-        rows = ctx.session.execute(history(ctx, found.id)).scalars().all()
-        catalogs = dict(
-            ctx.session.execute(
-                select(Catalog.id, Catalog.display_name).where(
-                    Catalog.id.in_({e.catalog_id for e in rows if e.catalog_id})
-                )
-            )
-            .tuples()
-            .all()
-        )
+        found = history(ctx, user)
         table(
             f"History of {found.user_principal_name}",
             ["When", "Activity", "By", "About", "Catalog"],
             [
                 (
-                    e.occurred_at.isoformat(timespec="seconds"),
-                    e.activity,
-                    e.actor_name,
-                    e.target_name or e.target_id,
-                    catalogs.get(e.catalog_id or "", e.catalog_id),
+                    h.event.occurred_at.isoformat(timespec="seconds"),
+                    h.event.activity,
+                    h.event.actor_name,
+                    h.event.target_name or h.event.target_id,
+                    h.catalog_name,
                 )
-                for e in rows
+                for h in found.entries
             ],
         )
 

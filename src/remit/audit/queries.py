@@ -84,9 +84,9 @@ def history(ctx: Ctx, upn: str) -> History:
     events = history_events(ctx, user.id)
     wanted = {e.catalog_id for e in events if e.catalog_id}
     names = dict(
-        ctx.session.execute(
-            select(Catalog.id, Catalog.display_name).where(Catalog.id.in_(wanted))
-        ).tuples()
+        ctx.session.execute(select(Catalog.id, Catalog.display_name).where(Catalog.id.in_(wanted)))
+        .tuples()
+        .all()
     )
     entries = [HistoryEntry(e, names.get(e.catalog_id or "", e.catalog_id)) for e in events]
     return History(user.user_principal_name, entries)

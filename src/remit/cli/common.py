@@ -15,12 +15,11 @@ from sqlalchemy.orm import Session
 
 from remit import datadir
 from remit.authz.actor import Actor, load_actor, system_actor
-from remit.catalogs.operations import visible_catalogs
+from remit.catalogs.queries import find_catalog
 from remit.clock import utcnow
 from remit.context import Ctx
 from remit.db import Database
 from remit.errors import DomainError, Invalid, NotFound
-from remit.models.catalogs import Catalog
 from remit.models.directory import Group, User
 from remit.settings import Settings
 
@@ -111,14 +110,7 @@ def principal_id(session: Session, name: str) -> str:
 
 def catalog_id(ctx: Ctx, name: str) -> str:
     """By name or id, among the catalogs the acting identity can see (no existence leaks)."""
-    found = ctx.session.execute(
-        visible_catalogs(ctx)
-        .where(or_(Catalog.name_key == name.lower(), Catalog.id == name))
-        .with_only_columns(Catalog.id)
-    ).scalar()
-    if found is None:
-        raise NotFound(f"no catalog {name!r}")
-    return found
+    return find_catalog(ctx, name).id
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

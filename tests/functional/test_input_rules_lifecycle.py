@@ -31,7 +31,9 @@ from remit.models.catalogs import Catalog
 from remit.models.directory import User
 from remit.models.lifecycle import ApprovalStage, AssignmentRequest
 from remit.notify import extensions
+from remit.notify import queries as extension_queries
 from remit.roles import operations as authz_ops
+from remit.roles import queries as role_queries
 from remit.settings import Settings
 from tests.conftest import CliRun, SteppingClock
 from tests.factories import Tenant, upn
@@ -282,7 +284,7 @@ def test_an_extension_url_update_with_a_control_is_invalid_and_keeps_the_old_one
 
 
 def ops_url(ctx: Ctx, catalog: str, extension: str) -> str:
-    return extensions.get_extension(ctx, catalog, extension).endpoint_url
+    return extension_queries.extension(ctx, catalog, extension).endpoint_url
 
 
 # ---------------------------------------------------------------- ids from the CLI
@@ -315,9 +317,9 @@ def test_an_id_with_a_control_is_not_found_before_the_database_is_asked(
                 ctx, kind="userAdd", package_id=package + ch, justification="why"
             ),
         ),
-        ("mamta", lambda ctx: extensions.get_extension(ctx, c.catalog, bad)),
+        ("mamta", lambda ctx: extension_queries.extension(ctx, c.catalog, bad)),
         ("mamta", lambda ctx: extensions.delete_extension(ctx, c.catalog, bad)),
-        ("mamta", lambda ctx: authz_ops.get_role_assignment(ctx, bad)),
+        ("mamta", lambda ctx: role_queries.role_assignment(ctx, bad)),
         ("mamta", lambda ctx: authz_ops.delete_role_assignment(ctx, bad)),
         (
             "mamta",

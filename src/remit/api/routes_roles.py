@@ -2,44 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from remit.api import shapes
 from remit.api.bodies import RoleAssignmentCreate
 from remit.api.collection import (
     QueryOptions,
     check_expand,
-    collection,
     context_url,
     entity,
+    listed,
     query_options,
     single_options,
 )
 from remit.api.odata import apply_select
 from remit.api.state import identity, operation
-from remit.authz.roles import EM_ROLES
-from remit.errors import Invalid, NotFound
-from remit.listing import F
+from remit.context import Ctx
+from remit.errors import Invalid
 from remit.models.authz import RoleAssignment
 from remit.models.directory import Group, User
 from remit.roles import operations as ops
+from remit.roles import queries
 from remit.tokens import Identity
 
 PREFIX = "/v1.0/roleManagement/entitlementManagement"
 CONTEXT = "roleManagement/entitlementManagement/roleAssignments"
+DEFINITIONS = "roleManagement/entitlementManagement/roleDefinitions"
+EXPANDS = ("principal", "roleDefinition")
 # The token is checked before query options and body fields: a bad token is a 401 first.
 router = APIRouter(prefix=PREFIX, tags=["roleManagement"], dependencies=[Depends(identity)])
-
-ASSIGNMENT_FIELDS = {
-    "id": F(RoleAssignment.id),
-    "principalId": F(RoleAssignment.principal_id),
-    "roleDefinitionId": F(RoleAssignment.role_definition_id),
-    "appScopeId": F(RoleAssignment.app_scope_id),
-}
 
 
 @router.get("/roleDefinitions")
@@ -48,17 +42,12 @@ def list_role_definitions(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False):
-        pass  # any signed-in, enabled user may read the built-in definitions
+    with operation(request, ident, write=False) as ctx:
+        roles = queries.role_definitions(ctx)
     if q.filter:
         raise Invalid("$filter is not supported on roleDefinitions", target="$filter")
-    items = [apply_select(shapes.role_definition(r), q.select) for r in EM_ROLES.values()]
-    return {
-        "@odata.context": context_url(
-            request, "roleManagement/entitlementManagement/roleDefinitions"
-        ),
-        "value": items,
-    }
+    items = [apply_select(shapes.role_definition(r), q.select) for r in roles]
+    return {"@odata.context": context_url(request, DEFINITIONS), "value": items}
 
 
 @router.get("/roleDefinitions/{role_id}")
@@ -68,36 +57,22 @@ def get_role_definition(
     q: QueryOptions = Depends(single_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False):
-        pass
-    role = EM_ROLES.get(role_id)
-    if role is None:
-        raise NotFound(f"role definition {role_id} was not found")
-    return entity(
-        request,
-        "roleManagement/entitlementManagement/roleDefinitions",
-        shapes.role_definition(role),
-        q,
-    )
+    with operation(request, ident, write=False) as ctx:
+        role = queries.role_definition(ctx, role_id)
+    return entity(request, DEFINITIONS, shapes.role_definition(role), q)
 
 
-def _render(q: QueryOptions):  # type: ignore[no-untyped-def]
-    def render(session: Session, rows: list[RoleAssignment]) -> list[dict[str, Any]]:
+def _render(q: QueryOptions) -> Callable[[Ctx, list[RoleAssignment]], list[dict[str, Any]]]:
+    """Graph JSON for role assignments, with ``$expand`` (principal, roleDefinition) read once
+    for the whole page."""
+
+    def render(ctx: Ctx, rows: list[RoleAssignment]) -> list[dict[str, Any]]:
         items = [shapes.role_assignment(a) for a in rows]
         if "principal" in q.expand and rows:
-            ids = {a.principal_id for a in rows}
-            found: dict[str, dict[str, Any]] = {
-                u.id: shapes.user(u)
-                for u in session.execute(select(User).where(User.id.in_(ids))).scalars()
-            }
-            found.update(
-                {
-                    g.id: shapes.group(g)
-                    for g in session.execute(select(Group).where(Group.id.in_(ids))).scalars()
-                }
-            )
+            found = queries.principals(ctx, rows)
             for item, row in zip(items, rows, strict=True):
-                item["principal"] = found.get(row.principal_id)
+                principal = found.get(row.principal_id)
+                item["principal"] = _principal(principal) if principal is not None else None
         if "roleDefinition" in q.expand:
             for item, row in zip(items, rows, strict=True):
                 item["roleDefinition"] = shapes.em_role_definition(row.role_definition_id)
@@ -106,24 +81,25 @@ def _render(q: QueryOptions):  # type: ignore[no-untyped-def]
     return render
 
 
+def _principal(principal: User | Group) -> dict[str, Any]:
+    return shapes.user(principal) if isinstance(principal, User) else shapes.group(principal)
+
+
 @router.get("/roleAssignments")
 def list_role_assignments(
     request: Request,
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return collection(
-            request,
-            ctx.session,
-            ops.visible_role_assignments(ctx),
-            key=RoleAssignment.id,
-            fields=ASSIGNMENT_FIELDS,
-            q=q,
-            render=_render(q),
-            context=CONTEXT,
-            expandable=("principal", "roleDefinition"),
-        )
+    return listed(
+        request,
+        ident,
+        q,
+        queries.role_assignments,
+        _render(q),
+        context=CONTEXT,
+        expandable=EXPANDS,
+    )
 
 
 @router.post("/roleAssignments", status_code=201)
@@ -153,9 +129,9 @@ def get_role_assignment(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        found = ops.get_role_assignment(ctx, assignment_id)
-        check_expand(q, ("principal", "roleDefinition"))
-        return entity(request, CONTEXT, _render(q)(ctx.session, [found])[0], q)
+        found = queries.role_assignment(ctx, assignment_id)
+        check_expand(q, EXPANDS)
+        return entity(request, CONTEXT, _render(q)(ctx, [found])[0], q)
 
 
 @router.delete("/roleAssignments/{assignment_id}", status_code=204)

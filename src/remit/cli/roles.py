@@ -19,6 +19,7 @@ from remit.cli.common import (
 )
 from remit.directory import operations as dir_ops
 from remit.roles import operations as authz_ops
+from remit.roles import queries as role_queries
 
 role_app = typer.Typer(
     help="Role assignments (directory and entitlement management).", no_args_is_help=True
@@ -64,7 +65,7 @@ def role_assign(
 @role_app.command("list")
 def role_list() -> None:
     with unit(write=False) as ctx:
-        rows = ctx.session.execute(authz_ops.visible_role_assignments(ctx)).scalars().all()
+        rows = role_queries.all_role_assignments(ctx)
         table(
             "Entitlement-management role assignments",
             ["Role", "Principal", "Scope", "Id"],

@@ -1,4 +1,5 @@
-"""Entitlement-management role assignments: create, read, list, delete (spec §1.3, §A.3.10).
+"""Entitlement-management role assignments: create and delete (spec §1.3, §A.3.10); reading
+them is ``roles.queries``.
 
 No amplification: the catalog-creator role (tenant scope) is an administrator's to give; catalog
 roles are given by that catalog's owners or an administrator, and only on that catalog.
@@ -6,7 +7,7 @@ roles are given by that catalog's owners or an administrator, and only on that c
 
 from __future__ import annotations
 
-from sqlalchemy import Select, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from remit import validation
@@ -15,13 +16,13 @@ from remit.authz.decide import Explanation, authorize, can, explain
 from remit.authz.groups import explain_group_change, explain_group_onboarding
 from remit.authz.roles import CATALOG_OWNER, EM_ROLES, EmRole, assigning_task
 from remit.authz.tasks import Task
-from remit.authz.visibility import catalogs_with_task
 from remit.context import Ctx
 from remit.directory.operations import find_user, get_group, principal_type
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
 from remit.models.authz import RoleAssignment
 from remit.models.catalogs import Catalog
 from remit.models.directory import Group
+from remit.roles import queries
 
 
 def scope_catalog_id(app_scope_id: str) -> str | None:
@@ -120,35 +121,8 @@ def _insert(
     return assignment
 
 
-def visible_role_assignments(ctx: Ctx) -> Select[RoleAssignment]:
-    """Only explicit assignments (spec §1.2), narrowed to what the actor may see."""
-    query = select(RoleAssignment)
-    clauses = [RoleAssignment.principal_id == ctx.actor.user_id]
-    if Task.TENANT_ROLES_READ in ctx.actor.tenant_tasks:
-        clauses.append(RoleAssignment.app_scope_id == TENANT)
-    readable = catalogs_with_task(ctx.actor, Task.CATALOG_READ)
-    if readable is None:
-        clauses.append(RoleAssignment.catalog_id.is_not(None))
-    else:
-        clauses.append(RoleAssignment.catalog_id.in_(readable))
-    return query.where(or_(*clauses))
-
-
-def get_role_assignment(ctx: Ctx, assignment_id: str) -> RoleAssignment:
-    found = (
-        ctx.session.execute(
-            visible_role_assignments(ctx).where(RoleAssignment.id == assignment_id)
-        ).scalar_one_or_none()
-        if validation.usable_id(assignment_id)
-        else None
-    )
-    if found is None:
-        raise NotFound(f"role assignment {assignment_id} was not found")
-    return found
-
-
 def delete_role_assignment(ctx: Ctx, assignment_id: str) -> None:
-    assignment = get_role_assignment(ctx, assignment_id)
+    assignment = queries.role_assignment(ctx, assignment_id)
     role = _role(assignment.role_definition_id)
     authorize(ctx.actor, assigning_task(role), assignment.catalog_id)
     ctx.session.delete(assignment)

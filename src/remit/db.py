@@ -143,6 +143,16 @@ def _configure_sqlite(engine: Engine) -> None:
 AnySelect = Select[*tuple[Any, ...]]  # a SELECT of any number of columns
 
 
+class _HotContext:
+    """The ``context`` a statement listener gets for a ``HotSelect``: the compiled statement,
+    and room for the listener's own attributes (a tracer keeps its span there)."""
+
+    executemany = False
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+
+
 class HotSelect:
     """A SELECT compiled by SQLAlchemy once per dialect and run on the DBAPI cursor.
 
@@ -150,8 +160,9 @@ class HotSelect:
     per-execution bookkeeping (execution context, result metadata, row objects) costs more
     than the database takes to answer. Parameters and values go through the column types'
     bind and result processors, so the rows hold what ``Connection.execute`` would return.
-    The statement must not use expanding (IN-list) parameters, and SQLAlchemy's statement
-    events (``echo``, ``before_cursor_execute``) do not see it.
+    The statement must not use expanding (IN-list) parameters. SQLAlchemy's statement events
+    (``before_cursor_execute``/``after_cursor_execute``) and ``echo`` see it as they see any
+    other statement, so tracing and logging miss nothing.
     """
 
     def __init__(
@@ -182,9 +193,24 @@ class HotSelect:
             if plan.compiled.positional
             else values
         )
+        statement = plan.compiled.string
         cursor = conn.connection.cursor()
         try:
-            cursor.execute(plan.compiled.string, bound)
+            # The statement events and ``echo``, as ``Connection.execute`` would fire them, so
+            # that tracing and logging see every statement; with no listener this costs two
+            # attribute reads.
+            traced = conn._has_events or conn.engine._has_events
+            context = _HotContext(plan.compiled) if traced else None
+            if traced:
+                for before in conn.dispatch.before_cursor_execute:
+                    statement, bound = before(conn, cursor, statement, bound, context, False)
+            if conn._echo:
+                conn._log_info(statement)
+                conn._log_info("[hot select] %r", bound)
+            cursor.execute(statement, bound)
+            if traced:
+                for after in conn.dispatch.after_cursor_execute:
+                    after(conn, cursor, statement, bound, context, False)
             fetched: Sequence[Sequence[Any]] = cursor.fetchall()
         finally:
             cursor.close()

@@ -7,8 +7,11 @@ catalog must decide exactly as the full actor about that catalog and the tenant.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pytest
-from sqlalchemy import select
+from sqlalchemy import bindparam, event, select
 from sqlalchemy.orm import Session
 
 from remit.authz.actor import load_actor, load_actor_by_upn
@@ -102,3 +105,43 @@ def test_read_catalog_hides_what_the_actor_may_not_read(
             scoped = load_actor(conn, tenant.ids["lena"], catalog_id=hidden)
             with pytest.raises(NotFound):
                 read_catalog(conn, scoped, hidden)
+
+
+def test_statement_events_and_echo_see_a_hot_select(
+    db: Database, tenant: Tenant, catalogs: dict[str, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Tracing and ``echo`` see every statement, the prebuilt ones included (issue #12)."""
+    seen: list[tuple[str, str]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool):  # type: ignore[no-untyped-def]
+        context.traced = True  # a tracer keeps its span on the context
+        seen.append(("before", statement))
+
+    def after(conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool):  # type: ignore[no-untyped-def]
+        assert context.traced
+        seen.append(("after", statement))
+
+    statement = select(Catalog.id).where(Catalog.id == bindparam("catalog_id"))
+    hot = HotSelect(statement)
+    event.listen(db.engine, "before_cursor_execute", before)
+    event.listen(db.engine, "after_cursor_execute", after)
+    try:
+        with db.read() as conn:
+            assert hot.rows(conn, {"catalog_id": catalogs["marketing"]}) == [
+                (catalogs["marketing"],)
+            ]
+    finally:
+        event.remove(db.engine, "before_cursor_execute", before)
+        event.remove(db.engine, "after_cursor_execute", after)
+    assert [when for when, sql in seen if "FROM catalogs" in sql] == ["before", "after"]
+
+    db.engine.echo = True
+    try:
+        with (
+            caplog.at_level(logging.INFO, logger="sqlalchemy.engine.Engine"),
+            db.read() as conn,
+        ):
+            hot.rows(conn, {"catalog_id": catalogs["marketing"]})
+    finally:
+        db.engine.echo = False
+    assert any("FROM catalogs" in r.getMessage() for r in caplog.records)

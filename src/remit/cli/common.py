@@ -10,17 +10,15 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
 from remit import datadir
 from remit.authz.actor import Actor, load_actor, system_actor
 from remit.catalogs.queries import find_catalog
 from remit.clock import utcnow
 from remit.context import Ctx
-from remit.db import Database
-from remit.errors import DomainError, Invalid, NotFound
-from remit.models.directory import Group, User
+from remit.db import Database, Reader
+from remit.directory import queries as directory
+from remit.errors import DomainError, NotFound
 from remit.settings import Settings
 
 console = Console(soft_wrap=True)
@@ -49,14 +47,14 @@ def open_db(s: Settings | None = None) -> Database:
     return Database(s.resolved_database_url())
 
 
-def _actor(session: Session) -> Actor:
+def _actor(reader: Reader) -> Actor:
     upn = ACTING_AS["upn"]
     if upn is None:
         return system_actor("operator (cli)")
-    user_id = session.execute(select(User.id).where(User.upn_key == upn.lower())).scalar()
-    if user_id is None:
+    found = directory.user_by_upn(reader, upn)
+    if found is None:
         raise NotFound(f"no user {upn} (given with --as)")
-    return load_actor(session, user_id)
+    return load_actor(reader, found.id)
 
 
 @contextmanager
@@ -64,12 +62,8 @@ def unit(*, write: bool = True) -> Iterator[Ctx]:
     """One transaction as the acting identity; domain errors become one line and exit 1."""
     db = open_db()
     try:
-        if write:
-            with db.write() as session:
-                yield Ctx(session, _actor(session), utcnow())
-        else:
-            with Session(db.engine) as session:
-                yield Ctx(session, _actor(session), utcnow())
+        with db.write() if write else db.session() as session:
+            yield Ctx(session, _actor(session), utcnow())
     except DomainError as exc:
         fail(exc.message)
     except Exception as exc:
@@ -80,32 +74,14 @@ def unit(*, write: bool = True) -> Iterator[Ctx]:
         db.dispose()
 
 
-def user_id(session: Session, upn_or_id: str) -> str:
-    found = session.execute(
-        select(User.id).where(or_(User.upn_key == upn_or_id.lower(), User.id == upn_or_id))
-    ).scalar()
-    if found is None:
-        raise NotFound(f"no user {upn_or_id}")
-    return found
+def user_id(reader: Reader, upn_or_id: str) -> str:
+    """A user named by UPN or id (``directory.queries.user_id_of``)."""
+    return directory.user_id_of(reader, upn_or_id)
 
 
-def principal_id(session: Session, name: str) -> str:
-    """A user (UPN or id) or a group (display name or id)."""
-    found = session.execute(
-        select(User.id).where(or_(User.upn_key == name.lower(), User.id == name))
-    ).scalar()
-    if found:
-        return found
-    groups = (
-        session.execute(select(Group.id).where(or_(Group.display_name == name, Group.id == name)))
-        .scalars()
-        .all()
-    )
-    if len(groups) == 1:
-        return groups[0]
-    if groups:
-        raise Invalid(f"several groups are named {name!r}; give the group id")
-    raise NotFound(f"no user or group {name!r}")
+def principal_id(reader: Reader, name: str) -> str:
+    """A user (UPN or id) or a group (display name or id): ``directory.queries.principal_id_of``."""
+    return directory.principal_id_of(reader, name)
 
 
 def catalog_id(ctx: Ctx, name: str) -> str:

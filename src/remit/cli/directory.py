@@ -5,20 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
-from remit.authz.decide import authorize
-from remit.authz.tasks import Task
 from remit.cli.common import (
     fail,
     plain,
-    principal_id,
     table,
     unit,
-    user_id,
 )
 from remit.directory import operations as dir_ops
-from remit.models.directory import Application, Group, Site, User
+from remit.directory import queries as dir_queries
 
 user_app = typer.Typer(help="Users.", no_args_is_help=True)
 group_app = typer.Typer(help="Groups.", no_args_is_help=True)
@@ -43,7 +38,7 @@ def user_add(
             department=department,
             job_title=job_title,
             user_type="Guest" if guest else "Member",
-            manager_id=user_id(ctx.session, manager) if manager else None,
+            manager_id=dir_queries.user_id_of(ctx.session, manager) if manager else None,
         )
         plain(user.id)
 
@@ -51,8 +46,7 @@ def user_add(
 @user_app.command("list")
 def user_list() -> None:
     with unit(write=False) as ctx:
-        authorize(ctx.actor, Task.DIRECTORY_READ)
-        users = ctx.session.execute(select(User).order_by(User.upn_key)).scalars().all()
+        users = dir_queries.all_users(ctx)
         table(
             "Users",
             ["UPN", "Name", "Type", "Enabled", "Department", "Id"],
@@ -86,8 +80,8 @@ def group_add(
             display_name=name,
             kind="microsoft365" if m365 else "security",
             is_assignable_to_role=role_assignable,
-            owner_ids=[user_id(ctx.session, o) for o in owner or []],
-            member_ids=[principal_id(ctx.session, m) for m in member or []],
+            owner_ids=[dir_queries.user_id_of(ctx.session, o) for o in owner or []],
+            member_ids=[dir_queries.principal_id_of(ctx.session, m) for m in member or []],
         )
         plain(group.id)
 
@@ -96,15 +90,16 @@ def group_add(
 def group_add_member(group: str, member: str) -> None:
     with unit() as ctx:
         dir_ops.add_group_member(
-            ctx, principal_id(ctx.session, group), principal_id(ctx.session, member)
+            ctx,
+            dir_queries.principal_id_of(ctx.session, group),
+            dir_queries.principal_id_of(ctx.session, member),
         )
 
 
 @group_app.command("list")
 def group_list() -> None:
     with unit(write=False) as ctx:
-        authorize(ctx.actor, Task.DIRECTORY_READ)
-        groups = ctx.session.execute(select(Group).order_by(Group.display_name)).scalars().all()
+        groups = dir_queries.all_groups(ctx)
         table(
             "Groups",
             ["Name", "Kind", "Role-assignable", "Id"],
@@ -131,7 +126,7 @@ def app_add(
             ctx,
             display_name=name,
             app_roles=roles,
-            owner_ids=[user_id(ctx.session, o) for o in owner or []],
+            owner_ids=[dir_queries.user_id_of(ctx.session, o) for o in owner or []],
         )
         plain(created.id)
 
@@ -139,8 +134,8 @@ def app_add(
 @app_app.command("list")
 def app_list() -> None:
     with unit(write=False) as ctx:
-        apps = ctx.session.execute(select(Application).order_by(Application.display_name))
-        table("Applications", ["Name", "Id"], [(a.display_name, a.id) for a in apps.scalars()])
+        apps = dir_queries.all_applications(ctx)
+        table("Applications", ["Name", "Id"], [(a.display_name, a.id) for a in apps])
 
 
 @site_app.command("add")
@@ -154,7 +149,7 @@ def site_add(
             ctx,
             display_name=name,
             web_url=url,
-            admin_ids=[user_id(ctx.session, a) for a in admin or []],
+            admin_ids=[dir_queries.user_id_of(ctx.session, a) for a in admin or []],
         )
         plain(site.id)
 
@@ -162,7 +157,7 @@ def site_add(
 @site_app.command("list")
 def site_list() -> None:
     with unit(write=False) as ctx:
-        sites = ctx.session.execute(select(Site).order_by(Site.display_name)).scalars()
+        sites = dir_queries.all_sites(ctx)
         table("Sites", ["Name", "URL", "Id"], [(s.display_name, s.web_url, s.id) for s in sites])
 
 

@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
 from remit.cli import audit as audit_cli
 from remit.cli import catalogs as catalogs_cli
@@ -28,7 +27,6 @@ from remit.cli.common import (
     settings,
     unit,
 )
-from remit.models.directory import User
 
 app = typer.Typer(
     name="remit",
@@ -108,11 +106,12 @@ def token_issue(
 ) -> None:
     """Print a bearer token for a user (the token alone on the last line)."""
     from remit.clock import utcnow
+    from remit.directory.queries import user_by_upn
     from remit.tokens import TokenService
 
     s = settings()
     with unit(write=False) as ctx:
-        found = ctx.session.execute(select(User).where(User.upn_key == user.lower())).scalar()
+        found = user_by_upn(ctx.session, user)
         if found is None:
             fail(f"no user {user}")
         if not found.account_enabled:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from remit import validation
@@ -16,6 +15,7 @@ from remit.authz.groups import GroupPart, authorize_group_change, is_group_owner
 from remit.authz.roles import DIRECTORY_ROLE_NAMES, DirectoryRole
 from remit.authz.tasks import Task
 from remit.context import Ctx
+from remit.directory import queries
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
 from remit.models.directory import (
     Application,
@@ -35,36 +35,14 @@ DIRECTORY = "Directory"
 GROUP_KINDS = ("security", "microsoft365")
 DEFAULT_SITE_ROLES = ("Owners", "Members", "Visitors")
 
-
-def _visible_directory(ctx: Ctx) -> None:
-    authorize(ctx.actor, Task.DIRECTORY_READ)
-
-
-def get_user(ctx: Ctx, user_id: str) -> User:
-    if user_id != ctx.actor.user_id:
-        _visible_directory(ctx)
-    user = ctx.session.get(User, user_id) if validation.usable_id(user_id) else None
-    if user is None:
-        raise NotFound(f"user {user_id} was not found")
-    return user
-
-
-def find_user(ctx: Ctx, id_or_upn: str) -> User:
-    """By object id or userPrincipalName, as Graph's /users/{id | userPrincipalName}."""
-    if "@" in id_or_upn:
-        if id_or_upn.lower() != ctx.actor.name.lower():
-            _visible_directory(ctx)
-        user = (
-            ctx.session.execute(
-                select(User).where(User.upn_key == id_or_upn.lower())
-            ).scalar_one_or_none()
-            if validation.usable_id(id_or_upn)
-            else None
-        )
-        if user is None:
-            raise NotFound(f"user {id_or_upn} was not found")
-        return user
-    return get_user(ctx, id_or_upn)
+# The reads live in ``directory.queries``; the operations below use these, and other packages'
+# operations (roles, lifecycle.notices) still import them from here.
+find_user = queries.find_user
+get_user = queries.get_user
+get_group = queries.get_group
+get_application = queries.get_application
+get_site = queries.get_site
+live_membership = queries.live_membership
 
 
 def create_user(
@@ -180,14 +158,6 @@ def user_snapshot(user: User) -> dict[str, Any]:
 # ---------------------------------------------------------------- groups
 
 
-def get_group(ctx: Ctx, group_id: str) -> Group:
-    _visible_directory(ctx)
-    group = ctx.session.get(Group, group_id) if validation.usable_id(group_id) else None
-    if group is None:
-        raise NotFound(f"group {group_id} was not found")
-    return group
-
-
 def create_group(
     ctx: Ctx,
     *,
@@ -246,11 +216,6 @@ def group_snapshot(group: Group) -> dict[str, Any]:
         "isAssignableToRole": group.is_assignable_to_role,
         "membershipRule": group.membership_rule,
     }
-
-
-def live_membership(now: datetime) -> ColumnElement[bool]:
-    """Membership edges that count at ``now`` (delivered ones only until ``valid_until``)."""
-    return or_(GroupMember.valid_until.is_(None), GroupMember.valid_until > now)
 
 
 def owns_group(ctx: Ctx, group_id: str, user_id: str) -> bool:
@@ -374,19 +339,7 @@ def principal_type(ctx: Ctx, principal_id: str) -> str:
     return _principal_type(ctx, principal_id)
 
 
-def member_groups(ctx: Ctx, principal_id: str) -> frozenset[str]:
-    return transitive_group_ids(ctx.session, principal_id, now=ctx.now)
-
-
 # ---------------------------------------------------------------- applications
-
-
-def get_application(ctx: Ctx, app_id: str) -> Application:
-    _visible_directory(ctx)
-    app = ctx.session.get(Application, app_id) if validation.usable_id(app_id) else None
-    if app is None:
-        raise NotFound(f"application {app_id} was not found")
-    return app
 
 
 def create_application(
@@ -454,14 +407,6 @@ def add_application_owner(ctx: Ctx, app_id: str, user_id: str) -> None:
 
 
 # ---------------------------------------------------------------- sites
-
-
-def get_site(ctx: Ctx, site_id: str) -> Site:
-    _visible_directory(ctx)
-    site = ctx.session.get(Site, site_id) if validation.usable_id(site_id) else None
-    if site is None:
-        raise NotFound(f"site {site_id} was not found")
-    return site
 
 
 def create_site(
@@ -610,13 +555,4 @@ def remove_directory_role(ctx: Ctx, assignment_id: str) -> None:
         target_name=DIRECTORY_ROLE_NAMES[rid],
         before={"principalId": assignment.principal_id},
         category="RoleManagement",
-    )
-
-
-def list_directory_role_assignments(ctx: Ctx) -> list[DirectoryRoleAssignment]:
-    _visible_directory(ctx)
-    return list(
-        ctx.session.execute(
-            select(DirectoryRoleAssignment).order_by(DirectoryRoleAssignment.created_at)
-        ).scalars()
     )

@@ -15,25 +15,22 @@ from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 from fastapi import Depends, Request
-from sqlalchemy import Connection
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from remit.api import shapes
 from remit.api.collection import QueryOptions, check_expand, entity, single_options
 from remit.api.state import AppState, actor_for, app_state, identity
 from remit.catalogs.reads import read_catalog
-from remit.context import Ctx
+from remit.db import Reader
 from remit.models.catalogs import Catalog
-from remit.models.packages import AccessPackage
-from remit.packages.operations import visible_packages
+from remit.packages.queries import packages_in_catalog_on
 from remit.tokens import Identity
 
 T = TypeVar("T")
 CATALOGS = "identityGovernance/entitlementManagement/catalogs"
 
 
-async def read(request: Request, work: Callable[[AppState, Connection], T]) -> T:
+async def read(request: Request, work: Callable[[AppState, Reader], T]) -> T:
     """Run ``work`` in one read transaction: inline on SQLite, in the threadpool otherwise."""
     state = app_state(request)
     if state.db.is_sqlite:
@@ -41,7 +38,7 @@ async def read(request: Request, work: Callable[[AppState, Connection], T]) -> T
     return await run_in_threadpool(_in_transaction, state, work)
 
 
-def _in_transaction(state: AppState, work: Callable[[AppState, Connection], T]) -> T:
+def _in_transaction(state: AppState, work: Callable[[AppState, Reader], T]) -> T:
     with state.db.read_latest() as conn:
         return work(state, conn)
 
@@ -55,7 +52,7 @@ async def get_catalog(
 ) -> dict[str, Any]:
     q = options(request)
 
-    def work(state: AppState, conn: Connection) -> dict[str, Any]:
+    def work(state: AppState, conn: Reader) -> dict[str, Any]:
         return _catalog_item(state, conn, ident, catalog_id, q)
 
     return entity(request, CATALOGS, await read(request, work), q)
@@ -79,18 +76,14 @@ SINGLE_READ: dict[str, Any] = {
 
 
 def _catalog_item(
-    state: AppState, conn: Connection, ident: Identity, catalog_id: str, q: QueryOptions
+    state: AppState, conn: Reader, ident: Identity, catalog_id: str, q: QueryOptions
 ) -> dict[str, Any]:
     actor = actor_for(conn, ident, catalog_id=catalog_id, now=state.clock())
     # A Core row has the attributes the shape reads from the ORM object.
     item = shapes.catalog(cast(Catalog, read_catalog(conn, actor, catalog_id)))
     check_expand(q, ("accessPackages",))  # after the read, as the ORM route: 404 comes first
     if "accessPackages" in q.expand:
-        # Rare: the ORM and the packages' own visibility rule, on the same connection.
-        with Session(bind=conn) as session:
-            ctx = Ctx(session, actor, state.clock())
-            packages = session.execute(
-                visible_packages(ctx).where(AccessPackage.catalog_id == catalog_id)
-            ).scalars()
-            item["accessPackages"] = [shapes.access_package(p) for p in packages]
+        # Rare: the packages' own visibility rule, through the ORM on the same connection.
+        packages = packages_in_catalog_on(conn, actor, catalog_id)
+        item["accessPackages"] = [shapes.access_package(p) for p in packages]
     return item

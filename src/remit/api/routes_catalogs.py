@@ -2,31 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from remit.api import fast_reads, shapes
 from remit.api.bodies import CatalogCreate, CatalogUpdate, ResourceRequestCreate
 from remit.api.collection import (
     QueryOptions,
-    collection,
     entity,
+    listed,
     query_options,
     single_options,
 )
-from remit.api.routes_packages import PACKAGE_EXPANDS, PACKAGE_FIELDS, render_packages
+from remit.api.routes_packages import PACKAGE_EXPANDS, listed_under, render_packages
 from remit.api.state import identity, operation
-from remit.authz.decide import can
-from remit.authz.tasks import Task
-from remit.authz.visibility import catalog_filter
 from remit.catalogs import operations as ops
+from remit.catalogs import queries as catalogs
 from remit.catalogs import resources as res
 from remit.context import Ctx
-from remit.errors import Invalid, NotFound
-from remit.listing import F
+from remit.errors import Invalid
 from remit.models.catalogs import (
     Catalog,
     CatalogResource,
@@ -34,69 +30,24 @@ from remit.models.catalogs import (
     ResourceRole,
     ResourceScope,
 )
-from remit.models.packages import AccessPackage
-from remit.packages.operations import visible_packages
+from remit.packages import queries as packages
 from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
+CATALOGS = "identityGovernance/entitlementManagement/catalogs"
 # The token is checked before query options and body fields: a bad token is a 401 first.
 router = APIRouter(prefix=EM, tags=["catalogs"], dependencies=[Depends(identity)])
 
-CATALOG_FIELDS = {
-    "id": F(Catalog.id),
-    "displayName": F(Catalog.display_name),
-    "description": F(Catalog.description),
-    "state": F(Catalog.state, enum=True),
-    "catalogType": F(Catalog.catalog_type, enum=True),
-    "isExternallyVisible": F(Catalog.is_externally_visible),
-    "createdDateTime": F(Catalog.created_at),
-    "modifiedDateTime": F(Catalog.modified_at),
-}
-RESOURCE_FIELDS = {
-    "id": F(CatalogResource.id),
-    "displayName": F(CatalogResource.display_name),
-    "originId": F(CatalogResource.origin_id),
-    "originSystem": F(CatalogResource.origin_system, enum=True),
-}
-ROLE_FIELDS = {
-    "id": F(ResourceRole.id),
-    "displayName": F(ResourceRole.display_name),
-    "originId": F(ResourceRole.origin_id),
-    "originSystem": F(ResourceRole.origin_system, enum=True),
-    "resource/id": F(ResourceRole.resource_id),
-}
-SCOPE_FIELDS = {
-    "id": F(ResourceScope.id),
-    "displayName": F(ResourceScope.display_name),
-    "originId": F(ResourceScope.origin_id),
-    "originSystem": F(ResourceScope.origin_system, enum=True),
-    "isRootScope": F(ResourceScope.is_root_scope),
-    "resource/id": F(ResourceScope.resource_id),
-}
-REQUEST_FIELDS = {
-    "id": F(ResourceRequest.id),
-    "requestType": F(ResourceRequest.request_type, enum=True),
-    "state": F(ResourceRequest.state, enum=True),
-    "catalog/id": F(ResourceRequest.catalog_id),
-    "createdDateTime": F(ResourceRequest.created_at),
-}
+Expand = dict[str, dict[str, str]]
 
 
-def _render_catalogs(ctx: Ctx, q: QueryOptions):  # type: ignore[no-untyped-def]
-    def render(session: Session, rows: list[Catalog]) -> list[dict[str, Any]]:
-        items = [shapes.catalog(c) for c in rows]
-        if "accessPackages" in q.expand and rows:
-            packages = session.execute(
-                visible_packages(ctx).where(AccessPackage.catalog_id.in_([c.id for c in rows]))
-            ).scalars()
-            by_catalog: dict[str, list[dict[str, Any]]] = {c.id: [] for c in rows}
-            for p in packages:
-                by_catalog[p.catalog_id].append(shapes.access_package(p))
-            for item in items:
-                item["accessPackages"] = by_catalog[item["id"]]
-        return items
-
-    return render
+def _render_catalogs(ctx: Ctx, rows: list[Catalog], expand: Expand) -> list[dict[str, Any]]:
+    items = [shapes.catalog(c) for c in rows]
+    if "accessPackages" in expand and rows:
+        by_catalog = packages.packages_in(ctx, rows)
+        for item, row in zip(items, rows, strict=True):
+            item["accessPackages"] = [shapes.access_package(p) for p in by_catalog[row.id]]
+    return items
 
 
 @router.get("/catalogs")
@@ -105,18 +56,15 @@ def list_catalogs(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return collection(
-            request,
-            ctx.session,
-            ops.visible_catalogs(ctx),
-            key=Catalog.id,
-            fields=CATALOG_FIELDS,
-            q=q,
-            render=_render_catalogs(ctx, q),
-            context="identityGovernance/entitlementManagement/catalogs",
-            expandable=("accessPackages",),
-        )
+    return listed(
+        request,
+        ident,
+        q,
+        catalogs.catalogs,
+        lambda ctx, rows: _render_catalogs(ctx, rows, q.expand),
+        context=CATALOGS,
+        expandable=("accessPackages",),
+    )
 
 
 @router.post("/catalogs", status_code=201)
@@ -131,9 +79,7 @@ def create_catalog(
             state=body.state,
             is_externally_visible=body.isExternallyVisible,
         )
-        return entity(
-            request, "identityGovernance/entitlementManagement/catalogs", shapes.catalog(catalog)
-        )
+        return entity(request, CATALOGS, shapes.catalog(catalog))
 
 
 router.get("/catalogs/{catalog_id}", **fast_reads.SINGLE_READ)(fast_reads.get_catalog)
@@ -160,50 +106,49 @@ def delete_catalog(
 # ---------------------------------------------------------------- resources
 
 
-def _render_resources(q: QueryOptions):  # type: ignore[no-untyped-def]
-    def render(session: Session, rows: list[CatalogResource]) -> list[dict[str, Any]]:
-        items = [shapes.resource(r) for r in rows]
-        ids = [r.id for r in rows]
-        if "roles" in q.expand and ids:
-            roles: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-            for role in session.execute(
-                select(ResourceRole)
-                .where(ResourceRole.resource_id.in_(ids))
-                .order_by(ResourceRole.display_name)
-            ).scalars():
-                roles[role.resource_id].append(shapes.resource_role(role))
-            for item in items:
-                item["roles"] = roles[item["id"]]
-        if "scopes" in q.expand and ids:
-            scopes: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-            for scope in session.execute(
-                select(ResourceScope).where(ResourceScope.resource_id.in_(ids))
-            ).scalars():
-                scopes[scope.resource_id].append(shapes.resource_scope(scope))
-            for item in items:
-                item["scopes"] = scopes[item["id"]]
-        return items
-
-    return render
+def _render_resources(
+    ctx: Ctx, rows: list[CatalogResource], expand: Expand
+) -> list[dict[str, Any]]:
+    items = [shapes.resource(r) for r in rows]
+    if "roles" in expand and rows:
+        roles = catalogs.roles_of(ctx, rows)
+        for item, row in zip(items, rows, strict=True):
+            item["roles"] = [shapes.resource_role(r) for r in roles[row.id]]
+    if "scopes" in expand and rows:
+        scopes = catalogs.scopes_of(ctx, rows)
+        for item, row in zip(items, rows, strict=True):
+            item["scopes"] = [shapes.resource_scope(s) for s in scopes[row.id]]
+    return items
 
 
-def _render_with_resource(shape: Any, q: QueryOptions):  # type: ignore[no-untyped-def]
-    def render(session: Session, rows: list[Any]) -> list[dict[str, Any]]:
-        items = [shape(r) for r in rows]
-        if "resource" in q.expand and rows:
-            found = {
-                r.id: shapes.resource(r)
-                for r in session.execute(
-                    select(CatalogResource).where(
-                        CatalogResource.id.in_({row.resource_id for row in rows})
-                    )
-                ).scalars()
-            }
-            for item, row in zip(items, rows, strict=True):
-                item["resource"] = found.get(row.resource_id)
-        return items
+def _render_roles(ctx: Ctx, rows: list[ResourceRole], expand: Expand) -> list[dict[str, Any]]:
+    return _with_resource(ctx, rows, [shapes.resource_role(r) for r in rows], expand)
 
-    return render
+
+def _render_scopes(ctx: Ctx, rows: list[ResourceScope], expand: Expand) -> list[dict[str, Any]]:
+    return _with_resource(ctx, rows, [shapes.resource_scope(s) for s in rows], expand)
+
+
+def _with_resource(
+    ctx: Ctx,
+    rows: Sequence[ResourceRole | ResourceScope],
+    items: list[dict[str, Any]],
+    expand: Expand,
+) -> list[dict[str, Any]]:
+    if "resource" in expand and rows:
+        found = catalogs.resources_of(ctx, rows)
+        for item, row in zip(items, rows, strict=True):
+            resource = found.get(row.resource_id)
+            item["resource"] = shapes.resource(resource) if resource else None
+    return items
+
+
+def _in_catalog(catalog_id: str) -> Callable[[Ctx], object]:
+    return lambda ctx: catalogs.get_catalog(ctx, catalog_id)
+
+
+def _in_resource(catalog_id: str, resource_id: str) -> Callable[[Ctx], object]:
+    return lambda ctx: catalogs.get_resource(ctx, catalog_id, resource_id)
 
 
 @router.get("/catalogs/{catalog_id}/resources")
@@ -213,28 +158,17 @@ def list_resources(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        catalog = ops.get_catalog(ctx, catalog_id)
-        stmt = select(CatalogResource).where(CatalogResource.catalog_id == catalog.id)
-        return collection(
-            request,
-            ctx.session,
-            stmt,
-            key=CatalogResource.id,
-            fields=RESOURCE_FIELDS,
-            q=q,
-            render=_render_resources(q),
-            expandable=("roles", "scopes"),
-            context=f"identityGovernance/entitlementManagement/catalogs('{catalog.id}')/resources",
-        )
-
-
-def _catalog_resource(ctx: Ctx, catalog_id: str, resource_id: str) -> CatalogResource:
-    catalog = ops.get_catalog(ctx, catalog_id)
-    found = ctx.session.get(CatalogResource, resource_id)
-    if found is None or found.catalog_id != catalog.id:
-        raise NotFound(f"resource {resource_id} was not found in this catalog")
-    return found
+    return listed_under(
+        request,
+        ident,
+        q,
+        _in_catalog(catalog_id),
+        lambda ctx, options: catalogs.resources(ctx, catalog_id, options),
+        lambda ctx, rows: _render_resources(ctx, rows, q.expand),
+        expandable=("roles", "scopes"),
+        # The catalog was found by this id, so it is the catalog's own.
+        context=f"{CATALOGS}('{catalog_id}')/resources",
+    )
 
 
 @router.get("/catalogs/{catalog_id}/resources/{resource_id}")
@@ -246,11 +180,9 @@ def get_resource(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        found = _catalog_resource(ctx, catalog_id, resource_id)
-        item = _render_resources(q)(ctx.session, [found])[0]
-        return entity(
-            request, "identityGovernance/entitlementManagement/catalogs/resources", item, q
-        )
+        found = catalogs.get_resource(ctx, catalog_id, resource_id)
+        item = _render_resources(ctx, [found], q.expand)[0]
+        return entity(request, f"{CATALOGS}/resources", item, q)
 
 
 @router.get("/catalogs/{catalog_id}/resources/{resource_id}/roles")
@@ -261,20 +193,16 @@ def list_resource_roles_of(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        found = _catalog_resource(ctx, catalog_id, resource_id)
-        stmt = select(ResourceRole).where(ResourceRole.resource_id == found.id)
-        return collection(
-            request,
-            ctx.session,
-            stmt,
-            key=ResourceRole.id,
-            fields=ROLE_FIELDS,
-            q=q,
-            render=_render_with_resource(shapes.resource_role, q),
-            expandable=("resource",),
-            context="identityGovernance/entitlementManagement/catalogs/resources/roles",
-        )
+    return listed_under(
+        request,
+        ident,
+        q,
+        _in_resource(catalog_id, resource_id),
+        lambda ctx, options: catalogs.resource_roles(ctx, catalog_id, resource_id, options),
+        lambda ctx, rows: _render_roles(ctx, rows, q.expand),
+        expandable=("resource",),
+        context=f"{CATALOGS}/resources/roles",
+    )
 
 
 @router.get("/catalogs/{catalog_id}/resources/{resource_id}/scopes")
@@ -285,20 +213,16 @@ def list_resource_scopes_of(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        found = _catalog_resource(ctx, catalog_id, resource_id)
-        stmt = select(ResourceScope).where(ResourceScope.resource_id == found.id)
-        return collection(
-            request,
-            ctx.session,
-            stmt,
-            key=ResourceScope.id,
-            fields=SCOPE_FIELDS,
-            q=q,
-            render=_render_with_resource(shapes.resource_scope, q),
-            expandable=("resource",),
-            context="identityGovernance/entitlementManagement/catalogs/resources/scopes",
-        )
+    return listed_under(
+        request,
+        ident,
+        q,
+        _in_resource(catalog_id, resource_id),
+        lambda ctx, options: catalogs.resource_scopes(ctx, catalog_id, resource_id, options),
+        lambda ctx, rows: _render_scopes(ctx, rows, q.expand),
+        expandable=("resource",),
+        context=f"{CATALOGS}/resources/scopes",
+    )
 
 
 @router.get("/catalogs/{catalog_id}/resourceRoles")
@@ -308,24 +232,16 @@ def list_catalog_resource_roles(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        catalog = ops.get_catalog(ctx, catalog_id)
-        stmt = (
-            select(ResourceRole)
-            .join(CatalogResource, CatalogResource.id == ResourceRole.resource_id)
-            .where(CatalogResource.catalog_id == catalog.id)
-        )
-        return collection(
-            request,
-            ctx.session,
-            stmt,
-            key=ResourceRole.id,
-            fields=ROLE_FIELDS,
-            q=q,
-            render=_render_with_resource(shapes.resource_role, q),
-            expandable=("resource",),
-            context="identityGovernance/entitlementManagement/catalogs/resourceRoles",
-        )
+    return listed_under(
+        request,
+        ident,
+        q,
+        _in_catalog(catalog_id),
+        lambda ctx, options: catalogs.catalog_resource_roles(ctx, catalog_id, options),
+        lambda ctx, rows: _render_roles(ctx, rows, q.expand),
+        expandable=("resource",),
+        context=f"{CATALOGS}/resourceRoles",
+    )
 
 
 @router.get("/catalogs/{catalog_id}/resourceScopes")
@@ -335,24 +251,16 @@ def list_catalog_resource_scopes(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        catalog = ops.get_catalog(ctx, catalog_id)
-        stmt = (
-            select(ResourceScope)
-            .join(CatalogResource, CatalogResource.id == ResourceScope.resource_id)
-            .where(CatalogResource.catalog_id == catalog.id)
-        )
-        return collection(
-            request,
-            ctx.session,
-            stmt,
-            key=ResourceScope.id,
-            fields=SCOPE_FIELDS,
-            q=q,
-            render=_render_with_resource(shapes.resource_scope, q),
-            expandable=("resource",),
-            context="identityGovernance/entitlementManagement/catalogs/resourceScopes",
-        )
+    return listed_under(
+        request,
+        ident,
+        q,
+        _in_catalog(catalog_id),
+        lambda ctx, options: catalogs.catalog_resource_scopes(ctx, catalog_id, options),
+        lambda ctx, rows: _render_scopes(ctx, rows, q.expand),
+        expandable=("resource",),
+        context=f"{CATALOGS}/resourceScopes",
+    )
 
 
 @router.get("/catalogs/{catalog_id}/accessPackages")
@@ -362,23 +270,21 @@ def list_catalog_packages(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        catalog = ops.get_catalog(ctx, catalog_id)
-        stmt = visible_packages(ctx).where(AccessPackage.catalog_id == catalog.id)
-        return collection(
-            request,
-            ctx.session,
-            stmt,
-            key=AccessPackage.id,
-            fields=PACKAGE_FIELDS,
-            q=q,
-            render=render_packages(ctx, q),
-            expandable=PACKAGE_EXPANDS,
-            context="identityGovernance/entitlementManagement/catalogs/accessPackages",
-        )
+    return listed_under(
+        request,
+        ident,
+        q,
+        _in_catalog(catalog_id),
+        lambda ctx, options: packages.catalog_packages(ctx, catalog_id, options),
+        lambda ctx, rows: render_packages(ctx, rows, q.expand),
+        expandable=PACKAGE_EXPANDS,
+        context=f"{CATALOGS}/accessPackages",
+    )
 
 
 # ---------------------------------------------------------------- resource requests
+
+REQUESTS = "identityGovernance/entitlementManagement/resourceRequests"
 
 
 @router.post("/resourceRequests", status_code=201)
@@ -404,54 +310,33 @@ def create_resource_request(
             )
         else:
             raise Invalid("requestType must be adminAdd or adminRemove", target="requestType")
-        item = _render_requests({"resource": {}, "catalog": {}})(ctx.session, [created])[0]
-        return entity(request, "identityGovernance/entitlementManagement/resourceRequests", item)
+        item = _render_requests(ctx, [created], {"resource": {}, "catalog": {}})[0]
+        return entity(request, REQUESTS, item)
 
 
-def _render_requests(expand: dict[str, dict[str, str]]):  # type: ignore[no-untyped-def]
+def _render_requests(ctx: Ctx, rows: list[ResourceRequest], expand: Expand) -> list[dict[str, Any]]:
     """Resource requests, with their catalog and resource batch-loaded for the page."""
-
-    def render(session: Session, rows: list[ResourceRequest]) -> list[dict[str, Any]]:
-        items = [shapes.resource_request(r) for r in rows]
-        catalogs: dict[str, Catalog] = {}
-        resources: dict[str, CatalogResource] = {}
-        if "catalog" in expand and rows:
-            ids = {r.catalog_id for r in rows}
-            catalogs = {
-                c.id: c for c in session.scalars(select(Catalog).where(Catalog.id.in_(ids)))
-            }
-        if "resource" in expand and rows:
-            ids = {r.resource_id for r in rows if r.resource_id}
-            resources = {
-                r.id: r
-                for r in session.scalars(select(CatalogResource).where(CatalogResource.id.in_(ids)))
-            }
-        for item, row in zip(items, rows, strict=True):
-            if "catalog" in expand:
-                catalog = catalogs.get(row.catalog_id)
-                item["catalog"] = shapes.catalog(catalog) if catalog else {"id": row.catalog_id}
-            if "resource" in expand:
-                # A removed resource is gone from the catalog; the request still names it.
-                found = resources.get(row.resource_id or "")
-                item["resource"] = (
-                    shapes.resource(found)
-                    if found
-                    else {
-                        "id": row.resource_id,
-                        "originId": row.origin_id,
-                        "originSystem": row.origin_system,
-                        "displayName": row.display_name,
-                    }
-                )
-        return items
-
-    return render
-
-
-def _visible_requests(ctx: Ctx) -> Any:
-    return select(ResourceRequest).where(
-        catalog_filter(ctx.actor, Task.CATALOG_READ, ResourceRequest.catalog_id)
-    )
+    items = [shapes.resource_request(r) for r in rows]
+    found_catalogs = catalogs.request_catalogs(ctx, rows) if "catalog" in expand else {}
+    found_resources = catalogs.resources_of(ctx, rows) if "resource" in expand else {}
+    for item, row in zip(items, rows, strict=True):
+        if "catalog" in expand:
+            catalog = found_catalogs.get(row.catalog_id)
+            item["catalog"] = shapes.catalog(catalog) if catalog else {"id": row.catalog_id}
+        if "resource" in expand:
+            # A removed resource is gone from the catalog; the request still names it.
+            resource = found_resources.get(row.resource_id or "")
+            item["resource"] = (
+                shapes.resource(resource)
+                if resource
+                else {
+                    "id": row.resource_id,
+                    "originId": row.origin_id,
+                    "originSystem": row.origin_system,
+                    "displayName": row.display_name,
+                }
+            )
+    return items
 
 
 @router.get("/resourceRequests")
@@ -460,18 +345,15 @@ def list_resource_requests(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return collection(
-            request,
-            ctx.session,
-            _visible_requests(ctx),
-            key=ResourceRequest.id,
-            fields=REQUEST_FIELDS,
-            q=q,
-            render=_render_requests(q.expand),
-            expandable=("resource", "catalog"),
-            context="identityGovernance/entitlementManagement/resourceRequests",
-        )
+    return listed(
+        request,
+        ident,
+        q,
+        catalogs.resource_requests,
+        lambda ctx, rows: _render_requests(ctx, rows, q.expand),
+        context=REQUESTS,
+        expandable=("resource", "catalog"),
+    )
 
 
 @router.get("/resourceRequests/{request_id}")
@@ -482,8 +364,6 @@ def get_resource_request(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        found = ctx.session.get(ResourceRequest, request_id)
-        if found is None or not can(ctx.actor, Task.CATALOG_READ, found.catalog_id):
-            raise NotFound(f"resource request {request_id} was not found")
-        item = _render_requests(q.expand)(ctx.session, [found])[0]
-        return entity(request, "identityGovernance/entitlementManagement/resourceRequests", item, q)
+        found = catalogs.get_resource_request(ctx, request_id)
+        item = _render_requests(ctx, [found], q.expand)[0]
+        return entity(request, REQUESTS, item, q)

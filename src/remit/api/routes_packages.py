@@ -2,54 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from itertools import islice
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from remit.api import shapes
 from remit.api.bodies import AccessPackageCreate, AccessPackageUpdate, Ref, ResourceRoleScopeCreate
 from remit.api.collection import (
     QueryOptions,
     check_expand,
-    collection,
     entity,
+    list_options,
+    listed,
+    page_body,
     query_options,
     single_options,
 )
 from remit.api.odata import parse_expand
-from remit.api.routes_directory import GROUP_FIELDS
 from remit.api.state import identity, operation
 from remit.context import Ctx
 from remit.lifecycle import package_roles
-from remit.listing import F
-from remit.models.catalogs import Catalog, ResourceRole, ResourceScope
-from remit.models.directory import Group
-from remit.models.packages import (
-    AccessPackage,
-    IncompatibleGroup,
-    IncompatiblePackage,
-    ResourceRoleScope,
-)
+from remit.listing import ListOptions, Page
+from remit.models.packages import AccessPackage, ResourceRoleScope
 from remit.packages import operations as ops
+from remit.packages import queries as packages
 from remit.tokens import Identity
+
+# Where routes_policies takes the packages' field map from (it lives in packages.queries).
+PACKAGE_FIELDS = packages.PACKAGE_FIELDS
+
+T = TypeVar("T")
+Expand = dict[str, dict[str, str]]
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
 CONTEXT = "identityGovernance/entitlementManagement/accessPackages"
 # The token is checked before query options and body fields: a bad token is a 401 first.
 router = APIRouter(prefix=EM, tags=["accessPackages"], dependencies=[Depends(identity)])
 
-PACKAGE_FIELDS = {
-    "id": F(AccessPackage.id),
-    "displayName": F(AccessPackage.display_name),
-    "description": F(AccessPackage.description),
-    "isHidden": F(AccessPackage.is_hidden),
-    "catalog/id": F(AccessPackage.catalog_id),
-    "catalogId": F(AccessPackage.catalog_id),
-    "createdDateTime": F(AccessPackage.created_at),
-    "modifiedDateTime": F(AccessPackage.modified_at),
-}
 PACKAGE_EXPANDS = (
     "catalog",
     "resourceRoleScopes",
@@ -57,116 +48,90 @@ PACKAGE_EXPANDS = (
     "incompatibleGroups",
     "accessPackagesIncompatibleWith",
 )
-RRS_FIELDS = {
-    "role/id": F(ResourceRoleScope.role_id),
-    "scope/id": F(ResourceRoleScope.scope_id),
-    "createdDateTime": F(ResourceRoleScope.created_at),
-}
 
 
-def render_rrs(
-    session: Session, rows: list[ResourceRoleScope], expand: dict[str, dict[str, str]]
-) -> list[dict[str, Any]]:
+def listed_under(
+    request: Request,
+    ident: Identity,
+    q: QueryOptions,
+    parent: Callable[[Ctx], object],
+    query: Callable[[Ctx, ListOptions], Page[T]],
+    render: Callable[[Ctx, list[T]], list[dict[str, Any]]],
+    *,
+    context: str,
+    expandable: Sequence[str] = (),
+) -> dict[str, Any]:
+    """``listed`` for a collection that hangs off one object: ``parent`` reads that object
+    first, so that one the caller may not see is a 404 before any 400 about ``$expand``."""
+    with operation(request, ident, write=False) as ctx:
+        parent(ctx)
+        check_expand(q, expandable)
+        page = query(ctx, list_options(request, q))
+        return page_body(request, q, page, render(ctx, page.items), context)
+
+
+def render_rrs(ctx: Ctx, rows: list[ResourceRoleScope], expand: Expand) -> list[dict[str, Any]]:
+    """Resource role scopes, with their roles and scopes batch-loaded for the page."""
     items = [shapes.resource_role_scope(r) for r in rows]
     if "role" in expand and rows:
-        roles = {
-            r.id: r
-            for r in session.execute(
-                select(ResourceRole).where(ResourceRole.id.in_({r.role_id for r in rows}))
-            ).scalars()
-        }
+        roles = packages.roles_of(ctx, rows)
         for item, row in zip(items, rows, strict=True):
             item["role"] = shapes.resource_role(roles[row.role_id])
     if "scope" in expand and rows:
-        scopes = {
-            s.id: s
-            for s in session.execute(
-                select(ResourceScope).where(ResourceScope.id.in_({r.scope_id for r in rows}))
-            ).scalars()
-        }
+        scopes = packages.scopes_of(ctx, rows)
         for item, row in zip(items, rows, strict=True):
             item["scope"] = shapes.resource_scope(scopes[row.scope_id])
     return items
 
 
-def _expand_catalog(session: Session, rows: list[AccessPackage], items: list[Any]) -> None:
-    catalogs = {
-        c.id: shapes.catalog(c)
-        for c in session.execute(
-            select(Catalog).where(Catalog.id.in_({p.catalog_id for p in rows}))
-        ).scalars()
-    }
+def _expand_catalog(ctx: Ctx, rows: list[AccessPackage], items: list[dict[str, Any]]) -> None:
+    catalogs = packages.catalogs_of(ctx, rows)
     for item, row in zip(items, rows, strict=True):
-        item["catalog"] = catalogs[row.catalog_id]
+        item["catalog"] = shapes.catalog(catalogs[row.catalog_id])
 
 
 def _expand_rrs(
-    session: Session, ids: list[str], items: list[Any], options: dict[str, str]
+    ctx: Ctx, rows: list[AccessPackage], items: list[dict[str, Any]], options: dict[str, str]
 ) -> None:
-    nested = parse_expand(options.get("$expand"))
-    rrs_rows = list(
-        session.execute(
-            select(ResourceRoleScope).where(ResourceRoleScope.access_package_id.in_(ids))
-        ).scalars()
-    )
-    by_package: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-    for rrs, shaped in zip(rrs_rows, render_rrs(session, rrs_rows, nested), strict=True):
-        by_package[rrs.access_package_id].append(shaped)
-    for item in items:
-        item["resourceRoleScopes"] = by_package[item["id"]]
+    by_package = packages.role_scopes_of(ctx, rows)
+    # One render for the whole page (its roles and scopes in one round trip each), dealt out
+    # again in the page's order.
+    every = [rrs for row in rows for rrs in by_package[row.id]]
+    shaped = iter(render_rrs(ctx, every, parse_expand(options.get("$expand"))))
+    for item, row in zip(items, rows, strict=True):
+        item["resourceRoleScopes"] = list(islice(shaped, len(by_package[row.id])))
 
 
-def _expand_links(ctx: Ctx, ids: list[str], items: list[Any], nav: str, reverse: bool) -> None:
-    link_from, link_to = IncompatiblePackage.access_package_id, IncompatiblePackage.incompatible_id
-    if reverse:
-        link_from, link_to = link_to, link_from
-    visible = ops.visible_packages(ctx).with_only_columns(AccessPackage.id)
-    pairs = ctx.session.execute(
-        select(link_from, AccessPackage)
-        .join(AccessPackage, AccessPackage.id == link_to)
-        .where(link_from.in_(ids), AccessPackage.id.in_(visible))
-    ).all()
-    linked: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-    for owner, other in pairs:
-        linked[owner].append(shapes.access_package(other))
-    for item in items:
-        item[nav] = linked[item["id"]]
+def _expand_links(
+    ctx: Ctx, rows: list[AccessPackage], items: list[dict[str, Any]], nav: str, reverse: bool
+) -> None:
+    linked = packages.incompatible_of(ctx, rows, reverse=reverse)
+    for item, row in zip(items, rows, strict=True):
+        item[nav] = [shapes.access_package(p) for p in linked[row.id]]
 
 
-def _expand_groups(session: Session, ids: list[str], items: list[Any]) -> None:
-    pairs = session.execute(
-        select(IncompatibleGroup.access_package_id, Group)
-        .join(Group, Group.id == IncompatibleGroup.group_id)
-        .where(IncompatibleGroup.access_package_id.in_(ids))
-    ).all()
-    groups: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
-    for owner, group in pairs:
-        groups[owner].append(shapes.group(group))
-    for item in items:
-        item["incompatibleGroups"] = groups[item["id"]]
+def _expand_groups(ctx: Ctx, rows: list[AccessPackage], items: list[dict[str, Any]]) -> None:
+    groups = packages.incompatible_groups_of(ctx, rows)
+    for item, row in zip(items, rows, strict=True):
+        item["incompatibleGroups"] = [shapes.group(g) for g in groups[row.id]]
 
 
-def render_packages(ctx: Ctx, q: QueryOptions):  # type: ignore[no-untyped-def]
+def render_packages(ctx: Ctx, rows: list[AccessPackage], expand: Expand) -> list[dict[str, Any]]:
     """Batch-loads each requested navigation for the whole page (no N+1)."""
-
-    def render(session: Session, rows: list[AccessPackage]) -> list[dict[str, Any]]:
-        items = [shapes.access_package(p) for p in rows]
-        ids = [p.id for p in rows]
-        if not ids:
-            return items
-        if "catalog" in q.expand:
-            _expand_catalog(session, rows, items)
-        if "resourceRoleScopes" in q.expand:
-            _expand_rrs(session, ids, items, q.expand["resourceRoleScopes"])
-        if "incompatibleAccessPackages" in q.expand:
-            _expand_links(ctx, ids, items, "incompatibleAccessPackages", reverse=False)
-        if "accessPackagesIncompatibleWith" in q.expand:
-            _expand_links(ctx, ids, items, "accessPackagesIncompatibleWith", reverse=True)
-        if "incompatibleGroups" in q.expand:
-            _expand_groups(session, ids, items)
+    items = [shapes.access_package(p) for p in rows]
+    if not rows:
         return items
-
-    return render
+    if "catalog" in expand:
+        _expand_catalog(ctx, rows, items)
+    if "resourceRoleScopes" in expand:
+        _expand_rrs(ctx, rows, items, expand["resourceRoleScopes"])
+    if "incompatibleAccessPackages" in expand:
+        _expand_links(ctx, rows, items, "incompatibleAccessPackages", reverse=False)
+    if "accessPackagesIncompatibleWith" in expand:
+        _expand_links(ctx, rows, items, "accessPackagesIncompatibleWith", reverse=True)
+    if "incompatibleGroups" in expand:
+        _expand_groups(ctx, rows, items)
+    return items
 
 
 @router.get("/accessPackages")
@@ -175,18 +140,15 @@ def list_packages(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return collection(
-            request,
-            ctx.session,
-            ops.visible_packages(ctx),
-            key=AccessPackage.id,
-            fields=PACKAGE_FIELDS,
-            q=q,
-            render=render_packages(ctx, q),
-            context=CONTEXT,
-            expandable=PACKAGE_EXPANDS,
-        )
+    return listed(
+        request,
+        ident,
+        q,
+        packages.packages,
+        lambda ctx, rows: render_packages(ctx, rows, q.expand),
+        context=CONTEXT,
+        expandable=PACKAGE_EXPANDS,
+    )
 
 
 @router.post("/accessPackages", status_code=201)
@@ -212,9 +174,9 @@ def get_package(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        package = ops.get_package(ctx, package_id)
+        package = packages.get_package(ctx, package_id)
         check_expand(q, PACKAGE_EXPANDS)
-        return entity(request, CONTEXT, render_packages(ctx, q)(ctx.session, [package])[0], q)
+        return entity(request, CONTEXT, render_packages(ctx, [package], q.expand)[0], q)
 
 
 @router.patch("/accessPackages/{package_id}", status_code=204)
@@ -243,9 +205,7 @@ def get_package_catalog(
     request: Request, package_id: str, ident: Identity = Depends(identity)
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        package = ops.get_package(ctx, package_id)
-        catalog = ctx.session.get(Catalog, package.catalog_id)
-        assert catalog is not None  # noqa: S101 - foreign key
+        catalog = packages.package_catalog(ctx, package_id)
         return entity(
             request, "identityGovernance/entitlementManagement/catalogs", shapes.catalog(catalog)
         )
@@ -261,20 +221,16 @@ def list_rrs(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        package = ops.get_package(ctx, package_id)
-        stmt = select(ResourceRoleScope).where(ResourceRoleScope.access_package_id == package.id)
-        return collection(
-            request,
-            ctx.session,
-            stmt,
-            key=ResourceRoleScope.role_id,
-            fields=RRS_FIELDS,
-            q=q,
-            render=lambda session, rows: render_rrs(session, rows, q.expand),
-            expandable=("role", "scope"),
-            context=f"{CONTEXT}/resourceRoleScopes",
-        )
+    return listed_under(
+        request,
+        ident,
+        q,
+        lambda ctx: packages.get_package(ctx, package_id),
+        lambda ctx, options: packages.role_scopes(ctx, package_id, options),
+        lambda ctx, rows: render_rrs(ctx, rows, q.expand),
+        context=f"{CONTEXT}/resourceRoleScopes",
+        expandable=("role", "scope"),
+    )
 
 
 @router.post("/accessPackages/{package_id}/resourceRoleScopes", status_code=201)
@@ -295,7 +251,7 @@ def add_rrs(
             scope_id=scope.id if scope else None,
             scope_origin_id=scope.originId if scope else None,
         )
-        item = render_rrs(ctx.session, [created], {"role": {}, "scope": {}})[0]
+        item = render_rrs(ctx, [created], {"role": {}, "scope": {}})[0]
         return entity(request, f"{CONTEXT}/resourceRoleScopes", item)
 
 
@@ -308,14 +264,10 @@ def get_rrs(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        found = ops.get_resource_role_scope(ctx, package_id, rrs_id)
+        found = packages.get_resource_role_scope(ctx, package_id, rrs_id)
         check_expand(q, ("role", "scope"))
-        return entity(
-            request,
-            f"{CONTEXT}/resourceRoleScopes",
-            render_rrs(ctx.session, [found], q.expand)[0],
-            q,
-        )
+        item = render_rrs(ctx, [found], q.expand)[0]
+        return entity(request, f"{CONTEXT}/resourceRoleScopes", item, q)
 
 
 @router.delete("/accessPackages/{package_id}/resourceRoleScopes/{rrs_id}", status_code=204)
@@ -330,15 +282,19 @@ def delete_rrs(
 # ---------------------------------------------------------------- incompatibilities
 
 
-def _package_list(request: Request, ctx: Ctx, stmt: Any, q: QueryOptions, nav: str) -> Any:
-    return collection(
+def _incompatible(
+    request: Request, ident: Identity, package_id: str, q: QueryOptions, *, reverse: bool
+) -> dict[str, Any]:
+    nav = "accessPackagesIncompatibleWith" if reverse else "incompatibleAccessPackages"
+    return listed_under(
         request,
-        ctx.session,
-        stmt,
-        key=AccessPackage.id,
-        fields=PACKAGE_FIELDS,
-        q=q,
-        render=render_packages(ctx, q),
+        ident,
+        q,
+        lambda ctx: packages.get_package(ctx, package_id),
+        lambda ctx, options: packages.incompatible_packages(
+            ctx, package_id, options, reverse=reverse
+        ),
+        lambda ctx, rows: render_packages(ctx, rows, q.expand),
         context=f"{CONTEXT}/{nav}",
         expandable=PACKAGE_EXPANDS,
     )
@@ -351,9 +307,7 @@ def list_incompatible_packages(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        stmt = ops.incompatible_packages(ctx, package_id)
-        return _package_list(request, ctx, stmt, q, "incompatibleAccessPackages")  # type: ignore[no-any-return]
+    return _incompatible(request, ident, package_id, q, reverse=False)
 
 
 @router.get("/accessPackages/{package_id}/accessPackagesIncompatibleWith")
@@ -363,9 +317,7 @@ def list_packages_incompatible_with(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        stmt = ops.packages_incompatible_with(ctx, package_id)
-        return _package_list(request, ctx, stmt, q, "accessPackagesIncompatibleWith")  # type: ignore[no-any-return]
+    return _incompatible(request, ident, package_id, q, reverse=True)
 
 
 @router.post("/accessPackages/{package_id}/incompatibleAccessPackages/$ref", status_code=204)
@@ -395,17 +347,15 @@ def list_incompatible_groups(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return collection(
-            request,
-            ctx.session,
-            ops.incompatible_groups(ctx, package_id),
-            key=Group.id,
-            fields=GROUP_FIELDS,
-            q=q,
-            render=lambda _s, rows: [shapes.group(g) for g in rows],
-            context=f"{CONTEXT}/incompatibleGroups",
-        )
+    return listed_under(
+        request,
+        ident,
+        q,
+        lambda ctx: packages.get_package(ctx, package_id),
+        lambda ctx, options: packages.incompatible_groups(ctx, package_id, options),
+        lambda _ctx, rows: [shapes.group(g) for g in rows],
+        context=f"{CONTEXT}/incompatibleGroups",
+    )
 
 
 @router.post("/accessPackages/{package_id}/incompatibleGroups/$ref", status_code=204)

@@ -1,17 +1,21 @@
-"""Catalog use cases (spec §3): create, read, list, update, delete, and the General catalog."""
+"""Catalog use cases (spec §3): create, update, delete, and the General catalog.
+
+Reads are in ``queries``: every change starts by reading the catalog under its read rule (one
+the actor may not read is ``NotFound``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, exists, select
+from sqlalchemy import exists, select
 
 from remit import validation
 from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
-from remit.authz.visibility import catalog_filter
+from remit.catalogs import queries
 from remit.context import Ctx
-from remit.errors import Conflict, Invalid, NotFound
+from remit.errors import Conflict, Invalid
 from remit.models.catalogs import Catalog
 from remit.models.packages import AccessPackage
 from remit.roles.operations import grant_first_owner
@@ -20,19 +24,8 @@ GENERAL_CATALOG_ID = "c0000000-0000-4000-8000-000000000001"
 STATES = ("published", "unpublished")
 CATALOG_TYPES = ("userManaged", "serviceDefault", "serviceManaged")
 
-
-def visible_catalogs(ctx: Ctx) -> Select[Catalog]:
-    return select(Catalog).where(catalog_filter(ctx.actor, Task.CATALOG_READ, Catalog.id))
-
-
-def get_catalog(ctx: Ctx, catalog_id: str) -> Catalog:
-    """The catalog, or NotFound when it does not exist *or* the actor may not see it."""
-    if not validation.usable_id(catalog_id) or not can(ctx.actor, Task.CATALOG_READ, catalog_id):
-        raise NotFound(f"catalog {catalog_id!r} was not found")
-    catalog = ctx.session.get(Catalog, catalog_id)
-    if catalog is None:
-        raise NotFound(f"catalog {catalog_id} was not found")
-    return catalog
+# The read every change starts with, also taken from here by other packages' operations.
+get_catalog = queries.get_catalog
 
 
 def _state(value: Any) -> str:

@@ -1,8 +1,8 @@
 """Catalog reads for hot paths: one prepared statement on a connection, no ORM session.
 
-The rules are those of ``operations.get_catalog``: a catalog the actor may not read is
+The rules are those of ``queries.get_catalog``: a catalog the actor may not read is
 ``NotFound``, exactly like one that does not exist. The API's single-catalog GET is served here
-(see docs/decisions/0005); writes and everything else stay with the ORM operations.
+(see docs/decisions/0005); writes and every other read stay with the ORM.
 """
 
 from __future__ import annotations
@@ -10,13 +10,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import Connection, bindparam, select
+from sqlalchemy import bindparam, select
+from sqlalchemy.orm import Session
 
 from remit import validation
 from remit.authz.actor import Actor
 from remit.authz.decide import can
 from remit.authz.tasks import Task
-from remit.db import HotSelect
+from remit.db import HotSelect, Reader
 from remit.errors import NotFound
 from remit.models.catalogs import Catalog
 
@@ -42,11 +43,18 @@ if CatalogRow._fields != tuple(c.key for c in Catalog.__table__.c):
 _CATALOG = HotSelect(select(*Catalog.__table__.c).where(Catalog.id == bindparam("catalog_id")))
 
 
-def read_catalog(conn: Connection, actor: Actor, catalog_id: str) -> CatalogRow:
-    """The catalog, or NotFound when it does not exist *or* the actor may not see it."""
+def read_catalog(reader: Reader, actor: Actor, catalog_id: str) -> CatalogRow:
+    """The catalog, or NotFound when it does not exist *or* the actor may not see it.
+
+    On a bare connection (the hot path) or in a session's transaction, the same statement."""
     if not validation.usable_id(catalog_id) or not can(actor, Task.CATALOG_READ, catalog_id):
         raise NotFound(f"catalog {catalog_id!r} was not found")
-    rows = _CATALOG.rows(conn, {"catalog_id": catalog_id})
+    params = {"catalog_id": catalog_id}
+    rows = (
+        _CATALOG.in_session(reader, params)
+        if isinstance(reader, Session)
+        else _CATALOG.rows(reader, params)
+    )
     if not rows:
         raise NotFound(f"catalog {catalog_id} was not found")
     return CatalogRow(*rows[0])

@@ -25,7 +25,7 @@ from remit.authz.resources import (
     resource_right_refusal,
 )
 from remit.authz.tasks import Task
-from remit.catalogs.operations import get_catalog
+from remit.catalogs.queries import get_catalog
 from remit.context import Ctx
 from remit.directory.operations import owns_group
 from remit.errors import Conflict, Forbidden, Invalid, NotFound

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
 from remit.catalogs import operations as catalog_ops
+from remit.catalogs import queries as catalog_queries
 from remit.catalogs import resources as resource_ops
 from remit.cli.common import (
     catalog_id,
@@ -17,8 +17,6 @@ from remit.cli.common import (
     table,
     unit,
 )
-from remit.models.catalogs import Catalog
-from remit.models.directory import Application
 
 catalog_app = typer.Typer(help="Catalogs.", no_args_is_help=True)
 resource_app = typer.Typer(help="Catalog resources.", no_args_is_help=True)
@@ -27,11 +25,7 @@ resource_app = typer.Typer(help="Catalog resources.", no_args_is_help=True)
 @catalog_app.command("list")
 def catalog_list() -> None:
     with unit(write=False) as ctx:
-        rows = (
-            ctx.session.execute(catalog_ops.visible_catalogs(ctx).order_by(Catalog.name_key))
-            .scalars()
-            .all()
-        )
+        rows = catalog_queries.all_catalogs(ctx)
         table(
             "Catalogs",
             ["Name", "State", "External", "Type", "Id"],
@@ -83,14 +77,7 @@ def resource_add(
         if system == "AadGroup":
             origin = principal_id(ctx.session, name)
         elif system == "AadApplication":
-            origin = (
-                ctx.session.execute(
-                    select(Application.id).where(
-                        (Application.display_name == name) | (Application.id == name)
-                    )
-                ).scalar()
-                or name
-            )
+            origin = catalog_queries.application_origin(ctx, name)
         created = resource_ops.add_resource(
             ctx, catalog_id=catalog_id(ctx, catalog), origin_system_name=system, origin_id=origin
         )

@@ -14,6 +14,7 @@ from remit.cli.common import (
 )
 from remit.lifecycle import package_roles
 from remit.packages import operations as package_ops
+from remit.packages import queries as package_queries
 
 package_app = typer.Typer(help="Access packages.", no_args_is_help=True)
 
@@ -50,7 +51,7 @@ def package_add_role(
 @package_app.command("list")
 def package_list() -> None:
     with unit(write=False) as ctx:
-        rows = ctx.session.execute(package_ops.visible_packages(ctx)).scalars().all()
+        rows = package_queries.all_packages(ctx)
         table(
             "Access packages",
             ["Name", "Catalog", "Hidden", "Id"],

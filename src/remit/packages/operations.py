@@ -1,16 +1,20 @@
-"""Access package use cases (spec §4, without policies and requests)."""
+"""Access package use cases (spec §4, without policies and requests).
+
+Reads are in ``queries``: every change starts by reading the package under its read rule (one
+the actor may not read is ``NotFound``).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, select
+from sqlalchemy import select
 
 from remit import validation
-from remit.authz.decide import authorize, can
+from remit.authz.decide import authorize
 from remit.authz.tasks import Task
-from remit.authz.visibility import catalog_filter
-from remit.catalogs.operations import GENERAL_CATALOG_ID, get_catalog
+from remit.catalogs.operations import GENERAL_CATALOG_ID
+from remit.catalogs.queries import get_catalog
 from remit.context import Ctx
 from remit.errors import Conflict, Invalid, NotFound
 from remit.models.catalogs import CatalogResource, ResourceRole, ResourceScope
@@ -22,22 +26,14 @@ from remit.models.packages import (
     IncompatiblePackage,
     ResourceRoleScope,
 )
+from remit.packages import queries
 
 TARGET = "AccessPackage"
 
-
-def visible_packages(ctx: Ctx) -> Select[AccessPackage]:
-    return select(AccessPackage).where(
-        catalog_filter(ctx.actor, Task.PACKAGE_READ, AccessPackage.catalog_id)
-    )
-
-
-def get_package(ctx: Ctx, package_id: str) -> AccessPackage:
-    found = validation.usable_id(package_id)
-    package = ctx.session.get(AccessPackage, package_id) if found else None
-    if package is None or not can(ctx.actor, Task.PACKAGE_READ, package.catalog_id):
-        raise NotFound(f"access package {package_id} was not found")
-    return package
+# The read every change starts with, and two reads that other packages take from here.
+get_package = queries.get_package
+get_resource_role_scope = queries.get_resource_role_scope
+visible_packages = queries.visible_packages
 
 
 def create_package(
@@ -222,19 +218,6 @@ def role_scope(
     return scope
 
 
-def get_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> ResourceRoleScope:
-    package = get_package(ctx, package_id)
-    role_id, _, scope_id = rrs.partition("_")
-    found = (
-        ctx.session.get(ResourceRoleScope, (package.id, role_id, scope_id))
-        if validation.usable_id(rrs)
-        else None
-    )
-    if found is None:
-        raise NotFound(f"resource role scope {rrs} was not found")
-    return found
-
-
 # ---------------------------------------------------------------- separation of duties
 
 
@@ -318,37 +301,4 @@ def remove_incompatible_group(ctx: Ctx, package_id: str, group_id: str) -> None:
         target_name=package.display_name,
         catalog_id=package.catalog_id,
         before={"incompatibleGroupId": group_id},
-    )
-
-
-def incompatible_packages(ctx: Ctx, package_id: str) -> Select[AccessPackage]:
-    package = get_package(ctx, package_id)
-    return visible_packages(ctx).where(
-        AccessPackage.id.in_(
-            select(IncompatiblePackage.incompatible_id).where(
-                IncompatiblePackage.access_package_id == package.id
-            )
-        )
-    )
-
-
-def packages_incompatible_with(ctx: Ctx, package_id: str) -> Select[AccessPackage]:
-    package = get_package(ctx, package_id)
-    return visible_packages(ctx).where(
-        AccessPackage.id.in_(
-            select(IncompatiblePackage.access_package_id).where(
-                IncompatiblePackage.incompatible_id == package.id
-            )
-        )
-    )
-
-
-def incompatible_groups(ctx: Ctx, package_id: str) -> Select[Group]:
-    package = get_package(ctx, package_id)
-    return select(Group).where(
-        Group.id.in_(
-            select(IncompatibleGroup.group_id).where(
-                IncompatibleGroup.access_package_id == package.id
-            )
-        )
     )

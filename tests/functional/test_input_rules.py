@@ -26,6 +26,7 @@ from remit.context import Ctx
 from remit.directory import operations as d
 from remit.errors import Invalid, NotFound
 from remit.external import guests, orgs
+from remit.external import queries as external_queries
 from remit.listing import F, parse_filter
 from remit.models.catalogs import Catalog
 from remit.models.directory import Group, User
@@ -469,7 +470,7 @@ def test_the_operations_refuse_nul_on_their_own(tenant: Tenant) -> None:
         lambda c: d.get_site(c, "\x00"),
         lambda c: catalogs.get_catalog(c, catalog + "\x00"),
         lambda c: packages.get_package(c, "\x00"),
-        lambda c: orgs.get_organization(c, "\x00"),
+        lambda c: external_queries.organization(c, "\x00"),
     ]
     for lookup in lookups:
         with pytest.raises(NotFound), as_operator(t) as ctx:

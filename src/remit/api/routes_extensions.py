@@ -11,28 +11,20 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
-from sqlalchemy.orm import Session
 
 from remit.api.bodies import Body, Name, Text
-from remit.api.collection import QueryOptions, collection, entity, query_options, single_options
+from remit.api.collection import QueryOptions, entity, listed, query_options, single_options
 from remit.api.shapes import GRAPH, iso
 from remit.api.state import identity, operation
-from remit.listing import F
+from remit.context import Ctx
 from remit.models.notify import CustomExtension
 from remit.notify import extensions as ops
+from remit.notify import queries
 from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
 PATH = "/catalogs/{catalog_id}/accessPackageCustomWorkflowExtensions"
 router = APIRouter(prefix=EM, tags=["custom extensions"], dependencies=[Depends(identity)])
-
-FIELDS = {
-    "id": F(CustomExtension.id),
-    "displayName": F(CustomExtension.display_name),
-    "description": F(CustomExtension.description),
-    "createdDateTime": F(CustomExtension.created_at),
-    "lastModifiedDateTime": F(CustomExtension.modified_at),
-}
 
 
 class EndpointConfiguration(Body):
@@ -74,7 +66,7 @@ def shape(ext: CustomExtension) -> dict[str, Any]:
     }
 
 
-def _render(_session: Session, rows: list[CustomExtension]) -> list[dict[str, Any]]:
+def _render(_ctx: Ctx, rows: list[CustomExtension]) -> list[dict[str, Any]]:
     return [shape(e) for e in rows]
 
 
@@ -92,17 +84,14 @@ def list_extensions(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return collection(
-            request,
-            ctx.session,
-            ops.visible_extensions(ctx, catalog_id),
-            key=CustomExtension.id,
-            fields=FIELDS,
-            q=q,
-            render=_render,
-            context=_context(catalog_id),
-        )
+    return listed(
+        request,
+        ident,
+        q,
+        lambda ctx, options: queries.extensions(ctx, catalog_id, options),
+        _render,
+        context=_context(catalog_id),
+    )
 
 
 @router.post(PATH, status_code=201)
@@ -134,7 +123,7 @@ def get_extension(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        ext = ops.get_extension(ctx, catalog_id, extension_id)
+        ext = queries.extension(ctx, catalog_id, extension_id)
         return entity(request, _context(catalog_id), shape(ext), q)
 
 

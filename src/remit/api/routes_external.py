@@ -3,29 +3,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from pydantic import Field
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from remit.api.bodies import Body, Ref
 from remit.api.collection import (
     QueryOptions,
     check_expand,
-    collection,
     entity,
+    listed,
     query_options,
     single_options,
 )
 from remit.api.shapes import GRAPH, group, iso, user
 from remit.api.state import identity, operation
-from remit.external import orgs, sponsors
+from remit.context import Ctx
+from remit.external import orgs, queries, sponsors
 from remit.external import settings as tenant_settings
-from remit.listing import F
-from remit.models.directory import Group, User
-from remit.models.external import ConnectedOrganization, ConnectedOrganizationSponsor
+from remit.external.queries import Sponsor
+from remit.models.directory import User
+from remit.models.external import ConnectedOrganization
 from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
@@ -33,15 +33,6 @@ CONTEXT = "identityGovernance/entitlementManagement/connectedOrganizations"
 SPONSORS = {"internalSponsors": "internal", "externalSponsors": "external"}
 # The token is checked before query options and body fields: a bad token is a 401 first.
 router = APIRouter(prefix=EM, tags=["connectedOrganizations"], dependencies=[Depends(identity)])
-
-ORG_FIELDS = {
-    "id": F(ConnectedOrganization.id),
-    "displayName": F(ConnectedOrganization.display_name),
-    "description": F(ConnectedOrganization.description),
-    "state": F(ConnectedOrganization.state, enum=True),
-    "createdDateTime": F(ConnectedOrganization.created_at),
-    "modifiedDateTime": F(ConnectedOrganization.modified_at),
-}
 
 
 class OrganizationCreate(Body):
@@ -75,44 +66,25 @@ def organization(org: ConnectedOrganization) -> dict[str, Any]:
     }
 
 
-def _principals(session: Session, ids: list[str]) -> dict[str, dict[str, Any]]:
-    """Users and groups by id, with their ``@odata.type`` (one query each)."""
-    if not ids:
-        return {}
-    found = {u.id: user(u) for u in session.scalars(select(User).where(User.id.in_(ids)))}
-    found.update({g.id: group(g) for g in session.scalars(select(Group).where(Group.id.in_(ids)))})
-    return found
+def principal(found: Sponsor) -> dict[str, Any]:
+    """A sponsor as the directory object it is, with its ``@odata.type``."""
+    return user(found) if isinstance(found, User) else group(found)
 
 
-def _render(q: QueryOptions):  # type: ignore[no-untyped-def]
+def _render(q: QueryOptions) -> Callable[[Ctx, list[ConnectedOrganization]], list[dict[str, Any]]]:
     """Organizations, with their sponsors batch-loaded for the page when expanded."""
 
-    def render(session: Session, rows: list[ConnectedOrganization]) -> list[dict[str, Any]]:
+    def render(ctx: Ctx, rows: list[ConnectedOrganization]) -> list[dict[str, Any]]:
         items = [organization(o) for o in rows]
         wanted = [name for name in SPONSORS if name in q.expand]
         if not wanted or not rows:
             return items
-        kinds = [SPONSORS[name] for name in wanted]
-        links = list(
-            session.scalars(
-                select(ConnectedOrganizationSponsor)
-                .where(
-                    ConnectedOrganizationSponsor.organization_id.in_([o.id for o in rows]),
-                    ConnectedOrganizationSponsor.kind.in_(kinds),
-                )
-                .order_by(ConnectedOrganizationSponsor.principal_id)
-            )
+        found = queries.sponsors_by_organization(
+            ctx, [o.id for o in rows], [SPONSORS[name] for name in wanted]
         )
-        found = _principals(session, sorted({link.principal_id for link in links}))
-        by_org: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        for link in links:
-            if link.principal_id in found:
-                by_org.setdefault((link.organization_id, link.kind), []).append(
-                    found[link.principal_id]
-                )
         for item in items:
             for name in wanted:
-                item[name] = by_org.get((item["id"], SPONSORS[name]), [])
+                item[name] = [principal(p) for p in found.get((item["id"], SPONSORS[name]), [])]
         return items
 
     return render
@@ -124,18 +96,15 @@ def list_organizations(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return collection(
-            request,
-            ctx.session,
-            orgs.visible_organizations(ctx),
-            key=ConnectedOrganization.id,
-            fields=ORG_FIELDS,
-            q=q,
-            render=_render(q),
-            context=CONTEXT,
-            expandable=tuple(SPONSORS),
-        )
+    return listed(
+        request,
+        ident,
+        q,
+        queries.organizations,
+        _render(q),
+        context=CONTEXT,
+        expandable=tuple(SPONSORS),
+    )
 
 
 @router.post("/connectedOrganizations", status_code=201)
@@ -161,9 +130,9 @@ def get_organization(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        org = orgs.get_organization(ctx, organization_id)
+        org = queries.organization(ctx, organization_id)
         check_expand(q, tuple(SPONSORS))
-        return entity(request, CONTEXT, _render(q)(ctx.session, [org])[0], q)
+        return entity(request, CONTEXT, _render(q)(ctx, [org])[0], q)
 
 
 @router.patch("/connectedOrganizations/{organization_id}", status_code=204)
@@ -200,23 +169,14 @@ def _sponsor_routes(name: str, kind: str) -> None:
         q: QueryOptions = Depends(query_options),
         ident: Identity = Depends(identity),
     ) -> dict[str, Any]:
-        with operation(request, ident, write=False) as ctx:
-            column = ConnectedOrganizationSponsor.principal_id
-
-            def render(session: Session, rows: list[ConnectedOrganizationSponsor]) -> Any:
-                found = _principals(session, [r.principal_id for r in rows])
-                return [found[r.principal_id] for r in rows if r.principal_id in found]
-
-            return collection(
-                request,
-                ctx.session,
-                sponsors.listed(ctx, organization_id, kind),
-                key=column,
-                fields={"id": F(column)},
-                q=q,
-                render=render,
-                context="directoryObjects",
-            )
+        return listed(
+            request,
+            ident,
+            q,
+            lambda ctx, options: queries.sponsors(ctx, organization_id, kind, options),
+            lambda _ctx, found: [principal(p) for p in found],
+            context="directoryObjects",
+        )
 
     @router.post(
         f"/connectedOrganizations/{{organization_id}}/{name}/$ref",
@@ -261,7 +221,7 @@ def get_settings(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        row = tenant_settings.read_settings(ctx)
+        row = queries.settings(ctx)
         check_expand(q, ())
         item = {
             "@odata.type": GRAPH + "entitlementManagementSettings",

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from sqlalchemy import text
 
 from remit.api.state import app_state, identity, operation
 from remit.authz.roles import role_name
 from remit.authz.tasks import Task, phrase
+from remit.external.queries import ping
 from remit.roles.operations import explain_for
 from remit.tokens import Identity
 
@@ -19,7 +19,7 @@ router = APIRouter(prefix="/remit", tags=["remit"])
 @router.get("/health")
 def health(request: Request) -> dict[str, Any]:
     with app_state(request).db.read() as conn:
-        conn.execute(text("SELECT 1"))
+        ping(conn)
     return {"status": "ok"}
 
 

@@ -1,9 +1,8 @@
 """Connected organizations (spec §7.3, graph-api §A.3.8): CRUD and matching (sponsors: sponsors.py).
 
 Who may do what (docs/decisions/0012): managing needs ``Task.CONNECTED_ORGS_MANAGE`` (IGA, GA,
-Connected Organization Administrator). Reading is for those, and for anyone holding a role on
-some catalog (owners, managers and readers pick organizations when they write policies); other
-users are refused with 403 whether or not the organization exists, so nothing leaks.
+Connected Organization Administrator). Reading, and who may read, is ``queries``: every change
+starts from the organization as its reader would see it, then asks for the management task.
 
 The matching index (``connected_organization_domains``) holds each organization's lower-cased
 domains and ``tenant:{tenantId}`` keys; a key may belong to at most one *configured*
@@ -14,16 +13,15 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, delete, func, select, update
+from sqlalchemy import CursorResult, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from remit import validation
-from remit.authz.actor import Actor
 from remit.authz.decide import authorize
 from remit.authz.tasks import Task
 from remit.context import Ctx
-from remit.errors import Conflict, Forbidden, Invalid, NotFound
-from remit.external import sources
+from remit.errors import Conflict, Invalid
+from remit.external import queries, sources
 from remit.models.directory import User
 from remit.models.external import (
     ConnectedOrganization,
@@ -34,43 +32,8 @@ from remit.models.policies import PolicyTarget
 
 TARGET_TYPE = "ConnectedOrganization"
 STATES = ("configured", "proposed")
-SPONSOR_KINDS = ("internal", "external")
 MAX_ORGANIZATIONS = 2500  # per tenant (spec §9)
 EDITABLE = {"displayName", "description", "state", "identitySources"}
-
-
-# ---------------------------------------------------------------- who may
-
-
-def can_read(actor: Actor) -> bool:
-    """Administrators of organizations, and holders of any catalog role (see module doc)."""
-    return (
-        Task.CONNECTED_ORGS_MANAGE in actor.tenant_tasks
-        or Task.CATALOG_READ in actor.tenant_tasks
-        or any(Task.CATALOG_READ in tasks for tasks in actor.catalog_tasks.values())
-    )
-
-
-def _authorize_read(ctx: Ctx) -> None:
-    if not can_read(ctx.actor):
-        raise Forbidden("reading connected organizations needs an entitlement-management role")
-
-
-# ---------------------------------------------------------------- reads
-
-
-def visible_organizations(ctx: Ctx) -> Select[ConnectedOrganization]:
-    _authorize_read(ctx)
-    return select(ConnectedOrganization)
-
-
-def get_organization(ctx: Ctx, organization_id: str) -> ConnectedOrganization:
-    _authorize_read(ctx)
-    usable = validation.usable_id(organization_id)
-    org = ctx.session.get(ConnectedOrganization, organization_id) if usable else None
-    if org is None:
-        raise NotFound(f"connected organization {organization_id} was not found")
-    return org
 
 
 # ---------------------------------------------------------------- writes
@@ -213,7 +176,7 @@ def _create(
 def update_organization(
     ctx: Ctx, organization_id: str, changes: dict[str, Any]
 ) -> ConnectedOrganization:
-    org = get_organization(ctx, organization_id)
+    org = queries.organization(ctx, organization_id)
     authorize(ctx.actor, Task.CONNECTED_ORGS_MANAGE)
     unknown = set(changes) - EDITABLE
     if unknown:
@@ -249,7 +212,7 @@ def update_organization(
 
 
 def delete_organization(ctx: Ctx, organization_id: str) -> None:
-    org = get_organization(ctx, organization_id)
+    org = queries.organization(ctx, organization_id)
     authorize(ctx.actor, Task.CONNECTED_ORGS_MANAGE)
     used = ctx.session.execute(
         select(func.count())
@@ -283,15 +246,6 @@ def delete_organization(ctx: Ctx, organization_id: str) -> None:
         before=before,
         details={"guestsReleased": released},
     )
-
-
-# ---------------------------------------------------------------- sponsors
-
-
-def sponsor_kind(kind: str) -> str:
-    if kind not in SPONSOR_KINDS:
-        raise Invalid("a sponsor is internal or external")
-    return kind
 
 
 # ---------------------------------------------------------------- for the lifecycle
@@ -369,7 +323,7 @@ def sponsors_of(session: Session, org_id: str, kind: str) -> list[tuple[str, str
         )
         .where(
             ConnectedOrganizationSponsor.organization_id == org_id,
-            ConnectedOrganizationSponsor.kind == sponsor_kind(kind),
+            ConnectedOrganizationSponsor.kind == queries.sponsor_kind(kind),
         )
         .order_by(ConnectedOrganizationSponsor.principal_id)
     ).all()

@@ -2,7 +2,8 @@
 
 One row (id 1), created with the defaults the first time it is needed: block, then delete after
 30 days. A change applies to guests who lose their last assignment afterwards; deletions already
-scheduled keep their date (the date is stored on the user when it is blocked).
+scheduled keep their date (the date is stored on the user when it is blocked). Reading them for
+a caller, with who may, is ``queries.settings``.
 """
 
 from __future__ import annotations
@@ -17,8 +18,7 @@ from remit.authz.tasks import Task
 from remit.context import Ctx
 from remit.db import insert_or_ignore
 from remit.durations import format_duration, parse_duration
-from remit.errors import Forbidden, Invalid
-from remit.external.orgs import can_read
+from remit.errors import Invalid
 from remit.models.external import TenantSettings
 
 SETTINGS_ID = 1
@@ -69,13 +69,6 @@ def get_settings(
     if created is None:  # pragma: no cover - the row was just inserted
         raise RuntimeError("tenant settings row missing")
     return created
-
-
-def read_settings(ctx: Ctx) -> TenantSettings:
-    """The settings for the API: readable by those who may read connected organizations."""
-    if not can_read(ctx.actor):
-        raise Forbidden("reading the settings needs an entitlement-management role")
-    return get_settings(ctx.session, now=ctx.now, create=False)
 
 
 def delete_delay(row: TenantSettings) -> timedelta:

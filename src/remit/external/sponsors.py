@@ -1,28 +1,18 @@
 """Sponsors of a connected organization (spec §7.3): internal sponsors are member users or
 groups, external sponsors are guest users already invited. They can be chosen as approvers
-(``orgs.sponsors_of`` resolves them for the lifecycle)."""
+(``orgs.sponsors_of`` resolves them for the lifecycle). Reading them is ``queries.sponsors``."""
 
 from __future__ import annotations
-
-from sqlalchemy import Select, select
 
 from remit import validation
 from remit.authz.decide import authorize
 from remit.authz.tasks import Task
 from remit.context import Ctx
 from remit.errors import Conflict, Invalid, NotFound
-from remit.external.orgs import TARGET_TYPE, get_organization, sponsor_kind
+from remit.external.orgs import TARGET_TYPE
+from remit.external.queries import organization, sponsor_kind
 from remit.models.directory import Group, User
 from remit.models.external import ConnectedOrganizationSponsor
-
-
-def listed(ctx: Ctx, organization_id: str, kind: str) -> Select[ConnectedOrganizationSponsor]:
-    """The sponsor rows of one kind, for a page of directory objects."""
-    org = get_organization(ctx, organization_id)
-    return select(ConnectedOrganizationSponsor).where(
-        ConnectedOrganizationSponsor.organization_id == org.id,
-        ConnectedOrganizationSponsor.kind == sponsor_kind(kind),
-    )
 
 
 def _sponsor_type(ctx: Ctx, kind: str, principal_id: str) -> str:
@@ -44,7 +34,7 @@ def _sponsor_type(ctx: Ctx, kind: str, principal_id: str) -> str:
 
 
 def add_sponsor(ctx: Ctx, organization_id: str, kind: str, principal_id: str) -> None:
-    org = get_organization(ctx, organization_id)
+    org = organization(ctx, organization_id)
     authorize(ctx.actor, Task.CONNECTED_ORGS_MANAGE)
     kind = sponsor_kind(kind)
     principal_type = _sponsor_type(ctx, kind, principal_id)
@@ -71,7 +61,7 @@ def add_sponsor(ctx: Ctx, organization_id: str, kind: str, principal_id: str) ->
 
 
 def remove_sponsor(ctx: Ctx, organization_id: str, kind: str, principal_id: str) -> None:
-    org = get_organization(ctx, organization_id)
+    org = organization(ctx, organization_id)
     authorize(ctx.actor, Task.CONNECTED_ORGS_MANAGE)
     kind = sponsor_kind(kind)
     row = (

@@ -1,10 +1,10 @@
 """Custom extension use cases (spec §5.10): a catalog's webhooks, managed by its owners.
 
-Reading needs ``catalog:read`` on the catalog, changing ``catalog:update``; a catalog the actor
-may not see is NotFound. The secret (the HMAC key of ``X-Remit-Signature``) is write-only: it is
-accepted on create and update, generated when a create omits it (and then handed back once, by
-``create_extension``'s return value), and never rendered, logged or audited. The row holds it
-sealed (``notify.sealed``).
+Reading needs ``catalog:read`` on the catalog (``queries``), changing ``catalog:update``; a
+catalog the actor may not see is NotFound. The secret (the HMAC key of ``X-Remit-Signature``) is
+write-only: it is accepted on create and update, generated when a create omits it (and then
+handed back once, by ``create_extension``'s return value), and never rendered, logged or
+audited. The row holds it sealed (``notify.sealed``).
 """
 
 from __future__ import annotations
@@ -13,36 +13,22 @@ import secrets
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import func, select
 
 from remit import validation
 from remit.authz.decide import authorize
 from remit.authz.tasks import Task
-from remit.catalogs.operations import get_catalog
+from remit.catalogs.queries import get_catalog
 from remit.context import Ctx
 from remit.db import new_id
-from remit.errors import Conflict, Invalid, NotFound
+from remit.errors import Conflict, Invalid
 from remit.models.notify import CustomExtension
 from remit.models.policies import AssignmentPolicy
-from remit.notify import config, egress, sealed
+from remit.notify import config, egress, queries, sealed
 
 MAX_PER_TENANT = 500  # Entra's documented limit (spec §5.10)
 MIN_SECRET, MAX_SECRET = 16, 256
 TARGET = "AccessPackageCustomWorkflowExtension"
-
-
-def visible_extensions(ctx: Ctx, catalog_id: str) -> Select[CustomExtension]:
-    catalog = get_catalog(ctx, catalog_id)
-    return select(CustomExtension).where(CustomExtension.catalog_id == catalog.id)
-
-
-def get_extension(ctx: Ctx, catalog_id: str, extension_id: str) -> CustomExtension:
-    catalog = get_catalog(ctx, catalog_id)
-    usable = validation.usable_id(extension_id)
-    found = ctx.session.get(CustomExtension, extension_id) if usable else None
-    if found is None or found.catalog_id != catalog.id:
-        raise NotFound(f"custom extension {extension_id} was not found in this catalog")
-    return found
 
 
 def endpoint_url(value: Any) -> str:
@@ -151,7 +137,7 @@ EDITABLE = {"displayName", "description", "endpointConfiguration", "secret"}
 def update_extension(
     ctx: Ctx, catalog_id: str, extension_id: str, changes: dict[str, Any]
 ) -> CustomExtension:
-    ext = get_extension(ctx, catalog_id, extension_id)
+    ext = queries.extension(ctx, catalog_id, extension_id)
     authorize(ctx.actor, Task.CATALOG_UPDATE, ext.catalog_id)
     unknown = set(changes) - EDITABLE
     if unknown:
@@ -189,7 +175,7 @@ def update_extension(
 
 
 def delete_extension(ctx: Ctx, catalog_id: str, extension_id: str) -> None:
-    ext = get_extension(ctx, catalog_id, extension_id)
+    ext = queries.extension(ctx, catalog_id, extension_id)
     authorize(ctx.actor, Task.CATALOG_UPDATE, ext.catalog_id)
     users = [
         policy_id

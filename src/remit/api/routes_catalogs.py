@@ -16,7 +16,7 @@ from remit.api.collection import (
     query_options,
     single_options,
 )
-from remit.api.routes_packages import PACKAGE_EXPANDS, listed_under, render_packages
+from remit.api.routes_packages import PACKAGE_EXPANDS, Expand, listed_under, render_packages
 from remit.api.state import identity, operation
 from remit.catalogs import operations as ops
 from remit.catalogs import queries as catalogs
@@ -37,8 +37,6 @@ EM = "/v1.0/identityGovernance/entitlementManagement"
 CATALOGS = "identityGovernance/entitlementManagement/catalogs"
 # The token is checked before query options and body fields: a bad token is a 401 first.
 router = APIRouter(prefix=EM, tags=["catalogs"], dependencies=[Depends(identity)])
-
-Expand = dict[str, dict[str, str]]
 
 
 def _render_catalogs(ctx: Ctx, rows: list[Catalog], expand: Expand) -> list[dict[str, Any]]:

@@ -26,6 +26,7 @@ from remit.context import Ctx
 from remit.db import Database
 from remit.errors import Invalid, NotFound
 from remit.lifecycle import operations as ops
+from remit.lifecycle import queries as lifecycle_queries
 from remit.lifecycle import requests
 from remit.models.catalogs import Catalog
 from remit.models.directory import User
@@ -297,16 +298,16 @@ def test_an_id_with_a_control_is_not_found_before_the_database_is_asked(
     made = as_user(c, "sofia", submit(c, package))
     bad = made.id + ch
     for alias, call in [
-        ("mamta", lambda ctx: requests.get_request(ctx, bad)),
+        ("mamta", lambda ctx: lifecycle_queries.request(ctx, bad)),
         ("sofia", lambda ctx: requests.cancel(ctx, bad)),
         ("mamta", lambda ctx: requests.reprocess_request(ctx, bad)),
         ("mamta", lambda ctx: requests.delete_record(ctx, bad)),
-        ("mamta", lambda ctx: ops.get_approval(ctx, bad)),
+        ("mamta", lambda ctx: lifecycle_queries.approval_stages(ctx, bad)),
         ("mamta", lambda ctx: ops.decide_stage(ctx, bad, bad, result="Approve", justification="")),
-        ("mamta", lambda ctx: ops.get_assignment(ctx, bad)),
+        ("mamta", lambda ctx: lifecycle_queries.assignment(ctx, bad)),
         ("mamta", lambda ctx: ops.reprocess_assignment(ctx, bad)),
-        ("mamta", lambda ctx: ops.additional_access(ctx, package + ch, package)),
-        ("mamta", lambda ctx: ops.additional_access(ctx, package, package + ch)),
+        ("mamta", lambda ctx: lifecycle_queries.package_pair(ctx, package + ch, package)),
+        ("mamta", lambda ctx: lifecycle_queries.package_pair(ctx, package, package + ch)),
         (
             "sofia",
             lambda ctx: requests.submit(ctx, kind="userRemove", assignment_id=bad),

@@ -103,6 +103,7 @@ from remit.directory import operations as d
 from remit.errors import DomainError
 from remit.jobs.runner import Worker
 from remit.lifecycle import operations as ops
+from remit.lifecycle import queries as lifecycle_queries
 from remit.lifecycle import requests
 from remit.lifecycle.schedule import iso
 from remit.models.audit import AuditEvent, AuditHead
@@ -1506,7 +1507,7 @@ def test_a_scheduled_assignment_is_not_activated_into_a_conflict(world: World) -
     m.admin_add(admin="alex", whom="sofia", package="C", pick=0, start=24, end=None)
     # Meanwhile Sofia asks for the planner (B), and Omar approves.
     planner = ask(w, "sofia", "B")
-    stage_id = act(w, "omar", lambda ctx: ops.get_approval(ctx, planner)[1][0].id)
+    stage_id = act(w, "omar", lambda ctx: lifecycle_queries.approval_stages(ctx, planner)[1][0].id)
     act(
         w,
         "omar",

@@ -5,17 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from remit.api import shapes
 from remit.api.shapes import iso
-from remit.lifecycle import assignments
+from remit.context import Ctx
+from remit.lifecycle import assignments, queries
 from remit.lifecycle.schedule import assignment_schedule
+from remit.lifecycle.schedule import iso as schedule_iso
 from remit.models.directory import User
 from remit.models.lifecycle import Assignment, AssignmentRequest
-from remit.models.packages import AccessPackage
-from remit.models.policies import AssignmentPolicy
 
 GRAPH = "#microsoft.graph."
 
@@ -65,23 +62,38 @@ def subject(u: User) -> dict[str, Any]:
     }
 
 
-def _by_id(session: Session, model: Any, ids: set[str | None]) -> dict[str, Any]:
-    wanted = {i for i in ids if i}
-    if not wanted:
-        return {}
-    return {o.id: o for o in session.execute(select(model).where(model.id.in_(wanted))).scalars()}
+def approval(found: queries.Approval) -> dict[str, Any]:
+    return {"id": found.request.id, "stages": [approval_stage(v) for v in found.stages]}
+
+
+def approval_stage(view: queries.StageView) -> dict[str, Any]:
+    s = view.stage
+    return {
+        "@odata.type": f"{GRAPH}approvalStage",
+        "id": s.id,
+        "displayName": f"Stage {s.stage_index + 1}",
+        "status": s.status,
+        "reviewResult": s.review_result,
+        "justification": s.justification,
+        "assignedToMe": view.assigned_to_me,
+        "reviewedBy": {"id": s.reviewed_by, "displayName": view.reviewer_name}
+        if s.reviewed_by
+        else None,
+        # Milliseconds, like the schedules' instants (lifecycle.schedule.iso).
+        "reviewedDateTime": schedule_iso(s.reviewed_at),
+    }
 
 
 def expand_requests(
-    session: Session, rows: list[AssignmentRequest], items: list[dict[str, Any]], expand: set[str]
+    ctx: Ctx, rows: list[AssignmentRequest], items: list[dict[str, Any]], expand: set[str]
 ) -> None:
     if "accessPackage" in expand:
-        packages = _by_id(session, AccessPackage, {r.access_package_id for r in rows})
+        packages = queries.packages_of(ctx, rows)
         for item, r in zip(items, rows, strict=True):
             p = packages.get(r.access_package_id)
             item["accessPackage"] = shapes.access_package(p) if p else None
     if "requestor" in expand or "target" in expand:
-        users = _by_id(session, User, {r.requestor_id for r in rows} | {r.target_id for r in rows})
+        users = queries.people_of(ctx, rows)
         for item, r in zip(items, rows, strict=True):
             if "requestor" in expand:
                 who = users.get(r.requestor_id or "")
@@ -90,34 +102,35 @@ def expand_requests(
                 who = users.get(r.target_id or "")
                 item["target"] = subject(who) if who else {"email": r.target_email}
     if "assignment" in expand:
-        found = _by_id(session, Assignment, {r.assignment_id for r in rows})
+        found = queries.assignments_of(ctx, rows)
         for item, r in zip(items, rows, strict=True):
             a = found.get(r.assignment_id or "")
             item["assignment"] = {"id": a.id, "state": a.state, "status": a.status} if a else None
 
 
 def expand_assignments(
-    session: Session,
-    rows: list[Assignment],
-    items: list[dict[str, Any]],
-    expand: set[str],
+    ctx: Ctx, rows: list[Assignment], items: list[dict[str, Any]], expand: set[str]
 ) -> None:
     if "accessPackage" in expand:
-        packages = _by_id(session, AccessPackage, {a.access_package_id for a in rows})
+        packages = queries.packages_of(ctx, rows)
         for item, a in zip(items, rows, strict=True):
             p = packages.get(a.access_package_id)
             item["accessPackage"] = shapes.access_package(p) if p else None
     if "target" in expand:
-        users = _by_id(session, User, {a.target_id for a in rows})
+        users = queries.people_of(ctx, rows)
         for item, a in zip(items, rows, strict=True):
             u = users.get(a.target_id)
             item["target"] = subject(u) if u else {"objectId": a.target_id}
     if "assignmentPolicy" in expand:
-        policies = _by_id(session, AssignmentPolicy, {a.policy_id for a in rows})
+        policies = queries.policies_of(ctx, rows)
         for item, a in zip(items, rows, strict=True):
-            p = policies.get(a.policy_id or "")
+            policy = policies.get(a.policy_id or "")
             item["assignmentPolicy"] = (
-                {"id": p.id, "displayName": p.display_name, "description": p.description}
-                if p
+                {
+                    "id": policy.id,
+                    "displayName": policy.display_name,
+                    "description": policy.description,
+                }
+                if policy
                 else None
             )

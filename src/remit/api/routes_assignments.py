@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
-from sqlalchemy.orm import Session
 
 from remit.api import lifecycle_shapes as shapes
 from remit.api.collection import (
     QueryOptions,
     check_expand,
-    collection,
     entity,
+    list_options,
+    listed,
+    page_body,
     query_options,
     single_options,
 )
 from remit.api.state import identity, operation
 from remit.context import Ctx
 from remit.lifecycle import operations as ops
-from remit.listing import F
+from remit.lifecycle import queries
+from remit.listing import Page
 from remit.models.lifecycle import Assignment
 from remit.tokens import Identity
 
@@ -27,42 +30,23 @@ EM = "/v1.0/identityGovernance/entitlementManagement"
 CONTEXT = "identityGovernance/entitlementManagement/assignments"
 router = APIRouter(prefix=EM, tags=["assignments"], dependencies=[Depends(identity)])
 
-A = Assignment
-ASSIGNMENT_FIELDS = {
-    "id": F(A.id),
-    "state": F(A.state),
-    "status": F(A.status),
-    "expiredDateTime": F(A.expired_at),
-    "accessPackage/id": F(A.access_package_id),
-    "assignmentPolicy/id": F(A.policy_id),
-    "target/objectId": F(A.target_id),
-    "target/id": F(A.target_id),
-    "schedule/startDateTime": F(A.start_at),
-    "schedule/expiration/endDateTime": F(A.expires_at),
-}
 EXPANDS = ("accessPackage", "target", "assignmentPolicy")
 
 
-def render_assignments(ctx: Ctx, q: QueryOptions):  # type: ignore[no-untyped-def]
-    def render(session: Session, rows: list[Assignment]) -> list[dict[str, Any]]:
+def render_assignments(
+    expand: set[str],
+) -> Callable[[Ctx, list[Assignment]], list[dict[str, Any]]]:
+    def render(ctx: Ctx, rows: list[Assignment]) -> list[dict[str, Any]]:
         items = [shapes.assignment(a, ctx.now) for a in rows]
-        shapes.expand_assignments(session, rows, items, set(q.expand))
+        shapes.expand_assignments(ctx, rows, items, expand)
         return items
 
     return render
 
 
-def _list(request: Request, ctx: Ctx, stmt: Any, q: QueryOptions) -> dict[str, Any]:
-    return collection(
-        request,
-        ctx.session,
-        stmt,
-        key=A.id,
-        fields=ASSIGNMENT_FIELDS,
-        q=q,
-        render=render_assignments(ctx, q),
-        context=CONTEXT,
-        expandable=EXPANDS,
+def _body(request: Request, ctx: Ctx, q: QueryOptions, found: Page[Assignment]) -> dict[str, Any]:
+    return page_body(
+        request, q, found, render_assignments(set(q.expand))(ctx, found.items), CONTEXT
     )
 
 
@@ -72,8 +56,15 @@ def list_assignments(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return _list(request, ctx, ops.visible_assignments(ctx), q)
+    return listed(
+        request,
+        ident,
+        q,
+        queries.assignments,
+        render_assignments(set(q.expand)),
+        context=CONTEXT,
+        expandable=EXPANDS,
+    )
 
 
 @router.get("/assignments/filterByCurrentUser(on='{on}')")
@@ -84,7 +75,11 @@ def assignments_for_me(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        return _list(request, ctx, ops.assignments_for_current_user(ctx, on), q)
+        # The path's arguments are checked before the query options.
+        mine = queries.assignments_relation(on)
+        check_expand(q, EXPANDS)
+        found = queries.assignments_for_current_user(ctx, mine, list_options(request, q))
+        return _body(request, ctx, q, found)
 
 
 @router.get(
@@ -99,7 +94,11 @@ def additional_access(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        return _list(request, ctx, ops.additional_access(ctx, package_id, incompatible_id), q)
+        # The path's arguments are checked before the query options.
+        pair = queries.package_pair(ctx, package_id, incompatible_id)
+        check_expand(q, EXPANDS)
+        found = queries.additional_access(ctx, pair, list_options(request, q))
+        return _body(request, ctx, q, found)
 
 
 @router.get("/assignments/{assignment_id}")
@@ -110,10 +109,10 @@ def get_assignment(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        found = ops.get_assignment(ctx, assignment_id)
+        found = queries.assignment(ctx, assignment_id)
         check_expand(q, EXPANDS)
         item = shapes.assignment(found, ctx.now)
-        shapes.expand_assignments(ctx.session, [found], [item], set(q.expand))
+        shapes.expand_assignments(ctx, [found], [item], set(q.expand))
         return entity(request, CONTEXT, item, q)
 
 

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response
-from sqlalchemy.orm import Session
 
 from remit.api import lifecycle_shapes as shapes
 from remit.api.collection import (
     QueryOptions,
     check_expand,
-    collection,
     entity,
+    list_options,
+    listed,
+    page_body,
     query_options,
     single_options,
 )
 from remit.api.state import identity, operation
 from remit.context import Ctx
-from remit.errors import Invalid, NotFound
+from remit.errors import Invalid
 from remit.lifecycle import operations as ops
-from remit.lifecycle import requests
-from remit.listing import F
+from remit.lifecycle import queries, requests
 from remit.models.lifecycle import AssignmentRequest
 from remit.tokens import Identity
 
@@ -30,37 +31,24 @@ CONTEXT = "identityGovernance/entitlementManagement/assignmentRequests"
 APPROVALS = "identityGovernance/entitlementManagement/accessPackageAssignmentApprovals"
 router = APIRouter(prefix=EM, tags=["assignmentRequests"], dependencies=[Depends(identity)])
 
-R = AssignmentRequest
-REQUEST_FIELDS = {
-    "id": F(R.id),
-    "requestType": F(R.request_type),
-    "state": F(R.state),
-    "status": F(R.status),
-    "createdDateTime": F(R.created_at),
-    "completedDateTime": F(R.completed_at),
-    "accessPackage/id": F(R.access_package_id),
-    "assignment/id": F(R.assignment_id),
-    "requestor/objectId": F(R.requestor_id),
-    "requestor/id": F(R.requestor_id),
-    "target/objectId": F(R.target_id),
-    "target/id": F(R.target_id),
-}
 REQUEST_EXPANDS = ("accessPackage", "assignment", "requestor", "target")
 
 
 def shape(ctx: Ctx, r: AssignmentRequest) -> dict[str, Any]:
     """The request, with its delivery error for those who may read it (remit's addition)."""
     item = shapes.request(r)
-    error = ops.delivery_error(ctx, r)
+    error = queries.delivery_error(ctx, r)
     if error:
         item["deliveryError"] = error
     return item
 
 
-def render_requests(ctx: Ctx, q: QueryOptions):  # type: ignore[no-untyped-def]
-    def render(session: Session, rows: list[AssignmentRequest]) -> list[dict[str, Any]]:
+def render_requests(
+    expand: set[str],
+) -> Callable[[Ctx, list[AssignmentRequest]], list[dict[str, Any]]]:
+    def render(ctx: Ctx, rows: list[AssignmentRequest]) -> list[dict[str, Any]]:
         items = [shape(ctx, r) for r in rows]
-        shapes.expand_requests(session, rows, items, set(q.expand))
+        shapes.expand_requests(ctx, rows, items, expand)
         return items
 
     return render
@@ -123,18 +111,15 @@ def list_requests(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return collection(
-            request,
-            ctx.session,
-            ops.visible_requests(ctx),
-            key=R.id,
-            fields=REQUEST_FIELDS,
-            q=q,
-            render=render_requests(ctx, q),
-            context=CONTEXT,
-            expandable=REQUEST_EXPANDS,
-        )
+    return listed(
+        request,
+        ident,
+        q,
+        queries.requests,
+        render_requests(set(q.expand)),
+        context=CONTEXT,
+        expandable=REQUEST_EXPANDS,
+    )
 
 
 @router.post("/assignmentRequests", status_code=201)
@@ -148,7 +133,7 @@ def create_request(
     with operation(request, ident, write=True) as ctx:
         created = requests.submit(ctx, **fields)
         item = shape(ctx, created)
-        shapes.expand_requests(ctx.session, [created], [item], {"accessPackage", "assignment"})
+        shapes.expand_requests(ctx, [created], [item], {"accessPackage", "assignment"})
     response.headers["Location"] = f"{EM}/assignmentRequests/{created.id}"
     return entity(request, CONTEXT, item)
 
@@ -161,17 +146,12 @@ def requests_for_me(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        return collection(
-            request,
-            ctx.session,
-            ops.requests_for_current_user(ctx, on),
-            key=R.id,
-            fields=REQUEST_FIELDS,
-            q=q,
-            render=render_requests(ctx, q),
-            context=CONTEXT,
-            expandable=REQUEST_EXPANDS,
-        )
+        # The path's arguments are checked before the query options.
+        mine = queries.requests_relation(on)
+        check_expand(q, REQUEST_EXPANDS)
+        found = queries.requests_for_current_user(ctx, mine, list_options(request, q))
+        items = render_requests(set(q.expand))(ctx, found.items)
+        return page_body(request, q, found, items, CONTEXT)
 
 
 @router.get("/assignmentRequests/{request_id}")
@@ -182,10 +162,10 @@ def get_request(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        found = requests.get_request(ctx, request_id)
+        found = queries.request(ctx, request_id)
         check_expand(q, REQUEST_EXPANDS)
         item = shape(ctx, found)
-        shapes.expand_requests(ctx.session, [found], [item], set(q.expand))
+        shapes.expand_requests(ctx, [found], [item], set(q.expand))
         return entity(request, CONTEXT, item, q)
 
 
@@ -219,17 +199,6 @@ def reprocess_request(
 # ------------------------------------------------------------------------------- approvals
 
 
-def _approval(ctx: Any, request_id: str) -> dict[str, Any]:
-    found, stages = ops.get_approval(ctx, request_id)
-    return {
-        "id": found.id,
-        "stages": [
-            {"@odata.type": "#microsoft.graph.approvalStage", **s}
-            for s in ops.stage_view(ctx, found, stages)
-        ],
-    }
-
-
 @router.get("/accessPackageAssignmentApprovals/filterByCurrentUser(on='{on}')")
 def approvals_for_me(
     request: Request,
@@ -239,21 +208,14 @@ def approvals_for_me(
 ) -> dict[str, Any]:
     if on != "approver":
         raise Invalid("on must be 'approver'", target="on")
-    with operation(request, ident, write=False) as ctx:
-
-        def render(session: Session, rows: list[AssignmentRequest]) -> list[dict[str, Any]]:
-            return [_approval(ctx, r.id) for r in rows]
-
-        return collection(
-            request,
-            ctx.session,
-            ops.approvals_for_current_user(ctx),
-            key=R.id,
-            fields={"id": F(R.id)},
-            q=q,
-            render=render,
-            context=APPROVALS,
-        )
+    return listed(
+        request,
+        ident,
+        q,
+        queries.approvals_for_current_user,
+        lambda _ctx, found: [shapes.approval(a) for a in found],
+        context=APPROVALS,
+    )
 
 
 @router.get("/accessPackageAssignmentApprovals/{approval_id}")
@@ -261,7 +223,7 @@ def get_approval(
     request: Request, approval_id: str, ident: Identity = Depends(identity)
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        return entity(request, APPROVALS, _approval(ctx, approval_id))
+        return entity(request, APPROVALS, shapes.approval(queries.approval(ctx, approval_id)))
 
 
 @router.get("/accessPackageAssignmentApprovals/{approval_id}/stages")
@@ -269,7 +231,7 @@ def list_stages(
     request: Request, approval_id: str, ident: Identity = Depends(identity)
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        stages = _approval(ctx, approval_id)["stages"]
+        stages = [shapes.approval_stage(v) for v in queries.approval(ctx, approval_id).stages]
     return {"@odata.context": f"{APPROVALS}('{approval_id}')/stages", "value": stages}
 
 
@@ -278,11 +240,7 @@ def get_stage(
     request: Request, approval_id: str, stage_id: str, ident: Identity = Depends(identity)
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        stage = next(
-            (s for s in _approval(ctx, approval_id)["stages"] if s["id"] == stage_id), None
-        )
-    if stage is None:
-        raise NotFound(f"approval stage {stage_id} was not found")
+        stage = shapes.approval_stage(queries.approval_stage(ctx, approval_id, stage_id))
     return entity(request, f"{APPROVALS}/stages", stage)
 
 

@@ -1,7 +1,8 @@
 """``remit request | approve | deny | assignment``: the access lifecycle from the command line.
 
-Each command calls the lifecycle use cases (``lifecycle.requests``, ``lifecycle.operations``), so
-``--as UPN`` meets exactly the authorization of the API. Packages, policies and questions may be
+Each command calls the lifecycle use cases (``lifecycle.requests``, ``lifecycle.operations``) and
+reads through ``lifecycle.queries``, so ``--as UPN`` meets exactly the authorization of the API.
+Packages, policies and questions may be
 named by display name or id; a name is looked up only among what the acting identity can find
 (packages of its catalogs, or packages it may request), so a lookup reveals nothing. An id is
 handed to the use case unchanged: a hidden package is requested by its id, and the use case
@@ -10,28 +11,20 @@ decides what the actor may see.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
 
 import typer
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select
-from sqlalchemy.orm import Session
 
 from remit.cli.common import ACTING_AS, console, fail, plain, table, unit, user_id
 from remit.context import Ctx
 from remit.errors import Conflict, DomainError, Invalid, NotFound
 from remit.lifecycle import operations as ops
-from remit.lifecycle import requests
+from remit.lifecycle import queries, requests
 from remit.lifecycle.assignments import ACTIVE_STATES, lapsed
 from remit.lifecycle.schedule import iso, parse_instant
-from remit.models.directory import User
 from remit.models.lifecycle import Assignment, AssignmentRequest
-from remit.models.packages import AccessPackage
-from remit.models.policies import AssignmentPolicy
-from remit.packages import operations as package_ops
-from remit.policies import operations as policy_ops
-from remit.policies import scope
 
 request_app = typer.Typer(help="Access package assignment requests.", no_args_is_help=True)
 assignment_app = typer.Typer(help="Access package assignments.", no_args_is_help=True)
@@ -119,64 +112,11 @@ def _cli_words(call: Callable[[], T]) -> T:
         raise
 
 
-def _package_id(ctx: Ctx, name_or_id: str, *, requesting: bool = False) -> str:
-    """By id or display name (any case), among the packages of the actor's catalogs and the
-    packages it may request."""
-    p = AccessPackage
-    findable = or_(
-        p.id.in_(package_ops.visible_packages(ctx).with_only_columns(p.id)),
-        p.id.in_(policy_ops.requestable_packages(ctx).with_only_columns(p.id)),
-    )
-    found = (
-        ctx.session.execute(
-            select(p.id)
-            .where(
-                findable, or_(p.id == name_or_id, func.lower(p.display_name) == name_or_id.lower())
-            )
-            .order_by(p.id)
-        )
-        .scalars()
-        .all()
-    )
-    if name_or_id in found:
-        return name_or_id
-    if len(found) == 1:
-        return found[0]
-    if found:
-        raise Invalid(
-            f"several access packages are named {name_or_id!r}: {', '.join(found)}; give the id"
-        )
-    if requesting:
-        return name_or_id  # perhaps a hidden package's id: the request decides
-    raise NotFound(f"access package {name_or_id!r} was not found")
-
-
-def _policies(ctx: Ctx, package_id: str, *, requestable: bool = True) -> list[AssignmentPolicy]:
-    """The package's policies the actor may read, and (``requestable``) those it may request
-    through for itself."""
-    seen = list(
-        ctx.session.execute(
-            policy_ops.visible_policies(ctx)
-            .where(AssignmentPolicy.access_package_id == package_id)
-            .order_by(AssignmentPolicy.created_at, AssignmentPolicy.id)
-        ).scalars()
-    )
-    me = ctx.session.get(User, ctx.actor.user_id) if requestable else None
-    if me is not None:
-        known = {p.id for p in seen}
-        seen += [
-            p
-            for p in scope.requestable_policies(ctx.session, package_id, me, ctx.actor.group_ids)
-            if p.id not in known
-        ]
-    return seen
-
-
 def _policy_id(ctx: Ctx, package_id: str, name_or_id: str) -> str:
     wanted = name_or_id.lower()
     found = [
         p
-        for p in _policies(ctx, package_id)
+        for p in queries.findable_policies(ctx, package_id)
         if p.id == name_or_id or p.display_name.lower() == wanted
     ]
     if len(found) > 1:
@@ -190,7 +130,9 @@ def _policy_id(ctx: Ctx, package_id: str, name_or_id: str) -> str:
 def _direct_policy(ctx: Ctx, package_id: str) -> str | None:
     """The one policy an administrator can assign through, or None to let the request say."""
     usable = [
-        p for p in _policies(ctx, package_id, requestable=False) if p.auto_assignment_key is None
+        p
+        for p in queries.findable_policies(ctx, package_id, requestable=False)
+        if p.auto_assignment_key is None
     ]
     if len(usable) > 1:
         raise Invalid(
@@ -207,7 +149,7 @@ def _answers(
     in any of the package's policies the actor can read or request through)."""
     if not pairs:
         return []
-    policies = [p for p in _policies(ctx, package_id) if policy_id in (None, p.id)]
+    policies = [p for p in queries.findable_policies(ctx, package_id) if policy_id in (None, p.id)]
     out = []
     for key, value in pairs:
         ids = {
@@ -232,9 +174,10 @@ def _target(ctx: Ctx, who: str | None) -> tuple[str, str | None, str | None]:
     """(request type, target id, target email) for ``--for``."""
     if who is None:
         return "userAdd", None, None
-    found = ctx.session.execute(
-        select(User.id).where(or_(User.upn_key == who.lower(), User.id == who))
-    ).scalar()
+    try:
+        found: str | None = user_id(ctx.session, who)
+    except NotFound:
+        found = None
     if found is not None and found == ctx.actor.user_id:
         return "userAdd", None, None
     if found is not None:
@@ -251,30 +194,13 @@ def _when(value: datetime | None) -> str:
     return value.isoformat(timespec="seconds") if value is not None else ""
 
 
-def _upns(session: Session, ids: Iterable[str | None]) -> dict[str, str]:
-    wanted = {i for i in ids if i}
-    if not wanted:
-        return {}
-    rows = session.execute(select(User.id, User.user_principal_name).where(User.id.in_(wanted)))
-    return dict(rows.tuples().all())
+def _upns(ctx: Ctx, rows: Sequence[AssignmentRequest | Assignment]) -> dict[str, str]:
+    """The UPNs of the rows' targets (and requestors)."""
+    return {u.id: u.user_principal_name for u in queries.people_of(ctx, rows).values()}
 
 
-def _package_names(session: Session, ids: Iterable[str]) -> dict[str, str]:
-    wanted = set(ids)
-    if not wanted:
-        return {}
-    rows = session.execute(
-        select(AccessPackage.id, AccessPackage.display_name).where(AccessPackage.id.in_(wanted))
-    )
-    return dict(rows.tuples().all())
-
-
-def _assignment_state(state: str, now: datetime) -> ColumnElement[bool]:
-    a = Assignment
-    lapsed = and_(a.active_key.is_not(None), a.expires_at.is_not(None), a.expires_at <= now)
-    if state == "expired":
-        return or_(a.state == "expired", lapsed)
-    return and_(a.state == state, not_(lapsed))
+def _package_names(ctx: Ctx, rows: Sequence[AssignmentRequest | Assignment]) -> dict[str, str]:
+    return {p.id: p.display_name for p in queries.packages_of(ctx, rows).values()}
 
 
 def _schedule_text(schedule: dict[str, Any]) -> tuple[str, str]:
@@ -348,7 +274,7 @@ def request_submit(
                     "--on-behalf needs --for naming one of your direct reports in the directory"
                 )
             kind = "userAdd"  # a request by the target's manager, as the API takes it
-        package_id = _package_id(ctx, package, requesting=True)
+        package_id = queries.find_package_id(ctx, package, requesting=True)
         if policy is not None:
             policy_id: str | None = _policy_id(ctx, package_id, policy)
         elif kind == "adminAdd":
@@ -388,27 +314,17 @@ def request_list(
     if mine or approver:
         _needs_persona("--mine" if mine else "--approver")
     wanted = _choice(state, REQUEST_STATES, "--state")
-    r = AssignmentRequest
     with unit(write=False) as ctx:
-        if approver:
-            stmt = ops.requests_for_current_user(ctx, "approver")
-        else:
-            stmt = ops.visible_requests(ctx)
-        if mine:
-            stmt = stmt.where(
-                or_(r.target_id == ctx.actor.user_id, r.requestor_id == ctx.actor.user_id)
-            )
-        if package is not None:
-            stmt = stmt.where(r.access_package_id == _package_id(ctx, package))
-        if wanted is not None:
-            stmt = stmt.where(r.state == wanted)
-        rows = (
-            ctx.session.execute(stmt.order_by(r.created_at.desc(), r.id).limit(limit))
-            .scalars()
-            .all()
+        rows = queries.newest_requests(
+            ctx,
+            mine=mine,
+            approver=approver,
+            package_id=None if package is None else queries.find_package_id(ctx, package),
+            state=wanted,
+            limit=limit,
         )
-        users = _upns(ctx.session, [x.target_id for x in rows] + [x.requestor_id for x in rows])
-        names = _package_names(ctx.session, [x.access_package_id for x in rows])
+        users = _upns(ctx, rows)
+        names = _package_names(ctx, rows)
         table(
             "Assignment requests",
             ["Id", "Type", "State", "Package", "Target", "Requestor", "Created"],
@@ -431,15 +347,14 @@ def request_list(
 def request_show(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """One request, with its approval stages when you may see them."""
     with unit(write=False) as ctx:
-        found = requests.get_request(ctx, request_id)
+        found = queries.request(ctx, request_id)
         try:
-            approval, stages = ops.get_approval(ctx, found.id)
-            staged = list(zip(stages, ops.stage_view(ctx, approval, stages), strict=True))
+            staged = queries.approval(ctx, found.id).stages
         except NotFound:
             staged = []  # no approval, or not yours to see (the API answers the same)
-        users = _upns(ctx.session, [found.target_id, found.requestor_id])
-        names = _package_names(ctx.session, [found.access_package_id])
-        policy = ctx.session.get(AssignmentPolicy, found.policy_id) if found.policy_id else None
+        users = _upns(ctx, [found])
+        names = _package_names(ctx, [found])
+        policy = queries.policies_of(ctx, [found]).get(found.policy_id or "")
         begins, ends = _schedule_text(found.schedule or {})
         rows: list[tuple[str, Any]] = [
             ("Id", found.id),
@@ -470,7 +385,7 @@ def request_show(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> No
             )
             for a in found.answers or []
         ]
-        error = ops.delivery_error(ctx, found)
+        error = queries.delivery_error(ctx, found)
         if error:
             rows.append(("Delivery error", error))
         table(f"Request {found.id}", ["Field", "Value"], rows)
@@ -480,15 +395,15 @@ def request_show(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> No
                 ["Stage", "Status", "Result", "Reviewed by", "Reviewed", "Justification", "Yours"],
                 [
                     (
-                        view["displayName"],
-                        stage.status,
-                        stage.review_result,
-                        (view["reviewedBy"] or {}).get("displayName"),
-                        _when(stage.reviewed_at),
-                        stage.justification,
-                        "yes" if view["assignedToMe"] else "",
+                        f"Stage {view.stage.stage_index + 1}",
+                        view.stage.status,
+                        view.stage.review_result,
+                        view.reviewer_name,
+                        _when(view.stage.reviewed_at),
+                        view.stage.justification,
+                        "yes" if view.assigned_to_me else "",
                     )
-                    for stage, view in staged
+                    for view in staged
                 ],
             )
 
@@ -530,7 +445,7 @@ def deny(request_id: RequestId, justification: Justification = None) -> None:
 
 def _decide(request_id: str, result: str, justification: str | None) -> None:
     with unit() as ctx:
-        request, stages = ops.get_approval(ctx, request_id)
+        request, stages = queries.approval_stages(ctx, request_id)
         stage = next((s for s in stages if s.status == "InProgress"), None)
         if stage is None:
             raise Conflict(
@@ -570,25 +485,17 @@ def assignment_list(
     if mine:
         _needs_persona("--mine")
     wanted = _choice(state, ASSIGNMENT_STATES, "--state")
-    a = Assignment
     with unit(write=False) as ctx:
-        if mine:
-            stmt = ops.assignments_for_current_user(ctx, "target")
-        else:
-            stmt = ops.visible_assignments(ctx)
-        if package is not None:
-            stmt = stmt.where(a.access_package_id == _package_id(ctx, package))
-        if user is not None:
-            stmt = stmt.where(a.target_id == user_id(ctx.session, user))
-        if wanted is not None:
-            stmt = stmt.where(_assignment_state(wanted, ctx.now))
-        rows = (
-            ctx.session.execute(stmt.order_by(a.created_at.desc(), a.id).limit(limit))
-            .scalars()
-            .all()
+        rows = queries.newest_assignments(
+            ctx,
+            mine=mine,
+            package_id=None if package is None else queries.find_package_id(ctx, package),
+            target_id=None if user is None else user_id(ctx.session, user),
+            state=wanted,
+            limit=limit,
         )
-        users = _upns(ctx.session, [x.target_id for x in rows])
-        names = _package_names(ctx.session, [x.access_package_id for x in rows])
+        users = _upns(ctx, rows)
+        names = _package_names(ctx, rows)
         table(
             "Assignments",
             ["Id", "Package", "Target", "State", "Start", "End"],
@@ -609,8 +516,10 @@ def assignment_list(
 def _own(ctx: Ctx, assignment_id: str) -> bool:
     """Whether the assignment is the actor's own (it chooses the request type only: the
     request itself checks that the actor may see and change the assignment)."""
-    found = ctx.session.get(Assignment, assignment_id)
-    return found is not None and found.target_id == ctx.actor.user_id
+    try:
+        return queries.assignment(ctx, assignment_id).target_id == ctx.actor.user_id
+    except NotFound:
+        return False
 
 
 @assignment_app.command("remove")

@@ -25,7 +25,7 @@ from remit.errors import Conflict, Forbidden, Invalid, NotFound
 from remit.external import orgs
 from remit.faults import crash_point
 from remit.lifecycle import answers as answer_rules
-from remit.lifecycle import approvals, assignments, delivery, notices
+from remit.lifecycle import approvals, assignments, delivery, notices, queries
 from remit.lifecycle.assignments import ADD_TYPES, REMOVE_TYPES, active_key
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.schedule import extension_end, frozen_schedule, iso, parse_instant
@@ -679,26 +679,8 @@ def finish_approved(ctx: Ctx, request: AssignmentRequest) -> None:
     assignments.extend(ctx, assignment, parse_instant(end, "endDateTime") if end else None, request)
 
 
-def get_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
-    request = (
-        ctx.session.get(AssignmentRequest, request_id) if validation.usable_id(request_id) else None
-    )
-    if request is None or not may_see(ctx, request):
-        raise NotFound(f"assignment request {request_id} was not found")
-    return request
-
-
-def may_see(ctx: Ctx, request: AssignmentRequest) -> bool:
-    me = ctx.actor.user_id
-    return (
-        me in (request.target_id, request.requestor_id)
-        or can(ctx.actor, Task.REQUEST_READ, request.catalog_id)
-        or approvals.is_approver_of(ctx, request.id)
-    )
-
-
 def cancel(ctx: Ctx, request_id: str) -> AssignmentRequest:
-    request = get_request(ctx, request_id)
+    request = queries.request(ctx, request_id)
     lock_subjects(ctx, [request.target_id or request.target_email])
     admin = can(ctx.actor, Task.REQUEST_CANCEL, request.catalog_id)
     own = ctx.actor.user_id in (request.requestor_id, request.target_id)
@@ -753,7 +735,7 @@ def cancel(ctx: Ctx, request_id: str) -> AssignmentRequest:
 
 
 def reprocess_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
-    request = get_request(ctx, request_id)
+    request = queries.request(ctx, request_id)
     lock_subjects(ctx, [request.target_id])
     authorize(ctx.actor, Task.REQUEST_REPROCESS, request.catalog_id)
     if request.state not in ("deliveryFailed", "partiallyDelivered"):
@@ -812,7 +794,7 @@ def retry_roles(ctx: Ctx, assignment: Assignment, *, failed_only: bool) -> int:
 
 def delete_record(ctx: Ctx, request_id: str) -> None:
     """Spec §6.8: remove the record of a completed request; its assignment stays."""
-    request = get_request(ctx, request_id)
+    request = queries.request(ctx, request_id)
     authorize(ctx.actor, Task.REQUEST_RECORD_DELETE)
     if request.completed_at is None or request.state in (
         "submitted",

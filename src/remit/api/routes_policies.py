@@ -7,31 +7,30 @@ Included before ``routes_packages``: its ``GET accessPackages/{id}`` would other
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Request, Response
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from remit.api import shapes
 from remit.api.collection import (
     QueryOptions,
     check_expand,
-    collection,
     context_url,
     entity,
+    list_options,
+    listed,
+    page_body,
     query_options,
     single_options,
 )
-from remit.api.routes_packages import PACKAGE_FIELDS
 from remit.api.state import identity, operation
+from remit.context import Ctx
 from remit.errors import Invalid
-from remit.listing import F
-from remit.models.catalogs import Catalog
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
-from remit.packages.operations import get_package
-from remit.policies import document
+from remit.packages.queries import get_package
+from remit.policies import document, queries, scope
 from remit.policies import operations as ops
 from remit.tokens import Identity
 
@@ -41,50 +40,35 @@ PACKAGES = "identityGovernance/entitlementManagement/accessPackages"
 # The token is checked before query options and body fields: a bad token is a 401 first.
 router = APIRouter(prefix=EM, tags=["assignmentPolicies"], dependencies=[Depends(identity)])
 
-POLICY_FIELDS = {
-    "id": F(AssignmentPolicy.id),
-    "displayName": F(AssignmentPolicy.display_name),
-    "description": F(AssignmentPolicy.description),
-    "accessPackage/id": F(AssignmentPolicy.access_package_id),
-    "catalog/id": F(AssignmentPolicy.catalog_id),
-    "createdDateTime": F(AssignmentPolicy.created_at),
-    "modifiedDateTime": F(AssignmentPolicy.modified_at),
-}
 # questions and customExtensionStageSettings are always inline; expanding them changes nothing.
 POLICY_EXPANDS = ("accessPackage", "catalog", "questions", "customExtensionStageSettings")
 PolicyBody = Body(..., description="an accessPackageAssignmentPolicy")
 
 
-def render_policies(q: QueryOptions):  # type: ignore[no-untyped-def]
-    """Graph JSON for a page of policies, with each expansion batch-loaded (no N+1)."""
+def render_policies(
+    q: QueryOptions,
+) -> Callable[[Ctx, list[AssignmentPolicy]], list[dict[str, Any]]]:
+    """Graph JSON for a page of policies, with each expansion read once for the page (no N+1)."""
 
-    def render(session: Session, rows: list[AssignmentPolicy]) -> list[dict[str, Any]]:
+    def render(ctx: Ctx, rows: list[AssignmentPolicy]) -> list[dict[str, Any]]:
         items = [document.render(p) for p in rows]
         if not rows:
             return items
         if "accessPackage" in q.expand:
-            packages = {
-                p.id: shapes.access_package(p)
-                for p in session.execute(
-                    select(AccessPackage).where(
-                        AccessPackage.id.in_({r.access_package_id for r in rows})
-                    )
-                ).scalars()
-            }
+            packages = queries.policy_packages(ctx, rows)
             for item, row in zip(items, rows, strict=True):
-                item["accessPackage"] = packages[row.access_package_id]
+                item["accessPackage"] = shapes.access_package(packages[row.access_package_id])
         if "catalog" in q.expand:
-            catalogs = {
-                c.id: shapes.catalog(c)
-                for c in session.execute(
-                    select(Catalog).where(Catalog.id.in_({r.catalog_id for r in rows}))
-                ).scalars()
-            }
+            catalogs = queries.policy_catalogs(ctx, rows)
             for item, row in zip(items, rows, strict=True):
-                item["catalog"] = catalogs[row.catalog_id]
+                item["catalog"] = shapes.catalog(catalogs[row.catalog_id])
         return items
 
     return render
+
+
+def _render_packages(_ctx: Ctx, rows: list[AccessPackage]) -> list[dict[str, Any]]:
+    return [shapes.access_package(p) for p in rows]
 
 
 @router.get("/assignmentPolicies")
@@ -93,18 +77,15 @@ def list_policies(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return collection(
-            request,
-            ctx.session,
-            ops.visible_policies(ctx),
-            key=AssignmentPolicy.id,
-            fields=POLICY_FIELDS,
-            q=q,
-            render=render_policies(q),
-            context=CONTEXT,
-            expandable=POLICY_EXPANDS,
-        )
+    return listed(
+        request,
+        ident,
+        q,
+        queries.policies,
+        render_policies(q),
+        context=CONTEXT,
+        expandable=POLICY_EXPANDS,
+    )
 
 
 @router.post("/assignmentPolicies", status_code=201)
@@ -124,9 +105,9 @@ def get_policy(
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
     with operation(request, ident, write=False) as ctx:
-        policy = ops.get_policy(ctx, policy_id)
+        policy = queries.policy(ctx, policy_id)
         check_expand(q, POLICY_EXPANDS)
-        return entity(request, CONTEXT, render_policies(q)(ctx.session, [policy])[0], q)
+        return entity(request, CONTEXT, render_policies(q)(ctx, [policy])[0], q)
 
 
 @router.put("/assignmentPolicies/{policy_id}")
@@ -159,7 +140,7 @@ def _list_routes(field: str) -> None:
         request: Request, policy_id: str, ident: Identity = Depends(identity)
     ) -> dict[str, Any]:
         with operation(request, ident, write=False) as ctx:
-            policy = ops.get_policy(ctx, policy_id)
+            policy = queries.policy(ctx, policy_id)
             return {
                 "@odata.context": context_url(request, f"{CONTEXT}('{policy.id}')/{field}"),
                 "value": document.render(policy)[field],
@@ -196,17 +177,9 @@ def filter_packages_by_current_user(
 ) -> dict[str, Any]:
     if on.lower() != "allowedrequestor":
         raise Invalid("accessPackages can be filtered on 'allowedRequestor' only", target="on")
-    with operation(request, ident, write=False) as ctx:
-        return collection(
-            request,
-            ctx.session,
-            ops.requestable_packages(ctx),
-            key=AccessPackage.id,
-            fields=PACKAGE_FIELDS,
-            q=q,
-            render=lambda _session, rows: [shapes.access_package(p) for p in rows],
-            context=PACKAGES,
-        )
+    return listed(
+        request, ident, q, queries.requestable_packages, _render_packages, context=PACKAGES
+    )
 
 
 @router.get("/accessPackages/{package_id}/assignmentPolicies")
@@ -216,19 +189,14 @@ def list_package_policies(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
+    # The package is looked up before the query options are checked: an unknown one is a 404
+    # whatever else the request asks.
     with operation(request, ident, write=False) as ctx:
         package = get_package(ctx, package_id)
-        return collection(
-            request,
-            ctx.session,
-            ops.visible_policies(ctx).where(AssignmentPolicy.access_package_id == package.id),
-            key=AssignmentPolicy.id,
-            fields=POLICY_FIELDS,
-            q=q,
-            render=render_policies(q),
-            context=f"{PACKAGES}('{package.id}')/assignmentPolicies",
-            expandable=POLICY_EXPANDS,
-        )
+        check_expand(q, POLICY_EXPANDS)
+        page = queries.package_policies(ctx, package, list_options(request, q))
+        context = f"{PACKAGES}('{package.id}')/assignmentPolicies"
+        return page_body(request, q, page, render_policies(q)(ctx, page.items), context)
 
 
 @router.post("/accessPackages/{package_id}/assignmentPolicies", status_code=201)
@@ -249,9 +217,10 @@ def get_applicable_policy_requirements(
 ) -> dict[str, Any]:
     # No body is expected; whatever a client sends is ignored.
     with operation(request, ident, write=False) as ctx:
+        found = queries.applicable_policies(ctx, package_id)
         return {
             "@odata.context": context_url(
                 request, "Collection(microsoft.graph.accessPackageAssignmentRequestRequirements)"
             ),
-            "value": ops.applicable_requirements(ctx, package_id),
+            "value": [scope.requirements(p) for p in found],
         }

@@ -1,5 +1,5 @@
-"""Assignment policy use cases (spec §5): create, read, list, replace (PUT), delete; and what a
-requestor may see of them (getApplicablePolicyRequirements, filterByCurrentUser).
+"""Assignment policy use cases (spec §5): create, replace (PUT), delete, add to one of its
+lists; reading policies, and what a requestor may see of them, is ``policies.queries``.
 
 Managing a policy takes ``policy:manage`` on its package's catalog (owner, access package manager,
 administrators); an automatic assignment policy also takes ``policy:autoAssignment:manage``
@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Select, delete, false, func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from remit import validation
 from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
-from remit.authz.visibility import catalog_filter
 from remit.context import Ctx
 from remit.db import new_id
-from remit.errors import Conflict, Forbidden, Invalid, NotFound
+from remit.errors import Conflict, Forbidden, Invalid
 from remit.models.catalogs import Catalog
 from remit.models.directory import Application, Group, User
 from remit.models.external import ConnectedOrganization
@@ -27,8 +25,8 @@ from remit.models.lifecycle import Assignment, AssignmentRequest
 from remit.models.notify import CustomExtension
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy, PolicyTarget
-from remit.packages.operations import get_package
-from remit.policies import document, scope
+from remit.packages.queries import get_package
+from remit.policies import document, queries
 from remit.policies import subjects as s
 from remit.policies.document import PolicyDocument
 
@@ -45,22 +43,10 @@ _LOOKUPS: dict[str, tuple[Any, str]] = {
 }
 
 
-def visible_policies(ctx: Ctx) -> Select[AssignmentPolicy]:
-    return select(AssignmentPolicy).where(
-        catalog_filter(ctx.actor, Task.PACKAGE_READ, AssignmentPolicy.catalog_id)
-    )
-
-
-def get_policy(ctx: Ctx, policy_id: str, *, for_update: bool = False) -> AssignmentPolicy:
-    """The policy, or NotFound when it does not exist or is outside the actor's catalogs."""
-    policy = (
-        ctx.session.get(AssignmentPolicy, policy_id, with_for_update=for_update or None)
-        if validation.usable_id(policy_id)
-        else None
-    )
-    if policy is None or not can(ctx.actor, Task.PACKAGE_READ, policy.catalog_id):
-        raise NotFound(f"assignment policy {policy_id} was not found")
-    return policy
+# Reads are ``policies.queries``; these names stay for the callers that still build their own
+# selects on them (``cli/lifecycle.py``).
+visible_policies = queries.visible_policies
+requestable_packages = queries.requestable
 
 
 def create_policy(
@@ -110,7 +96,7 @@ def create_policy(
 
 def replace_policy(ctx: Ctx, policy_id: str, body: dict[str, Any]) -> AssignmentPolicy:
     """PUT: the body replaces every setting (an omitted one takes its default)."""
-    policy = get_policy(ctx, policy_id, for_update=True)
+    policy = queries.policy(ctx, policy_id, for_update=True)
     _require_object(body)
     automatic = policy.auto_assignment_key is not None or document.looks_automatic(body)
     _authorize(ctx, policy.catalog_id, automatic=automatic)
@@ -160,7 +146,7 @@ def add_item(ctx: Ctx, policy_id: str, field: str, item: Any) -> dict[str, Any]:
         raise ValueError(field)
     if not isinstance(item, dict):
         raise Invalid(f"the body must be a JSON object: one {ITEM_LISTS[field]}")
-    policy = get_policy(ctx, policy_id, for_update=True)
+    policy = queries.policy(ctx, policy_id, for_update=True)
     body = document.render(policy)
     known = {str(x.get("id")) for x in body[field]}
     given = item.get("id")
@@ -173,7 +159,7 @@ def add_item(ctx: Ctx, policy_id: str, field: str, item: Any) -> dict[str, Any]:
 
 
 def delete_policy(ctx: Ctx, policy_id: str) -> None:
-    policy = get_policy(ctx, policy_id, for_update=True)
+    policy = queries.policy(ctx, policy_id, for_update=True)
     _authorize(ctx, policy.catalog_id, automatic=policy.auto_assignment_key is not None)
     active = select(Assignment.id).where(
         Assignment.policy_id == policy.id, Assignment.active_key.is_not(None)
@@ -197,35 +183,6 @@ def delete_policy(ctx: Ctx, policy_id: str) -> None:
         catalog_id=policy.catalog_id,
         before=before,
     )
-
-
-# ---------------------------------------------------------------- the requestor's view
-
-
-def applicable_requirements(ctx: Ctx, package_id: str) -> list[dict[str, Any]]:
-    """What the caller must supply to request the package, one entry per policy they may use.
-
-    A package is found when the caller may request it (hidden or not, spec §4.4) or holds a role
-    on its catalog; otherwise it does not exist for them.
-    """
-    package = ctx.session.get(AccessPackage, package_id)
-    if package is None:
-        raise NotFound(f"access package {package_id} was not found")
-    user = ctx.session.get(User, ctx.actor.user_id)
-    policies = []
-    if user is not None:
-        policies = scope.requestable_policies(ctx.session, package.id, user, ctx.actor.group_ids)
-    if not policies and not can(ctx.actor, Task.PACKAGE_READ, package.catalog_id):
-        raise NotFound(f"access package {package_id} was not found")
-    return [scope.requirements(p) for p in policies]
-
-
-def requestable_packages(ctx: Ctx) -> Select[AccessPackage]:
-    """filterByCurrentUser(on='allowedRequestor'): the packages the caller can find and request."""
-    user = ctx.session.get(User, ctx.actor.user_id)
-    if user is None:
-        return select(AccessPackage).where(false())
-    return scope.requestable_packages(ctx.session, user, ctx.actor.group_ids)
 
 
 # ---------------------------------------------------------------- checks

@@ -3,27 +3,41 @@ requests, approvals and the worker. Shared by the scenario, matrix, race and cra
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import itertools
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, TypeVar
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
 
 import httpx
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from remit.authz.actor import Actor, load_actor, system_actor
 from remit.authz.roles import ASSIGNMENT_MANAGER, CATALOG_OWNER, PACKAGE_MANAGER
-from remit.connectors import registry
-from remit.connectors.base import ConnectorError, RoleRef
+from remit.connectors import registry, targets
+from remit.connectors.base import (
+    Connector,
+    ConnectorError,
+    Outcomes,
+    RemoteConnector,
+    Revocation,
+    RoleRef,
+)
 from remit.connectors.builtin import BuiltinConnector
-from remit.connectors.registry import connector_for
 from remit.context import Ctx
+from remit.db import Database
 from remit.directory import operations as d
 from remit.jobs.runner import Worker
 from remit.lifecycle import delivery
-from remit.models.directory import AppRoleAssignment, GroupMember, SiteRoleMember
+from remit.models.directory import (
+    Application,
+    AppRoleAssignment,
+    Group,
+    GroupMember,
+    Site,
+    SiteRoleMember,
+)
 from remit.settings import Settings
 from tests.factories import DOMAIN, EM, Tenant
 
@@ -166,10 +180,15 @@ def add_people(t: Tenant) -> None:
             d.update_user(root, t.ids[alias], {"mail": f"{alias}@{DOMAIN}"})
 
 
+# The database of the campaign built last: ``remote`` routes there when it is given none.
+_LAST: dict[str, Database] = {}
+
+
 def build_campaign(t: Tenant) -> Campaign:
     """Mamta's Marketing catalog with a group, an app and a site; Omar co-owns it, Lena manages
     packages, Alex manages assignments; Lena's "Campaign 2027" grants the campaigns group's
     Member role, the planner's Planner role and the hub's Members role, under two policies."""
+    _LAST["db"] = t.db
     add_people(t)
     catalog = t.create_catalog("mamta", "Marketing")
     for system, key in (
@@ -318,57 +337,110 @@ def in_transaction(t: Tenant, actor: Actor, call: Callable[[Ctx], T]) -> T:
 
 
 def role_holders(t: Tenant, package_id: str) -> dict[RoleRef, set[str]]:
-    """Who holds each resource role of the package in the target (remit's own directory)."""
+    """Who holds each resource role of the package in its target (remit's own directory, or
+    the remote target its resource is routed to)."""
     with t.db.write() as s:
         roles = delivery.package_roles(s, [package_id])[package_id]
-        return {r: connector_for(r.origin_system).holders(s, r) for r in roles}
+        found = registry.connectors(s, {r.target_id for r in roles})
+        held: dict[RoleRef, set[str]] = {}
+        far: list[tuple[RoleRef, RemoteConnector]] = []
+        for r in roles:
+            connector = found[r.target_id]
+            assert not isinstance(connector, ConnectorError), connector
+            if connector.local:
+                held[r] = connector.holders(s, r)
+            else:
+                far.append((r, connector))
+    # A remote target is asked with no transaction open, as delivery calls it.
+    return held | {r: connector.holders(r) for r, connector in far}
 
 
 class Flaky:
-    """The builtin connector behind a switch, as a *remote* target: its grants and revocations
-    wait for the worker's sync job (nothing is applied in the transaction that changes the
-    assignments), and while ``down`` every call fails."""
+    """A *remote* target behind a switch: its grants and revocations wait for the worker's sync
+    job, which calls it with no database transaction open. It keeps its state in remit's own
+    directory (through the builtin connector), written in short transactions of its own, as a
+    peer system sharing the database would; while ``down`` every call fails. ``during`` runs
+    at the start of each call, before anything else (a test's probe); ``log`` records each
+    call: ("grant" | "revoke", subject, role origin id)."""
 
     name = "flaky"
-    local = False
+    local: Literal[False] = False
 
-    def __init__(self) -> None:
+    def __init__(self, db: Database) -> None:
+        self.db = db
         self.inner = BuiltinConnector()
         self.down: str | None = None  # None, "transient" or "permanent"
         self.calls = 0
+        self.log: list[tuple[str, str, str]] = []
+        self.during: Callable[[str, str, RoleRef], None] | None = None
 
-    def _check(self) -> None:
+    def _check(self, what: str, subject_id: str, role: RoleRef) -> None:
         self.calls += 1
+        if self.during is not None:
+            self.during(what, subject_id, role)
         if self.down:
             raise ConnectorError("the target is unavailable", permanent=self.down == "permanent")
+        self.log.append((what, subject_id, role.role_origin_id))
 
     def grant(
-        self,
-        session: Session,
-        subject_id: str,
-        role: RoleRef,
-        *,
-        valid_until: datetime | None,
-        now: datetime,
+        self, subject_id: str, role: RoleRef, *, valid_until: datetime | None, now: datetime
     ) -> None:
-        self._check()
-        self.inner.grant(session, subject_id, role, valid_until=valid_until, now=now)
+        self._check("grant", subject_id, role)
+        with self.db.write() as s:
+            self.inner.grant(s, subject_id, role, valid_until=valid_until, now=now)
 
-    def revoke(self, session: Session, subject_id: str, role: RoleRef) -> None:
-        self._check()
-        self.inner.revoke(session, subject_id, role)
+    def revoke_many(self, items: Sequence[Revocation]) -> Outcomes:
+        for item in items:
+            self._check("revoke", item.subject_id, item.role)
+        with self.db.write() as s:
+            return self.inner.revoke_many(s, items)
 
-    def holders(self, session: Session, role: RoleRef) -> set[str]:
-        return self.inner.holders(session, role)
+    def holders(self, role: RoleRef) -> set[str]:
+        with self.db.session() as s:
+            return self.inner.holders(s, role)
+
+
+_DIRECTORY = {"AadGroup": Group.id, "AadApplication": Application.id, "SharePointOnline": Site.id}
+_KINDS = itertools.count(1)
 
 
 @contextmanager
-def remote(origin_system: str) -> Iterator[Flaky]:
-    """Route ``origin_system``'s roles to a ``Flaky`` connector while the block runs."""
-    connector = Flaky()
-    previous = registry.register(origin_system, connector)
+def routed(
+    db: Database, origin_system: str, connector: Connector, resources: Sequence[str] | None = None
+) -> Iterator[str]:
+    """Deliver the roles of ``resources`` (default: every resource of ``origin_system`` in
+    remit's directory) through ``connector`` while the block runs: a target row of a test kind
+    whose factory gives ``connector``, and a route per resource. Yields the target's id. After
+    the block the resources go back to the builtin target, and the kind is gone (rows still
+    naming its target fail for good, unless granted again from nothing: ``delivery``)."""
+    kind = f"test-{next(_KINDS)}"
+    registry.register_kind(kind, lambda target: connector)
     try:
-        yield connector
+        with db.write() as s:
+            if resources is None:
+                resources = sorted(s.execute(select(_DIRECTORY[origin_system])).scalars())
+            target_id = targets.add_target(
+                s,
+                kind=kind,
+                display_name=connector.name,
+                settings={},
+                now=datetime.now(UTC),
+            )
+            targets.route(s, origin_system, list(resources), target_id, datetime.now(UTC))
+        try:
+            yield target_id
+        finally:
+            with db.write() as s:
+                targets.unroute(s, origin_system, list(resources))
     finally:
-        if previous is not None:
-            registry.register(origin_system, previous)
+        registry.unregister_kind(kind)
+
+
+@contextmanager
+def remote(origin_system: str, db: Database | None = None) -> Iterator[Flaky]:
+    """Route ``origin_system``'s resources to a ``Flaky`` target while the block runs (in
+    ``db``, or the database of the campaign built last)."""
+    database = db or _LAST["db"]
+    connector = Flaky(database)
+    with routed(database, origin_system, connector):
+        yield connector

@@ -10,6 +10,7 @@ from alembic.config import Config
 from remit.authz.actor import system_actor
 from remit.catalogs.operations import ensure_general_catalog
 from remit.clock import Clock, utcnow
+from remit.connectors import targets
 from remit.context import Ctx
 from remit.db import Database
 from remit.notify import sealed
@@ -42,6 +43,8 @@ def upgrade(db: Database) -> None:
 def ensure_builtins(db: Database, clock: Clock = utcnow) -> None:
     with db.write() as session:
         ensure_general_catalog(Ctx(session, system_actor("bootstrap"), clock()))
+        # The builtin delivery target (the migration seeds it; an emptied database lacks it).
+        targets.ensure_builtin(session, clock())
         # The secrets key opens what is sealed; webhook secrets written before sealing existed
         # are sealed (decision 0019).
         sealed.check_key(session)

@@ -51,8 +51,8 @@ from sqlalchemy.orm import Session
 from remit import faults
 from remit.audit.chain import verify
 from remit.authz.actor import system_actor
+from remit.connectors import registry
 from remit.connectors.base import RoleRef
-from remit.connectors.registry import connector_for
 from remit.context import Ctx
 from remit.db import Database
 from remit.directory import operations as d
@@ -410,7 +410,7 @@ def check(w: World, uid: str, where: str, *, ended_by: str | None) -> None:
                 if g.desired
                 and (g.origin_system, g.role_origin_id) == (role.origin_system, role.role_origin_id)
             }
-            held = connector_for(role.origin_system).holders(s, role) & users
+            held = registry.builtin().holders(s, role) & users
             assert held == desired, (
                 f"{where}: {role.display_name}: orphans {sorted(held - desired)}, "
                 f"missing {sorted(desired - held)}"

@@ -2,9 +2,9 @@
 request reprocess, assignment reprocess repairing drift, and idempotent grants and revokes.
 
 A connector that fails on command stands in for a target system that is down: a remote
-(non-local) implementation of the ``Connector`` protocol that delegates to the builtin one
-(``lifecycle_support.Flaky``), registered for the application role's origin system for the
-duration of a test.
+(non-local) connector that delegates to the builtin one in transactions of its own
+(``lifecycle_support.Flaky``), the delivery target of every application for the duration of a
+test.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import delete
 
-from remit.connectors.base import ConnectorError, RoleRef
+from remit.connectors.base import ConnectorError, Revocation, RoleRef
 from remit.connectors.builtin import BuiltinConnector
 from remit.db import Database
 from remit.models.directory import GroupMember
@@ -35,14 +35,14 @@ from tests.lifecycle_support import (
 
 
 @pytest.fixture
-def flaky() -> Iterator[Flaky]:
-    with remote("AadApplication") as connector:
-        yield connector
+def c(db: Database, app_client: TestClient, clock: SteppingClock) -> Campaign:
+    return build_campaign(Tenant.build(db, app_client, clock))
 
 
 @pytest.fixture
-def c(db: Database, app_client: TestClient, clock: SteppingClock) -> Campaign:
-    return build_campaign(Tenant.build(db, app_client, clock))
+def flaky(c: Campaign) -> Iterator[Flaky]:
+    with remote("AadApplication", c.t.db) as connector:
+        yield connector
 
 
 def run_worker_for(c: Campaign, settings: Settings, clock: SteppingClock, hours: int) -> None:
@@ -140,8 +140,8 @@ def test_grants_and_revokes_are_idempotent(c: Campaign, db: Database, clock: Ste
         builtin.grant(s, t.ids["carl"], role, valid_until=until, now=clock.now)
     assert t.ids["carl"] in _holders(db, builtin, role)
     with db.write() as s:
-        builtin.revoke(s, t.ids["carl"], role)
-        builtin.revoke(s, t.ids["carl"], role)
+        assert builtin.revoke_many(s, [Revocation(t.ids["carl"], role)]) == [None]
+        assert builtin.revoke_many(s, [Revocation(t.ids["carl"], role)]) == [None]
     assert t.ids["carl"] not in _holders(db, builtin, role)
 
 

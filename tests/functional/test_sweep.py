@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from sqlalchemy import delete, select, text
@@ -29,8 +29,7 @@ from sqlalchemy.orm import Session
 
 from remit.audit import chain, pending
 from remit.authz.actor import system_actor
-from remit.connectors import registry
-from remit.connectors.base import Connector, RoleRef
+from remit.connectors.base import Outcomes, Revocation, RoleRef
 from remit.context import Ctx
 from remit.directory import operations as d
 from remit.lifecycle import assignments, requests, sweep
@@ -49,7 +48,13 @@ from remit.models.lifecycle import Assignment, AssignmentRequest, ResourceGrant
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import DOMAIN, EM, Tenant
-from tests.lifecycle_support import admin_add, build_campaign, contractors_policy, worker
+from tests.lifecycle_support import (
+    admin_add,
+    build_campaign,
+    contractors_policy,
+    routed,
+    worker,
+)
 
 SITES = "SharePointOnline"
 
@@ -58,36 +63,31 @@ class RemoteSites:
     """A target system outside remit (not local): it remembers who holds which site role."""
 
     name = "remote-sites"
-    local = False
+    local: Literal[False] = False
 
     def __init__(self) -> None:
         self.held: set[tuple[str, str]] = set()
 
     def grant(
-        self,
-        session: Session,
-        subject_id: str,
-        role: RoleRef,
-        *,
-        valid_until: datetime | None,
-        now: datetime,
+        self, subject_id: str, role: RoleRef, *, valid_until: datetime | None, now: datetime
     ) -> None:
         self.held.add((role.role_origin_id, subject_id))
 
-    def revoke(self, session: Session, subject_id: str, role: RoleRef) -> None:
-        self.held.discard((role.role_origin_id, subject_id))
+    def revoke_many(self, items: Sequence[Revocation]) -> Outcomes:
+        for item in items:
+            self.held.discard((item.role.role_origin_id, item.subject_id))
+        return [None] * len(items)
 
-    def holders(self, session: Session, role: RoleRef) -> set[str]:
+    def holders(self, role: RoleRef) -> set[str]:
         return {s for r, s in self.held if r == role.role_origin_id}
 
 
 @pytest.fixture
-def remote() -> Iterator[RemoteSites]:
-    before: Connector = registry.connector_for(SITES)
+def remote(tenant: Tenant) -> Iterator[RemoteSites]:
+    """Every site of the directory delivered by a ``RemoteSites`` target."""
     target = RemoteSites()
-    registry.register(SITES, target)
-    yield target
-    registry.register(SITES, before)
+    with routed(tenant.db, SITES, target):
+        yield target
 
 
 @dataclass

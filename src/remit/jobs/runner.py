@@ -14,7 +14,10 @@ A job's life (docs/decisions/0011):
   counts. An ``io`` kind (email, webhooks) is the exception: its handler only reads, outside
   any write transaction (a slow peer never holds SQLite's write lock), and its row is finished
   right after the call in a short transaction of its own. That is at least once: a crash
-  between the call and that commit repeats the call.
+  between the call and that commit repeats the call. A ``stepwise`` kind (delivery to remote
+  targets) opens its own short write transactions (``Steps.write``, each checking the lease
+  as above) and calls the network between them; its row is finished in a transaction of its
+  own once the handler returns.
 - **retry** — ``RetryLater`` commits the handler's work and queues the job again after its
   delay; that attempt does not count towards ``max_attempts`` (a job may wait on something as
   long as its handler thinks fit). Any other exception rolls the work back and queues the job
@@ -38,8 +41,8 @@ import re
 import secrets
 import socket
 import threading
-from collections.abc import Sequence
-from contextlib import ExitStack
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -57,7 +60,7 @@ from remit.db import Database
 from remit.faults import crash_point
 from remit.jobs import handlers
 from remit.jobs.queue import enqueue
-from remit.jobs.registry import REGISTRY, JobKind, RetryLater
+from remit.jobs.registry import REGISTRY, Handler, JobKind, RetryLater, StepHandler
 from remit.models.jobs import Job
 from remit.settings import Settings
 
@@ -327,9 +330,11 @@ class Worker:
             )
             return True
         try:
-            if kind.io:
-                self._run_io(job, kind)
-            else:
+            if kind.steps is not None:
+                self._run_steps(job, kind, kind.steps)
+            elif kind.handler is not None and kind.io:
+                self._run_io(job, kind, kind.handler)
+            elif kind.handler is not None:
                 with self.db.write() as session:
                     if not self._lock(session, job):
                         raise _LeaseLost
@@ -348,7 +353,7 @@ class Worker:
             self._fail(job, kind, limit, exc)
         return True
 
-    def _run_io(self, job: ClaimedJob, kind: JobKind) -> None:
+    def _run_io(self, job: ClaimedJob, kind: JobKind, handler: Handler) -> None:
         """A handler that talks to the network (SMTP, webhooks) runs outside any write
         transaction, so a slow peer never holds SQLite's one write lock; the job row is finished
         afterwards in a short transaction of its own. At least once: a crash between the call
@@ -356,7 +361,7 @@ class Worker:
         with Session(self.db.engine) as session:
             ctx = Ctx(session, self._actor, self.clock())
             try:
-                kind.handler(ctx, copy.deepcopy(job.payload))
+                handler(ctx, copy.deepcopy(job.payload))
             except RetryLater as later:
                 session.rollback()
                 with self.db.write() as done:
@@ -364,6 +369,22 @@ class Worker:
                 return
             session.rollback()  # reads only: nothing of the handler's is committed
         with self.db.write() as done:
+            self._succeed(done, job, kind)  # conditional on the lease: no lock needed first
+
+    def _run_steps(self, job: ClaimedJob, kind: JobKind, handler: StepHandler) -> None:
+        """A handler that opens its own short write transactions (``Steps``) and calls the
+        network between them with nothing open; the job row is finished afterwards in a
+        transaction of its own. What its transactions committed stays, whatever happens next:
+        a lost lease ends the run at its next transaction, an exception retries the job, and
+        a crash before the row is finished runs the handler again."""
+        try:
+            handler(_Steps(self, job), copy.deepcopy(job.payload))
+        except RetryLater as later:
+            with self.db.write() as done:
+                self._retry_later(done, job, later)
+            return
+        with self.db.write() as done:
+            crash_point("job.before_finish")
             self._succeed(done, job, kind)  # conditional on the lease: no lock needed first
 
     def _mine(self, job: ClaimedJob) -> dict[str, Any]:
@@ -557,6 +578,25 @@ class Worker:
     @staticmethod
     def _clip(message: str) -> str:
         return message if len(message) <= _ERROR_CHARS else message[: _ERROR_CHARS - 1] + "…"
+
+
+class _Steps:
+    """``registry.Steps`` for one run of a stepwise job."""
+
+    def __init__(self, worker: Worker, job: ClaimedJob) -> None:
+        self._worker = worker
+        self._job = job
+        self.lease = worker.lease
+
+    @contextmanager
+    def write(self) -> Iterator[Ctx]:
+        with self._worker.db.write() as session:
+            if not self._worker._lock(session, self._job):
+                raise _LeaseLost
+            yield Ctx(session, self._worker._actor, self._worker.clock())
+
+    def now(self) -> datetime:
+        return self._worker.clock()
 
 
 def _changed(session: Session, stmt: Update | Delete, params: dict[str, Any] | None = None) -> int:

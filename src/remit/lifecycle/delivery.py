@@ -6,37 +6,62 @@ The flow, for one subject and one resource role (spec §4.2):
    to or removed from a package) calls ``recompute``: under a lock on the (subject, role) grant
    row it counts the active, unexpired assignments whose package holds that role. ``desired`` is
    "count > 0"; a change of desire (or of the latest expiry) bumps ``generation``.
-2. ``apply`` brings the target in line with the row's *current* desire and records the
-   generation it applied, still under the row lock. A job that runs late applies the desire of
-   its own moment, never a stale one, so a late grant cannot undo a newer revoke.
+2. The row's *current* desire is applied through the connector of its delivery target, and the
+   generation applied is recorded, so a late call never applies a stale desire and a late grant
+   cannot undo a newer revoke. Grants go one row at a time, revocations in one
+   ``revoke_many`` per target.
 3. ``refresh_states`` derives each assignment's delivery state (and its request's) from the
    grant rows: all applied → delivered; some failed for good → partiallyDelivered or
    deliveryFailed; anything pending → delivering.
 
-Local connectors (the builtin one writes remit's own directory) are applied in the very
-transaction that changes the assignments (``settle``): access is there when an approval returns
-and gone when a removal returns, and a crash loses both or neither. Remote targets wait for the
-worker (``lifecycle.sync_subject``), queued in that same transaction, so a crash after it loses
-nothing either.
+Which target delivers a role is data (``models.delivery``): the route of its resource, else the
+builtin target. It is resolved in the statement that reads a package's roles (``RoleRef``
+carries it) and kept on the grant row when the row is created.
+
+Local targets (the builtin one writes remit's own directory) are applied in the very
+transaction that changes the assignments (``settle``, ``apply``): access is there when an
+approval returns and gone when a removal returns, and a crash loses both or neither. Remote
+targets wait for the worker (``lifecycle.sync_subject``, queued in that same transaction), which
+applies them in three steps, with no transaction open during the call (docs/decisions/0025):
+
+a. ``claim`` — in a short write transaction, the subject's pending rows of remote targets are
+   claimed: the generation being applied, a random token and a lease (``claimed_until``); a row
+   whose claim is still live is left alone (its call is in flight: the job waits). Committed.
+b. ``call`` — the targets are called with what was claimed, outside any transaction.
+c. ``record`` — in a new short write transaction, each row still claimed with our token is
+   released, and marked applied (or failed) only if its generation is still the claimed one:
+   if a newer desire arrived during the call, the row stays pending and the next claim applies
+   the newest desire. A crash between the call and the record repeats the call once the lease
+   runs out (calls are idempotent).
 """
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Iterable, Sequence
-from contextlib import nullcontext
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, case, distinct, func, or_, select
+from sqlalchemy import and_, bindparam, case, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
-from remit.connectors.base import ConnectorError, RoleRef
-from remit.connectors.registry import connector_for
+from remit.connectors import registry
+from remit.connectors.base import (
+    ConnectorError,
+    LocalConnector,
+    Outcomes,
+    RemoteConnector,
+    Revocation,
+    RoleRef,
+)
 from remit.context import Ctx
 from remit.db import HotSelect, UTCDateTime, among_param, insert_or_ignore, listed, new_id
 from remit.faults import crash_point
 from remit.jobs.queue import enqueue
+from remit.lifecycle.locks import lock_subjects
 from remit.models.catalogs import CatalogResource, ResourceRole
+from remit.models.delivery import BUILTIN_TARGET_ID, DeliveryRoute
 from remit.models.lifecycle import Assignment, ResourceGrant
 from remit.models.packages import ResourceRoleScope
 
@@ -45,14 +70,16 @@ MAX_ATTEMPTS = 8  # 30 s doubling: about two hours of retries ("several hours", 
 
 
 def package_roles(session: Session, package_ids: Iterable[str]) -> dict[str, list[RoleRef]]:
-    """The resource roles of each package, in target-system terms."""
+    """The resource roles of each package, in target-system terms, each with the delivery
+    target its resource is routed to (read in the same statement)."""
     ids = set(package_ids)
     found: dict[str, list[RoleRef]] = {p: [] for p in ids}
     if not ids:
         return found
     rows = _PACKAGE_ROLES.in_session(session, {"packages": listed(ids)})
-    for package_id, system, resource, role, role_name, resource_name in rows:
-        ref = RoleRef(system, resource, role, f"{role_name} of {resource_name}")
+    for package_id, system, resource, role, role_name, resource_name, target in rows:
+        name = f"{role_name} of {resource_name}"
+        ref = RoleRef(system, resource, role, name, target or BUILTIN_TARGET_ID)
         if ref not in found[package_id]:
             found[package_id].append(ref)
     return found
@@ -67,9 +94,18 @@ _PACKAGE_ROLES = HotSelect(
             ResourceRole.origin_id,
             ResourceRole.display_name,
             CatalogResource.display_name,
+            DeliveryRoute.target_id,
         )
         .join(ResourceRole, ResourceRole.id == ResourceRoleScope.role_id)
         .join(CatalogResource, CatalogResource.id == ResourceRole.resource_id)
+        # The resource's route, if it has one (its primary key: a look-up per role).
+        .outerjoin(
+            DeliveryRoute,
+            and_(
+                DeliveryRoute.origin_system == ResourceRole.origin_system,
+                DeliveryRoute.resource_origin_id == CatalogResource.origin_id,
+            ),
+        )
         .where(among_param(dialect, ResourceRoleScope.access_package_id, "packages"))
         .order_by(ResourceRole.origin_system, ResourceRole.origin_id)
     )
@@ -135,7 +171,22 @@ def new_grant_row(subject_id: str, role: RoleRef, now: datetime) -> dict[str, An
         "applied_state": "none",
         "attempts": 0,
         "updated_at": now,
+        "target_id": role.target_id,
     }
+
+
+def moves_to(
+    target_id: str, *, applied_state: str, pending: bool, claimed: bool, role: RoleRef
+) -> bool:
+    """Whether a grant row about to be granted again takes its role's current target (the
+    resource was routed elsewhere since the row was made): only when nothing is held or in
+    flight at its old target (never granted, or revoked and applied, and no call claimed)."""
+    return (
+        target_id != role.target_id
+        and applied_state in ("none", "revoked")
+        and not pending
+        and not claimed
+    )
 
 
 def _locked_grants(
@@ -177,12 +228,25 @@ def recompute(ctx: Ctx, subject_id: str, roles: Iterable[RoleRef]) -> list[Resou
     changed: list[ResourceGrant] = []
     locked = _locked_grants(session, subject_id, wanted, ctx.now)
     holders = live_holders(session, [subject_id], ctx.now)
+    refs = {(r.origin_system, r.role_origin_id): r for r in wanted}
     for grant in locked:
         key = (subject_id, grant.origin_system, grant.role_origin_id)
         count, latest, never = holders.get(key, (0, None, False))
         desired = count > 0
         valid_until = None if (not desired or never) else latest
         grant.holders = count
+        if (
+            desired
+            and not grant.desired
+            and moves_to(
+                grant.target_id,
+                applied_state=grant.applied_state,
+                pending=grant.applied_generation < grant.generation,
+                claimed=grant.claim_token is not None,
+                role=refs[(grant.origin_system, grant.role_origin_id)],
+            )
+        ):
+            grant.target_id = refs[(grant.origin_system, grant.role_origin_id)].target_id
         if desired != grant.desired or (desired and valid_until != grant.valid_until):
             grant.desired = desired
             grant.valid_until = valid_until
@@ -205,7 +269,7 @@ def settle(ctx: Ctx, subject_id: str, roles: Iterable[RoleRef]) -> list[Resource
     """
     changed = recompute(ctx, subject_id, roles)
     if changed:
-        retry = apply(ctx, changed, local_only=True)
+        retry = apply(ctx, changed)
         if retry or any(g.applied_generation < g.generation for g in changed):
             schedule_sync(ctx, subject_id)
     return changed
@@ -224,6 +288,7 @@ def schedule_sync(ctx: Ctx, subject_id: str, *, delay: timedelta | None = None) 
 
 
 def pending_grants(session: Session, subject_id: str) -> list[ResourceGrant]:
+    """The subject's rows waiting to be applied, locked in the fixed order."""
     return list(
         session.execute(
             select(ResourceGrant)
@@ -238,48 +303,73 @@ def pending_grants(session: Session, subject_id: str) -> list[ResourceGrant]:
     )
 
 
-def apply(ctx: Ctx, grants: Sequence[ResourceGrant], *, local_only: bool = False) -> bool:
-    """Apply the current desire of each (locked) row; True if some must be retried later."""
+def apply(
+    ctx: Ctx, grants: Sequence[ResourceGrant], found: registry.Resolved | None = None
+) -> bool:
+    """Apply the current desire of each (locked) row whose target is local, in the caller's
+    transaction: grants row by row, revocations in one ``revoke_many`` per target. Rows of
+    remote targets stay pending (``sync_subject`` claims and calls them); a row whose target has
+    no connector fails for good. True if some must be retried later. ``found``: the rows'
+    connectors, if the caller has them."""
+    todo = [g for g in grants if g.applied_generation < g.generation]
+    if not todo:
+        return False
+    if found is None:
+        found = registry.connectors(ctx.session, {g.target_id for g in todo})
     retry = False
-    for grant in grants:
-        if grant.applied_generation >= grant.generation:
+    revoking: dict[str, tuple[LocalConnector, list[ResourceGrant]]] = {}
+    for grant in todo:
+        connector = found[grant.target_id]
+        if isinstance(connector, ConnectorError):
+            _failed(ctx, grant, str(connector), permanent=True)
             continue
-        try:
-            connector = connector_for(grant.origin_system)
-        except ConnectorError as e:
-            _failed(ctx, grant, str(e), permanent=True)
+        if not connector.local:
             continue
-        if local_only and not connector.local:
+        if not grant.desired:
+            revoking.setdefault(grant.target_id, (connector, []))[1].append(grant)
             continue
         try:
             crash_point("connector.before_call")
             # A local connector's refusal writes nothing (connectors.base): no savepoint.
-            with nullcontext() if connector.local else ctx.session.begin_nested():
-                if grant.desired:
-                    connector.grant(
-                        ctx.session,
-                        grant.subject_id,
-                        _ref(grant),
-                        valid_until=grant.valid_until,
-                        now=ctx.now,
-                    )
-                else:
-                    connector.revoke(ctx.session, grant.subject_id, _ref(grant))
+            connector.grant(
+                ctx.session,
+                grant.subject_id,
+                _ref(grant),
+                valid_until=grant.valid_until,
+                now=ctx.now,
+            )
         except ConnectorError as e:
             retry |= not _failed(ctx, grant, str(e), permanent=e.permanent)
             continue
-        except Exception as e:  # a remote target's transport error: retried
-            if connector.local:
-                raise
-            retry |= not _failed(ctx, grant, f"{type(e).__name__}: {e}", permanent=False)
-            continue
         crash_point("connector.after_call")
-        grant.applied_generation = grant.generation
-        grant.applied_state = "granted" if grant.desired else "revoked"
-        grant.attempts = 0
-        grant.last_error = None
-        grant.updated_at = ctx.now
+        _applied(ctx, grant)
+    for connector, rows in revoking.values():
+        crash_point("connector.before_call")
+        outcomes = connector.revoke_many(
+            ctx.session, [Revocation(g.subject_id, _ref(g)) for g in rows]
+        )
+        crash_point("connector.after_call")
+        retry |= _outcomes(ctx, rows, outcomes)
     return retry
+
+
+def _outcomes(ctx: Ctx, rows: Sequence[ResourceGrant], outcomes: Outcomes) -> bool:
+    """Record a ``revoke_many``'s answers; True if some must be retried later."""
+    retry = False
+    for grant, error in zip(rows, outcomes, strict=True):
+        if error is None:
+            _applied(ctx, grant)
+        else:
+            retry |= not _failed(ctx, grant, str(error), permanent=error.permanent)
+    return retry
+
+
+def _applied(ctx: Ctx, grant: ResourceGrant) -> None:
+    grant.applied_generation = grant.generation
+    grant.applied_state = "granted" if grant.desired else "revoked"
+    grant.attempts = 0
+    grant.last_error = None
+    grant.updated_at = ctx.now
 
 
 def _failed(ctx: Ctx, grant: ResourceGrant, error: str, *, permanent: bool) -> bool:
@@ -299,9 +389,174 @@ def retry_delay(grants: Sequence[ResourceGrant]) -> timedelta:
     return timedelta(seconds=min(30 * 2 ** max(attempts - 1, 0), 3600))
 
 
+# ---------------------------------------------------------------- remote targets: three steps
+
+
+@dataclass(frozen=True)
+class Call:
+    """One claimed row: what the call to its target applies."""
+
+    grant_id: str
+    subject_id: str
+    role: RoleRef
+    desired: bool
+    valid_until: datetime | None
+
+
+@dataclass
+class Claim:
+    """What step (a) committed: the calls to make, by target, under ``token``; and when to come
+    back for what it could not claim or apply."""
+
+    token: str
+    calls: dict[str, list[Call]] = field(default_factory=dict)
+    connectors: dict[str, RemoteConnector] = field(default_factory=dict)
+    # A row claimed by a call still in flight elsewhere: not before its lease ends.
+    busy_until: datetime | None = None
+    # Local attempts that failed and will be retried (``retry_delay``).
+    retry_after: timedelta | None = None
+
+
+@dataclass
+class Recorded:
+    """What step (c) found: a row whose desire changed during its call (``superseded``: it
+    waits for the next claim), and when failed attempts are retried."""
+
+    superseded: bool = False
+    retry_after: timedelta | None = None
+
+
+def claim(ctx: Ctx, subject_id: str, *, lease: timedelta) -> Claim:
+    """Step (a), in the caller's (short) transaction: apply what local targets can, and claim
+    the subject's pending rows of remote targets for one call each, with a lease."""
+    lock_subjects(ctx, [subject_id])
+    grants = pending_grants(ctx.session, subject_id)
+    found = registry.connectors(ctx.session, {g.target_id for g in grants})
+    result = Claim(secrets.token_hex(16))
+    if apply(ctx, grants, found):
+        result.retry_after = retry_delay(
+            [
+                g
+                for g in grants
+                if g.applied_generation < g.generation
+                and not isinstance(c := found[g.target_id], ConnectorError)
+                and c.local
+            ]
+        )
+    for grant in grants:
+        connector = found[grant.target_id]
+        if (
+            grant.applied_generation >= grant.generation
+            or isinstance(connector, ConnectorError)
+            or connector.local
+        ):
+            continue
+        if grant.claim_token is not None and _live(grant.claimed_until, ctx.now):
+            until = grant.claimed_until or ctx.now
+            result.busy_until = min(result.busy_until or until, until)
+            continue
+        grant.claim_token = result.token
+        grant.claimed_generation = grant.generation
+        grant.claimed_until = ctx.now + lease
+        result.connectors[grant.target_id] = connector
+        result.calls.setdefault(grant.target_id, []).append(
+            Call(grant.id, grant.subject_id, _ref(grant), grant.desired, grant.valid_until)
+        )
+    return result
+
+
+def _live(until: datetime | None, now: datetime) -> bool:
+    return until is not None and until > now
+
+
+def call(claimed: Claim, now: datetime) -> dict[str, ConnectorError | None]:
+    """Step (b), with no transaction open: call each target with what was claimed (grants one
+    by one, revocations in one ``revoke_many``); each row's outcome, by grant id."""
+    outcomes: dict[str, ConnectorError | None] = {}
+    for target_id, calls in claimed.calls.items():
+        connector = claimed.connectors[target_id]
+        for c in calls:
+            if not c.desired:
+                continue
+            crash_point("connector.before_call")
+            try:
+                connector.grant(c.subject_id, c.role, valid_until=c.valid_until, now=now)
+            except ConnectorError as e:
+                outcomes[c.grant_id] = e
+                continue
+            except Exception as e:  # the transport: retried
+                outcomes[c.grant_id] = _transient(e)
+                continue
+            crash_point("connector.after_call")
+            outcomes[c.grant_id] = None
+        revoking = [c for c in calls if not c.desired]
+        if not revoking:
+            continue
+        crash_point("connector.before_call")
+        answers: Outcomes
+        try:
+            answers = connector.revoke_many([Revocation(c.subject_id, c.role) for c in revoking])
+            if len(answers) != len(revoking):
+                answers = [ConnectorError(f"{connector.name}: one answer per item expected")]
+                answers *= len(revoking)
+        except ConnectorError as e:
+            answers = [e] * len(revoking)
+        except Exception as e:  # the transport: retried
+            answers = [_transient(e)] * len(revoking)
+        else:
+            crash_point("connector.after_call")
+        outcomes.update(zip((c.grant_id for c in revoking), answers, strict=True))
+    return outcomes
+
+
+def _transient(e: Exception) -> ConnectorError:
+    return ConnectorError(f"{type(e).__name__}: {e}", permanent=False)
+
+
+def record(
+    ctx: Ctx, subject_id: str, claimed: Claim, outcomes: dict[str, ConnectorError | None]
+) -> Recorded:
+    """Step (c), in a new short transaction: release our claims and record each outcome, if
+    the row's generation is still the one claimed (else a newer desire arrived during the call:
+    the row stays pending for the next claim). A row claimed by someone else since (our lease
+    ran out) is theirs to record."""
+    lock_subjects(ctx, [subject_id])
+    ids = [c.grant_id for calls in claimed.calls.values() for c in calls]
+    rows = ctx.session.execute(
+        select(ResourceGrant)
+        .where(ResourceGrant.id.in_(ids))
+        .order_by(ResourceGrant.origin_system, ResourceGrant.role_origin_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalars()
+    result = Recorded()
+    waiting: list[ResourceGrant] = []
+    for grant in rows:
+        if grant.claim_token != claimed.token:
+            continue
+        generation = grant.claimed_generation
+        grant.claim_token = grant.claimed_generation = grant.claimed_until = None
+        if grant.generation != generation or grant.id not in outcomes:
+            result.superseded = True
+            continue
+        error = outcomes[grant.id]
+        if error is None:
+            _applied(ctx, grant)
+        elif not _failed(ctx, grant, str(error), permanent=error.permanent):
+            waiting.append(grant)
+    if waiting:
+        result.retry_after = retry_delay(waiting)
+    return result
+
+
 def _ref(grant: ResourceGrant) -> RoleRef:
+    """The row's role, with the target it is delivered by."""
     return RoleRef(
-        grant.origin_system, grant.resource_origin_id, grant.role_origin_id, grant.display_name
+        grant.origin_system,
+        grant.resource_origin_id,
+        grant.role_origin_id,
+        grant.display_name,
+        grant.target_id,
     )
 
 

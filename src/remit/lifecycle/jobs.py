@@ -1,7 +1,9 @@
 """The lifecycle's jobs: delivery, scheduled starts, and the periodic sweeps (expiry, approval
 timers, expiry reminders, auto-assignment). Each runs in one transaction (``jobs.runner``) and
-is idempotent; the sweeps work in bounded chunks and ask to run again while work remains. The
-expiry sweep ends a chunk of assignments set-based (``lifecycle.sweep``).
+is idempotent, but for delivery, which calls remote targets between short transactions of its
+own (``stepwise``: claim, call, record; ``lifecycle.delivery``). The sweeps work in bounded
+chunks and ask to run again while work remains. The expiry sweep ends a chunk of assignments
+set-based (``lifecycle.sweep``).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 
 from remit.context import Ctx
-from remit.jobs.registry import RetryLater, job, periodic
+from remit.jobs.registry import RetryLater, Steps, job, periodic, stepwise
 from remit.lifecycle import approvals, assignments, auto, delivery, notices, sweep
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.schedule import REMINDERS
@@ -26,8 +28,9 @@ NOW = timedelta(0)
 
 def _sync_gave_up(ctx: Ctx, payload: dict[str, Any], error: str) -> None:
     """The sync job itself kept failing (not a target: those retry inside it). Its pending
-    grants are marked failed, so their assignments read deliveryFailed or partiallyDelivered
-    and an administrator can reprocess them, instead of "delivering" for ever."""
+    grants are marked failed (and their claims dropped), so their assignments read
+    deliveryFailed or partiallyDelivered and an administrator can reprocess them, instead of
+    "delivering" for ever."""
     subject_id = payload["subject_id"]
     lock_subjects(ctx, [subject_id])
     for grant in delivery.pending_grants(ctx.session, subject_id):
@@ -35,21 +38,50 @@ def _sync_gave_up(ctx: Ctx, payload: dict[str, Any], error: str) -> None:
         grant.last_error = f"delivery gave up: {error}"[:500]
         grant.applied_generation = grant.generation
         grant.applied_state = "failed"
+        grant.claim_token = grant.claimed_generation = grant.claimed_until = None
         grant.updated_at = ctx.now
     assignments.refresh_states(ctx, subject_id)
 
 
-@job(delivery.SYNC_JOB, max_attempts=8, on_give_up=_sync_gave_up)
-def sync_subject(ctx: Ctx, payload: dict[str, Any]) -> None:
+# Claim-call-record rounds per run while desires change during the calls; then the job is
+# queued again at once (each round applied the newest desire of its moment).
+ROUNDS = 3
+
+
+@stepwise(delivery.SYNC_JOB, max_attempts=8, on_give_up=_sync_gave_up)
+def sync_subject(steps: Steps, payload: dict[str, Any]) -> None:
+    """Apply the subject's pending grants: local targets in the first transaction; remote ones
+    claimed there, called with no transaction open, and recorded in a second one
+    (``delivery.claim``, ``call``, ``record``). A desire that changed during a call is applied
+    by the next round."""
     subject_id = payload["subject_id"]
-    lock_subjects(ctx, [subject_id])
-    grants = delivery.pending_grants(ctx.session, subject_id)
-    retry = delivery.apply(ctx, grants)
-    assignments.refresh_states(ctx, subject_id)
-    if retry:
-        raise RetryLater(
-            delivery.retry_delay(grants), "some resource roles could not be delivered yet"
-        )
+    wait: timedelta | None = None
+    reason = "some resource roles could not be delivered yet"
+    for _ in range(ROUNDS):
+        with steps.write() as ctx:
+            claimed = delivery.claim(ctx, subject_id, lease=steps.lease)
+            assignments.refresh_states(ctx, subject_id)
+        wait = claimed.retry_after
+        if claimed.busy_until is not None:
+            wait = _sooner(wait, max(claimed.busy_until - steps.now(), timedelta(seconds=1)))
+            reason = "a call for some resource roles is in flight elsewhere"
+        if not claimed.calls:
+            break
+        outcomes = delivery.call(claimed, steps.now())
+        with steps.write() as ctx:
+            recorded = delivery.record(ctx, subject_id, claimed, outcomes)
+            assignments.refresh_states(ctx, subject_id)
+        wait = _sooner(wait, recorded.retry_after)
+        if not recorded.superseded or wait is not None:
+            break
+    else:
+        wait, reason = NOW, "desires changed during the calls"
+    if wait is not None:
+        raise RetryLater(wait, reason)
+
+
+def _sooner(a: timedelta | None, b: timedelta | None) -> timedelta | None:
+    return b if a is None else a if b is None else min(a, b)
 
 
 @job("lifecycle.activate_scheduled")

@@ -10,6 +10,7 @@ from remit.models.catalogs import (
     ResourceRole,
     ResourceScope,
 )
+from remit.models.delivery import DeliveryRoute, DeliveryTarget
 from remit.models.directory import (
     Application,
     ApplicationOwner,
@@ -67,6 +68,8 @@ __all__ = [
     "ConnectedOrganizationDomain",
     "ConnectedOrganizationSponsor",
     "CustomExtension",
+    "DeliveryRoute",
+    "DeliveryTarget",
     "DirectoryRoleAssignment",
     "Group",
     "GroupMember",

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remit.db import Base, new_id
+from remit.models.delivery import BUILTIN_TARGET_ID
 
 
 class AssignmentRequest(Base):
@@ -157,8 +158,14 @@ class ResourceGrant(Base):
 
     ``holders`` counts the active assignments that need it (spec §4.2: revoke only when the last
     one ends). Each change of ``desired`` bumps ``generation``; delivery applies the current
-    desire under a lock on this row and records ``applied_generation``, so a late grant can
-    never undo a newer revoke.
+    desire and records ``applied_generation``, so a late grant can never undo a newer revoke:
+    a local target under a lock on this row, a remote one through a claim (``claim_token``,
+    ``claimed_generation``, ``claimed_until``: the generation a call in flight applies, and its
+    lease), whose outcome counts only if the generation is still the claimed one.
+
+    ``target_id`` is the delivery target the row was resolved to when it was created (the
+    resource's route, or the builtin target). A row moves to the resource's current target only
+    when it is about to be granted again with nothing held or in flight at the old one.
     """
 
     __tablename__ = "resource_grants"
@@ -181,6 +188,18 @@ class ResourceGrant(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]
+    # No index: a target is deleted rarely (and refused while rows name it), and every grant
+    # row written would pay for one.
+    target_id: Mapped[str] = mapped_column(
+        String(36),
+        ForeignKey("delivery_targets.id", ondelete="RESTRICT"),
+        default=BUILTIN_TARGET_ID,
+        server_default=BUILTIN_TARGET_ID,
+    )
+    # A remote call in flight: who claimed the row, for which generation, until when.
+    claim_token: Mapped[str | None] = mapped_column(String(32))
+    claimed_generation: Mapped[int | None] = mapped_column(Integer)
+    claimed_until: Mapped[datetime | None]
 
     __table_args__ = (
         UniqueConstraint("subject_id", "origin_system", "role_origin_id"),

@@ -12,8 +12,9 @@ leaves the same end state and records as ending each of its assignments through
    ``expires_at``, which is also what the API showed once that instant had passed;
 2. ``grants`` — the subjects' grant rows are recounted at once (read by ``grant_rows``): a
    role stays while another active, unexpired assignment of the subject needs it; revocations
-   through the builtin connector are applied in SQL (``revoke``), other local ones through
-   ``delivery.apply``, remote ones wait for a ``lifecycle.sync_subject`` job of the subject;
+   of local targets are applied by their connector's ``revoke_many``, one call per target (the
+   builtin one: one DELETE per directory table), remote ones wait for a
+   ``lifecycle.sync_subject`` job of the subject;
 3. ``records`` — one ``systemRemove`` request per assignment (``INSERT … SELECT``), fulfilled
    unless a remote revocation waits, and one "Remove access package assignment" audit event
    each (appended with the rest at commit, ``audit.pending``); the add request of an assignment

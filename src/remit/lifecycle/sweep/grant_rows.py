@@ -39,20 +39,24 @@ class Grant:
     generation: int
     applied_generation: int
     applied_state: str
+    target_id: str
+    claim_token: str | None
     attempts: int = 0  # written only with a new desire, which starts its attempts again
     last_error: str | None = None
-    # "" unchanged | counted (holders only) | revoked (applied) | pending (remote) | failed | orm
+    # "" unchanged | counted (holders only) | revoked (applied) | pending (remote) | orm
+    # | failed (an attempt that failed: for good, or to be retried by the sync job)
     outcome: str = ""
 
     @property
     def pending(self) -> bool:
         return self.applied_generation < self.generation
 
-    def fail(self, error: str) -> None:
-        """``delivery._failed`` for a permanent error."""
+    def fail(self, error: str, *, permanent: bool = True) -> None:
+        """``delivery._failed`` (a new desire's first attempt: never the last of them)."""
         self.attempts += 1
         self.last_error = error[:500]
-        self.applied_generation, self.applied_state = self.generation, "failed"
+        if permanent:
+            self.applied_generation, self.applied_state = self.generation, "failed"
         self.outcome = "failed"
 
 
@@ -85,7 +89,7 @@ def _read_query(dialect_name: str) -> HotSelect:
     """The subjects' grant rows, in the order ``delivery`` locks them (and locked, on
     PostgreSQL)."""
     query = (
-        select(*[G.c[name] for name in list(Grant.__dataclass_fields__)[:11]])
+        select(*[G.c[name] for name in list(Grant.__dataclass_fields__)[:13]])
         .where(among_param(dialect_name, G.c.subject_id, "subjects"))
         .order_by(G.c.subject_id, G.c.origin_system, G.c.role_origin_id)
     )

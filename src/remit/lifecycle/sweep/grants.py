@@ -1,13 +1,14 @@
-"""The chunk's resource grants: recounted all at once, local revocations applied in SQL.
+"""The chunk's resource grants: recounted all at once, local revocations applied set-based.
 
 ``delivery.settle`` (recount, then apply what local connectors can), as ``assignments.end`` runs it
 for one ended assignment, for every (subject, role) of the chunk: the subjects' grant rows are read
 in one statement (locked on PostgreSQL, in the order ``delivery`` locks them), their live holders
 counted in one grouped query (``grant_rows``), and the rows written back by outcome in a few
-set-based UPDATEs. Revocations through the builtin connector are one DELETE per directory table
-(``revoke``); those of other local connectors, and rows that were out of line with the assignments
-before the sweep (one that becomes desired again, or whose expiry moves), go through
-``delivery.apply`` with the ORM. Remote revocations stay pending, for the subject's sync job.
+set-based UPDATEs. Revocations go to each local target's connector in one ``revoke_many`` (the
+builtin one: one DELETE per directory table), the path a single removal takes too; rows that were
+out of line with the assignments before the sweep (one that becomes desired again, or whose expiry
+moves) go through ``delivery.apply`` with the ORM. Remote revocations stay pending, for the
+subject's sync job.
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import bindparam, update
 
-from remit.connectors.base import ConnectorError, RoleRef
-from remit.connectors.builtin import BuiltinConnector
-from remit.connectors.registry import connector_for
+from remit.connectors import registry
+from remit.connectors.base import ConnectorError, Revocation, RoleRef
 from remit.context import Ctx
 from remit.db import among
+from remit.faults import crash_point
 from remit.lifecycle import delivery
-from remit.lifecycle.sweep import grant_rows, revoke
+from remit.lifecycle.sweep import grant_rows
 from remit.lifecycle.sweep.grant_rows import G, Grant, Key
 from remit.models.lifecycle import ResourceGrant
 
@@ -71,25 +72,50 @@ def recount(ctx: Ctx, subjects: list[str], wanted: dict[Key, RoleRef]) -> Recoun
                 g.outcome = "orm"  # out of line before the sweep: granted (again) as usual
             else:
                 revoked.append(g)
-    builtin: list[Grant] = []
-    for g in revoked:
-        try:
-            connector = connector_for(g.origin_system)
-        except ConnectorError as e:
-            g.fail(str(e))
-            continue
-        if isinstance(connector, BuiltinConnector):
-            builtin.append(g)
-        elif connector.local:
-            g.outcome = "orm"
-    revoke.builtin(ctx.session, builtin)
+    revoke(ctx, revoked, wanted)
     _write(ctx, list(grants.values()))
     result = Recount(grants)
-    result.sync = _apply_with_orm(ctx, [g for g in grants.values() if g.outcome == "orm"])
-    result.sync |= {g.subject_id for g in revoked if g.outcome == "pending"}
+    orm = [g for g in grants.values() if g.outcome == "orm"]
+    result.sync = _apply_with_orm(ctx, orm, wanted)
+    result.sync |= {g.subject_id for g in revoked if g.pending}
     result.revoked = len(revoked)
     result.pending_remote = sum(1 for g in revoked if g.pending)
     return result
+
+
+def revoke(ctx: Ctx, revoked: list[Grant], wanted: dict[Key, RoleRef]) -> None:
+    """The revocations of local targets, one ``revoke_many`` per target (the builtin one:
+    one DELETE per directory table); those of remote targets stay pending."""
+    by_target: dict[str, list[Grant]] = defaultdict(list)
+    for g in revoked:
+        by_target[g.target_id].append(g)
+    if not by_target:
+        return
+    found = registry.connectors(ctx.session, by_target)
+    for target_id, rows in by_target.items():
+        connector = found[target_id]
+        if isinstance(connector, ConnectorError):
+            for g in rows:
+                g.fail(str(connector))
+            continue
+        if not connector.local:
+            continue  # the subject's sync job calls it
+        items = [Revocation(g.subject_id, _role(g, wanted)) for g in rows]
+        crash_point("connector.before_call")
+        outcomes = connector.revoke_many(ctx.session, items)
+        crash_point("connector.after_call")
+        for g, error in zip(rows, outcomes, strict=True):
+            if error is None:
+                g.applied_generation, g.applied_state = g.generation, "revoked"
+                g.outcome = "revoked"
+            else:
+                g.fail(str(error), permanent=error.permanent)
+
+
+def _role(g: Grant, wanted: dict[Key, RoleRef]) -> RoleRef:
+    """The row's role, with the target that delivered it."""
+    name = wanted[(g.subject_id, g.origin_system, g.role_origin_id)].display_name
+    return RoleRef(g.origin_system, g.resource_origin_id, g.role_origin_id, name, g.target_id)
 
 
 def _write(ctx: Ctx, rows: list[Grant]) -> None:
@@ -132,7 +158,7 @@ def _write(ctx: Ctx, rows: list[Grant]) -> None:
         )
 
 
-def _apply_with_orm(ctx: Ctx, rows: list[Grant]) -> set[str]:
+def _apply_with_orm(ctx: Ctx, rows: list[Grant], wanted: dict[Key, RoleRef]) -> set[str]:
     """Write these recounted rows through the ORM and ``delivery.apply`` them (local only);
     the subjects left with one pending."""
     if not rows:
@@ -142,11 +168,24 @@ def _apply_with_orm(ctx: Ctx, rows: list[Grant]) -> set[str]:
         grant = ctx.session.get(ResourceGrant, g.id, populate_existing=True)
         if grant is None:  # pragma: no cover - read (and locked on PostgreSQL) just before
             continue
+        role = wanted[(g.subject_id, g.origin_system, g.role_origin_id)]
+        if (
+            g.desired
+            and not grant.desired
+            and delivery.moves_to(
+                grant.target_id,
+                applied_state=grant.applied_state,
+                pending=grant.applied_generation < grant.generation,
+                claimed=grant.claim_token is not None,
+                role=role,
+            )
+        ):
+            grant.target_id = role.target_id
         grant.holders, grant.desired, grant.valid_until = g.holders, g.desired, g.valid_until
         grant.generation, grant.attempts, grant.last_error = g.generation, 0, None
         grant.updated_at = ctx.now
         loaded.append(grant)
-    retry = delivery.apply(ctx, loaded, local_only=True)
+    retry = delivery.apply(ctx, loaded)
     ctx.session.flush()
     for g, grant in zip(rows, loaded, strict=True):
         g.applied_generation, g.applied_state = grant.applied_generation, grant.applied_state

@@ -26,9 +26,6 @@ from remit.errors import Invalid
 from remit.models.directory import Application, Group, Site, User
 from remit.tokens import Identity
 
-# The field maps moved to ``directory.queries``; the packages router still imports this one here.
-GROUP_FIELDS = queries.GROUP_FIELDS
-
 # The token is checked before query options and body fields: a bad token is a 401 first.
 router = APIRouter(prefix="/v1.0", tags=["directory"], dependencies=[Depends(identity)])
 

@@ -189,6 +189,7 @@ def group_members(ctx: Ctx, group_id: str, options: ListOptions) -> Page[Princip
 
 
 def group_owners(ctx: Ctx, group_id: str, options: ListOptions) -> Page[Principal]:
+    """A page of a group's owners (users), from every owner edge the group has."""
     group = get_group(ctx, group_id)
     edges = select(GroupOwner).where(GroupOwner.group_id == group.id)
     return _principal_page(ctx, edges, GroupOwner.user_id, options)
@@ -257,6 +258,7 @@ def app_roles(ctx: Ctx, held: Sequence[Application]) -> dict[str, list[AppRole]]
 
 
 def application_owners(ctx: Ctx, app_id: str, options: ListOptions) -> Page[Principal]:
+    """A page of an application's owners (users)."""
     app = get_application(ctx, app_id)
     edges = select(ApplicationOwner).where(ApplicationOwner.application_id == app.id)
     return _principal_page(ctx, edges, ApplicationOwner.user_id, options)
@@ -294,6 +296,7 @@ def site_roles(ctx: Ctx, held: Sequence[Site]) -> dict[str, list[SiteRole]]:
 
 
 def site_administrators(ctx: Ctx, site_id: str, options: ListOptions) -> Page[Principal]:
+    """A page of a site's administrators (users)."""
     site = get_site(ctx, site_id)
     edges = select(SiteAdmin).where(SiteAdmin.site_id == site.id)
     return _principal_page(ctx, edges, SiteAdmin.user_id, options)

@@ -98,7 +98,7 @@ def explain(
     with unit(write=False) as ctx:
         cid = catalog_id(ctx, catalog) if catalog else None
         gid = principal_id(ctx.session, group) if group else None
-        result = authz_ops.explain_for(ctx, user=user, task=task, catalog_id=cid, group_id=gid)
+        result = role_queries.explain_for(ctx, user=user, task=task, catalog_id=cid, group_id=gid)
     verdict = "[green]ALLOWED[/green]" if result.allowed else "[red]DENIED[/red]"
     if group and catalog:
         what, where = f"add {group} to catalog {catalog}", ""

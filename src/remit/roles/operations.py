@@ -7,22 +7,21 @@ roles are given by that catalog's owners or an administrator, and only on that c
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from remit import validation
-from remit.authz.actor import CATALOG_SCOPE_PREFIX, TENANT, load_actor
-from remit.authz.decide import Explanation, authorize, can, explain
-from remit.authz.groups import explain_group_change, explain_group_onboarding
+from remit.authz.actor import CATALOG_SCOPE_PREFIX, TENANT
+from remit.authz.decide import authorize
 from remit.authz.roles import CATALOG_OWNER, EM_ROLES, EmRole, assigning_task
-from remit.authz.tasks import Task
 from remit.context import Ctx
-from remit.directory.operations import find_user, get_group, principal_type
-from remit.errors import Conflict, Forbidden, Invalid, NotFound
+from remit.directory.operations import principal_type
+from remit.errors import Conflict, Invalid
 from remit.models.authz import RoleAssignment
 from remit.models.catalogs import Catalog
-from remit.models.directory import Group
 from remit.roles import queries
+
+# ``explain_for`` is a read (roles.queries); the name stays for the API's /remit/explain.
+explain_for = queries.explain_for
 
 
 def scope_catalog_id(app_scope_id: str) -> str | None:
@@ -48,13 +47,6 @@ def _role(role_definition_id: str) -> EmRole:
     return role
 
 
-def _visible_catalog(ctx: Ctx, catalog_id: str) -> Catalog:
-    catalog = ctx.session.get(Catalog, catalog_id) if validation.usable_id(catalog_id) else None
-    if catalog is None or not can(ctx.actor, Task.CATALOG_READ, catalog_id):
-        raise NotFound(f"catalog {catalog_id} was not found")
-    return catalog
-
-
 def create_role_assignment(
     ctx: Ctx, *, principal_id: str, role_definition_id: str, app_scope_id: str
 ) -> RoleAssignment:
@@ -65,7 +57,7 @@ def create_role_assignment(
             "a catalog (/AccessPackageCatalog/{id})" if role.catalog_scoped else "the tenant (/)"
         )
         raise Invalid(f"{role.portal_name} is assigned on {where}", target="appScopeId")
-    catalog = _visible_catalog(ctx, catalog_id) if catalog_id else None
+    catalog = queries.role_catalog(ctx, catalog_id) if catalog_id else None
     authorize(ctx.actor, assigning_task(role), catalog_id)
     if not validation.usable_id(principal_id):
         raise Invalid(f"no user or group has id {principal_id!r}", target="principalId")
@@ -140,75 +132,3 @@ def delete_role_assignment(ctx: Ctx, assignment_id: str) -> None:
         },
         category="RoleManagement",
     )
-
-
-def explain_for(
-    ctx: Ctx, *, user: str, task: str, catalog_id: str | None, group_id: str | None = None
-) -> Explanation:
-    """Why ``user`` may or may not do ``task`` (on ``catalog_id``), with names resolved.
-
-    With ``group_id`` the question is whether ``user`` may change that group's members or
-    owners (``task`` must then be ``directory:groups:manage``): the group rule of
-    ``authz.groups``, which also weighs the roles the group holds; or, with the task
-    ``catalog:resources:manage`` and ``catalog_id``, whether ``user`` may add the group to
-    that catalog as a resource (spec §2.2, and the same roles).
-
-    Anyone may ask about themself; asking about others needs the tenant role-reading right, or
-    the right to manage roles on the named catalog.
-    """
-    try:
-        wanted = Task(task)
-    except ValueError as exc:
-        raise Invalid(
-            f"unknown task {task!r}; see `remit explain --help` for the list", target="task"
-        ) from exc
-    group = None
-    if group_id is not None:
-        if (wanted, catalog_id is None) not in (
-            (Task.GROUPS_MANAGE, True),
-            (Task.CATALOG_RESOURCES_MANAGE, False),
-        ):
-            raise Invalid(
-                f"a group is named only with the task {Task.GROUPS_MANAGE.value} and no "
-                f"catalog, or {Task.CATALOG_RESOURCES_MANAGE.value} and a catalog",
-                target="group",
-            )
-        group = get_group(ctx, group_id)
-    catalog = _visible_catalog(ctx, catalog_id) if catalog_id is not None else None
-    target = (
-        find_user(ctx, user)
-        if user.lower() not in (ctx.actor.name.lower(), ctx.actor.user_id)
-        else None
-    )
-    if (
-        target is not None
-        and target.id != ctx.actor.user_id
-        and not (
-            can(ctx.actor, Task.TENANT_ROLES_READ)
-            or (catalog_id is not None and can(ctx.actor, Task.CATALOG_ROLES_MANAGE, catalog_id))
-        )
-    ):
-        raise Forbidden("you may explain only your own rights here")
-    subject = ctx.actor if target is None else load_actor(ctx.session, target.id, now=ctx.now)
-    # Rows unpack as tuples (Result.tuples() is deprecated in SQLAlchemy 2.1).
-    names = dict(
-        ctx.session.execute(
-            select(Group.id, Group.display_name).where(Group.id.in_(subject.group_ids))
-        ).all()
-    )
-    names.update(
-        ctx.session.execute(
-            select(Catalog.id, Catalog.display_name).where(
-                Catalog.id.in_({g.scope for g in subject.grants if g.scope != TENANT})
-            )
-        ).all()
-    )
-    if group is not None and catalog is not None:
-        return explain_group_onboarding(
-            ctx.session, subject, group, catalog, ctx.now, viewer=ctx.actor, names=names
-        )
-    if group is not None:
-        return explain_group_change(
-            ctx.session, subject, group, ctx.now, viewer=ctx.actor, names=names
-        )
-    return explain(subject, wanted, catalog_id, names)

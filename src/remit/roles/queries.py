@@ -1,9 +1,12 @@
-"""Reading entitlement-management roles: the built-in definitions, and the explicit assignments
-the actor may see (spec §1.2, §A.3.10), one at a time or a page of them.
+"""Reading entitlement-management roles: the built-in definitions, the explicit assignments the
+actor may see (spec §1.2, §A.3.10), one at a time or a page of them, and why a user may or may
+not do a task (``explain_for``: ``remit explain`` and ``/remit/explain``).
 
 The API, the CLI and the portal read through here (DESIGN.md: reads are the domain's queries).
-Each function takes the actor's ``Ctx`` and applies its visibility itself: an assignment the
-actor may not see is ``NotFound``, never ``Forbidden``.
+Each function takes the actor's ``Ctx`` and applies its visibility itself: an assignment or a
+catalog the actor may not see is ``NotFound``, never ``Forbidden``. Asking why *someone else* may
+act is the one refusal (``Forbidden``): that person is known, only their rights are not the
+asker's to read.
 """
 
 from __future__ import annotations
@@ -13,14 +16,18 @@ from collections.abc import Sequence
 from sqlalchemy import Select, or_, select
 
 from remit import listing, validation
-from remit.authz.actor import TENANT
+from remit.authz.actor import TENANT, load_actor
+from remit.authz.decide import Explanation, can, explain
+from remit.authz.groups import explain_group_change, explain_group_onboarding
 from remit.authz.roles import EM_ROLES, EmRole
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalogs_with_task
 from remit.context import Ctx
-from remit.errors import NotFound
+from remit.directory.queries import find_user, get_group
+from remit.errors import Forbidden, Invalid, NotFound
 from remit.listing import F, ListOptions, Page
 from remit.models.authz import RoleAssignment
+from remit.models.catalogs import Catalog
 from remit.models.directory import Group, User
 
 # What a list may be filtered and ordered on (Graph's unifiedRoleAssignment property names).
@@ -114,3 +121,87 @@ def principals(ctx: Ctx, assignments: Sequence[RoleAssignment]) -> dict[str, Use
         {g.id: g for g in ctx.session.execute(select(Group).where(Group.id.in_(ids))).scalars()}
     )
     return found
+
+
+# ---------------------------------------------------------------- why a task is allowed
+
+
+def role_catalog(ctx: Ctx, catalog_id: str) -> Catalog:
+    """The catalog a role is held or asked about on; one the actor may not read is
+    ``NotFound``, like one that does not exist."""
+    catalog = ctx.session.get(Catalog, catalog_id) if validation.usable_id(catalog_id) else None
+    if catalog is None or not can(ctx.actor, Task.CATALOG_READ, catalog_id):
+        raise NotFound(f"catalog {catalog_id} was not found")
+    return catalog
+
+
+def explain_for(
+    ctx: Ctx, *, user: str, task: str, catalog_id: str | None, group_id: str | None = None
+) -> Explanation:
+    """Why ``user`` may or may not do ``task`` (on ``catalog_id``), with names resolved.
+
+    With ``group_id`` the question is whether ``user`` may change that group's members or
+    owners (``task`` must then be ``directory:groups:manage``): the group rule of
+    ``authz.groups``, which also weighs the roles the group holds; or, with the task
+    ``catalog:resources:manage`` and ``catalog_id``, whether ``user`` may add the group to
+    that catalog as a resource (spec §2.2, and the same roles).
+
+    Anyone may ask about themself; asking about others needs the tenant role-reading right, or
+    the right to manage roles on the named catalog.
+    """
+    try:
+        wanted = Task(task)
+    except ValueError as exc:
+        raise Invalid(
+            f"unknown task {task!r}; see `remit explain --help` for the list", target="task"
+        ) from exc
+    group = None
+    if group_id is not None:
+        if (wanted, catalog_id is None) not in (
+            (Task.GROUPS_MANAGE, True),
+            (Task.CATALOG_RESOURCES_MANAGE, False),
+        ):
+            raise Invalid(
+                f"a group is named only with the task {Task.GROUPS_MANAGE.value} and no "
+                f"catalog, or {Task.CATALOG_RESOURCES_MANAGE.value} and a catalog",
+                target="group",
+            )
+        group = get_group(ctx, group_id)
+    catalog = role_catalog(ctx, catalog_id) if catalog_id is not None else None
+    target = (
+        find_user(ctx, user)
+        if user.lower() not in (ctx.actor.name.lower(), ctx.actor.user_id)
+        else None
+    )
+    if (
+        target is not None
+        and target.id != ctx.actor.user_id
+        and not (
+            can(ctx.actor, Task.TENANT_ROLES_READ)
+            or (catalog_id is not None and can(ctx.actor, Task.CATALOG_ROLES_MANAGE, catalog_id))
+        )
+    ):
+        raise Forbidden("you may explain only your own rights here")
+    subject = ctx.actor if target is None else load_actor(ctx.session, target.id, now=ctx.now)
+    # Rows unpack as tuples (Result.tuples() is deprecated in SQLAlchemy 2.1).
+    names = dict(
+        ctx.session.execute(
+            select(Group.id, Group.display_name).where(Group.id.in_(subject.group_ids))
+        ).all()
+    )
+    names.update(
+        ctx.session.execute(
+            select(Catalog.id, Catalog.display_name).where(
+                Catalog.id.in_({g.scope for g in subject.grants if g.scope != TENANT})
+            )
+        ).all()
+    )
+    if group is not None and catalog is not None:
+        return explain_group_onboarding(
+            ctx.session, subject, group, catalog, ctx.now, viewer=ctx.actor, names=names
+        )
+    if group is not None:
+        return explain_group_change(
+            ctx.session, subject, group, ctx.now, viewer=ctx.actor, names=names
+        )
+    return explain(subject, wanted, catalog_id, names)

@@ -1,0 +1,399 @@
+"""Delivery to remote targets (docs/decisions/0025): a resource routed to a target of a remote
+kind is delivered by the worker in three steps — claim the grant rows and commit, call the
+target with no transaction open, record the outcome if the generation is still the one claimed
+— while the resources without a route are delivered by the builtin target in the transaction
+that changes the assignments.
+
+The remote target is ``lifecycle_support.Flaky``: a peer that keeps its state in remit's
+directory tables, written in short transactions of its own (so on SQLite a call made while the
+worker held the write lock could not write at all). Its ``during`` hook probes the database
+while a call is in flight, and may change the assignments then, as another client would.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select, text
+from sqlalchemy.exc import OperationalError
+
+from remit.authz.actor import system_actor
+from remit.connectors.base import ConnectorError, RoleRef
+from remit.context import Ctx
+from remit.db import Database
+from remit.jobs.registry import REGISTRY, Steps, stepwise
+from remit.jobs.runner import Worker
+from remit.lifecycle import delivery
+from remit.models.delivery import BUILTIN_TARGET_ID
+from remit.models.jobs import Job
+from remit.models.lifecycle import AssignmentRequest, ResourceGrant
+from remit.settings import Settings
+from tests.conftest import SteppingClock
+from tests.factories import EM, Tenant
+from tests.lifecycle_support import (
+    Campaign,
+    Flaky,
+    admin_add,
+    build_campaign,
+    contractors_policy,
+    holdings,
+    routed,
+    worker,
+)
+
+
+@dataclass
+class World:
+    c: Campaign
+    flaky: Flaky
+    target: str  # the remote target's id
+    package: str  # campaigns' Member (routed to the remote target) and legal's (not)
+    policy: str
+    seen: list[dict[str, Any]] = field(default_factory=list)  # what the probe found, per call
+
+    @property
+    def t(self) -> Tenant:
+        return self.c.t
+
+    def member(self, group: str) -> str:
+        return f"Member_{self.t.ids[group]}"
+
+
+@pytest.fixture
+def world(db: Database, app_client: TestClient, clock: SteppingClock) -> Iterator[World]:
+    c = build_campaign(Tenant.build(db, app_client, clock))
+    t = c.t
+    r = t.add_resource("admin", c.catalog, "AadGroup", t.ids["legal"])
+    assert r.status_code == 201, r.text
+    listed = t.get("mamta", f"{EM}/catalogs/{c.catalog}/resourceRoles", **{"$expand": "resource"})
+    roles = {(x["resource"]["originId"], x["displayName"]): x for x in listed.json()["value"]}
+    # The package's roles, by the names ``new_package`` takes.
+    c.roles = {
+        "campaigns": roles[(t.ids["campaigns"], "Member")],
+        "legal": roles[(t.ids["legal"], "Member")],
+    }
+    package = c.new_package("mamta", "Two groups", {"campaigns", "legal"})
+    policy = c.policy("mamta", {**contractors_policy(package), "displayName": "Two groups"})
+    flaky = Flaky(db)
+    # Only the campaigns group goes to the remote target; legal stays with the builtin one.
+    with routed(db, "AadGroup", flaky, [t.ids["campaigns"]]) as target:
+        yield World(c, flaky, target, package, policy)
+
+
+def assign(w: World, alias: str) -> str:
+    """Alex assigns ``alias`` the package directly; the assignment's id."""
+    r = admin_add(w.t, "alex", alias, w.package, w.policy)
+    assert r.status_code == 201, r.text
+    return assignment_of(w, alias)
+
+
+def assignment_of(w: World, alias: str) -> str:
+    r = w.t.get(alias, f"{EM}/assignments/filterByCurrentUser(on='target')")
+    found = [a for a in r.json()["value"] if a["state"] != "expired"]
+    assert len(found) == 1, found
+    return str(found[0]["id"])
+
+
+def state_of(w: World, assignment: str) -> str:
+    return str(w.t.get("alex", f"{EM}/assignments/{assignment}").json()["state"])
+
+
+def remove(w: World, assignment: str) -> None:
+    r = w.t.post(
+        "alex",
+        f"{EM}/assignmentRequests",
+        {"requestType": "adminRemove", "assignment": {"id": assignment}},
+    )
+    assert r.status_code == 201, r.text
+
+
+def grant_row(w: World, alias: str, group: str) -> ResourceGrant:
+    with w.t.db.session() as s:
+        row = s.execute(
+            select(ResourceGrant).where(
+                ResourceGrant.subject_id == w.t.ids[alias],
+                ResourceGrant.role_origin_id == w.member(group),
+            )
+        ).scalar_one()
+        s.expunge(row)
+        return row
+
+
+def probe(w: World, subject: str) -> dict[str, Any]:
+    """What another client sees while a call is in flight: connections the worker holds, the
+    claimed grant row, and whether a write transaction (SQLite) or the subject's lock and row
+    locks (PostgreSQL) can be taken at once."""
+    db = w.t.db
+    found: dict[str, Any] = {"checked_out": db.engine.pool.checkedout()}
+    with db.read() as conn:
+        row = conn.execute(
+            select(
+                ResourceGrant.claim_token,
+                ResourceGrant.claimed_generation,
+                ResourceGrant.claimed_until,
+                ResourceGrant.generation,
+                ResourceGrant.applied_generation,
+            ).where(
+                ResourceGrant.subject_id == subject,
+                ResourceGrant.role_origin_id == w.member("campaigns"),
+            )
+        ).one()
+    found["claim"] = row._asdict()
+    if db.is_sqlite:
+        path = db.engine.url.database
+        assert path
+        raw = sqlite3.connect(path, timeout=0.1, isolation_level=None)
+        try:
+            raw.execute("BEGIN IMMEDIATE")  # "database is locked" if a writer held it
+            raw.execute("ROLLBACK")
+            found["write_lock_free"] = True
+        except sqlite3.OperationalError as e:
+            found["write_lock_free"] = str(e)
+        finally:
+            raw.close()
+    else:
+        with db.engine.connect() as conn:
+            found["subject_lock_free"] = conn.execute(
+                text("SELECT pg_try_advisory_xact_lock(hashtextextended(:k, 0))"),
+                {"k": f"remit-subject:{subject.lower()}"},
+            ).scalar_one()
+            try:
+                locked = conn.execute(
+                    text("SELECT id FROM resource_grants WHERE subject_id = :s FOR UPDATE NOWAIT"),
+                    {"s": subject},
+                ).all()
+                found["rows_lock_free"] = len(locked) > 0
+            except OperationalError as e:
+                found["rows_lock_free"] = str(e).splitlines()[0]
+            conn.rollback()
+    return found
+
+
+def on_first(w: World, what: str, act: Callable[[str, str, RoleRef], None]) -> None:
+    """Run ``act`` during the first call of kind ``what`` (then probe nothing more)."""
+    done: list[bool] = []
+
+    def during(kind: str, subject: str, role: RoleRef) -> None:
+        if kind == what and not done:
+            done.append(True)
+            act(kind, subject, role)
+
+    w.flaky.during = during
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_a_routed_resource_is_delivered_by_the_worker_with_nothing_open_during_the_call(
+    world: World, settings: Settings, clock: SteppingClock
+) -> None:
+    w, t = world, world.t
+    carl = t.ids["carl"]
+    w.flaky.during = lambda kind, subject, role: w.seen.append(probe(w, subject))
+    aid = assign(w, "carl")
+    # The builtin target delivered legal in the assigning transaction; campaigns waits.
+    assert holdings(t, "carl") == {"group:legal"}
+    assert state_of(w, aid) == "delivering"
+    assert w.flaky.log == []
+    worker(t, settings).drain()
+    assert w.flaky.log == [("grant", carl, w.member("campaigns"))]
+    [seen] = w.seen
+    # During the call: no connection of the worker's checked out, the row claimed for the
+    # generation being applied, with the worker's lease, and nothing locked.
+    assert seen["checked_out"] == 0, seen
+    claim = seen["claim"]
+    assert claim["claim_token"] is not None
+    assert claim["claimed_generation"] == claim["generation"] > claim["applied_generation"]
+    assert claim["claimed_until"] == clock.now + timedelta(seconds=settings.worker_lease_seconds)
+    if t.db.is_sqlite:
+        assert seen["write_lock_free"] is True, seen
+    else:
+        assert seen["subject_lock_free"] is True
+        assert seen["rows_lock_free"] is True
+    # Recorded afterwards: applied, the claim released, the assignment delivered.
+    row = grant_row(w, "carl", "campaigns")
+    assert (row.applied_state, row.applied_generation) == ("granted", row.generation)
+    assert (row.claim_token, row.claimed_generation, row.claimed_until) == (None, None, None)
+    assert row.target_id == w.target
+    assert holdings(t, "carl") == {"group:legal", "group:campaigns"}
+    assert state_of(w, aid) == "delivered"
+
+
+def test_routing_is_per_resource(world: World, settings: Settings) -> None:
+    w, t = world, world.t
+    assign(w, "carl")
+    assert grant_row(w, "carl", "campaigns").target_id == w.target
+    assert grant_row(w, "carl", "legal").target_id == BUILTIN_TARGET_ID
+    assert grant_row(w, "carl", "legal").applied_state == "granted", "in the same transaction"
+    assert grant_row(w, "carl", "campaigns").applied_state == "none", "waits for the worker"
+    worker(t, settings).drain()
+    # Only the routed group went through the remote target, both ways.
+    remove(w, assignment_of(w, "carl"))
+    assert holdings(t, "carl") == {"group:campaigns"}, "legal revoked at once, campaigns waits"
+    worker(t, settings).drain()
+    assert holdings(t, "carl") == set()
+    carl, member = t.ids["carl"], w.member("campaigns")
+    assert w.flaky.log == [("grant", carl, member), ("revoke", carl, member)]
+
+
+def test_a_revoke_arriving_while_the_grant_call_is_in_flight_wins(
+    world: World, settings: Settings
+) -> None:
+    w, t = world, world.t
+    carl, member = t.ids["carl"], w.member("campaigns")
+    aid = assign(w, "carl")
+    # While the target grants, an administrator removes the assignment (a write transaction
+    # of its own, which nothing the worker holds stands in the way of).
+    on_first(w, "grant", lambda kind, subject, role: remove(w, aid))
+    worker(t, settings).drain()
+    # The grant landed at the target, but its outcome was for an older generation: the worker
+    # applied the newest desire next, and the target ends up revoked.
+    assert w.flaky.log == [("grant", carl, member), ("revoke", carl, member)]
+    assert holdings(t, "carl") == set()
+    row = grant_row(w, "carl", "campaigns")
+    assert (row.desired, row.applied_state, row.applied_generation) == (
+        False,
+        "revoked",
+        row.generation,
+    )
+    assert row.claim_token is None
+    with t.db.read() as conn:
+        removal = conn.execute(
+            select(AssignmentRequest.state).where(
+                AssignmentRequest.request_type == "adminRemove",
+                AssignmentRequest.target_id == carl,
+            )
+        ).scalar_one()
+        left = conn.execute(select(Job.kind, Job.status)).all()
+    assert removal == "delivered"
+    assert [k for k, _ in left if k == delivery.SYNC_JOB] == []
+
+
+def test_a_grant_arriving_while_the_revoke_call_is_in_flight_wins(
+    world: World, settings: Settings
+) -> None:
+    w, t = world, world.t
+    carl, member = t.ids["carl"], w.member("campaigns")
+    aid = assign(w, "carl")
+    worker(t, settings).drain()
+    assert holdings(t, "carl") == {"group:legal", "group:campaigns"}
+    w.flaky.log.clear()
+    remove(w, aid)
+    # While the target revokes, an administrator assigns the package again.
+    on_first(w, "revoke", lambda kind, subject, role: assign(w, "carl"))
+    worker(t, settings).drain()
+    assert w.flaky.log == [("revoke", carl, member), ("grant", carl, member)]
+    assert holdings(t, "carl") == {"group:legal", "group:campaigns"}
+    row = grant_row(w, "carl", "campaigns")
+    assert (row.desired, row.applied_state, row.applied_generation) == (
+        True,
+        "granted",
+        row.generation,
+    )
+    assert state_of(w, assignment_of(w, "carl")) == "delivered"
+
+
+def test_a_live_claim_keeps_other_workers_off_and_a_dead_workers_call_is_repeated(
+    world: World, settings: Settings, clock: SteppingClock
+) -> None:
+    w, t = world, world.t
+    carl, member = t.ids["carl"], w.member("campaigns")
+    aid = assign(w, "carl")
+    lease = timedelta(seconds=settings.worker_lease_seconds)
+    # A worker claims and calls, then dies before recording the outcome.
+    with t.db.write() as s:
+        dead = delivery.claim(Ctx(s, system_actor("worker"), clock()), carl, lease=lease)
+    assert delivery.call(dead, clock()) == {grant_row(w, "carl", "campaigns").id: None}
+    assert w.flaky.log == [("grant", carl, member)]
+    # Another worker runs the subject's sync job: the row is claimed, so it makes no call and
+    # comes back when the claim's lease runs out.
+    worker(t, settings).drain()
+    assert w.flaky.log == [("grant", carl, member)]
+    with t.db.read() as conn:
+        (run_after,) = conn.execute(
+            select(Job.run_after).where(Job.kind == delivery.SYNC_JOB, Job.status == "queued")
+        ).one()
+    assert run_after == clock.now + lease
+    assert state_of(w, aid) == "delivering"
+    # The lease runs out: the claim is taken over and the call made again (it is idempotent).
+    clock.advance(seconds=lease.total_seconds() + 1)
+    worker(t, settings).drain()
+    assert w.flaky.log == [("grant", carl, member)] * 2
+    assert state_of(w, aid) == "delivered"
+    # The dead worker's outcome, recorded late, no longer counts: the claim is not its own.
+    with t.db.write() as s:
+        late = {grant_row(w, "carl", "campaigns").id: ConnectorError("late", permanent=True)}
+        delivery.record(Ctx(s, system_actor("worker"), clock()), carl, dead, late)
+    row = grant_row(w, "carl", "campaigns")
+    assert (row.applied_state, row.last_error) == ("granted", None)
+
+
+def test_a_transient_failure_is_recorded_and_retried_with_backoff(
+    world: World, settings: Settings, clock: SteppingClock
+) -> None:
+    w, t = world, world.t
+    w.flaky.down = "transient"
+    aid = assign(w, "carl")
+    worker(t, settings).drain()
+    row = grant_row(w, "carl", "campaigns")
+    assert (row.attempts, row.last_error, row.claim_token) == (
+        1,
+        "the target is unavailable",
+        None,
+    )
+    with t.db.read() as conn:
+        (run_after,) = conn.execute(
+            select(Job.run_after).where(Job.kind == delivery.SYNC_JOB)
+        ).one()
+    assert run_after == clock.now + delivery.retry_delay([row])
+    w.flaky.down = None
+    clock.advance(minutes=1)
+    worker(t, settings).drain()
+    assert state_of(w, aid) == "delivered"
+
+
+# --------------------------------------------------------------------- the runner's stepwise mode
+
+
+STEPS = "test.steps"
+MARK = "test.mark"
+
+
+def test_a_stepwise_job_keeps_its_committed_steps_and_stops_when_its_lease_is_lost(
+    db: Database, settings: Settings, clock: SteppingClock
+) -> None:
+    from remit.jobs.queue import enqueue
+
+    def mark(ctx: Ctx, n: int) -> None:
+        enqueue(ctx.session, MARK, {"n": n}, now=ctx.now, run_after=ctx.now + timedelta(days=1))
+
+    @stepwise(STEPS, max_attempts=2)
+    def steps_job(steps: Steps, payload: dict[str, Any]) -> None:
+        assert steps.lease == timedelta(seconds=settings.worker_lease_seconds)
+        with steps.write() as ctx:
+            mark(ctx, 1)
+        # Between the steps nothing is open, and another worker takes the job over.
+        assert db.engine.pool.checkedout() == 0
+        with db.write() as s:
+            s.execute(text("UPDATE jobs SET lease_owner = 'thief' WHERE kind = :k"), {"k": STEPS})
+        with steps.write() as ctx:
+            mark(ctx, 2)
+
+    try:
+        with db.write() as s:
+            enqueue(s, STEPS, {}, now=clock())
+        w = Worker(db, settings, clock=clock, worker_id="steps")
+        assert w.run(w.claim()) == 0, "the lease was lost: the run does not count"
+        with db.read() as conn:
+            marks = conn.execute(select(Job.payload).where(Job.kind == MARK)).scalars().all()
+            owner = conn.execute(select(Job.lease_owner).where(Job.kind == STEPS)).scalar_one()
+        assert marks == [{"n": 1}], "the first step committed, the second rolled back"
+        assert owner == "thief", "the job is the other worker's to finish"
+    finally:
+        REGISTRY.pop(STEPS, None)

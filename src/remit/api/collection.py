@@ -132,8 +132,10 @@ def listed(
     domain's ``query`` for one page, ``render`` (which may call more queries, for ``$expand``),
     and the Graph envelope."""
     with operation(request, ident, write=False) as ctx:
-        check_expand(q, expandable)
+        # The query authorizes first: a caller who may not read the list is refused as such,
+        # whatever else is wrong with the request (as when routes built their own selects).
         page = query(ctx, list_options(request, q))
+        check_expand(q, expandable)
         return page_body(request, q, page, render(ctx, page.items), context)
 
 

@@ -30,9 +30,6 @@ from remit.packages import operations as ops
 from remit.packages import queries as packages
 from remit.tokens import Identity
 
-# Where routes_policies takes the packages' field map from (it lives in packages.queries).
-PACKAGE_FIELDS = packages.PACKAGE_FIELDS
-
 T = TypeVar("T")
 Expand = dict[str, dict[str, str]]
 

@@ -15,22 +15,24 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select, text
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from remit.authz.actor import system_actor
+from remit.connectors import registry, targets
 from remit.connectors.base import ConnectorError, RoleRef
 from remit.context import Ctx
 from remit.db import Database
+from remit.errors import Conflict
 from remit.jobs.registry import REGISTRY, Steps, stepwise
 from remit.jobs.runner import Worker
 from remit.lifecycle import delivery
-from remit.models.delivery import BUILTIN_TARGET_ID
+from remit.models.delivery import BUILTIN_TARGET_ID, DeliveryTarget
 from remit.models.jobs import Job
 from remit.models.lifecycle import AssignmentRequest, ResourceGrant
 from remit.settings import Settings
@@ -397,3 +399,94 @@ def test_a_stepwise_job_keeps_its_committed_steps_and_stops_when_its_lease_is_lo
         assert owner == "thief", "the job is the other worker's to finish"
     finally:
         REGISTRY.pop(STEPS, None)
+
+
+# ------------------------------------------------------------------------- targets as data
+
+
+def test_a_role_stays_with_the_target_that_granted_it_until_it_is_granted_again_from_nothing(
+    world: World, settings: Settings
+) -> None:
+    w, t = world, world.t
+    carl, member = t.ids["carl"], w.member("campaigns")
+    aid = assign(w, "carl")
+    worker(t, settings).drain()
+    # The campaigns group goes back to the builtin target while Carl holds it remotely: his
+    # row stays with the remote target, which takes the revocation.
+    with t.db.write() as s:
+        targets.unroute(s, "AadGroup", [t.ids["campaigns"]])
+    remove(w, aid)
+    worker(t, settings).drain()
+    assert w.flaky.log == [("grant", carl, member), ("revoke", carl, member)]
+    assert grant_row(w, "carl", "campaigns").target_id == w.target
+    # Granted again from nothing held: the row follows the route (none: builtin), and the
+    # grant is there when the assignment returns.
+    assign(w, "carl")
+    assert holdings(t, "carl") == {"group:legal", "group:campaigns"}
+    assert grant_row(w, "carl", "campaigns").target_id == BUILTIN_TARGET_ID
+    assert len(w.flaky.log) == 2
+
+
+def test_a_target_no_connector_serves_fails_for_good(world: World, settings: Settings) -> None:
+    w, t = world, world.t
+    with t.db.write() as s:
+        nowhere = targets.add_target(
+            s, kind="nowhere", display_name="Nowhere", settings={}, now=t.clock()
+        )
+        targets.route(s, "AadGroup", [t.ids["legal"]], nowhere, t.clock())
+    aid = assign(w, "carl")
+    worker(t, settings).drain()
+    row = grant_row(w, "carl", "legal")
+    assert (row.applied_state, row.last_error) == (
+        "failed",
+        "no connector delivers to Nowhere (kind nowhere)",
+    )
+    assert state_of(w, aid) == "partiallyDelivered"
+    assert holdings(t, "carl") == {"group:campaigns"}
+
+
+def test_a_target_named_by_a_route_or_a_grant_cannot_be_deleted(world: World) -> None:
+    w, t = world, world.t
+    assign(w, "carl")
+    with t.db.write() as s:  # the route goes; Carl's grant row still names the target
+        targets.unroute(s, "AadGroup", [t.ids["campaigns"]])
+    with pytest.raises(Conflict), t.db.write() as s:
+        s.execute(delete(DeliveryTarget).where(DeliveryTarget.id == w.target))
+    with pytest.raises(Conflict), t.db.write() as s:
+        s.execute(delete(DeliveryTarget).where(DeliveryTarget.id == BUILTIN_TARGET_ID))
+
+
+def test_a_targets_connector_is_built_once_and_again_when_its_row_changes(db: Database) -> None:
+    built: list[dict[str, Any]] = []
+
+    def factory(target: registry.Target) -> Flaky:
+        built.append(target.settings)
+        return Flaky(db)
+
+    registry.register_kind("test-built", factory)
+    try:
+        with db.write() as s:
+            tid = targets.add_target(
+                s,
+                kind="test-built",
+                display_name="Built",
+                settings={"url": "https://a.example"},
+                now=datetime.now(UTC),
+            )
+        with db.write() as s:
+            first = registry.connectors(s, [tid, BUILTIN_TARGET_ID])
+            assert registry.connectors(s, [tid])[tid] is first[tid]
+            assert first[BUILTIN_TARGET_ID] is registry.builtin()
+            s.execute(
+                update(DeliveryTarget)
+                .where(DeliveryTarget.id == tid)
+                .values(settings={"url": "https://b.example"})
+            )
+            again = registry.connectors(s, [tid])[tid]
+            missing = registry.connectors(s, ["no-such-target"])["no-such-target"]
+        assert again is not first[tid]
+        assert built == [{"url": "https://a.example"}, {"url": "https://b.example"}]
+        assert isinstance(missing, ConnectorError)
+        assert missing.permanent
+    finally:
+        registry.unregister_kind("test-built")

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, event, select, text, update
 from sqlalchemy.exc import OperationalError
 
 from remit.authz.actor import system_actor
@@ -31,7 +31,7 @@ from remit.db import Database
 from remit.errors import Conflict
 from remit.jobs.registry import REGISTRY, Steps, stepwise
 from remit.jobs.runner import Worker
-from remit.lifecycle import delivery
+from remit.lifecycle import delivery, sweep
 from remit.models.delivery import BUILTIN_TARGET_ID, DeliveryTarget
 from remit.models.jobs import Job
 from remit.models.lifecycle import AssignmentRequest, ResourceGrant
@@ -490,3 +490,29 @@ def test_a_targets_connector_is_built_once_and_again_when_its_row_changes(db: Da
         assert missing.permanent
     finally:
         registry.unregister_kind("test-built")
+
+
+def test_the_builtin_target_costs_local_delivery_no_statement(
+    world: World, settings: Settings, clock: SteppingClock
+) -> None:
+    """P4 and P5: delivering and sweeping through the builtin target never reads a target row
+    (the route comes with the package's roles, and the builtin target is known by its id)."""
+    w, t = world, world.t
+    package = w.c.new_package("mamta", "Legal only", {"legal"})
+    policy = w.c.policy("mamta", {**contractors_policy(package), "displayName": "Legal only"})
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    event.listen(t.db.engine, "before_cursor_execute", seen)
+    try:
+        assert admin_add(t, "alex", "carl", package, policy).status_code == 201
+        assert holdings(t, "carl") == {"group:legal"}
+        clock.advance(days=31)
+        assert sweep.sweep(t.db, t.clock) == 1
+        assert holdings(t, "carl") == set()
+    finally:
+        event.remove(t.db.engine, "before_cursor_execute", seen)
+    assert any("delivery_routes" in s for s in statements), "the routes are read"
+    assert not [s for s in statements if "delivery_targets" in s]

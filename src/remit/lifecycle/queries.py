@@ -142,6 +142,8 @@ def request(ctx: Ctx, request_id: str) -> AssignmentRequest:
 
 
 def may_see_request(ctx: Ctx, found: AssignmentRequest) -> bool:
+    """Whether the actor may see one request: as ``visible_requests``, or as one named to
+    approve it (a list shows an approver only what waits for it: ``On.APPROVER``)."""
     return (
         ctx.actor.user_id in (found.target_id, found.requestor_id)
         or can(ctx.actor, Task.REQUEST_READ, found.catalog_id)
@@ -285,7 +287,9 @@ def _assignments_of(ctx: Ctx, on: On) -> Select[Assignment]:
     me = ctx.actor.user_id
     if on is On.TARGET:
         return select(A).where(A.target_id == me)
-    return select(A).where(A.request_id.in_(select(R.id).where(R.requestor_id == me)))
+    if on is On.CREATED_BY:
+        return select(A).where(A.request_id.in_(select(R.id).where(R.requestor_id == me)))
+    raise Invalid("on must be 'target' or 'createdBy'", target="on")
 
 
 def assignments(ctx: Ctx, options: ListOptions) -> Page[Assignment]:

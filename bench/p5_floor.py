@@ -85,7 +85,7 @@ class Floor:
 
     def delete(self, table: str, role: str, subject: str, pairs: list[tuple[str, str]]) -> None:
         """The edges, by primary key: SQLite one DELETE run for each, PostgreSQL one DELETE
-        joined to them all (as ``lifecycle.sweep.revoke`` does)."""
+        joined to them all (as ``BuiltinConnector.revoke_many`` does)."""
         if not self.pg:
             self.conn.executemany(f"DELETE FROM {table} WHERE {role} = ? AND {subject} = ?", pairs)
             return

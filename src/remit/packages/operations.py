@@ -30,10 +30,9 @@ from remit.packages import queries
 
 TARGET = "AccessPackage"
 
-# The read every change starts with, and two reads that other packages take from here.
+# The read every change starts with, and one that lifecycle.package_roles takes from here.
 get_package = queries.get_package
 get_resource_role_scope = queries.get_resource_role_scope
-visible_packages = queries.visible_packages
 
 
 def create_package(

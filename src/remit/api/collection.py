@@ -127,13 +127,21 @@ def listed(
     *,
     context: str,
     expandable: Sequence[str] = (),
+    parent: Callable[[Ctx], object] | None = None,
 ) -> dict[str, Any]:
     """The list ceremony of every collection route: one read unit of work as ``ident``, the
     domain's ``query`` for one page, ``render`` (which may call more queries, for ``$expand``),
-    and the Graph envelope."""
+    and the Graph envelope.
+
+    Authorization comes first, as when routes built their own selects: a caller who may not
+    read the list is refused as such whatever else is wrong with the request. For a collection
+    that hangs off one object, ``parent`` reads that object first (one the caller may not see
+    is a 404 before any 400); otherwise the query itself authorizes before ``$expand`` is
+    checked."""
     with operation(request, ident, write=False) as ctx:
-        # The query authorizes first: a caller who may not read the list is refused as such,
-        # whatever else is wrong with the request (as when routes built their own selects).
+        if parent is not None:
+            parent(ctx)
+            check_expand(q, expandable)
         page = query(ctx, list_options(request, q))
         check_expand(q, expandable)
         return page_body(request, q, page, render(ctx, page.items), context)

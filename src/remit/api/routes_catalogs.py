@@ -16,7 +16,7 @@ from remit.api.collection import (
     query_options,
     single_options,
 )
-from remit.api.routes_packages import PACKAGE_EXPANDS, Expand, listed_under, render_packages
+from remit.api.routes_packages import PACKAGE_EXPANDS, Expand, render_packages
 from remit.api.state import identity, operation
 from remit.catalogs import operations as ops
 from remit.catalogs import queries as catalogs
@@ -156,16 +156,16 @@ def list_resources(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    return listed_under(
+    return listed(
         request,
         ident,
         q,
-        _in_catalog(catalog_id),
         lambda ctx, options: catalogs.resources(ctx, catalog_id, options),
         lambda ctx, rows: _render_resources(ctx, rows, q.expand),
         expandable=("roles", "scopes"),
         # The catalog was found by this id, so it is the catalog's own.
         context=f"{CATALOGS}('{catalog_id}')/resources",
+        parent=_in_catalog(catalog_id),
     )
 
 
@@ -191,15 +191,15 @@ def list_resource_roles_of(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    return listed_under(
+    return listed(
         request,
         ident,
         q,
-        _in_resource(catalog_id, resource_id),
         lambda ctx, options: catalogs.resource_roles(ctx, catalog_id, resource_id, options),
         lambda ctx, rows: _render_roles(ctx, rows, q.expand),
         expandable=("resource",),
         context=f"{CATALOGS}/resources/roles",
+        parent=_in_resource(catalog_id, resource_id),
     )
 
 
@@ -211,15 +211,15 @@ def list_resource_scopes_of(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    return listed_under(
+    return listed(
         request,
         ident,
         q,
-        _in_resource(catalog_id, resource_id),
         lambda ctx, options: catalogs.resource_scopes(ctx, catalog_id, resource_id, options),
         lambda ctx, rows: _render_scopes(ctx, rows, q.expand),
         expandable=("resource",),
         context=f"{CATALOGS}/resources/scopes",
+        parent=_in_resource(catalog_id, resource_id),
     )
 
 
@@ -230,15 +230,15 @@ def list_catalog_resource_roles(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    return listed_under(
+    return listed(
         request,
         ident,
         q,
-        _in_catalog(catalog_id),
         lambda ctx, options: catalogs.catalog_resource_roles(ctx, catalog_id, options),
         lambda ctx, rows: _render_roles(ctx, rows, q.expand),
         expandable=("resource",),
         context=f"{CATALOGS}/resourceRoles",
+        parent=_in_catalog(catalog_id),
     )
 
 
@@ -249,15 +249,15 @@ def list_catalog_resource_scopes(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    return listed_under(
+    return listed(
         request,
         ident,
         q,
-        _in_catalog(catalog_id),
         lambda ctx, options: catalogs.catalog_resource_scopes(ctx, catalog_id, options),
         lambda ctx, rows: _render_scopes(ctx, rows, q.expand),
         expandable=("resource",),
         context=f"{CATALOGS}/resourceScopes",
+        parent=_in_catalog(catalog_id),
     )
 
 
@@ -268,15 +268,15 @@ def list_catalog_packages(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    return listed_under(
+    return listed(
         request,
         ident,
         q,
-        _in_catalog(catalog_id),
         lambda ctx, options: packages.catalog_packages(ctx, catalog_id, options),
         lambda ctx, rows: render_packages(ctx, rows, q.expand),
         expandable=PACKAGE_EXPANDS,
         context=f"{CATALOGS}/accessPackages",
+        parent=_in_catalog(catalog_id),
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -14,9 +13,7 @@ from remit.api.collection import (
     QueryOptions,
     check_expand,
     entity,
-    list_options,
     listed,
-    page_body,
     query_options,
     single_options,
 )
@@ -24,7 +21,6 @@ from remit.api.odata import parse_expand
 from remit.api.state import identity, operation
 from remit.context import Ctx
 from remit.lifecycle import package_roles
-from remit.listing import ListOptions, Page
 from remit.models.packages import AccessPackage, ResourceRoleScope
 from remit.packages import operations as ops
 from remit.packages import queries as packages
@@ -45,26 +41,6 @@ PACKAGE_EXPANDS = (
     "incompatibleGroups",
     "accessPackagesIncompatibleWith",
 )
-
-
-def listed_under(
-    request: Request,
-    ident: Identity,
-    q: QueryOptions,
-    parent: Callable[[Ctx], object],
-    query: Callable[[Ctx, ListOptions], Page[T]],
-    render: Callable[[Ctx, list[T]], list[dict[str, Any]]],
-    *,
-    context: str,
-    expandable: Sequence[str] = (),
-) -> dict[str, Any]:
-    """``listed`` for a collection that hangs off one object: ``parent`` reads that object
-    first, so that one the caller may not see is a 404 before any 400 about ``$expand``."""
-    with operation(request, ident, write=False) as ctx:
-        parent(ctx)
-        check_expand(q, expandable)
-        page = query(ctx, list_options(request, q))
-        return page_body(request, q, page, render(ctx, page.items), context)
 
 
 def render_rrs(ctx: Ctx, rows: list[ResourceRoleScope], expand: Expand) -> list[dict[str, Any]]:
@@ -218,15 +194,15 @@ def list_rrs(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    return listed_under(
+    return listed(
         request,
         ident,
         q,
-        lambda ctx: packages.get_package(ctx, package_id),
         lambda ctx, options: packages.role_scopes(ctx, package_id, options),
         lambda ctx, rows: render_rrs(ctx, rows, q.expand),
         context=f"{CONTEXT}/resourceRoleScopes",
         expandable=("role", "scope"),
+        parent=lambda ctx: packages.get_package(ctx, package_id),
     )
 
 
@@ -283,17 +259,17 @@ def _incompatible(
     request: Request, ident: Identity, package_id: str, q: QueryOptions, *, reverse: bool
 ) -> dict[str, Any]:
     nav = "accessPackagesIncompatibleWith" if reverse else "incompatibleAccessPackages"
-    return listed_under(
+    return listed(
         request,
         ident,
         q,
-        lambda ctx: packages.get_package(ctx, package_id),
         lambda ctx, options: packages.incompatible_packages(
             ctx, package_id, options, reverse=reverse
         ),
         lambda ctx, rows: render_packages(ctx, rows, q.expand),
         context=f"{CONTEXT}/{nav}",
         expandable=PACKAGE_EXPANDS,
+        parent=lambda ctx: packages.get_package(ctx, package_id),
     )
 
 
@@ -344,14 +320,14 @@ def list_incompatible_groups(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    return listed_under(
+    return listed(
         request,
         ident,
         q,
-        lambda ctx: packages.get_package(ctx, package_id),
         lambda ctx, options: packages.incompatible_groups(ctx, package_id, options),
         lambda _ctx, rows: [shapes.group(g) for g in rows],
         context=f"{CONTEXT}/incompatibleGroups",
+        parent=lambda ctx: packages.get_package(ctx, package_id),
     )
 
 

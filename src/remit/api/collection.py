@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 from fastapi import Query as Q
 from fastapi import Request
 
-from remit import listing
 from remit.api import odata
 from remit.api.state import app_state, operation
 from remit.context import Ctx
@@ -161,22 +160,3 @@ def entity(
     body = {"@odata.context": context_url(request, context + "/$entity")}
     body.update(odata.apply_select(item, q.select) if q else item)
     return body
-
-
-def collection(
-    request: Request,
-    session: Any,
-    stmt: Any,
-    *,
-    key: Any,
-    fields: dict[str, Any],
-    q: QueryOptions,
-    render: Callable[[Any, list[Any]], list[dict[str, Any]]],
-    context: str,
-    expandable: Sequence[str] = (),
-) -> dict[str, Any]:
-    """Transitional, while routers move their selects into the domain's queries: ``listed``
-    replaces it."""
-    check_expand(q, expandable)
-    found = listing.page(session, stmt, key=key, fields=fields, options=list_options(request, q))
-    return page_body(request, q, found, render(session, found.items), context)

@@ -12,9 +12,7 @@ from remit.api.collection import (
     QueryOptions,
     check_expand,
     entity,
-    list_options,
     listed,
-    page_body,
     query_options,
     single_options,
 )
@@ -22,7 +20,6 @@ from remit.api.state import identity, operation
 from remit.context import Ctx
 from remit.lifecycle import operations as ops
 from remit.lifecycle import queries
-from remit.listing import Page
 from remit.models.lifecycle import Assignment
 from remit.tokens import Identity
 
@@ -42,12 +39,6 @@ def render_assignments(
         return items
 
     return render
-
-
-def _body(request: Request, ctx: Ctx, q: QueryOptions, found: Page[Assignment]) -> dict[str, Any]:
-    return page_body(
-        request, q, found, render_assignments(set(q.expand))(ctx, found.items), CONTEXT
-    )
 
 
 @router.get("/assignments")
@@ -74,12 +65,15 @@ def assignments_for_me(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        # The path's arguments are checked before the query options.
-        mine = queries.assignments_relation(on)
-        check_expand(q, EXPANDS)
-        found = queries.assignments_for_current_user(ctx, mine, list_options(request, q))
-        return _body(request, ctx, q, found)
+    return listed(
+        request,
+        ident,
+        q,
+        lambda ctx, options: queries.assignments_for_current_user(ctx, on, options),
+        render_assignments(set(q.expand)),
+        context=CONTEXT,
+        expandable=EXPANDS,
+    )
 
 
 @router.get(
@@ -93,12 +87,16 @@ def additional_access(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        # The path's arguments are checked before the query options.
-        pair = queries.package_pair(ctx, package_id, incompatible_id)
-        check_expand(q, EXPANDS)
-        found = queries.additional_access(ctx, pair, list_options(request, q))
-        return _body(request, ctx, q, found)
+    return listed(
+        request,
+        ident,
+        q,
+        lambda ctx, options: queries.additional_access(ctx, package_id, incompatible_id, options),
+        render_assignments(set(q.expand)),
+        context=CONTEXT,
+        expandable=EXPANDS,
+        parent=lambda ctx: queries.package_pair(ctx, package_id, incompatible_id),
+    )
 
 
 @router.get("/assignments/{assignment_id}")

@@ -12,9 +12,7 @@ from remit.api.collection import (
     QueryOptions,
     check_expand,
     entity,
-    list_options,
     listed,
-    page_body,
     query_options,
     single_options,
 )
@@ -145,13 +143,15 @@ def requests_for_me(
     q: QueryOptions = Depends(query_options),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        # The path's arguments are checked before the query options.
-        mine = queries.requests_relation(on)
-        check_expand(q, REQUEST_EXPANDS)
-        found = queries.requests_for_current_user(ctx, mine, list_options(request, q))
-        items = render_requests(set(q.expand))(ctx, found.items)
-        return page_body(request, q, found, items, CONTEXT)
+    return listed(
+        request,
+        ident,
+        q,
+        lambda ctx, options: queries.requests_for_current_user(ctx, on, options),
+        render_requests(set(q.expand)),
+        context=CONTEXT,
+        expandable=REQUEST_EXPANDS,
+    )
 
 
 @router.get("/assignmentRequests/{request_id}")

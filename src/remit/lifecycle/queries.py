@@ -81,20 +81,6 @@ class On(StrEnum):
     APPROVER = "approver"
 
 
-def requests_relation(on: str) -> On:
-    """``on`` for requests: the actor is their target, their requestor, or may approve them."""
-    if on not in (On.TARGET, On.CREATED_BY, On.APPROVER):
-        raise Invalid("on must be 'target', 'createdBy' or 'approver'", target="on")
-    return On(on)
-
-
-def assignments_relation(on: str) -> On:
-    """``on`` for assignments: the actor holds them, or asked for them."""
-    if on not in (On.TARGET, On.CREATED_BY):
-        raise Invalid("on must be 'target' or 'createdBy'", target="on")
-    return On(on)
-
-
 # ---------------------------------------------------------------- requests
 
 
@@ -111,13 +97,15 @@ def visible_requests(ctx: Ctx) -> Select[AssignmentRequest]:
     )
 
 
-def _requests_of(ctx: Ctx, on: On) -> Select[AssignmentRequest]:
+def _requests_of(ctx: Ctx, on: str) -> Select[AssignmentRequest]:
     me = ctx.actor.user_id
-    if on is On.TARGET:
+    if on == On.TARGET:
         return select(R).where(R.target_id == me)
-    if on is On.CREATED_BY:
+    if on == On.CREATED_BY:
         return select(R).where(R.requestor_id == me)
-    return select(R).where(R.id.in_(approvals.pending_for(ctx.actor)))
+    if on == On.APPROVER:
+        return select(R).where(R.id.in_(approvals.pending_for(ctx.actor)))
+    raise Invalid("on must be 'target', 'createdBy' or 'approver'", target="on")
 
 
 def requests(ctx: Ctx, options: ListOptions) -> Page[AssignmentRequest]:
@@ -126,8 +114,9 @@ def requests(ctx: Ctx, options: ListOptions) -> Page[AssignmentRequest]:
     return listing.page(ctx.session, stmt, key=R.id, fields=REQUEST_FIELDS, options=options)
 
 
-def requests_for_current_user(ctx: Ctx, on: On, options: ListOptions) -> Page[AssignmentRequest]:
-    """A page of the actor's requests: for it, by it, or waiting for its decision."""
+def requests_for_current_user(ctx: Ctx, on: str, options: ListOptions) -> Page[AssignmentRequest]:
+    """A page of the actor's requests: for it (``on`` 'target'), by it ('createdBy'), or waiting
+    for its decision ('approver'); any other ``on`` is ``Invalid``."""
     stmt = _requests_of(ctx, on)
     return listing.page(ctx.session, stmt, key=R.id, fields=REQUEST_FIELDS, options=options)
 
@@ -283,11 +272,11 @@ def visible_assignments(ctx: Ctx) -> Select[Assignment]:
     )
 
 
-def _assignments_of(ctx: Ctx, on: On) -> Select[Assignment]:
+def _assignments_of(ctx: Ctx, on: str) -> Select[Assignment]:
     me = ctx.actor.user_id
-    if on is On.TARGET:
+    if on == On.TARGET:
         return select(A).where(A.target_id == me)
-    if on is On.CREATED_BY:
+    if on == On.CREATED_BY:
         return select(A).where(A.request_id.in_(select(R.id).where(R.requestor_id == me)))
     raise Invalid("on must be 'target' or 'createdBy'", target="on")
 
@@ -298,8 +287,9 @@ def assignments(ctx: Ctx, options: ListOptions) -> Page[Assignment]:
     return listing.page(ctx.session, stmt, key=A.id, fields=ASSIGNMENT_FIELDS, options=options)
 
 
-def assignments_for_current_user(ctx: Ctx, on: On, options: ListOptions) -> Page[Assignment]:
-    """A page of the actor's assignments: those it holds, or those it asked for."""
+def assignments_for_current_user(ctx: Ctx, on: str, options: ListOptions) -> Page[Assignment]:
+    """A page of the actor's assignments: those it holds (``on`` 'target'), or those it asked
+    for ('createdBy'); any other ``on`` is ``Invalid``."""
     stmt = _assignments_of(ctx, on)
     return listing.page(ctx.session, stmt, key=A.id, fields=ASSIGNMENT_FIELDS, options=options)
 
@@ -337,9 +327,12 @@ def package_pair(ctx: Ctx, package_id: str, incompatible_id: str) -> PackagePair
     return PackagePair(package, other)
 
 
-def additional_access(ctx: Ctx, pair: PackagePair, options: ListOptions) -> Page[Assignment]:
+def additional_access(
+    ctx: Ctx, package_id: str, incompatible_id: str, options: ListOptions
+) -> Page[Assignment]:
     """Spec §4.3: a page of the active assignments to the first package whose holders also hold
-    the second."""
+    the second (``package_pair`` says who may ask)."""
+    pair = package_pair(ctx, package_id, incompatible_id)
     both = select(A.target_id).where(A.access_package_id == pair.incompatible.id, _active(ctx))
     stmt = select(A).where(
         A.access_package_id == pair.package.id, _active(ctx), A.target_id.in_(both)

@@ -36,7 +36,7 @@ from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
 from remit.packages import queries as package_queries
-from remit.policies import operations as policy_ops
+from remit.policies import queries as policy_queries
 from remit.policies import scope
 
 R = AssignmentRequest
@@ -424,7 +424,7 @@ def find_package_id(ctx: Ctx, name_or_id: str, *, requesting: bool = False) -> s
     p = AccessPackage
     findable = or_(
         p.id.in_(package_queries.visible_packages(ctx).with_only_columns(p.id)),
-        p.id.in_(policy_ops.requestable_packages(ctx).with_only_columns(p.id)),
+        p.id.in_(policy_queries.requestable(ctx).with_only_columns(p.id)),
     )
     named = or_(p.id == name_or_id, func.lower(p.display_name) == name_or_id.lower())
     found = ctx.session.execute(select(p.id).where(findable, named).order_by(p.id)).scalars().all()
@@ -448,7 +448,7 @@ def findable_policies(
     it may request through for itself."""
     seen = list(
         ctx.session.execute(
-            policy_ops.visible_policies(ctx)
+            policy_queries.visible_policies(ctx)
             .where(AssignmentPolicy.access_package_id == package_id)
             .order_by(AssignmentPolicy.created_at, AssignmentPolicy.id)
         ).scalars()

@@ -43,12 +43,6 @@ _LOOKUPS: dict[str, tuple[Any, str]] = {
 }
 
 
-# Reads are ``policies.queries``; these names stay for the callers that still build their own
-# selects on them (``cli/lifecycle.py``).
-visible_policies = queries.visible_policies
-requestable_packages = queries.requestable
-
-
 def create_policy(
     ctx: Ctx, body: dict[str, Any], *, package_id: str | None = None
 ) -> AssignmentPolicy:

@@ -9,8 +9,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from remit.api.state import app_state, identity, operation
 from remit.authz.roles import role_name
 from remit.authz.tasks import Task, phrase
+from remit.errors import Invalid
 from remit.external.queries import ping
 from remit.roles.operations import explain_for
+from remit.roles.queries import explain_approval_for
 from remit.tokens import Identity
 
 router = APIRouter(prefix="/remit", tags=["remit"])
@@ -26,7 +28,11 @@ def health(request: Request) -> dict[str, Any]:
 @router.get("/explain")
 def explain(
     request: Request,
-    task: str = Query(description="a task name, e.g. catalog:update", max_length=64),
+    task: str | None = Query(
+        None,
+        description="a task name, e.g. catalog:update (required unless request is given)",
+        max_length=64,
+    ),
     user: str | None = Query(
         None, description="userPrincipalName or id; default: the caller", max_length=320
     ),
@@ -38,11 +44,34 @@ def explain(
         "catalog:resources:manage and a catalog)",
         max_length=64,
     ),
+    request_id: str | None = Query(
+        None,
+        alias="request",
+        description="assignment request id: may the user approve or deny it now, and why "
+        "(without task, catalog or group)",
+        max_length=64,
+    ),
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
+    if request_id is not None and (task or catalog or group):
+        raise Invalid("a request is asked about alone: no task, catalog or group", target="request")
+    wanted = task or ""
+    if request_id is None and not wanted:
+        raise Invalid("task is required (or request)", target="task")
     with operation(request, ident, write=False) as ctx:
+        if request_id is not None:
+            approval = explain_approval_for(
+                ctx, user=user or ctx.actor.user_id, request_id=request_id
+            )
+            return {
+                "allowed": approval.allowed,
+                "requestId": approval.request_id,
+                "stage": approval.stage,
+                "summary": approval.summary,
+                "reasons": list(approval.reasons),
+            }
         result = explain_for(
-            ctx, user=user or ctx.actor.user_id, task=task, catalog_id=catalog, group_id=group
+            ctx, user=user or ctx.actor.user_id, task=wanted, catalog_id=catalog, group_id=group
         )
         return {
             "allowed": result.allowed,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, Select, false, or_, select
 
 from remit import listing, validation
+from remit.authz.decide import can
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalogs_with_task
 from remit.context import Ctx
@@ -38,7 +39,7 @@ EVENT_FIELDS = {
 def visible_events(ctx: Ctx) -> Select[AuditEvent]:
     """Events about a catalog follow that catalog's visibility; the rest are for admins."""
     clauses: list[ColumnElement[bool]] = []
-    if Task.TENANT_AUDIT_READ in ctx.actor.tenant_tasks:
+    if can(ctx.actor, Task.TENANT_AUDIT_READ):
         clauses.append(AuditEvent.catalog_id.is_(None))
     readable = catalogs_with_task(ctx.actor, Task.AUDIT_READ)
     clauses.append(

@@ -30,6 +30,11 @@ def can(actor: Actor, task: Task, catalog_id: str | None = None) -> bool:
     return tasks is not None and task in tasks
 
 
+def can_anywhere(actor: Actor, task: Task) -> bool:
+    """Whether ``actor`` may perform ``task`` on the tenant or on at least one catalog."""
+    return can(actor, task) or any(task in tasks for tasks in actor.catalog_tasks.values())
+
+
 def authorize(actor: Actor, task: Task, catalog_id: str | None = None) -> None:
     """Raise Forbidden unless ``actor`` may perform ``task`` (on ``catalog_id`` if given).
 

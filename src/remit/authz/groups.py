@@ -38,13 +38,14 @@ from sqlalchemy.orm import Session
 
 from remit.authz.actor import Actor, Grant, transitive_group_ids
 from remit.authz.decide import Explanation, can, explain, may_assign
+from remit.authz.relations import owns_group
 from remit.authz.resources import group_kind, resource_right_reasons, resource_right_refusal
 from remit.authz.roles import role_name
 from remit.authz.tasks import Task
 from remit.errors import Forbidden
 from remit.models.authz import RoleAssignment
 from remit.models.catalogs import Catalog
-from remit.models.directory import DirectoryRoleAssignment, Group, GroupOwner
+from remit.models.directory import DirectoryRoleAssignment, Group
 
 
 class GroupPart(StrEnum):
@@ -76,13 +77,6 @@ class GroupFacts:
     # Display names of the groups and catalogs named in ``held``; a catalog the viewer may not
     # read is left out, and its name is not told.
     names: dict[str, str]
-
-
-def is_group_owner(session: Session, group_id: str, user_id: str, now: datetime) -> bool:
-    """Whether the user owns the group at ``now``: an ownership delivered by an access package
-    counts only until its ``valid_until`` (expired access is never honoured, even unswept)."""
-    edge = session.get(GroupOwner, (group_id, user_id))
-    return edge is not None and (edge.valid_until is None or edge.valid_until > now)
 
 
 def roles_held_by_group(session: Session, group_id: str, now: datetime) -> tuple[HeldRole, ...]:
@@ -147,7 +141,7 @@ def group_facts(
         group_id=group.id,
         group_name=group.display_name,
         role_assignable=group.is_assignable_to_role,
-        actor_owns=not actor.is_system and is_group_owner(session, group.id, actor.user_id, now),
+        actor_owns=not actor.is_system and owns_group(session, group.id, actor.user_id, now),
         held=held,
         names=names,
     )

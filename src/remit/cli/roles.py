@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from remit.authz.roles import EM_ROLES, role_name
 from remit.authz.tasks import Task, phrase
@@ -84,12 +85,22 @@ def explain(
             " may the user add it to that catalog as a resource"
         ),
     ] = None,
+    request: Annotated[
+        str | None,
+        typer.Option(help="assignment request id: may the user approve or deny it now, and why"),
+    ] = None,
     list_tasks: Annotated[bool, typer.Option(help="print the task names and exit")] = False,
 ) -> None:
-    """Say which role assignment allows a task, or why none does."""
+    """Say which role assignment allows a task, or why none does; with --request, why the user
+    may or may not approve that request."""
     if list_tasks:
         for t in Task:
             plain(f"{t.value}\t{phrase(t)}")
+        return
+    if request:
+        if task or catalog or group:
+            fail("--request is asked about alone: no --task, --catalog or --group", 2)
+        _explain_request(user, request)
         return
     if group and not task:
         task = Task.GROUPS_MANAGE.value
@@ -108,6 +119,19 @@ def explain(
     console.print(f"{verdict} {user} may {'' if result.allowed else 'not '}{what}{where}")
     for reason in result.reasons:
         console.print(f"  - {reason}", highlight=False)
+    if not result.allowed:
+        raise typer.Exit(3)
+
+
+def _explain_request(user: str, request_id: str) -> None:
+    with unit(write=False) as ctx:
+        result = role_queries.explain_approval_for(ctx, user=user, request_id=request_id)
+    verdict = "[green]ALLOWED[/green]" if result.allowed else "[red]DENIED[/red]"
+    may = "may" if result.allowed else "may not"
+    what = escape(f"{user} {may} approve or deny request {request_id}")
+    console.print(f"{verdict} {what}", highlight=False)
+    for reason in result.reasons:
+        console.print(f"  - {reason}", highlight=False, markup=False)
     if not result.allowed:
         raise typer.Exit(3)
 

@@ -9,9 +9,10 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from remit import validation
+from remit.authz import relations
 from remit.authz.actor import transitive_group_ids
-from remit.authz.decide import authorize, may_assign
-from remit.authz.groups import GroupPart, authorize_group_change, is_group_owner
+from remit.authz.decide import authorize, can, may_assign
+from remit.authz.groups import GroupPart, authorize_group_change
 from remit.authz.roles import DIRECTORY_ROLE_NAMES, DirectoryRole
 from remit.authz.tasks import Task
 from remit.context import Ctx
@@ -199,7 +200,7 @@ def create_group(
         category=DIRECTORY,
     )
     owners = list(owner_ids)
-    if not owners and not ctx.actor.is_system and Task.GROUPS_MANAGE not in ctx.actor.tenant_tasks:
+    if not owners and not ctx.actor.is_system and not can(ctx.actor, Task.GROUPS_MANAGE):
         owners.append(ctx.actor.user_id)  # self-service groups are owned by their creator
     # The creator was authorized to create the group; its initial owners and members follow.
     for owner in owners:
@@ -219,8 +220,8 @@ def group_snapshot(group: Group) -> dict[str, Any]:
 
 
 def owns_group(ctx: Ctx, group_id: str, user_id: str) -> bool:
-    """Whether the user owns the group now (``authz.groups.is_group_owner``)."""
-    return is_group_owner(ctx.session, group_id, user_id, ctx.now)
+    """Whether the user owns the group now (``authz.relations.owns_group``)."""
+    return relations.owns_group(ctx.session, group_id, user_id, ctx.now)
 
 
 def _authorize_group_change(ctx: Ctx, group: Group, part: GroupPart) -> None:
@@ -386,13 +387,11 @@ def create_application(
 
 def add_application_owner(ctx: Ctx, app_id: str, user_id: str) -> None:
     app = get_application(ctx, app_id)
-    if Task.APPLICATIONS_MANAGE not in ctx.actor.tenant_tasks and not ctx.session.get(
-        ApplicationOwner, (app_id, ctx.actor.user_id)
-    ):
+    if not relations.may_manage_application(ctx.session, ctx.actor, app_id):
         raise Forbidden("only the application's owners or an application administrator may do this")
     if ctx.session.get(User, user_id) is None:
         raise Invalid(f"user {user_id} was not found; owners are users")
-    if ctx.session.get(ApplicationOwner, (app_id, user_id)) is not None:
+    if relations.owns_application(ctx.session, app_id, user_id):
         raise Conflict("the user is already an owner of the application")
     ctx.session.add(ApplicationOwner(application_id=app_id, user_id=user_id))
     ctx.audit(
@@ -453,13 +452,11 @@ def create_site(
 
 def add_site_admin(ctx: Ctx, site_id: str, user_id: str) -> None:
     site = get_site(ctx, site_id)
-    if Task.SITES_MANAGE not in ctx.actor.tenant_tasks and not ctx.session.get(
-        SiteAdmin, (site_id, ctx.actor.user_id)
-    ):
+    if not relations.may_manage_site(ctx.session, ctx.actor, site_id):
         raise Forbidden("only the site's administrators or a SharePoint administrator may do this")
     if ctx.session.get(User, user_id) is None:
         raise Invalid(f"user {user_id} was not found")
-    if ctx.session.get(SiteAdmin, (site_id, user_id)) is not None:
+    if relations.administers_site(ctx.session, site_id, user_id):
         raise Conflict("the user is already an administrator of the site")
     ctx.session.add(SiteAdmin(site_id=site_id, user_id=user_id))
     ctx.audit(

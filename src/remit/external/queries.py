@@ -19,6 +19,7 @@ from sqlalchemy import select, text
 
 from remit import listing, validation
 from remit.authz.actor import Actor
+from remit.authz.decide import can, can_anywhere
 from remit.authz.tasks import Task
 from remit.context import Ctx
 from remit.db import Reader
@@ -54,11 +55,7 @@ Sponsor = User | Group
 
 def can_read(actor: Actor) -> bool:
     """Administrators of organizations, and holders of any catalog role (see module doc)."""
-    return (
-        Task.CONNECTED_ORGS_MANAGE in actor.tenant_tasks
-        or Task.CATALOG_READ in actor.tenant_tasks
-        or any(Task.CATALOG_READ in tasks for tasks in actor.catalog_tasks.values())
-    )
+    return can(actor, Task.CONNECTED_ORGS_MANAGE) or can_anywhere(actor, Task.CATALOG_READ)
 
 
 def _authorize_read(ctx: Ctx) -> None:

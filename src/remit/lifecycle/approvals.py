@@ -16,30 +16,23 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, bindparam, or_, select, update
+from sqlalchemy import Select, bindparam, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from remit import validation
+from remit.authz import relations
 from remit.authz.actor import Actor
+from remit.authz.relations import Named
 from remit.context import Ctx
-from remit.db import HotSelect, affected, among_param, listed
+from remit.db import affected
 from remit.durations import parse_duration
 from remit.errors import Conflict, Forbidden, Invalid
 from remit.faults import crash_point
 from remit.lifecycle import notices
-from remit.models.directory import User
-from remit.models.external import ConnectedOrganizationSponsor
 from remit.models.lifecycle import ApprovalStage, AssignmentRequest, StageApprover
 
 REQUEST = "AccessPackageAssignmentRequest"
 DEFAULT_DEADLINE = timedelta(days=14)
-DYNAMIC = {
-    "#microsoft.graph.requestorManager",
-    "#microsoft.graph.internalSponsors",
-    "#microsoft.graph.externalSponsors",
-    "#microsoft.graph.targetUserSponsors",
-    "#microsoft.graph.targetManager",
-}
 
 
 def _record(
@@ -119,32 +112,38 @@ def _start(
 def _name_approvers(
     ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, count: int, package_name: str
 ) -> None:
-    """Record the open stage's approvers (and escalation approvers), audit, and notify."""
+    """Record the open stage's approvers (and escalation approvers) with why each was named
+    (``authz.relations.name_approvers``), audit, and notify."""
     s = stage.settings
-    primary = _resolve(
-        ctx, request, s.get("primaryApprovers") or [], s.get("fallbackPrimaryApprovers") or []
+    session = ctx.session
+    primary = relations.name_approvers(
+        session,
+        request.target_id,
+        s.get("primaryApprovers") or [],
+        s.get("fallbackPrimaryApprovers") or [],
     )
     escalation = (
-        _resolve(
-            ctx,
-            request,
+        relations.name_approvers(
+            session,
+            request.target_id,
             s.get("escalationApprovers") or [],
             s.get("fallbackEscalationApprovers") or [],
         )
         if s.get("isEscalationEnabled")
         else []
     )
-    for tier, found in (("primary", primary), ("escalation", escalation)):
-        for principal_id, principal_type in dict(found).items():
-            ctx.session.add(
+    for tier, found in ((relations.PRIMARY, primary), (relations.ESCALATION, escalation)):
+        for principal_id, (principal_type, why) in _by_principal(found).items():
+            session.add(
                 StageApprover(
                     stage_id=stage.id,
                     principal_id=principal_id,
                     principal_type=principal_type,
                     tier=tier,
+                    named_as=relations.named_as_codes(why),
                 )
             )
-    ctx.session.flush()
+    session.flush()
     _record(
         ctx,
         request,
@@ -154,109 +153,34 @@ def _name_approvers(
         category="UserManagement",
         details={
             "stage": stage.stage_index + 1,
-            "approvers": sorted(p for p, _ in primary),
-            "escalationApprovers": sorted(p for p, _ in escalation),
+            "approvers": sorted(n.principal_id for n in primary),
+            "escalationApprovers": sorted(n.principal_id for n in escalation),
         },
     )
-    notices.approval_needed(ctx, request, stage, count, package_name, [p for p, _ in primary])
+    notices.approval_needed(
+        ctx, request, stage, count, package_name, [n.principal_id for n in primary]
+    )
 
 
-def _resolve(
-    ctx: Ctx,
-    request: AssignmentRequest,
-    subjects: list[dict[str, Any]],
-    fallbacks: list[dict[str, Any]],
-) -> list[tuple[str, str]]:
-    """Approver principals for a list of subjectSets; fallbacks stand in for dynamic ones
-    that resolve to nobody (spec §5.6)."""
-    found: list[tuple[str, str]] = []
-    dynamic_missing = False
-    for subject in subjects:
-        kind = subject.get("@odata.type", "")
-        resolved = _one(ctx, request, subject)
-        if not resolved and kind in DYNAMIC:
-            dynamic_missing = True
-        found.extend(resolved)
-    if dynamic_missing or not found:
-        for subject in fallbacks:
-            found.extend(_one(ctx, request, subject))
-    return found
-
-
-def _one(ctx: Ctx, request: AssignmentRequest, subject: dict[str, Any]) -> list[tuple[str, str]]:
-    kind = subject.get("@odata.type", "")
-    session = ctx.session
-    if kind == "#microsoft.graph.singleUser" and subject.get("userId"):
-        user = session.get(User, subject["userId"])
-        return [(user.id, "user")] if user is not None and user.account_enabled else []
-    if kind == "#microsoft.graph.groupMembers" and subject.get("groupId"):
-        return [(subject["groupId"], "group")]
-    target = session.get(User, request.target_id) if request.target_id else None
-    if kind in ("#microsoft.graph.requestorManager", "#microsoft.graph.targetManager"):
-        level = int(subject.get("managerLevel") or 1)
-        person = target
-        for _ in range(level):
-            person = session.get(User, person.manager_id) if person and person.manager_id else None
-        return [(person.id, "user")] if person is not None and person.account_enabled else []
-    if kind in ("#microsoft.graph.internalSponsors", "#microsoft.graph.externalSponsors"):
-        org = target.connected_organization_id if target else None
-        if org is None:
-            return []
-        sponsor_kind = "internal" if kind.endswith("internalSponsors") else "external"
-        rows = session.execute(
-            select(
-                ConnectedOrganizationSponsor.principal_id,
-                ConnectedOrganizationSponsor.principal_type,
-            ).where(
-                ConnectedOrganizationSponsor.organization_id == org,
-                ConnectedOrganizationSponsor.kind == sponsor_kind,
-            )
-        ).all()
-        return [(pid, ptype) for pid, ptype in rows]
-    return []  # targetUserSponsors: remit keeps no sponsors on users; fallbacks apply
+def _by_principal(
+    found: list[Named],
+) -> dict[str, tuple[str, list[relations.NamedAs]]]:
+    """One row per principal: its type (the last one found, as before) and every reason."""
+    rows: dict[str, tuple[str, list[relations.NamedAs]]] = {}
+    for n in found:
+        whys = rows[n.principal_id][1] if n.principal_id in rows else []
+        rows[n.principal_id] = (n.principal_type, [*whys, n.why])
+    return rows
 
 
 def may_decide(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage) -> bool:
-    if ctx.actor.user_id in {request.target_id, request.requestor_id}:
-        return False
-    params = {
-        "stage": stage.id,
-        "escalated": bool(stage.escalated),
-        "principals": listed(ctx.actor.principal_ids),
-    }
-    return bool(_MAY_DECIDE.in_session(ctx.session, params))
+    """Whether the actor is an approver of ``stage`` now (``authz.relations.may_decide``)."""
+    return relations.may_decide(ctx.session, ctx.actor, request, stage)
 
 
 def is_approver_of(ctx: Ctx, request_id: str) -> bool:
     """Whether the actor is named on any stage of the request (it may then see it)."""
-    params = {"request": request_id, "principals": listed(ctx.actor.principal_ids)}
-    return bool(_APPROVER_OF.in_session(ctx.session, params))
-
-
-# Asked on every decision and every read of an approval: built once per engine.
-_MAY_DECIDE = HotSelect(
-    lambda dialect: (
-        select(StageApprover.principal_id)
-        .where(
-            StageApprover.stage_id == bindparam("stage"),
-            # Escalation approvers may decide too, once the stage has escalated.
-            or_(StageApprover.tier == "primary", bindparam("escalated", type_=Boolean)),
-            among_param(dialect, StageApprover.principal_id, "principals"),
-        )
-        .limit(1)
-    )
-)
-_APPROVER_OF = HotSelect(
-    lambda dialect: (
-        select(StageApprover.principal_id)
-        .join(ApprovalStage, ApprovalStage.id == StageApprover.stage_id)
-        .where(
-            ApprovalStage.request_id == bindparam("request"),
-            among_param(dialect, StageApprover.principal_id, "principals"),
-        )
-        .limit(1)
-    )
-)
+    return relations.is_approver_of(ctx.session, ctx.actor, request_id)
 
 
 def decide(
@@ -275,7 +199,7 @@ def decide(
         raise Invalid("reviewResult must be Approve or Deny", target="reviewResult")
     justification = validation.justification(justification)
     if not may_decide(ctx, request, stage):
-        if ctx.actor.user_id in {request.target_id, request.requestor_id}:
+        if relations.is_party(ctx.actor, request):
             raise Forbidden("nobody can approve or deny their own request")
         raise Forbidden("you are not an approver of this stage")
     if stage.settings.get("isApproverJustificationRequired") and justification is None:
@@ -394,7 +318,7 @@ def escalate(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package
         pid
         for (pid,) in ctx.session.execute(
             select(StageApprover.principal_id).where(
-                StageApprover.stage_id == stage.id, StageApprover.tier == "escalation"
+                StageApprover.stage_id == stage.id, StageApprover.tier == relations.ESCALATION
             )
         )
     ]
@@ -457,19 +381,6 @@ def approvers_of(ctx: Ctx, stage_ids: Iterable[str]) -> dict[str, list[tuple[str
     return found
 
 
-def pending_for(actor: Actor) -> Any:
+def pending_for(actor: Actor) -> Select[str]:
     """SQL: ids of requests with an open stage the actor may decide (not their own)."""
-    stage = ApprovalStage
-    return (
-        select(stage.request_id)
-        .join(StageApprover, StageApprover.stage_id == stage.id)
-        .join(AssignmentRequest, AssignmentRequest.id == stage.request_id)
-        .where(
-            stage.status == "InProgress",
-            AssignmentRequest.state == "pendingApproval",
-            StageApprover.principal_id.in_(actor.principal_ids),
-            (StageApprover.tier == "primary") | (stage.escalated.is_(True)),
-            AssignmentRequest.target_id.is_distinct_from(actor.user_id),
-            AssignmentRequest.requestor_id.is_distinct_from(actor.user_id),
-        )
-    )
+    return relations.pending_for(actor)

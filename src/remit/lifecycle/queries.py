@@ -24,6 +24,7 @@ from typing import TypeVar
 from sqlalchemy import ColumnElement, Select, and_, func, not_, or_, select
 
 from remit import listing, validation
+from remit.authz import relations
 from remit.authz.decide import can
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
@@ -87,12 +88,10 @@ class On(StrEnum):
 def visible_requests(ctx: Ctx) -> Select[AssignmentRequest]:
     """The requests a list shows the actor: its own (as target or requestor) and those of the
     catalogs where it may read requests."""
-    me = ctx.actor.user_id
     return select(R).where(
         or_(
             catalog_filter(ctx.actor, Task.REQUEST_READ, R.catalog_id),
-            R.target_id == me,
-            R.requestor_id == me,
+            relations.party_clause(ctx.actor),
         )
     )
 
@@ -104,7 +103,7 @@ def _requests_of(ctx: Ctx, on: str) -> Select[AssignmentRequest]:
     if on == On.CREATED_BY:
         return select(R).where(R.requestor_id == me)
     if on == On.APPROVER:
-        return select(R).where(R.id.in_(approvals.pending_for(ctx.actor)))
+        return select(R).where(R.id.in_(relations.pending_for(ctx.actor)))
     raise Invalid("on must be 'target', 'createdBy' or 'approver'", target="on")
 
 
@@ -133,11 +132,7 @@ def request(ctx: Ctx, request_id: str) -> AssignmentRequest:
 def may_see_request(ctx: Ctx, found: AssignmentRequest) -> bool:
     """Whether the actor may see one request: as ``visible_requests``, or as one named to
     approve it (a list shows an approver only what waits for it: ``On.APPROVER``)."""
-    return (
-        ctx.actor.user_id in (found.target_id, found.requestor_id)
-        or can(ctx.actor, Task.REQUEST_READ, found.catalog_id)
-        or approvals.is_approver_of(ctx, found.id)
-    )
+    return relations.may_see_request(ctx.session, ctx.actor, found)
 
 
 def delivery_error(ctx: Ctx, found: AssignmentRequest) -> str | None:
@@ -159,10 +154,9 @@ def newest_requests(
 ) -> list[AssignmentRequest]:
     """Up to ``limit`` requests the actor may see, newest first: ``mine`` by or for the actor,
     ``approver`` waiting for its decision, or those of one package, or in one state."""
-    me = ctx.actor.user_id
     stmt = _requests_of(ctx, On.APPROVER) if approver else visible_requests(ctx)
     if mine:
-        stmt = stmt.where(or_(R.target_id == me, R.requestor_id == me))
+        stmt = stmt.where(relations.party_clause(ctx.actor))
     if package_id is not None:
         stmt = stmt.where(R.access_package_id == package_id)
     if state is not None:
@@ -196,10 +190,7 @@ def approval_stages(ctx: Ctx, request_id: str) -> tuple[AssignmentRequest, list[
     """A request whose approval the actor may see (as one of its approvers, or a reader of the
     catalog's requests), and its stages in order; a request without stages has no approval."""
     found = ctx.session.get(R, request_id) if validation.usable_id(request_id) else None
-    if found is None or not (
-        approvals.is_approver_of(ctx, found.id)
-        or can(ctx.actor, Task.REQUEST_READ, found.catalog_id)
-    ):
+    if found is None or not relations.may_see_approval(ctx.session, ctx.actor, found):
         raise NotFound(f"approval {request_id} was not found")
     stages = approvals.stages_of(ctx, found.id)
     if not stages:
@@ -248,7 +239,7 @@ def _views(
             [
                 StageView(
                     s,
-                    s.status == "InProgress" and approvals.may_decide(ctx, r, s),
+                    s.status == "InProgress" and relations.may_decide(ctx.session, ctx.actor, r, s),
                     names.get(s.reviewed_by) if s.reviewed_by else None,
                 )
                 for s in stages
@@ -267,7 +258,7 @@ def visible_assignments(ctx: Ctx) -> Select[Assignment]:
     return select(A).where(
         or_(
             catalog_filter(ctx.actor, Task.ASSIGNMENT_READ, A.catalog_id),
-            A.target_id == ctx.actor.user_id,
+            relations.holder_clause(ctx.actor),
         )
     )
 
@@ -298,8 +289,7 @@ def assignment(ctx: Ctx, assignment_id: str) -> Assignment:
     """One assignment the actor may see; any other id is ``NotFound``."""
     found = ctx.session.get(A, assignment_id) if validation.usable_id(assignment_id) else None
     if found is None or not (
-        found.target_id == ctx.actor.user_id
-        or can(ctx.actor, Task.ASSIGNMENT_READ, found.catalog_id)
+        relations.holds(ctx.actor, found) or can(ctx.actor, Task.ASSIGNMENT_READ, found.catalog_id)
     ):
         raise NotFound(f"assignment {assignment_id} was not found")
     return found

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, update
 
 from remit import validation
+from remit.authz import relations
 from remit.authz.actor import transitive_group_ids
 from remit.authz.decide import authorize, can
 from remit.authz.tasks import Task
@@ -345,7 +346,7 @@ def _user_policy(
             and p.requestor_settings.get("acceptRequests", True)
             and scope.names_on_behalf_requestor(p, actor, target)
         ]
-        if not named and target.manager_id != actor.user_id:
+        if not named and not relations.is_manager(session, actor.user_id, target):
             raise Forbidden(
                 "you can request access only for yourself, or on behalf of those a policy lets "
                 "you request for (such as your direct reports)"
@@ -460,20 +461,15 @@ def _active_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
         ctx.session.get(Assignment, assignment_id) if validation.usable_id(assignment_id) else None
     )
     visible = assignment is not None and (
-        assignment.target_id == ctx.actor.user_id
+        relations.holds(ctx.actor, assignment)
         or can(ctx.actor, Task.ASSIGNMENT_READ, assignment.catalog_id)
-        or _manages(ctx, assignment.target_id)
+        or relations.manages(ctx.session, ctx.actor, assignment.target_id)
     )
     if assignment is None or not visible:
         raise NotFound(f"assignment {assignment_id} was not found")
     if assignment.active_key is None:
         raise Conflict("the assignment has already ended", code="AssignmentEnded")
     return assignment
-
-
-def _manages(ctx: Ctx, user_id: str) -> bool:
-    user = ctx.session.get(User, user_id)
-    return user is not None and user.manager_id == ctx.actor.user_id
 
 
 def _remove(
@@ -488,11 +484,11 @@ def _remove(
     if kind == "adminRemove":
         authorize(ctx.actor, Task.ASSIGNMENT_DIRECT_REMOVE, assignment.catalog_id)
     elif kind == "userRemove":
-        own = assignment.target_id == ctx.actor.user_id
+        own = relations.holds(ctx.actor, assignment)
         if own and not settings.get("enableTargetsToSelfRemoveAccess"):
             raise Forbidden("this policy does not let you remove your own access")
         if not own and not (
-            _manages(ctx, assignment.target_id)
+            relations.manages(ctx.session, ctx.actor, assignment.target_id)
             and settings.get("enableOnBehalfRequestorsToRemoveAccess")
         ):
             raise Forbidden("you may not remove this assignment")
@@ -557,7 +553,7 @@ def _update(
     if admin:
         authorize(ctx.actor, Task.ASSIGNMENT_DIRECT_ADD, assignment.catalog_id)
     else:
-        if assignment.target_id != ctx.actor.user_id:
+        if not relations.holds(ctx.actor, assignment):
             raise Forbidden("you can extend only your own access")
         if not policy.requestor_settings.get("enableTargetsToSelfUpdateAccess"):
             raise Forbidden("this policy does not allow extensions")
@@ -683,7 +679,7 @@ def cancel(ctx: Ctx, request_id: str) -> AssignmentRequest:
     request = queries.request(ctx, request_id)
     lock_subjects(ctx, [request.target_id or request.target_email])
     admin = can(ctx.actor, Task.REQUEST_CANCEL, request.catalog_id)
-    own = ctx.actor.user_id in (request.requestor_id, request.target_id)
+    own = relations.is_party(ctx.actor, request)
     if not admin and not own:
         raise Forbidden("you may not cancel this request")
     allowed = ADMIN_CANCELLABLE if admin else REQUESTOR_CANCELLABLE

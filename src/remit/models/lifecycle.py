@@ -91,7 +91,7 @@ class StageApprover(Base):
 
     Dynamic approvers (manager, second-level manager, sponsors) are resolved to users when the
     stage starts; fallbacks stand in when they cannot be found. Escalation approvers count only
-    once the stage has escalated.
+    once the stage has escalated. Who may decide is ``authz.relations`` (decision 0026).
     """
 
     __tablename__ = "stage_approvers"
@@ -103,6 +103,10 @@ class StageApprover(Base):
     # primary | escalation
     tier: Mapped[str] = mapped_column(String(16), primary_key=True)
     principal_type: Mapped[str] = mapped_column(String(8))
+    # Why the principal was named when the stage started, for ``explain``: the subjectSet kinds
+    # that resolved to it, e.g. "requestorManager:2" or "fallback:groupMembers", comma-separated
+    # (``authz.relations.NamedAs``). None on rows written before it was recorded.
+    named_as: Mapped[str | None] = mapped_column(String(255))
 
 
 class Assignment(Base):

@@ -1,6 +1,7 @@
 """Reading entitlement-management roles: the built-in definitions, the explicit assignments the
 actor may see (spec §1.2, §A.3.10), one at a time or a page of them, and why a user may or may
-not do a task (``explain_for``: ``remit explain`` and ``/remit/explain``).
+not do a task (``explain_for``: ``remit explain`` and ``/remit/explain``), or approve a request
+(``explain_approval_for``: ``--request``, ``?request=``).
 
 The API, the CLI and the portal read through here (DESIGN.md: reads are the domain's queries).
 Each function takes the actor's ``Ctx`` and applies its visibility itself: an assignment or a
@@ -16,9 +17,11 @@ from collections.abc import Sequence
 from sqlalchemy import Select, or_, select
 
 from remit import listing, validation
-from remit.authz.actor import TENANT, load_actor
+from remit.authz.actor import TENANT, Actor, load_actor
+from remit.authz.approval_reasons import ApprovalExplanation, explain_approval
 from remit.authz.decide import Explanation, can, explain
 from remit.authz.groups import explain_group_change, explain_group_onboarding
+from remit.authz.relations import may_see_request
 from remit.authz.roles import EM_ROLES, EmRole
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalogs_with_task
@@ -29,6 +32,7 @@ from remit.listing import F, ListOptions, Page
 from remit.models.authz import RoleAssignment
 from remit.models.catalogs import Catalog
 from remit.models.directory import Group, User
+from remit.models.lifecycle import AssignmentRequest
 
 # What a list may be filtered and ordered on (Graph's unifiedRoleAssignment property names).
 ASSIGNMENT_FIELDS = {
@@ -65,7 +69,7 @@ def visible_role_assignments(ctx: Ctx) -> Select[RoleAssignment]:
     """Only explicit assignments (spec §1.2), narrowed to what the actor may see: its own, the
     tenant's with the tenant role-reading right, and those on the catalogs it may read."""
     clauses = [RoleAssignment.principal_id == ctx.actor.user_id]
-    if Task.TENANT_ROLES_READ in ctx.actor.tenant_tasks:
+    if can(ctx.actor, Task.TENANT_ROLES_READ):
         clauses.append(RoleAssignment.app_scope_id == TENANT)
     readable = catalogs_with_task(ctx.actor, Task.CATALOG_READ)
     if readable is None:
@@ -205,3 +209,39 @@ def explain_for(
             ctx.session, subject, group, ctx.now, viewer=ctx.actor, names=names
         )
     return explain(subject, wanted, catalog_id, names)
+
+
+def explain_approval_for(ctx: Ctx, *, user: str, request_id: str) -> ApprovalExplanation:
+    """Why ``user`` may or may not approve (or deny) the request now, in words: the relationship
+    rules of ``authz.relations`` (the approvers named on the open stage, escalation, nobody
+    decides their own request), through ``authz.approval_reasons``.
+
+    The request must be one the actor may see (else ``NotFound``). Anyone may ask about
+    themself; asking about others needs the tenant role-reading right, or the right to read the
+    requests of the request's catalog.
+    """
+    found = (
+        ctx.session.get(AssignmentRequest, request_id) if validation.usable_id(request_id) else None
+    )
+    if found is None or not may_see_request(ctx.session, ctx.actor, found):
+        raise NotFound(f"assignment request {request_id} was not found")
+    target = (
+        find_user(ctx, user)
+        if user.lower() not in (ctx.actor.name.lower(), ctx.actor.user_id)
+        else None
+    )
+    if (
+        target is not None
+        and target.id != ctx.actor.user_id
+        and not (
+            can(ctx.actor, Task.TENANT_ROLES_READ)
+            or can(ctx.actor, Task.REQUEST_READ, found.catalog_id)
+        )
+    ):
+        raise Forbidden("you may explain only your own rights here")
+    subject: Actor = (
+        ctx.actor if target is None else load_actor(ctx.session, target.id, now=ctx.now)
+    )
+    person = target if target is not None else ctx.session.get(User, ctx.actor.user_id)
+    name = person.display_name if person is not None else subject.name
+    return explain_approval(ctx.session, subject, name, found)

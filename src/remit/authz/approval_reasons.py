@@ -64,13 +64,14 @@ def explain_approval(
     party = party_role(subject, request)
     if party is not None:
         refused.append(f"they are the {party}: nobody approves or denies their own request")
-    for row in rows:
+    # The grounds first (the rows that decide the open stage), then what else names them.
+    here = current.stage_index if current is not None else None
+    for row in sorted(rows, key=lambda r: not (r.stage_index == here and r.decides)):
         line = words.named(row)
-        if current is None or row.stage_index != current.stage_index:
+        if row.stage_index != here:
             later = "decided" if status.get(row.stage_index) == "Completed" else "not started"
-            reasons.append(f"{line}; that stage is {later}")
-        elif row.decides:
-            reasons.append(line)
+            line += f"; that stage is {later}"
+        reasons.append(line)
     if current is not None:
         here = [r for r in rows if r.stage_index == current.stage_index]
         n = current.stage_index + 1
@@ -128,18 +129,19 @@ class _Words:
             else None
         )
         if whys:
-            relation = "; ".join(dict.fromkeys(self._why(w, group) for w in whys))
+            relation = "; ".join(w for w in dict.fromkeys(self._why(w, group) for w in whys) if w)
         else:  # named before the reasons were recorded
-            relation = group or "named by the policy"
+            relation = group or ""
         tier = row.tier
         if tier == ESCALATION:
-            tier += ", the stage has escalated" if row.decides else ""
-        return f"{relation}, named at stage {row.stage_index + 1} of {self.policy} ({tier})"
+            tier += ", the stage has escalated" if row.decides else ", not escalated"
+        where = f"named at stage {row.stage_index + 1} of {self.policy} ({tier})"
+        return f"{relation}, {where}" if relation else where
 
     def _why(self, why: NamedAs, group: str | None) -> str:
         kind = why.kind
         if kind == "singleUser":
-            text = "named by name"
+            text = ""  # named in person: "named at stage ..." says it all
         elif kind == "groupMembers":
             text = group or "member of the group named"
         elif kind in ("requestorManager", "targetManager"):
@@ -152,7 +154,9 @@ class _Words:
             text = f"{group}, {text}" if group else text.removeprefix("an ").removeprefix("a ")
         else:
             text = f"named as {kind}"
-        return f"{text}, as a fallback approver" if why.fallback else text
+        if why.fallback:
+            return f"{text}, as a fallback approver" if text else "a fallback approver"
+        return text
 
     def _whose(self, kind: str) -> str:
         """Managers are found from the target: who that is, in the request's own terms."""

@@ -73,11 +73,11 @@ def explain_approval(
             line += f"; that stage is {later}"
         reasons.append(line)
     if current is not None:
-        here = [r for r in rows if r.stage_index == current.stage_index]
+        named = [r for r in rows if r.stage_index == here]
         n = current.stage_index + 1
-        if not here:
+        if not named:
             refused.append(f"not named as an approver of stage {n} (the open stage)")
-        elif not any(r.decides for r in here):
+        elif not any(r.decides for r in named):
             refused.append(
                 f"named only as an escalation approver of stage {n} (the open stage), and the "
                 "stage has not escalated"

@@ -2,9 +2,9 @@
 
 Measured on SQLite and PostgreSQL, twice: in-process, by calling the API's own route function
 (``routes_catalogs.list_catalogs``: session, actor resolution, ``catalogs.queries.catalogs`` with
-its visibility filter and ``listing.page``'s keyset paging, rendering) without HTTP; and through HTTP against uvicorn, one
-keep-alive connection following ``@odata.nextLink``. Each figure is the median over repetitions
-of that repetition's p50 / p99 page latency.
+its visibility filter and ``listing.page``'s keyset paging, rendering) without HTTP; and through
+HTTP against uvicorn, one keep-alive connection following ``@odata.nextLink``. Each figure is
+the median over repetitions of that repetition's p50 / p99 page latency.
 """
 
 from __future__ import annotations

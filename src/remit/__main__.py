@@ -44,11 +44,11 @@ def serve(
     except KeyMismatch as exc:
         fail(str(exc))
     if demo:
-        from remit.demo import load_if_empty, print_tokens
+        from remit.demo import load_if_empty, sign_in_names
 
         if load_if_empty(db):
             console.print("[green]demo tenant loaded[/green]")
-        print_tokens(db, s, host or s.host, port or s.port)
+        _print_sign_ins(sign_in_names(), host or s.host, port or s.port)
     with jobs_cli.in_process_worker(s, db):
         uvicorn.run(
             create_app(s, db=db),
@@ -58,6 +58,22 @@ def serve(
             # httptools with a bounded request head, no server banner (api/server.py).
             **uvicorn_options(s),
         )
+
+
+def _print_sign_ins(users: list[tuple[str, str]], host: str, port: int) -> None:
+    console.print(
+        f"\nremit is serving on http://{host}:{port}  (API under /v1.0, docs at /remit/docs)"
+    )
+    console.print("Get a bearer token for a demo user (in another terminal):")
+    for user_principal_name, name in users:
+        console.print(
+            f"  .venv/bin/remit token issue --user {user_principal_name:28} # {name}",
+            highlight=False,
+        )
+    console.print(
+        "e.g.  TOKEN=$(.venv/bin/remit token issue --user hana@contoso.example | tail -1)\n",
+        highlight=False,
+    )
 
 
 def main() -> None:

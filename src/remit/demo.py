@@ -9,7 +9,6 @@ Mamta's Marketing catalog is left for the README tour.
 
 from __future__ import annotations
 
-from rich.console import Console
 from sqlalchemy import func, select
 
 from remit.authz.actor import load_actor, system_actor
@@ -26,7 +25,6 @@ from remit.models.directory import User
 from remit.packages.operations import create_package
 from remit.policies.operations import create_policy
 from remit.roles.operations import create_role_assignment
-from remit.settings import Settings
 
 DOMAIN = "contoso.example"
 
@@ -232,17 +230,7 @@ def _invoice_approvals(mark: Ctx, catalog_id: str, finance_group: str, mark_id: 
     )
 
 
-def print_tokens(db: Database, settings: Settings, host: str, port: int) -> None:
-    console = Console(soft_wrap=True)
-    console.print(
-        f"\nremit is serving on http://{host}:{port}  (API under /v1.0, docs at /remit/docs)"
-    )
-    console.print("Get a bearer token for a demo user (in another terminal):")
-    for alias, name, *_ in PEOPLE[:6]:
-        console.print(
-            f"  .venv/bin/remit token issue --user {upn(alias):28} # {name}", highlight=False
-        )
-    console.print(
-        "e.g.  TOKEN=$(.venv/bin/remit token issue --user hana@contoso.example | tail -1)\n",
-        highlight=False,
-    )
+def sign_in_names(count: int = 6) -> list[tuple[str, str]]:
+    """The first demo users, as (userPrincipalName, display name): whom ``serve --demo`` offers
+    a token for."""
+    return [(upn(alias), name) for alias, name, *_ in PEOPLE[:count]]

@@ -17,6 +17,10 @@ compared with an oracle written here from the spec alone:
   changed nothing (neither data nor audit log), that a creator who is not an admin became the
   first owner, and that the audit chain still verifies.
 
+A second property (``test_approvers_agree_with_the_oracle``, below) does the same for the
+relationship rules of ``authz.relations``: managers, group owners, the parties of a request and
+the approvers of its stages, with ``explain``, ``may_decide`` and the approvals list.
+
 The oracle shares nothing with remit's authorizer: role ids are spelled out, the §1.2 matrix is
 transcribed below as task → columns, and membership is a breadth-first walk over the generated
 edges. Only the task *names* come from remit, and a test checks that the two vocabularies match.
@@ -24,9 +28,10 @@ edges. Only the task *names* come from remit, and a test checks that the two voc
 
 from __future__ import annotations
 
-from collections import deque
-from collections.abc import Iterator
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import httpx
 import pytest
@@ -38,7 +43,9 @@ from sqlalchemy.orm import Session
 
 from remit import bootstrap
 from remit.audit.chain import verify
+from remit.authz import relations
 from remit.authz.actor import Actor, load_actor, system_actor
+from remit.authz.approval_reasons import explain_approval
 from remit.authz.decide import authorize, can, explain
 from remit.authz.tasks import Task
 from remit.catalogs.operations import GENERAL_CATALOG_ID, create_catalog
@@ -46,15 +53,23 @@ from remit.catalogs.resources import add_resource
 from remit.context import Ctx
 from remit.db import Database
 from remit.directory import operations as d
-from remit.errors import Forbidden, Unauthenticated
+from remit.errors import Forbidden, NotFound, Unauthenticated
+from remit.lifecycle.approvals import escalate
+from remit.lifecycle.operations import decide_stage
+from remit.lifecycle.requests import cancel, submit
 from remit.models import Base
 from remit.models.audit import AuditEvent
 from remit.models.authz import RoleAssignment
 from remit.models.catalogs import Catalog
+from remit.models.directory import User
+from remit.models.lifecycle import ApprovalStage, AssignmentRequest
 from remit.models.packages import AccessPackage
 from remit.packages.operations import create_package
+from remit.policies.operations import create_policy
 from remit.roles.operations import create_role_assignment
 from tests.conftest import SteppingClock
+
+T = TypeVar("T")
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
 RM = "/v1.0/roleManagement/entitlementManagement"
@@ -662,3 +677,506 @@ def test_authorize_lists_and_writes_agree_with_the_oracle(
 
     check()
     assert examples >= TENANTS
+
+
+# ------------------------------------------------------------------ relationships: approvals
+#
+# The relationship rules of ``authz.relations`` (decision 0026), against a second oracle: for
+# generated tenants with manager chains, nested groups, group owners and requests whose stages
+# name users, groups and managers (with fallbacks and escalation), every enabled user's verdict
+# on every request from ``explain``, from ``may_decide`` on the open stage and from the approvals
+# list (``pending_for``) equals the oracle's, which knows only the spec (§5.6): the stage's
+# approvers are resolved when it starts (a dynamic approver found by nobody brings in the
+# fallbacks, as does an empty stage), a group's members decide through nesting, escalation
+# approvers only once the stage escalated, and never the request's requestor or target. The
+# requests are driven by the oracle: each approval and denial is made by a user the oracle
+# names, and remit must accept it.
+
+APPROVAL_TENANTS = 200
+G = "#microsoft.graph."
+
+# ("u", i): user i by name; ("g", j): members of group j; ("m", level): the requestor's manager.
+Subject = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    primary: tuple[Subject, ...]
+    fallback_primary: tuple[Subject, ...]
+    escalation: tuple[Subject, ...] | None  # None: escalation is off
+    fallback_escalation: tuple[Subject, ...]
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    target: int
+    by: str  # "self", "manager" (on behalf of a report), "assigner" or "system" (adminAdd)
+    stages: tuple[StageSpec, ...]
+    approvals: int  # stages approved, each by an approver the oracle picks
+    escalate: bool  # escalate the stage then open, if it escalates at all
+    end: str  # "open", "deny" (by an approver of the open stage) or "cancel"
+
+
+@dataclass(frozen=True)
+class ApprovalSpec:
+    users: tuple[tuple[bool, int | None], ...]  # (enabled, manager: a lower index or None)
+    user_members: tuple[frozenset[int], ...]  # one per group
+    nested: frozenset[tuple[int, int]]  # (parent, child), parent < child
+    owners: tuple[frozenset[int], ...]  # one per group
+    assigner: int  # holds Access package assignment manager on the catalog
+    requests: tuple[RequestSpec, ...]
+
+
+@st.composite
+def approval_specs(draw: st.DrawFn) -> ApprovalSpec:
+    n_users = draw(st.integers(2, 6))
+    users = tuple(
+        (
+            i == 0 or draw(st.sampled_from([True] * 5 + [False])),
+            draw(st.one_of(st.none(), st.integers(0, i - 1))) if i else None,
+        )
+        for i in range(n_users)
+    )
+    enabled = [i for i, (on, _) in enumerate(users) if on]
+    n_groups = draw(st.integers(0, 3))
+    user_members = tuple(
+        draw(st.frozensets(st.integers(0, n_users - 1), max_size=3)) for _ in range(n_groups)
+    )
+    nested = frozenset(
+        (p, c) for p in range(n_groups) for c in range(p + 1, n_groups) if draw(st.booleans())
+    )
+    owners = tuple(
+        draw(st.frozensets(st.integers(0, n_users - 1), max_size=2)) for _ in range(n_groups)
+    )
+    statics = [("u", i) for i in range(n_users)] + [("g", j) for j in range(n_groups)]
+    static = st.sampled_from(statics)
+
+    def stage_list(used: set[int]) -> tuple[Subject, ...]:
+        """Approvers of one list; each manager level once per policy (spec §5.6)."""
+        free = [("m", level) for level in (1, 2) if level not in used]
+        subjects = draw(
+            st.lists(st.sampled_from(statics + free + free), min_size=1, max_size=3, unique=True)
+        )
+        used.update(level for kind, level in subjects if kind == "m")
+        return tuple(subjects)
+
+    def fallbacks(subjects: tuple[Subject, ...]) -> tuple[Subject, ...]:
+        dynamic = any(kind == "m" for kind, _ in subjects)
+        return tuple(draw(st.lists(static, min_size=1 if dynamic else 0, max_size=2, unique=True)))
+
+    requests = []
+    for _ in range(draw(st.integers(1, 4))):
+        used: set[int] = set()
+        stages = []
+        for _ in range(draw(st.sampled_from([1, 1, 2, 2, 3]))):
+            primary = stage_list(used)
+            escalation = stage_list(used) if draw(st.booleans()) else None
+            stages.append(
+                StageSpec(
+                    primary,
+                    fallbacks(primary),
+                    escalation,
+                    fallbacks(escalation) if escalation else (),
+                )
+            )
+        requests.append(
+            RequestSpec(
+                target=draw(st.sampled_from(enabled)),
+                by=draw(st.sampled_from(["self", "self", "manager", "assigner", "system"])),
+                stages=tuple(stages),
+                approvals=draw(st.integers(0, len(stages))),
+                escalate=draw(st.booleans()),
+                end=draw(st.sampled_from(["open", "open", "deny", "cancel"])),
+            )
+        )
+    return ApprovalSpec(
+        users=users,
+        user_members=user_members,
+        nested=nested,
+        owners=owners,
+        assigner=draw(st.sampled_from(enabled)),
+        requests=tuple(requests),
+    )
+
+
+class ApprovalOracle:
+    """Plain Python over spec §5.6 and the generated edges."""
+
+    def __init__(self, spec: ApprovalSpec) -> None:
+        self.spec = spec
+        self.parents: dict[Principal, set[Principal]] = {}
+        for j, members in enumerate(spec.user_members):
+            for u in members:
+                self.parents.setdefault(("u", u), set()).add(("g", j))
+        for p, c in spec.nested:
+            self.parents.setdefault(("g", c), set()).add(("g", p))
+
+    def enabled(self, user: int) -> bool:
+        return self.spec.users[user][0]
+
+    def principals(self, user: int) -> set[Principal]:
+        seen: set[Principal] = {("u", user)}
+        queue = deque(seen)
+        while queue:
+            for parent in self.parents.get(queue.popleft(), ()):
+                if parent not in seen:
+                    seen.add(parent)
+                    queue.append(parent)
+        return seen
+
+    def manager(self, user: int | None, level: int) -> int | None:
+        for _ in range(level):
+            user = None if user is None else self.spec.users[user][1]
+        return user
+
+    def resolve(
+        self, subjects: tuple[Subject, ...], fallbacks: tuple[Subject, ...], target: int
+    ) -> set[Principal]:
+        """The principals a list of approvers names when its stage starts."""
+        found: set[Principal] = set()
+        missing = False
+        for kind, x in subjects:
+            if kind == "g":
+                found.add(("g", x))
+                continue
+            user = x if kind == "u" else self.manager(target, x)
+            if user is not None and self.enabled(user):
+                found.add(("u", user))
+            elif kind == "m":
+                missing = True
+        if missing or not found:
+            found |= self.resolve(fallbacks, (), target) if fallbacks else set()
+        return found
+
+
+@dataclass
+class RequestModel:
+    """What the oracle knows of one request as it is driven."""
+
+    spec: RequestSpec
+    requestor: int | None  # None: the operator
+    open: int | None = 0  # the open stage's index; None once nothing waits
+    named: dict[int, tuple[set[Principal], set[Principal]]] = field(default_factory=dict)
+    escalated: set[int] = field(default_factory=set)
+
+    def may_decide(self, o: ApprovalOracle, user: int) -> bool:
+        if self.open is None or not o.enabled(user):
+            return False
+        if user in (self.spec.target, self.requestor):
+            return False
+        primary, escalation = self.named[self.open]
+        mine = o.principals(user)
+        return bool(mine & primary) or (self.open in self.escalated and bool(mine & escalation))
+
+
+def _subject_json(b: Built, s: Subject) -> dict[str, object]:
+    kind, x = s
+    if kind == "u":
+        return {"@odata.type": G + "singleUser", "userId": b.users[x]}
+    if kind == "g":
+        return {"@odata.type": G + "groupMembers", "groupId": b.groups[x]}
+    return {"@odata.type": G + "requestorManager", "managerLevel": x}
+
+
+def _policy_body(b: Built, package_id: str, n: int, r: RequestSpec) -> dict[str, object]:
+    stages = []
+    for s in r.stages:
+        stage: dict[str, object] = {
+            "durationBeforeAutomaticDenial": "P14D",
+            "primaryApprovers": [_subject_json(b, x) for x in s.primary],
+            "fallbackPrimaryApprovers": [_subject_json(b, x) for x in s.fallback_primary],
+        }
+        if s.escalation is not None:
+            stage |= {
+                "isEscalationEnabled": True,
+                "durationBeforeEscalation": "P1D",
+                "escalationApprovers": [_subject_json(b, x) for x in s.escalation],
+                "fallbackEscalationApprovers": [_subject_json(b, x) for x in s.fallback_escalation],
+            }
+        stages.append(stage)
+    return {
+        "displayName": f"Policy {n}",
+        "accessPackage": {"id": package_id},
+        "allowedTargetScope": "allMemberUsers",
+        "specificAllowedTargets": [],
+        "expiration": {"type": "afterDuration", "duration": "P30D"},
+        "requestorSettings": {
+            "enableTargetsToSelfAddAccess": True,
+            "enableOnBehalfRequestorsToAddAccess": True,
+            "onBehalfRequestors": [{"@odata.type": G + "targetManager"}],
+        },
+        "requestApprovalSettings": {"isApprovalRequiredForAdd": True, "stages": stages},
+    }
+
+
+class ApprovalRun:
+    """Builds one tenant through the operations, drives its requests as the oracle says, and
+    compares every verdict."""
+
+    def __init__(self, db: Database, clock: SteppingClock, spec: ApprovalSpec) -> None:
+        self.db, self.clock, self.spec = db, clock, spec
+        self.o = ApprovalOracle(spec)
+        self.b = Built()
+        self.requests: list[str] = []
+        self.models: list[RequestModel] = []
+        self.bad: list[str] = []
+        self.seen: Counter[str] = Counter()  # the kinds of verdict met (the run's coverage)
+
+    def as_user(self, user: int | None) -> Actor:
+        with Session(self.db.engine) as s:
+            return system_actor("oracle") if user is None else load_actor(s, self.b.users[user])
+
+    def write(self, actor: Actor, call: Callable[[Ctx], T]) -> T:
+        with self.db.write() as s:
+            return call(Ctx(s, actor, self.clock()))
+
+    def build(self) -> None:
+        spec, b = self.spec, self.b
+        with self.db.write() as s:
+            root = Ctx(s, system_actor("oracle"), self.clock())
+            for i, (enabled, manager) in enumerate(spec.users):
+                b.users.append(
+                    d.create_user(
+                        root,
+                        user_principal_name=upn(i),
+                        display_name=f"User {i}",
+                        account_enabled=enabled,
+                        manager_id=None if manager is None else b.users[manager],
+                    ).id
+                )
+            by_index: dict[int, str] = {}
+            for j in reversed(range(len(spec.user_members))):
+                children = [by_index[c] for p, c in sorted(spec.nested) if p == j]
+                by_index[j] = d.create_group(
+                    root,
+                    display_name=f"Group {j}",
+                    member_ids=[b.users[u] for u in sorted(spec.user_members[j])] + children,
+                    owner_ids=[b.users[u] for u in sorted(spec.owners[j])],
+                ).id
+            b.groups = [by_index[j] for j in range(len(spec.user_members))]
+            catalog = create_catalog(root, display_name="Approvals").id
+            create_role_assignment(
+                root,
+                principal_id=b.users[spec.assigner],
+                role_definition_id=APAM,
+                app_scope_id=f"/AccessPackageCatalog/{catalog}",
+            )
+            for n, r in enumerate(spec.requests):
+                package = create_package(root, display_name=f"Package {n}", catalog_id=catalog).id
+                policy = create_policy(root, _policy_body(b, package, n, r)).id
+                b.packages.append(package)
+                b.resources.append(policy)  # (the policies, by request)
+
+    def submit(self, n: int, r: RequestSpec) -> None:
+        manager = self.spec.users[r.target][1]
+        by = r.by
+        if by == "manager" and (manager is None or not self.o.enabled(manager)):
+            by = "self"
+        requestor = {
+            "self": r.target,
+            "manager": manager,
+            "assigner": self.spec.assigner,
+            "system": None,
+        }[by]
+        kind = "userAdd" if by in ("self", "manager") else "adminAdd"
+        request = self.write(
+            self.as_user(requestor),
+            lambda ctx: submit(
+                ctx,
+                kind=kind,
+                package_id=self.b.packages[n],
+                policy_id=self.b.resources[n],
+                target_id=self.b.users[r.target],
+            ),
+        )
+        self.requests.append(request.id)
+        model = RequestModel(r, requestor)
+        model.named[0] = self.named(r, 0)
+        self.models.append(model)
+
+    def named(self, r: RequestSpec, k: int) -> tuple[set[Principal], set[Principal]]:
+        s = r.stages[k]
+        escalation = (
+            self.o.resolve(s.escalation, s.fallback_escalation, r.target) if s.escalation else set()
+        )
+        return self.o.resolve(s.primary, s.fallback_primary, r.target), escalation
+
+    def decide(self, n: int, result: str) -> bool:
+        """The first user the oracle says may decide the open stage does; False if none may."""
+        model = self.models[n]
+        who = next((u for u in range(len(self.spec.users)) if model.may_decide(self.o, u)), None)
+        if who is None or model.open is None:
+            return False
+        stage_id = self.open_stage_id(n)
+        try:
+            self.write(
+                self.as_user(who),
+                lambda ctx: decide_stage(
+                    ctx, self.requests[n], stage_id, result=result, justification=None
+                ),
+            )
+        except (Forbidden, NotFound) as exc:
+            self.bad.append(f"request {n}: u{who} may {result} per the oracle, remit: {exc}")
+            return False
+        if result == "Deny" or model.open + 1 == len(model.spec.stages):
+            model.open = None
+        else:
+            model.open += 1
+            model.named[model.open] = self.named(model.spec, model.open)
+        return True
+
+    def open_stage_id(self, n: int) -> str:
+        with Session(self.db.engine) as s:
+            return s.execute(
+                select(ApprovalStage.id).where(
+                    ApprovalStage.request_id == self.requests[n],
+                    ApprovalStage.status == "InProgress",
+                )
+            ).scalar_one()
+
+    def drive(self, n: int) -> None:
+        r, model = self.spec.requests[n], self.models[n]
+        for _ in range(r.approvals):
+            if not self.decide(n, "Approve"):
+                break
+        if model.open is not None and r.escalate and r.stages[model.open].escalation:
+            stage_id = self.open_stage_id(n)
+
+            def forward(ctx: Ctx) -> None:
+                request = ctx.session.get(AssignmentRequest, self.requests[n])
+                stage = ctx.session.get(ApprovalStage, stage_id)
+                assert request is not None
+                assert stage is not None
+                escalate(ctx, request, stage, f"Package {n}")
+
+            self.write(system_actor("oracle"), forward)
+            model.escalated.add(model.open)
+        if r.end == "deny":
+            self.decide(n, "Deny")
+        elif r.end == "cancel" and model.open is not None:
+            self.write(system_actor("oracle"), lambda ctx: cancel(ctx, self.requests[n]))
+            model.open = None
+
+    def compare_directory(self) -> None:
+        """Manager and second-level manager, asked from both sides; group ownership."""
+        o, b = self.o, self.b
+        with Session(self.db.engine) as s:
+            users = {u.id: u for u in s.execute(select(User)).scalars()}
+            for i, uid in enumerate(b.users):
+                # Manager and second-level manager, from both sides; group ownership.
+                for j, vid in enumerate(b.users):
+                    for level in (1, 2):
+                        want = o.manager(j, level) == i
+                        if relations.is_manager(s, uid, users[vid], level) != want:
+                            self.bad.append(f"is_manager(u{i}, u{j}, {level}) != {want}")
+                        found = relations.manager_at(s, users[vid], level)
+                        if (found.id if found else None) != (
+                            b.users[m] if (m := o.manager(j, level)) is not None else None
+                        ):
+                            self.bad.append(f"manager_at(u{j}, {level}) = {found}")
+                for j, gid in enumerate(b.groups):
+                    want = i in self.spec.owners[j]
+                    if relations.owns_group(s, gid, uid, self.clock()) != want:
+                        self.bad.append(f"owns_group(g{j}, u{i}) != {want}")
+
+    def compare(self) -> None:
+        """Every enabled user's verdict on every request, four ways."""
+        o, b = self.o, self.b
+        with Session(self.db.engine) as s:
+            rows = {r.id: r for r in s.execute(select(AssignmentRequest)).scalars()}
+            for i, uid in enumerate(b.users):
+                if not o.enabled(i):
+                    continue
+                actor = load_actor(s, uid)
+                pending = set(s.execute(relations.pending_for(actor)).scalars())
+                parties = set(s.execute(select(AssignmentRequest.id).where(
+                    relations.party_clause(actor))).scalars())  # fmt: skip
+                for n, rid in enumerate(self.requests):
+                    model, request = self.models[n], rows[rid]
+                    want = model.may_decide(o, i)
+                    party = i in (model.spec.target, model.requestor)
+                    if relations.is_party(actor, request) != party or (rid in parties) != party:
+                        self.bad.append(f"request {n}: is_party(u{i}) != {party}")
+                    stage = next(
+                        (
+                            st_
+                            for st_ in s.execute(
+                                select(ApprovalStage).where(ApprovalStage.request_id == rid)
+                            ).scalars()
+                            if st_.status == "InProgress"
+                        ),
+                        None,
+                    )
+                    decided = stage is not None and relations.may_decide(s, actor, request, stage)
+                    said = explain_approval(s, actor, f"User {i}", request)
+                    got = {
+                        "may_decide": decided,
+                        "pending_for": rid in pending,
+                        "explain": said.allowed,
+                    }
+                    for what, value in got.items():
+                        if value != want:
+                            self.bad.append(
+                                f"request {n}: {what}(u{i}) = {value}, oracle {want} "
+                                f"({said.summary})"
+                            )
+                    if said.allowed and party:
+                        self.bad.append(f"request {n}: explain lets party u{i} approve")
+                    self.seen.update(_kinds(said.reasons[0] if said.reasons else "", want))
+
+    def run(self) -> list[str]:
+        self.build()
+        for n, r in enumerate(self.spec.requests):
+            self.submit(n, r)
+            self.drive(n)
+        self.compare_directory()
+        self.compare()
+        return self.bad
+
+
+def _kinds(first: str, allowed: bool) -> list[str]:
+    """What a verdict's first reason shows, for the coverage of the run."""
+    if not allowed:
+        found = [
+            k for k in ("they are the", "named only as an escalation", "not named") if k in first
+        ]
+        return [f"refused: {k}" for k in found]
+    found = [k for k in ("manager of", "member of group", "the stage has escalated") if k in first]
+    return [f"allowed: {k}" for k in found] or ["allowed: in person"]
+
+
+@pytest.mark.slow
+def test_approvers_agree_with_the_oracle(migrated_db: Database, clock: SteppingClock) -> None:
+    examples = 0
+    seen: Counter[str] = Counter()
+
+    @settings(
+        max_examples=APPROVAL_TENANTS,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+    @given(spec=approval_specs())
+    def check(spec: ApprovalSpec) -> None:
+        nonlocal examples
+        examples += 1
+        fresh(migrated_db, clock)
+        run = ApprovalRun(migrated_db, clock, spec)
+        bad = run.run()
+        assert not bad, "\n".join(["oracle disagreements:", *bad, "tenant:", repr(spec)])
+        seen.update(run.seen)
+
+    check()
+    assert examples >= APPROVAL_TENANTS
+    # Every rule was met, allowing and refusing, not only the easy ones.
+    kinds = [
+        "allowed: in person",
+        "allowed: manager of",
+        "allowed: member of group",
+        "allowed: the stage has escalated",
+        "refused: they are the",
+        "refused: named only as an escalation",
+        "refused: not named",
+    ]
+    assert all(seen[k] for k in kinds), seen

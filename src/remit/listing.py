@@ -21,7 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any, Generic, TypeVar
@@ -323,6 +323,10 @@ class ListOptions:
     skip: int | None = None
     skiptoken: str | None = None
     count: bool = False
+    # The caller's own checks of the request (an adapter's ``$expand``): ``page`` runs them
+    # after the query has authorized and before any SQL of its own, the order in which a
+    # request's faults are reported.
+    check: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -347,6 +351,8 @@ def page(
 
     ``key`` orders the list and carries keyset continuation; ``fields`` are the properties the
     caller may filter and order on."""
+    if options.check is not None:
+        options.check()
     if options.filter:
         stmt = stmt.where(parse_filter(options.filter, fields))
     count = session.execute(count_of(stmt)).scalar_one() if options.count else None

@@ -87,6 +87,30 @@ def test_expand_of_an_unknown_navigation_is_refused(tenant: Tenant, cats: list[s
     assert "$expand" in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("path", "other"),
+    [
+        (f"{EM}/catalogs", {"$filter": "nope eq 1"}),
+        ("/v1.0/users", {"$skiptoken": "!!"}),
+        (f"{EM}/assignmentRequests", {"$orderby": "nope"}),
+        (f"{EM}/catalogs", {"$count": "true", "$top": "1"}),
+    ],
+)
+def test_a_bad_expand_is_reported_before_the_other_query_options(
+    tenant: Tenant, cats: list[str], path: str, other: dict[str, str]
+) -> None:
+    """Faults come in the order the routes always gave: authorization, $expand, then $filter,
+    $orderby and the continuation (the list ceremony runs the check before any SQL of its own)."""
+    r = tenant.get("hana", path, **{"$expand": "bogus", **other})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["target"] == "$expand"
+
+
+def test_a_caller_who_may_not_read_a_list_is_refused_before_a_bad_expand(tenant: Tenant) -> None:
+    r = tenant.get("sofia", f"{EM}/connectedOrganizations", **{"$expand": "bogus"})
+    assert r.status_code == 403, r.text
+
+
 def test_paging_follows_absolute_next_links_to_the_end(tenant: Tenant, cats: list[str]) -> None:
     seen: list[str] = []
     url = f"{EM}/catalogs?$top=3&$count=true&$select=displayName"

@@ -5,7 +5,7 @@ the domain's queries (``remit.listing``)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 from urllib.parse import urlencode
 
@@ -132,17 +132,25 @@ def listed(
     domain's ``query`` for one page, ``render`` (which may call more queries, for ``$expand``),
     and the Graph envelope.
 
-    Authorization comes first, as when routes built their own selects: a caller who may not
-    read the list is refused as such whatever else is wrong with the request. For a collection
-    that hangs off one object, ``parent`` reads that object first (one the caller may not see
-    is a 404 before any 400); otherwise the query itself authorizes before ``$expand`` is
-    checked."""
+    The faults of a request are reported in the order routes had when they built their own
+    selects: authorization first (a caller who may not read the list is refused as such), then
+    ``$expand`` (checked by ``listing.page`` before any SQL of its own), then ``$filter``,
+    ``$orderby`` and the continuation. For a collection that hangs off one object, ``parent``
+    reads that object first: one the caller may not see is a 404 before any 400."""
+    checked: list[bool] = []
+
+    def check() -> None:
+        checked.append(True)
+        check_expand(q, expandable)
+
+    options = replace(list_options(request, q), check=check)
     with operation(request, ident, write=False) as ctx:
         if parent is not None:
             parent(ctx)
-            check_expand(q, expandable)
-        page = query(ctx, list_options(request, q))
-        check_expand(q, expandable)
+            check()
+        page = query(ctx, options)
+        if not checked:  # a query that pages by itself
+            check()
         return page_body(request, q, page, render(ctx, page.items), context)
 
 

@@ -29,6 +29,7 @@ from remit.connectors.base import ConnectorError, RoleRef
 from remit.context import Ctx
 from remit.db import Database
 from remit.errors import Conflict
+from remit.jobs.handlers import load_all
 from remit.jobs.registry import REGISTRY, Steps, stepwise
 from remit.jobs.runner import Worker
 from remit.lifecycle import delivery, sweep
@@ -334,6 +335,58 @@ def test_a_live_claim_keeps_other_workers_off_and_a_dead_workers_call_is_repeate
         delivery.record(Ctx(s, system_actor("worker"), clock()), carl, dead, late)
     row = grant_row(w, "carl", "campaigns")
     assert (row.applied_state, row.last_error) == ("granted", None)
+
+
+def test_a_calls_outcome_is_recorded_even_when_the_jobs_lease_was_taken_during_it(
+    world: World, settings: Settings
+) -> None:
+    """The claim token, not the job's lease, guards the record: a worker whose job was taken
+    over while it called the target still records what the target did (the row carries its
+    token), instead of throwing the outcome away and leaving the call to be repeated."""
+    w, t = world, world.t
+
+    def steal(kind: str, subject: str, role: RoleRef) -> None:
+        with t.db.write() as s:
+            s.execute(
+                text("UPDATE jobs SET lease_owner = 'thief' WHERE kind = :k"),
+                {"k": delivery.SYNC_JOB},
+            )
+
+    on_first(w, "grant", steal)
+    aid = assign(w, "carl")
+    worker(t, settings).drain()
+    assert w.flaky.log == [("grant", t.ids["carl"], w.member("campaigns"))]
+    row = grant_row(w, "carl", "campaigns")
+    assert (row.applied_state, row.applied_generation) == ("granted", row.generation)
+    assert row.claim_token is None
+    assert state_of(w, aid) == "delivered"
+
+
+def test_giving_up_leaves_a_call_in_flight_to_its_own_record(
+    world: World, settings: Settings, clock: SteppingClock
+) -> None:
+    """A sync job that gives up marks its pending rows failed, but not a row another run has
+    claimed and is calling the target for: that run's record decides it (and no second call
+    may start on the row meanwhile)."""
+    w, t = world, world.t
+    carl = t.ids["carl"]
+    assign(w, "carl")
+    lease = timedelta(seconds=settings.worker_lease_seconds)
+    with t.db.write() as s:
+        live = delivery.claim(Ctx(s, system_actor("worker"), clock()), carl, lease=lease)
+    load_all()
+    give_up = REGISTRY[delivery.SYNC_JOB].on_give_up
+    assert give_up is not None
+    with t.db.write() as s:
+        give_up(Ctx(s, system_actor("worker"), clock()), {"subject_id": carl}, "boom")
+    row = grant_row(w, "carl", "campaigns")
+    assert row.claim_token is not None
+    assert row.applied_state == "none"
+    assert delivery.call(live, clock()) == {row.id: None}
+    with t.db.write() as s:
+        delivery.record(Ctx(s, system_actor("worker"), clock()), carl, live, {row.id: None})
+    row = grant_row(w, "carl", "campaigns")
+    assert (row.applied_state, row.applied_generation) == ("granted", row.generation)
 
 
 def test_a_transient_failure_is_recorded_and_retried_with_backoff(

@@ -58,9 +58,12 @@ class Steps(Protocol):
     # outlast it by much (a worker that died holds its claims until they run out).
     lease: timedelta
 
-    def write(self) -> AbstractContextManager[Ctx]:
+    def write(self, *, leased: bool = True) -> AbstractContextManager[Ctx]:
         """A short write transaction, committed when the block ends (rolled back if it
-        raises); refused, ending the run, once the job's lease is lost."""
+        raises); refused, ending the run, once the job's lease is lost. ``leased=False`` is
+        for a step guarded by something of its own, which must land even if another worker
+        took the job meanwhile: recording the outcome of a call made on rows this run claimed
+        under its own token."""
 
     def now(self) -> datetime:
         """The worker's clock."""

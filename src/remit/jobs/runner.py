@@ -589,9 +589,9 @@ class _Steps:
         self.lease = worker.lease
 
     @contextmanager
-    def write(self) -> Iterator[Ctx]:
+    def write(self, *, leased: bool = True) -> Iterator[Ctx]:
         with self._worker.db.write() as session:
-            if not self._worker._lock(session, self._job):
+            if leased and not self._worker._lock(session, self._job):
                 raise _LeaseLost
             yield Ctx(session, self._worker._actor, self._worker.clock())
 

@@ -34,6 +34,8 @@ def _sync_gave_up(ctx: Ctx, payload: dict[str, Any], error: str) -> None:
     subject_id = payload["subject_id"]
     lock_subjects(ctx, [subject_id])
     for grant in delivery.pending_grants(ctx.session, subject_id):
+        if grant.claim_token is not None and (grant.claimed_until or ctx.now) > ctx.now:
+            continue  # a call of another run is in flight: its record decides this row
         grant.attempts += 1
         grant.last_error = f"delivery gave up: {error}"[:500]
         grant.applied_generation = grant.generation
@@ -68,7 +70,9 @@ def sync_subject(steps: Steps, payload: dict[str, Any]) -> None:
         if not claimed.calls:
             break
         outcomes = delivery.call(claimed, steps.now())
-        with steps.write() as ctx:
+        # Guarded by the claim token (only rows still carrying this run's token are touched),
+        # so the outcome lands even if another worker took the job over during the call.
+        with steps.write(leased=False) as ctx:
             recorded = delivery.record(ctx, subject_id, claimed, outcomes)
             assignments.refresh_states(ctx, subject_id)
         wait = _sooner(wait, recorded.retry_after)

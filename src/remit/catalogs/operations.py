@@ -24,7 +24,7 @@ GENERAL_CATALOG_ID = "c0000000-0000-4000-8000-000000000001"
 STATES = ("published", "unpublished")
 CATALOG_TYPES = ("userManaged", "serviceDefault", "serviceManaged")
 
-# The read every change starts with, also taken from here by other packages' operations.
+# The read every change of a catalog starts with (``queries.get_catalog``).
 get_catalog = queries.get_catalog
 
 

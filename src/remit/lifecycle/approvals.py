@@ -16,12 +16,11 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Select, bindparam, select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from remit import validation
 from remit.authz import relations
-from remit.authz.actor import Actor
 from remit.authz.relations import Named
 from remit.context import Ctx
 from remit.db import affected
@@ -173,16 +172,6 @@ def _by_principal(
     return rows
 
 
-def may_decide(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage) -> bool:
-    """Whether the actor is an approver of ``stage`` now (``authz.relations.may_decide``)."""
-    return relations.may_decide(ctx.session, ctx.actor, request, stage)
-
-
-def is_approver_of(ctx: Ctx, request_id: str) -> bool:
-    """Whether the actor is named on any stage of the request (it may then see it)."""
-    return relations.is_approver_of(ctx.session, ctx.actor, request_id)
-
-
 def decide(
     ctx: Ctx,
     request: AssignmentRequest,
@@ -198,7 +187,7 @@ def decide(
     if verdict is None:
         raise Invalid("reviewResult must be Approve or Deny", target="reviewResult")
     justification = validation.justification(justification)
-    if not may_decide(ctx, request, stage):
+    if not relations.may_decide(ctx.session, ctx.actor, request, stage):
         if relations.is_party(ctx.actor, request):
             raise Forbidden("nobody can approve or deny their own request")
         raise Forbidden("you are not an approver of this stage")
@@ -379,8 +368,3 @@ def approvers_of(ctx: Ctx, stage_ids: Iterable[str]) -> dict[str, list[tuple[str
     ):
         found.setdefault(stage_id, []).append((pid, ptype, tier))
     return found
-
-
-def pending_for(actor: Actor) -> Select[str]:
-    """SQL: ids of requests with an open stage the actor may decide (not their own)."""
-    return relations.pending_for(actor)

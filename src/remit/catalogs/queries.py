@@ -19,6 +19,7 @@ from remit.authz.decide import can
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
 from remit.context import Ctx
+from remit.db import by_id
 from remit.errors import NotFound
 from remit.listing import F, ListOptions, Page
 from remit.models.catalogs import (
@@ -209,11 +210,7 @@ def resources_of(
 ) -> dict[str, CatalogResource]:
     """The resources these roles, scopes or requests (read here) name, by id, for one page in
     one round trip; a removed resource is absent (its requests still name it)."""
-    ids = {row.resource_id for row in rows if row.resource_id}
-    if not ids:
-        return {}
-    stmt = select(CatalogResource).where(CatalogResource.id.in_(ids))
-    return {r.id: r for r in ctx.session.execute(stmt).scalars()}
+    return by_id(ctx.session, CatalogResource, (row.resource_id for row in rows))
 
 
 def application_origin(ctx: Ctx, name_or_id: str) -> str:
@@ -261,7 +258,4 @@ def get_resource_request(ctx: Ctx, request_id: str) -> ResourceRequest:
 
 def request_catalogs(ctx: Ctx, requests: Sequence[ResourceRequest]) -> dict[str, Catalog]:
     """The catalogs of these resource requests (read here), by id, in one round trip."""
-    ids = {r.catalog_id for r in requests}
-    if not ids:
-        return {}
-    return {c.id: c for c in ctx.session.scalars(select(Catalog).where(Catalog.id.in_(ids)))}
+    return by_id(ctx.session, Catalog, (r.catalog_id for r in requests))

@@ -23,7 +23,7 @@ from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
 from remit.catalogs.queries import get_catalog
 from remit.context import Ctx
-from remit.db import Reader
+from remit.db import Reader, by_id
 from remit.directory.queries import GROUP_FIELDS
 from remit.errors import NotFound
 from remit.listing import F, ListOptions, Page
@@ -128,11 +128,7 @@ def packages_in_catalog_on(reader: Reader, actor: Actor, catalog_id: str) -> lis
 
 def catalogs_of(ctx: Ctx, found: Sequence[AccessPackage]) -> dict[str, Catalog]:
     """The catalogs of these packages (read here), by id, in one round trip."""
-    ids = {p.catalog_id for p in found}
-    if not ids:
-        return {}
-    stmt = select(Catalog).where(Catalog.id.in_(ids))
-    return {c.id: c for c in ctx.session.execute(stmt).scalars()}
+    return by_id(ctx.session, Catalog, (p.catalog_id for p in found))
 
 
 # ---------------------------------------------------------------- resource role scopes
@@ -173,20 +169,12 @@ def role_scopes_of(ctx: Ctx, found: Sequence[AccessPackage]) -> dict[str, list[R
 
 def roles_of(ctx: Ctx, found: Sequence[ResourceRoleScope]) -> dict[str, ResourceRole]:
     """The roles of these resource role scopes (read here), by id, in one round trip."""
-    ids = {r.role_id for r in found}
-    if not ids:
-        return {}
-    stmt = select(ResourceRole).where(ResourceRole.id.in_(ids))
-    return {r.id: r for r in ctx.session.execute(stmt).scalars()}
+    return by_id(ctx.session, ResourceRole, (r.role_id for r in found))
 
 
 def scopes_of(ctx: Ctx, found: Sequence[ResourceRoleScope]) -> dict[str, ResourceScope]:
     """The scopes of these resource role scopes (read here), by id, in one round trip."""
-    ids = {r.scope_id for r in found}
-    if not ids:
-        return {}
-    stmt = select(ResourceScope).where(ResourceScope.id.in_(ids))
-    return {s.id: s for s in ctx.session.execute(stmt).scalars()}
+    return by_id(ctx.session, ResourceScope, (r.scope_id for r in found))
 
 
 # ---------------------------------------------------------------- separation of duties

@@ -18,6 +18,7 @@ from remit.authz.decide import can
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
 from remit.context import Ctx
+from remit.db import by_id
 from remit.errors import NotFound
 from remit.listing import F, ListOptions, Page
 from remit.models.catalogs import Catalog
@@ -87,21 +88,13 @@ def policy(ctx: Ctx, policy_id: str, *, for_update: bool = False) -> AssignmentP
 def policy_packages(ctx: Ctx, rows: Sequence[AssignmentPolicy]) -> dict[str, AccessPackage]:
     """The access packages of ``rows`` (policies the actor may see, so packages it may read), by
     id, in one statement (``$expand=accessPackage``)."""
-    wanted = {r.access_package_id for r in rows}
-    if not wanted:
-        return {}
-    stmt = select(AccessPackage).where(AccessPackage.id.in_(wanted))
-    return {p.id: p for p in ctx.session.execute(stmt).scalars()}
+    return by_id(ctx.session, AccessPackage, (r.access_package_id for r in rows))
 
 
 def policy_catalogs(ctx: Ctx, rows: Sequence[AssignmentPolicy]) -> dict[str, Catalog]:
     """The catalogs of ``rows`` (policies the actor may see), by id, in one statement
     (``$expand=catalog``)."""
-    wanted = {r.catalog_id for r in rows}
-    if not wanted:
-        return {}
-    stmt = select(Catalog).where(Catalog.id.in_(wanted))
-    return {c.id: c for c in ctx.session.execute(stmt).scalars()}
+    return by_id(ctx.session, Catalog, (r.catalog_id for r in rows))
 
 
 # ---------------------------------------------------------------- the requestor's view

@@ -11,7 +11,6 @@ from remit.errors import Conflict
 from remit.lifecycle import assignments, delivery
 from remit.models.packages import ResourceRoleScope
 from remit.packages import operations as packages
-from remit.packages.operations import TARGET
 
 
 def add_resource_role_scope(
@@ -37,13 +36,11 @@ def add_resource_role_scope(
     package.modified_at = ctx.now
     ctx.session.flush()
     assignments.package_roles_changed(ctx, package.id)
-    ctx.audit(
+    packages.audit(
+        ctx,
+        package,
         "Add resource role to access package",
         operation_type="Add",
-        target_type=TARGET,
-        target_id=package.id,
-        target_name=package.display_name,
-        catalog_id=package.catalog_id,
         after={
             "roleId": role.id,
             "role": role.display_name,
@@ -64,12 +61,10 @@ def remove_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> None:
     ctx.session.flush()
     after = delivery.package_roles(ctx.session, [package.id])[package.id]
     assignments.package_roles_changed(ctx, package.id, [r for r in before if r not in after])
-    ctx.audit(
+    packages.audit(
+        ctx,
+        package,
         "Remove resource role from access package",
         operation_type="Delete",
-        target_type=TARGET,
-        target_id=package.id,
-        target_name=package.display_name,
-        catalog_id=package.catalog_id,
         before={"roleId": found.role_id, "scopeId": found.scope_id},
     )

@@ -35,6 +35,19 @@ get_package = queries.get_package
 get_resource_role_scope = queries.get_resource_role_scope
 
 
+def audit(ctx: Ctx, package: AccessPackage, activity: str, **event: Any) -> None:
+    """One audit event about ``package`` (its catalog's, so that the catalog's readers see it);
+    ``event`` carries the operation type and the before/after values."""
+    ctx.audit(
+        activity,
+        target_type=TARGET,
+        target_id=package.id,
+        target_name=package.display_name,
+        catalog_id=package.catalog_id,
+        **event,
+    )
+
+
 def create_package(
     ctx: Ctx,
     *,
@@ -97,13 +110,11 @@ def update_package(ctx: Ctx, package_id: str, changes: dict[str, Any]) -> Access
     after = snapshot(package)
     if after != before:
         package.modified_at = ctx.now
-        ctx.audit(
+        audit(
+            ctx,
+            package,
             "Update access package",
             operation_type="Update",
-            target_type=TARGET,
-            target_id=package.id,
-            target_name=package.display_name,
-            catalog_id=package.catalog_id,
             before=before,
             after=after,
         )
@@ -139,15 +150,7 @@ def delete_package(ctx: Ctx, package_id: str) -> None:
             code="AccessPackageHasOpenRequests",
         )
     ctx.session.delete(package)
-    ctx.audit(
-        "Delete access package",
-        operation_type="Delete",
-        target_type=TARGET,
-        target_id=package.id,
-        target_name=package.display_name,
-        catalog_id=package.catalog_id,
-        before=snapshot(package),
-    )
+    audit(ctx, package, "Delete access package", operation_type="Delete", before=snapshot(package))
 
 
 def snapshot(package: AccessPackage) -> dict[str, Any]:
@@ -229,13 +232,11 @@ def add_incompatible_package(ctx: Ctx, package_id: str, other_id: str) -> None:
     if ctx.session.get(IncompatiblePackage, (package.id, other.id)) is not None:
         raise Conflict("the access packages are already marked incompatible")
     ctx.session.add(IncompatiblePackage(access_package_id=package.id, incompatible_id=other.id))
-    ctx.audit(
+    audit(
+        ctx,
+        package,
         "Add incompatible access package",
         operation_type="Add",
-        target_type=TARGET,
-        target_id=package.id,
-        target_name=package.display_name,
-        catalog_id=package.catalog_id,
         after={"incompatibleAccessPackageId": other.id},
     )
 
@@ -251,13 +252,11 @@ def remove_incompatible_package(ctx: Ctx, package_id: str, other_id: str) -> Non
     if link is None:
         raise NotFound("the access packages are not marked incompatible")
     ctx.session.delete(link)
-    ctx.audit(
+    audit(
+        ctx,
+        package,
         "Remove incompatible access package",
         operation_type="Delete",
-        target_type=TARGET,
-        target_id=package.id,
-        target_name=package.display_name,
-        catalog_id=package.catalog_id,
         before={"incompatibleAccessPackageId": other_id},
     )
 
@@ -270,13 +269,11 @@ def add_incompatible_group(ctx: Ctx, package_id: str, group_id: str) -> None:
     if ctx.session.get(IncompatibleGroup, (package.id, group_id)) is not None:
         raise Conflict("the group is already marked incompatible")
     ctx.session.add(IncompatibleGroup(access_package_id=package.id, group_id=group_id))
-    ctx.audit(
+    audit(
+        ctx,
+        package,
         "Add incompatible group",
         operation_type="Add",
-        target_type=TARGET,
-        target_id=package.id,
-        target_name=package.display_name,
-        catalog_id=package.catalog_id,
         after={"incompatibleGroupId": group_id},
     )
 
@@ -292,12 +289,10 @@ def remove_incompatible_group(ctx: Ctx, package_id: str, group_id: str) -> None:
     if link is None:
         raise NotFound("the group is not marked incompatible")
     ctx.session.delete(link)
-    ctx.audit(
+    audit(
+        ctx,
+        package,
         "Remove incompatible group",
         operation_type="Delete",
-        target_type=TARGET,
-        target_id=package.id,
-        target_name=package.display_name,
-        catalog_id=package.catalog_id,
         before={"incompatibleGroupId": group_id},
     )

@@ -110,7 +110,13 @@ def is_manager(session: Session, manager_id: str, report: User | None, level: in
     """Whether ``manager_id`` is ``report``'s manager at ``level`` (``manager_at``, asked from
     the manager's side: the last step needs no read)."""
     below = manager_at(session, report, level - 1) if level > 1 else report
-    return below is not None and below.manager_id == manager_id
+    return is_direct_manager(manager_id, below)
+
+
+def is_direct_manager(manager_id: str | None, report: User | None) -> bool:
+    """Whether ``manager_id`` is ``report``'s own manager (``is_manager`` at level 1, which
+    reads nothing)."""
+    return manager_id is not None and report is not None and report.manager_id == manager_id
 
 
 def manages(session: Session, actor: Actor, report_id: str | None, level: int = 1) -> bool:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import exists, select
 
 from remit import validation
+from remit.authz import relations
 from remit.authz.decide import authorize
 from remit.authz.groups import authorize_group_onboarding
 from remit.authz.resources import (
@@ -27,16 +28,13 @@ from remit.authz.resources import (
 from remit.authz.tasks import Task
 from remit.catalogs.queries import get_catalog
 from remit.context import Ctx
-from remit.directory.operations import owns_group
 from remit.errors import Conflict, Forbidden, Invalid, NotFound
 from remit.models.catalogs import CatalogResource, ResourceRequest, ResourceRole, ResourceScope
 from remit.models.directory import (
     Application,
-    ApplicationOwner,
     AppRole,
     Group,
     Site,
-    SiteAdmin,
     SiteRole,
 )
 from remit.models.packages import ResourceRoleScope
@@ -84,7 +82,7 @@ def _lookup(ctx: Ctx, system: str, origin_id: str) -> tuple[_Origin, bool]:
         roles: tuple[tuple[str, str], ...] = (("Owner_" + group.id, "Owner"),)
         if not group.membership_rule:  # dynamic groups: Owner only (spec §2.1)
             roles = (("Member_" + group.id, "Member"), *roles)
-        owner = owns_group(ctx, group.id, uid)
+        owner = relations.owns_group(ctx.session, group.id, uid, ctx.now)
         return _Origin(system, group.id, group.display_name, group.description, kind, roles), owner
     if system == "AadApplication":
         app = ctx.session.get(Application, origin_id)
@@ -98,7 +96,7 @@ def _lookup(ctx: Ctx, system: str, origin_id: str) -> tuple[_Origin, bool]:
         roles = tuple((r.id, r.display_name) for r in app_roles) or (
             (DEFAULT_ACCESS_ROLE_ID, "Default Access"),
         )
-        owner = ctx.session.get(ApplicationOwner, (app.id, uid)) is not None
+        owner = relations.owns_application(ctx.session, app.id, uid)
         origin = _Origin(
             system, app.id, app.display_name, app.description, ResourceKind.APPLICATION, roles
         )
@@ -114,7 +112,7 @@ def _lookup(ctx: Ctx, system: str, origin_id: str) -> tuple[_Origin, bool]:
         .where(SiteRole.site_id == site.id)
         .order_by(SiteRole.display_name)
     ).all()
-    admin = ctx.session.get(SiteAdmin, (site.id, uid)) is not None
+    admin = relations.administers_site(ctx.session, site.id, uid)
     origin = _Origin(
         system,
         site.id,

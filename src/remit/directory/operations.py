@@ -219,11 +219,6 @@ def group_snapshot(group: Group) -> dict[str, Any]:
     }
 
 
-def owns_group(ctx: Ctx, group_id: str, user_id: str) -> bool:
-    """Whether the user owns the group now (``authz.relations.owns_group``)."""
-    return relations.owns_group(ctx.session, group_id, user_id, ctx.now)
-
-
 def _authorize_group_change(ctx: Ctx, group: Group, part: GroupPart) -> None:
     """Groups Administrators (and above) manage any group, owners their own; a group that
     holds roles needs the right to assign them too (``authz.groups``, decision 0022)."""

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, or_, select
 from sqlalchemy.orm import Session
 
+from remit.authz import relations
 from remit.authz.actor import Actor
 from remit.db import HotSelect
 from remit.models.catalogs import Catalog
@@ -68,7 +69,7 @@ def names_on_behalf_requestor(policy: AssignmentPolicy, actor: Actor, target: Us
     target's manager (``targetManager``), the actor by name, or a group the actor is in."""
     for subject in policy.requestor_settings.get("onBehalfRequestors") or []:
         kind = s.kind(subject)
-        if kind == s.TARGET_MANAGER and target.manager_id == actor.user_id:
+        if kind == s.TARGET_MANAGER and relations.is_direct_manager(actor.user_id, target):
             return True
         if kind == s.SINGLE_USER and subject.get("userId") == actor.user_id:
             return True

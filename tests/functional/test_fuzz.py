@@ -224,6 +224,8 @@ def seed(t: Tenant, settings: Settings) -> Seed:
         "task": [task.value for task in Task] + ["catalog:nonsense"],
         "user": upns + users,
         "catalog": catalogs,
+        "group": groups,
+        "request": lifecycle.path.get("assignmentRequests/request_id", []),
     }
     every_id = [i for name, pool in path.items() if name != "on" for i in pool]
     catalog_scopes = ["/", *(f"/AccessPackageCatalog/{c}" for c in catalogs)]

@@ -38,6 +38,7 @@ from sqlalchemy import (
     func,
     literal_column,
     select,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
@@ -501,6 +502,12 @@ class Database:
             if found is None:
                 raise
             raise found from None
+
+    def ping(self) -> None:
+        """Raise unless the database answers (``GET /remit/health``): no actor and no table, so
+        that the probe works before the first user and says nothing but "up"."""
+        with self.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
 
     @contextmanager
     def session(self) -> Iterator[Session]:

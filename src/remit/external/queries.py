@@ -15,14 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from remit import listing, validation
 from remit.authz.actor import Actor
 from remit.authz.decide import can, can_anywhere
 from remit.authz.tasks import Task
 from remit.context import Ctx
-from remit.db import Reader
 from remit.errors import Forbidden, Invalid, NotFound
 from remit.external import settings as tenant_settings
 from remit.listing import F, ListOptions, Page
@@ -168,12 +167,3 @@ def settings(ctx: Ctx) -> TenantSettings:
     if not can_read(ctx.actor):
         raise Forbidden("reading the settings needs an entitlement-management role")
     return tenant_settings.get_settings(ctx.session, now=ctx.now, create=False)
-
-
-# ---------------------------------------------------------------- the liveness probe
-
-
-def ping(reader: Reader) -> None:
-    """Raise unless the database answers (``GET /remit/health``): no actor, no table, so that
-    the probe works before the first user, and says nothing but "up"."""
-    reader.execute(text("SELECT 1"))

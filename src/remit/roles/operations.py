@@ -20,9 +20,6 @@ from remit.models.authz import RoleAssignment
 from remit.models.catalogs import Catalog
 from remit.roles import queries
 
-# ``explain_for`` is a read (roles.queries); the name stays for the API's /remit/explain.
-explain_for = queries.explain_for
-
 
 def scope_catalog_id(app_scope_id: str) -> str | None:
     """``/`` → None; ``/AccessPackageCatalog/{id}`` → id; anything else is invalid."""

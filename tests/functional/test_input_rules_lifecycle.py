@@ -324,7 +324,7 @@ def test_an_id_with_a_control_is_not_found_before_the_database_is_asked(
         ("mamta", lambda ctx: authz_ops.delete_role_assignment(ctx, bad)),
         (
             "mamta",
-            lambda ctx: authz_ops.explain_for(
+            lambda ctx: role_queries.explain_for(
                 ctx, user=upn("mamta"), task="catalog:read", catalog_id=c.catalog + ch
             ),
         ),

@@ -243,8 +243,9 @@ class HotSelect:
         compiled = statement.compile(dialect=dialect)
         if any(b.expanding for b in compiled.binds.values()):
             raise ValueError("HotSelect does not take expanding (IN-list) parameters")
+        # By the name the statement renders (an anonymous parameter's key is not that name).
         binds = [
-            (b.key, process)
+            (compiled.bind_names[b], process)
             for b in compiled.binds.values()
             if (process := b.type.dialect_impl(dialect).bind_processor(dialect)) is not None
         ]

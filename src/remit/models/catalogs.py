@@ -8,6 +8,7 @@ from sqlalchemy import Boolean, ForeignKey, Index, String, Text, UniqueConstrain
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remit.db import Base, new_id
+from remit.models.vocabulary import CatalogState, RequestState, RequestType, Word
 
 
 class Catalog(Base):
@@ -18,7 +19,9 @@ class Catalog(Base):
     # Lower-cased name: catalog names are unique in a tenant regardless of case.
     name_key: Mapped[str] = mapped_column(unique=True)
     description: Mapped[str | None] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(16), default="published")
+    state: Mapped[CatalogState] = mapped_column(
+        Word(CatalogState, 16), default=CatalogState.PUBLISHED
+    )
     is_externally_visible: Mapped[bool] = mapped_column(Boolean, default=True)
     catalog_type: Mapped[str] = mapped_column(String(16), default="userManaged")
     created_at: Mapped[datetime]
@@ -84,8 +87,8 @@ class ResourceRequest(Base):
     __tablename__ = "resource_requests"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    request_type: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(16))
+    request_type: Mapped[RequestType] = mapped_column(Word(RequestType, 16))
+    state: Mapped[RequestState] = mapped_column(Word(RequestState, 16))
     catalog_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("catalogs.id", ondelete="CASCADE"), index=True
     )

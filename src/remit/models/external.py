@@ -9,6 +9,7 @@ from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remit.db import Base, new_id
+from remit.models.vocabulary import OrganizationState, Word
 
 
 class ConnectedOrganization(Base):
@@ -18,7 +19,9 @@ class ConnectedOrganization(Base):
     display_name: Mapped[str]
     description: Mapped[str | None] = mapped_column(Text)
     # configured | proposed
-    state: Mapped[str] = mapped_column(String(16), default="configured")
+    state: Mapped[OrganizationState] = mapped_column(
+        Word(OrganizationState, 16), default=OrganizationState.CONFIGURED
+    )
     identity_sources: Mapped[list[Any]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime]
     modified_at: Mapped[datetime]

@@ -9,6 +9,7 @@ from sqlalchemy import JSON, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from remit.db import Base
+from remit.models.vocabulary import JobStatus, Word
 
 
 class Job(Base):
@@ -18,7 +19,7 @@ class Job(Base):
     kind: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # queued | running | failed (a job that succeeds is deleted)
-    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status: Mapped[JobStatus] = mapped_column(Word(JobStatus, 16), default=JobStatus.QUEUED)
     run_after: Mapped[datetime]
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=8)

@@ -26,14 +26,24 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from remit.db import Base, new_id
 from remit.models.delivery import BUILTIN_TARGET_ID
+from remit.models.vocabulary import (
+    ApproverTier,
+    AssignmentState,
+    GrantState,
+    RequestState,
+    RequestType,
+    ReviewResult,
+    StageStatus,
+    Word,
+)
 
 
 class AssignmentRequest(Base):
     __tablename__ = "assignment_requests"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
-    request_type: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(24))
+    request_type: Mapped[RequestType] = mapped_column(Word(RequestType, 16))
+    state: Mapped[RequestState] = mapped_column(Word(RequestState, 24))
     status: Mapped[str] = mapped_column(String(64))
     access_package_id: Mapped[str] = mapped_column(
         String(36), ForeignKey("access_packages.id", ondelete="CASCADE"), index=True
@@ -70,10 +80,8 @@ class ApprovalStage(Base):
         String(36), ForeignKey("assignment_requests.id", ondelete="CASCADE")
     )
     stage_index: Mapped[int] = mapped_column(Integer)
-    # NotStarted | InProgress | Completed
-    status: Mapped[str] = mapped_column(String(16))
-    # NotReviewed | Approve | Deny | TimedOut
-    review_result: Mapped[str] = mapped_column(String(16))
+    status: Mapped[StageStatus] = mapped_column(Word(StageStatus, 16))
+    review_result: Mapped[ReviewResult] = mapped_column(Word(ReviewResult, 16))
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)
     started_at: Mapped[datetime | None]
     escalate_at: Mapped[datetime | None] = mapped_column(index=True)
@@ -100,8 +108,7 @@ class StageApprover(Base):
         String(36), ForeignKey("approval_stages.id", ondelete="CASCADE"), primary_key=True
     )
     principal_id: Mapped[str] = mapped_column(String(36), primary_key=True, index=True)
-    # primary | escalation
-    tier: Mapped[str] = mapped_column(String(16), primary_key=True)
+    tier: Mapped[ApproverTier] = mapped_column(Word(ApproverTier, 16), primary_key=True)
     principal_type: Mapped[str] = mapped_column(String(8))
     # Why the principal was named when the stage started, for ``explain``: the subjectSet kinds
     # that resolved to it, e.g. "requestorManager:2" or "fallback:groupMembers", comma-separated
@@ -122,8 +129,7 @@ class Assignment(Base):
         String(36), ForeignKey("assignment_policies.id", ondelete="SET NULL"), index=True
     )
     target_id: Mapped[str] = mapped_column(String(36), index=True)
-    # delivering | partiallyDelivered | delivered | deliveryFailed | expired
-    state: Mapped[str] = mapped_column(String(24))
+    state: Mapped[AssignmentState] = mapped_column(Word(AssignmentState, 24))
     status: Mapped[str] = mapped_column(String(64))
     start_at: Mapped[datetime]
     expires_at: Mapped[datetime | None]
@@ -187,8 +193,7 @@ class ResourceGrant(Base):
     valid_until: Mapped[datetime | None]
     generation: Mapped[int] = mapped_column(Integer, default=0)
     applied_generation: Mapped[int] = mapped_column(Integer, default=0)
-    # none | granted | revoked | failed
-    applied_state: Mapped[str] = mapped_column(String(16), default="none")
+    applied_state: Mapped[GrantState] = mapped_column(Word(GrantState, 16), default=GrantState.NONE)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime]

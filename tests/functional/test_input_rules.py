@@ -22,8 +22,10 @@ from sqlalchemy import select
 from remit import validation
 from remit.authz.actor import system_actor
 from remit.catalogs import operations as catalogs
+from remit.catalogs import queries as catalog_queries
 from remit.context import Ctx
 from remit.directory import operations as d
+from remit.directory import queries as directory_queries
 from remit.errors import Invalid, NotFound
 from remit.external import guests, orgs
 from remit.external import queries as external_queries
@@ -463,12 +465,12 @@ def test_the_operations_refuse_nul_on_their_own(tenant: Tenant) -> None:
         with pytest.raises(Invalid), as_operator(t) as ctx:
             call(ctx)
     lookups = [
-        lambda c: d.get_user(c, "\x00"),
-        lambda c: d.find_user(c, "lena\x00@contoso.example"),
-        lambda c: d.get_group(c, t.ids["marketing"] + "\x00"),
-        lambda c: d.get_application(c, "\x00"),
-        lambda c: d.get_site(c, "\x00"),
-        lambda c: catalogs.get_catalog(c, catalog + "\x00"),
+        lambda c: directory_queries.get_user(c, "\x00"),
+        lambda c: directory_queries.find_user(c, "lena\x00@contoso.example"),
+        lambda c: directory_queries.get_group(c, t.ids["marketing"] + "\x00"),
+        lambda c: directory_queries.get_application(c, "\x00"),
+        lambda c: directory_queries.get_site(c, "\x00"),
+        lambda c: catalog_queries.get_catalog(c, catalog + "\x00"),
         lambda c: packages.get_package(c, "\x00"),
         lambda c: external_queries.organization(c, "\x00"),
     ]

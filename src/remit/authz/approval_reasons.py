@@ -16,7 +16,6 @@ from sqlalchemy.orm import Session
 
 from remit.authz.actor import Actor
 from remit.authz.relations import (
-    ESCALATION,
     NamedAs,
     NamedRow,
     is_open,
@@ -27,6 +26,7 @@ from remit.authz.relations import (
 from remit.models.directory import Group, User
 from remit.models.lifecycle import ApprovalStage, AssignmentRequest
 from remit.models.policies import AssignmentPolicy
+from remit.models.vocabulary import ApproverTier
 
 
 @dataclass(frozen=True)
@@ -132,8 +132,8 @@ class _Words:
             relation = "; ".join(w for w in dict.fromkeys(self._why(w, group) for w in whys) if w)
         else:  # named before the reasons were recorded
             relation = group or ""
-        tier = row.tier
-        if tier == ESCALATION:
+        tier = str(row.tier)
+        if tier == ApproverTier.ESCALATION:
             tier += ", the stage has escalated" if row.decides else ", not escalated"
         where = f"named at stage {row.stage_index + 1} of {self.policy} ({tier})"
         return f"{relation}, {where}" if relation else where

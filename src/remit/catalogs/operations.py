@@ -18,20 +18,39 @@ from remit.context import Ctx
 from remit.errors import Conflict, Invalid
 from remit.models.catalogs import Catalog
 from remit.models.packages import AccessPackage
+from remit.models.vocabulary import Activity, CatalogState
 from remit.roles.operations import grant_first_owner
 
 GENERAL_CATALOG_ID = "c0000000-0000-4000-8000-000000000001"
-STATES = ("published", "unpublished")
 CATALOG_TYPES = ("userManaged", "serviceDefault", "serviceManaged")
-
-# The read every change of a catalog starts with (``queries.get_catalog``).
-get_catalog = queries.get_catalog
+TARGET = "AccessPackageCatalog"
 
 
-def _state(value: Any) -> str:
-    if not isinstance(value, str) or value.lower() not in STATES:
+def _state(value: Any) -> CatalogState:
+    if not isinstance(value, str) or value.lower() not in tuple(CatalogState):
         raise Invalid("state must be 'published' or 'unpublished'", target="state")
-    return value.lower()
+    return CatalogState(value.lower())
+
+
+def _audit(ctx: Ctx, catalog: Catalog, activity: Activity, **event: Any) -> None:
+    """One audit event about ``catalog`` (its own, so that its readers see it); ``event``
+    carries the operation type and the before/after values."""
+    ctx.audit(
+        activity,
+        target_type=TARGET,
+        target_id=catalog.id,
+        target_name=catalog.display_name,
+        catalog_id=catalog.id,
+        **event,
+    )
+
+
+def _add(ctx: Ctx, catalog: Catalog) -> Catalog:
+    """Insert a new catalog, audited."""
+    ctx.session.add(catalog)
+    ctx.session.flush()
+    _audit(ctx, catalog, Activity.CREATE_CATALOG, operation_type="Add", after=snapshot(catalog))
+    return catalog
 
 
 def _unique_name(ctx: Ctx, name: str, own_id: str | None = None) -> None:
@@ -47,33 +66,25 @@ def create_catalog(
     *,
     display_name: str,
     description: str | None = None,
-    state: str = "published",
+    state: str = CatalogState.PUBLISHED,
     is_externally_visible: bool = True,
 ) -> Catalog:
     authorize(ctx.actor, Task.CATALOG_CREATE)
     name = validation.display_name(display_name)
     _unique_name(ctx, name)
-    catalog = Catalog(
-        display_name=name,
-        name_key=name.lower(),
-        description=validation.optional_text(description, "description"),
-        state=_state(state),
-        is_externally_visible=is_externally_visible,
-        catalog_type="userManaged",
-        created_at=ctx.now,
-        modified_at=ctx.now,
-        created_by=ctx.actor.user_id,
-    )
-    ctx.session.add(catalog)
-    ctx.session.flush()
-    ctx.audit(
-        "Create access package catalog",
-        operation_type="Add",
-        target_type="AccessPackageCatalog",
-        target_id=catalog.id,
-        target_name=name,
-        catalog_id=catalog.id,
-        after=snapshot(catalog),
+    catalog = _add(
+        ctx,
+        Catalog(
+            display_name=name,
+            name_key=name.lower(),
+            description=validation.optional_text(description, "description"),
+            state=_state(state),
+            is_externally_visible=is_externally_visible,
+            catalog_type="userManaged",
+            created_at=ctx.now,
+            modified_at=ctx.now,
+            created_by=ctx.actor.user_id,
+        ),
     )
     # An administrator already sees every catalog; anyone else becomes its first owner.
     if not can(ctx.actor, Task.CATALOG_READ) and not ctx.actor.is_system:
@@ -85,7 +96,7 @@ EDITABLE = {"displayName", "description", "state", "isExternallyVisible", "catal
 
 
 def update_catalog(ctx: Ctx, catalog_id: str, changes: dict[str, Any]) -> Catalog:
-    catalog = get_catalog(ctx, catalog_id)
+    catalog = queries.get_catalog(ctx, catalog_id)
     authorize(ctx.actor, Task.CATALOG_UPDATE, catalog_id)
     unknown = set(changes) - EDITABLE
     if unknown:
@@ -111,13 +122,11 @@ def update_catalog(ctx: Ctx, catalog_id: str, changes: dict[str, Any]) -> Catalo
     after = snapshot(catalog)
     if after != before:
         catalog.modified_at = ctx.now
-        ctx.audit(
-            "Update access package catalog",
+        _audit(
+            ctx,
+            catalog,
+            Activity.UPDATE_CATALOG,
             operation_type="Update",
-            target_type="AccessPackageCatalog",
-            target_id=catalog.id,
-            target_name=catalog.display_name,
-            catalog_id=catalog.id,
             before=before,
             after=after,
         )
@@ -125,22 +134,14 @@ def update_catalog(ctx: Ctx, catalog_id: str, changes: dict[str, Any]) -> Catalo
 
 
 def delete_catalog(ctx: Ctx, catalog_id: str) -> None:
-    catalog = get_catalog(ctx, catalog_id)
+    catalog = queries.get_catalog(ctx, catalog_id)
     authorize(ctx.actor, Task.CATALOG_DELETE, catalog_id)
     if catalog.id == GENERAL_CATALOG_ID:
         raise Invalid("the General catalog cannot be deleted", code="notAllowed")
     if ctx.session.execute(select(exists().where(AccessPackage.catalog_id == catalog_id))).scalar():
         raise Conflict("the catalog still holds access packages; delete them first")
     ctx.session.delete(catalog)
-    ctx.audit(
-        "Delete access package catalog",
-        operation_type="Delete",
-        target_type="AccessPackageCatalog",
-        target_id=catalog.id,
-        target_name=catalog.display_name,
-        catalog_id=catalog.id,
-        before=snapshot(catalog),
-    )
+    _audit(ctx, catalog, Activity.DELETE_CATALOG, operation_type="Delete", before=snapshot(catalog))
 
 
 def snapshot(catalog: Catalog) -> dict[str, Any]:
@@ -158,26 +159,17 @@ def ensure_general_catalog(ctx: Ctx) -> Catalog:
     catalog = ctx.session.get(Catalog, GENERAL_CATALOG_ID)
     if catalog is not None:
         return catalog
-    catalog = Catalog(
-        id=GENERAL_CATALOG_ID,
-        display_name="General",
-        name_key="general",
-        description="Built-in catalog.",
-        state="published",
-        is_externally_visible=True,
-        catalog_type="serviceDefault",
-        created_at=ctx.now,
-        modified_at=ctx.now,
+    return _add(
+        ctx,
+        Catalog(
+            id=GENERAL_CATALOG_ID,
+            display_name="General",
+            name_key="general",
+            description="Built-in catalog.",
+            state=CatalogState.PUBLISHED,
+            is_externally_visible=True,
+            catalog_type="serviceDefault",
+            created_at=ctx.now,
+            modified_at=ctx.now,
+        ),
     )
-    ctx.session.add(catalog)
-    ctx.session.flush()
-    ctx.audit(
-        "Create access package catalog",
-        operation_type="Add",
-        target_type="AccessPackageCatalog",
-        target_id=catalog.id,
-        target_name="General",
-        catalog_id=catalog.id,
-        after=snapshot(catalog),
-    )
-    return catalog

@@ -20,6 +20,7 @@ from remit.authz.tasks import Task
 from remit.authz.visibility import catalog_filter
 from remit.context import Ctx
 from remit.db import by_id
+from remit.directory.queries import application_id_of
 from remit.errors import NotFound
 from remit.listing import F, ListOptions, Page
 from remit.models.catalogs import (
@@ -29,7 +30,6 @@ from remit.models.catalogs import (
     ResourceRole,
     ResourceScope,
 )
-from remit.models.directory import Application
 
 # What each list may be filtered and ordered on (Graph's property names).
 CATALOG_FIELDS = {
@@ -216,13 +216,9 @@ def resources_of(
 def application_origin(ctx: Ctx, name_or_id: str) -> str:
     """The id of the application a person names, by display name or id, to onboard it; a name
     that matches none is returned as given, for the onboarding to refuse in its own words.
-    Whether the actor may onboard it is the onboarding's decision (``resources.add_resource``)."""
-    found = ctx.session.execute(
-        select(Application.id).where(
-            (Application.display_name == name_or_id) | (Application.id == name_or_id)
-        )
-    ).scalar()
-    return found or name_or_id
+    Whether the actor may onboard it is the onboarding's decision (``resources.add_resource``);
+    the lookup is the directory's name resolution."""
+    return application_id_of(ctx.session, name_or_id) or name_or_id
 
 
 # ---------------------------------------------------------------- resource requests

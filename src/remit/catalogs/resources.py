@@ -12,6 +12,7 @@ roles and a root scope, and the request is recorded as ``delivered``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import exists, select
 
@@ -38,6 +39,7 @@ from remit.models.directory import (
     SiteRole,
 )
 from remit.models.packages import ResourceRoleScope
+from remit.models.vocabulary import Activity, RequestState, RequestType
 
 ORIGIN_SYSTEMS = {
     "aadgroup": "AadGroup",
@@ -188,21 +190,15 @@ def add_resource(
             is_root_scope=True,
         )
     )
-    request = _record(ctx, "adminAdd", catalog.id, resource)
-    ctx.audit(
-        "Add resource to catalog",
+    roles = [name for _, name in origin.roles]
+    return _record(
+        ctx,
+        RequestType.ADMIN_ADD,
+        resource,
+        Activity.ADD_RESOURCE_TO_CATALOG,
         operation_type="Add",
-        target_type="AccessPackageResource",
-        target_id=resource.id,
-        target_name=origin.display_name,
-        catalog_id=catalog.id,
-        after={
-            "originSystem": system,
-            "originId": origin.id,
-            "roles": [name for _, name in origin.roles],
-        },
+        after={"originSystem": system, "originId": origin.id, "roles": roles},
     )
-    return request
 
 
 def remove_resource(
@@ -251,26 +247,29 @@ def remove_resource(
             "package first"
         )
     ctx.session.delete(resource)
-    request = _record(ctx, "adminRemove", catalog.id, resource)
-    ctx.audit(
-        "Remove resource from catalog",
+    return _record(
+        ctx,
+        RequestType.ADMIN_REMOVE,
+        resource,
+        Activity.REMOVE_RESOURCE_FROM_CATALOG,
         operation_type="Delete",
-        target_type="AccessPackageResource",
-        target_id=resource.id,
-        target_name=resource.display_name,
-        catalog_id=catalog.id,
         before={"originSystem": resource.origin_system, "originId": resource.origin_id},
     )
-    return request
 
 
 def _record(
-    ctx: Ctx, request_type: str, catalog_id: str, resource: CatalogResource
+    ctx: Ctx,
+    request_type: RequestType,
+    resource: CatalogResource,
+    activity: Activity,
+    **event: Any,
 ) -> ResourceRequest:
+    """The delivered resource request that records a change of ``resource`` in its catalog,
+    and the change's audit event (``event``: the operation type, before/after values)."""
     request = ResourceRequest(
         request_type=request_type,
-        state="delivered",
-        catalog_id=catalog_id,
+        state=RequestState.DELIVERED,
+        catalog_id=resource.catalog_id,
         resource_id=resource.id,
         origin_system=resource.origin_system,
         origin_id=resource.origin_id,
@@ -280,4 +279,12 @@ def _record(
     )
     ctx.session.add(request)
     ctx.session.flush()
+    ctx.audit(
+        activity,
+        target_type="AccessPackageResource",
+        target_id=resource.id,
+        target_name=resource.display_name,
+        catalog_id=resource.catalog_id,
+        **event,
+    )
     return request

@@ -31,19 +31,37 @@ from remit.models.directory import (
     SiteRole,
     User,
 )
+from remit.models.vocabulary import Activity
 
 DIRECTORY = "Directory"
 GROUP_KINDS = ("security", "microsoft365")
 DEFAULT_SITE_ROLES = ("Owners", "Members", "Visitors")
 
-# The reads live in ``directory.queries``; the operations below use these, and other packages'
-# operations (roles, lifecycle.notices) still import them from here.
-find_user = queries.find_user
-get_user = queries.get_user
-get_group = queries.get_group
-get_application = queries.get_application
-get_site = queries.get_site
+_TARGET_TYPES = {User: "User", Group: "Group", Application: "Application", Site: "Site"}
+
+# The reads live in ``directory.queries``; lifecycle.notices still imports this one from here.
 live_membership = queries.live_membership
+
+
+def _audit(
+    ctx: Ctx,
+    activity: Activity,
+    operation_type: str,
+    target: User | Group | Application | Site,
+    **event: Any,
+) -> None:
+    """One event of the Directory category about ``target``: a user is named by its
+    userPrincipalName, anything else by its display name."""
+    name = target.user_principal_name if isinstance(target, User) else target.display_name
+    ctx.audit(
+        activity,
+        operation_type=operation_type,
+        target_type=_TARGET_TYPES[type(target)],
+        target_id=target.id,
+        target_name=name,
+        category=DIRECTORY,
+        **event,
+    )
 
 
 def create_user(
@@ -82,15 +100,7 @@ def create_user(
     )
     ctx.session.add(user)
     ctx.session.flush()
-    ctx.audit(
-        "Add user",
-        operation_type="Add",
-        target_type="User",
-        target_id=user.id,
-        target_name=upn,
-        after=user_snapshot(user),
-        category=DIRECTORY,
-    )
+    _audit(ctx, Activity.ADD_USER, "Add", user, after=user_snapshot(user))
     return user
 
 
@@ -99,7 +109,7 @@ USER_FIELDS = {"displayName", "mail", "accountEnabled", "department", "jobTitle"
 
 def update_user(ctx: Ctx, user_id: str, changes: dict[str, Any]) -> User:
     authorize(ctx.actor, Task.USERS_MANAGE)
-    user = get_user(ctx, user_id)
+    user = queries.get_user(ctx, user_id)
     if (
         user.id != ctx.actor.user_id
         and not _is_global_admin(ctx)
@@ -132,16 +142,7 @@ def update_user(ctx: Ctx, user_id: str, changes: dict[str, Any]) -> User:
         ):
             raise Invalid("manager must be another existing user", target="manager")
         user.manager_id = manager_id
-    ctx.audit(
-        "Update user",
-        operation_type="Update",
-        target_type="User",
-        target_id=user.id,
-        target_name=user.user_principal_name,
-        before=before,
-        after=user_snapshot(user),
-        category=DIRECTORY,
-    )
+    _audit(ctx, Activity.UPDATE_USER, "Update", user, before=before, after=user_snapshot(user))
     return user
 
 
@@ -190,15 +191,7 @@ def create_group(
     )
     ctx.session.add(group)
     ctx.session.flush()
-    ctx.audit(
-        "Add group",
-        operation_type="Add",
-        target_type="Group",
-        target_id=group.id,
-        target_name=group.display_name,
-        after=group_snapshot(group),
-        category=DIRECTORY,
-    )
+    _audit(ctx, Activity.ADD_GROUP, "Add", group, after=group_snapshot(group))
     owners = list(owner_ids)
     if not owners and not ctx.actor.is_system and not can(ctx.actor, Task.GROUPS_MANAGE):
         owners.append(ctx.actor.user_id)  # self-service groups are owned by their creator
@@ -226,7 +219,7 @@ def _authorize_group_change(ctx: Ctx, group: Group, part: GroupPart) -> None:
 
 
 def add_group_member(ctx: Ctx, group_id: str, member_id: str) -> None:
-    group = get_group(ctx, group_id)
+    group = queries.get_group(ctx, group_id)
     _authorize_group_change(ctx, group, GroupPart.MEMBERS)
     _add_member(ctx, group, member_id)
 
@@ -234,7 +227,7 @@ def add_group_member(ctx: Ctx, group_id: str, member_id: str) -> None:
 def _add_member(ctx: Ctx, group: Group, member_id: str) -> None:
     if group.membership_rule:
         raise Invalid("the members of a dynamic group follow its rule and cannot be edited")
-    member_type = _principal_type(ctx, member_id)
+    member_type = principal_type(ctx, member_id)
     if member_type == "group" and group.is_assignable_to_role:
         # As in Entra: directory roles never flow into nested groups.
         raise Invalid("a role-assignable group cannot have groups as members")
@@ -248,44 +241,34 @@ def _add_member(ctx: Ctx, group: Group, member_id: str) -> None:
         raise Conflict("the principal is already a member of the group")
     ctx.session.add(GroupMember(group_id=group.id, member_id=member_id, member_type=member_type))
     ctx.session.flush()
-    ctx.audit(
-        "Add member to group",
-        operation_type="Add",
-        target_type="Group",
-        target_id=group.id,
-        target_name=group.display_name,
-        after={"member": member_id, "memberType": member_type},
-        category=DIRECTORY,
-    )
+    after = {"member": member_id, "memberType": member_type}
+    _audit(ctx, Activity.ADD_MEMBER_TO_GROUP, "Add", group, after=after)
 
 
 def remove_group_member(ctx: Ctx, group_id: str, member_id: str) -> None:
-    group = get_group(ctx, group_id)
+    group = queries.get_group(ctx, group_id)
     _authorize_group_change(ctx, group, GroupPart.MEMBERS)
     edge = ctx.session.get(GroupMember, (group_id, member_id))
     if edge is None:
         raise NotFound("the principal is not a member of the group")
     ctx.session.delete(edge)
-    ctx.audit(
-        "Remove member from group",
-        operation_type="Delete",
-        target_type="Group",
-        target_id=group_id,
-        target_name=group.display_name,
-        before={"member": member_id},
-        category=DIRECTORY,
-    )
+    _audit(ctx, Activity.REMOVE_MEMBER_FROM_GROUP, "Delete", group, before={"member": member_id})
 
 
 def add_group_owner(ctx: Ctx, group_id: str, user_id: str) -> None:
-    group = get_group(ctx, group_id)
+    group = queries.get_group(ctx, group_id)
     _authorize_group_change(ctx, group, GroupPart.OWNERS)
     _add_owner(ctx, group, user_id)
 
 
-def _add_owner(ctx: Ctx, group: Group, user_id: str) -> None:
+def _check_user(ctx: Ctx, user_id: str, why: str = "") -> None:
+    """``Invalid`` unless ``user_id`` names a user (the one an edge is about to name)."""
     if ctx.session.get(User, user_id) is None:
-        raise Invalid(f"user {user_id} was not found; owners are users")
+        raise Invalid(f"user {user_id} was not found{why}")
+
+
+def _add_owner(ctx: Ctx, group: Group, user_id: str) -> None:
+    _check_user(ctx, user_id, "; owners are users")
     edge = ctx.session.get(GroupOwner, (group.id, user_id))
     if edge is not None and (edge.valid_until is None or edge.valid_until > ctx.now):
         raise Conflict("the user is already an owner of the group")
@@ -294,45 +277,26 @@ def _add_owner(ctx: Ctx, group: Group, user_id: str) -> None:
     else:
         ctx.session.add(GroupOwner(group_id=group.id, user_id=user_id))
     ctx.session.flush()
-    ctx.audit(
-        "Add owner to group",
-        operation_type="Add",
-        target_type="Group",
-        target_id=group.id,
-        target_name=group.display_name,
-        after={"owner": user_id},
-        category=DIRECTORY,
-    )
+    _audit(ctx, Activity.ADD_OWNER_TO_GROUP, "Add", group, after={"owner": user_id})
 
 
 def remove_group_owner(ctx: Ctx, group_id: str, user_id: str) -> None:
-    group = get_group(ctx, group_id)
+    group = queries.get_group(ctx, group_id)
     _authorize_group_change(ctx, group, GroupPart.OWNERS)
     edge = ctx.session.get(GroupOwner, (group_id, user_id))
     if edge is None:
         raise NotFound("the user is not an owner of the group")
     ctx.session.delete(edge)
-    ctx.audit(
-        "Remove owner from group",
-        operation_type="Delete",
-        target_type="Group",
-        target_id=group_id,
-        target_name=group.display_name,
-        before={"owner": user_id},
-        category=DIRECTORY,
-    )
+    _audit(ctx, Activity.REMOVE_OWNER_FROM_GROUP, "Delete", group, before={"owner": user_id})
 
 
-def _principal_type(ctx: Ctx, principal_id: str) -> str:
+def principal_type(ctx: Ctx, principal_id: str) -> str:
+    """``user`` or ``group``: what ``principal_id`` names; ``Invalid`` if neither."""
     if ctx.session.get(User, principal_id) is not None:
         return "user"
     if ctx.session.get(Group, principal_id) is not None:
         return "group"
     raise Invalid(f"no user or group has id {principal_id}")
-
-
-def principal_type(ctx: Ctx, principal_id: str) -> str:
-    return _principal_type(ctx, principal_id)
 
 
 # ---------------------------------------------------------------- applications
@@ -366,38 +330,22 @@ def create_application(
                 value=validation.display_name(value, "appRoles.value", 120),
             )
         )
-    ctx.audit(
-        "Add application",
-        operation_type="Add",
-        target_type="Application",
-        target_id=app.id,
-        target_name=app.display_name,
-        after={"displayName": app.display_name, "appRoles": [v for _, v in app_roles]},
-        category=DIRECTORY,
-    )
+    after = {"displayName": app.display_name, "appRoles": values}
+    _audit(ctx, Activity.ADD_APPLICATION, "Add", app, after=after)
     for owner in owner_ids:
         add_application_owner(ctx, app.id, owner)
     return app
 
 
 def add_application_owner(ctx: Ctx, app_id: str, user_id: str) -> None:
-    app = get_application(ctx, app_id)
+    app = queries.get_application(ctx, app_id)
     if not relations.may_manage_application(ctx.session, ctx.actor, app_id):
         raise Forbidden("only the application's owners or an application administrator may do this")
-    if ctx.session.get(User, user_id) is None:
-        raise Invalid(f"user {user_id} was not found; owners are users")
+    _check_user(ctx, user_id, "; owners are users")
     if relations.owns_application(ctx.session, app_id, user_id):
         raise Conflict("the user is already an owner of the application")
     ctx.session.add(ApplicationOwner(application_id=app_id, user_id=user_id))
-    ctx.audit(
-        "Add owner to application",
-        operation_type="Add",
-        target_type="Application",
-        target_id=app_id,
-        target_name=app.display_name,
-        after={"owner": user_id},
-        category=DIRECTORY,
-    )
+    _audit(ctx, Activity.ADD_OWNER_TO_APPLICATION, "Add", app, after={"owner": user_id})
 
 
 # ---------------------------------------------------------------- sites
@@ -431,38 +379,21 @@ def create_site(
     ctx.session.flush()
     for role in roles:
         ctx.session.add(SiteRole(site_id=site.id, display_name=validation.display_name(role)))
-    ctx.audit(
-        "Add site",
-        operation_type="Add",
-        target_type="Site",
-        target_id=site.id,
-        target_name=site.display_name,
-        after={"webUrl": url, "roles": list(roles)},
-        category=DIRECTORY,
-    )
+    _audit(ctx, Activity.ADD_SITE, "Add", site, after={"webUrl": url, "roles": list(roles)})
     for admin in admin_ids:
         add_site_admin(ctx, site.id, admin)
     return site
 
 
 def add_site_admin(ctx: Ctx, site_id: str, user_id: str) -> None:
-    site = get_site(ctx, site_id)
+    site = queries.get_site(ctx, site_id)
     if not relations.may_manage_site(ctx.session, ctx.actor, site_id):
         raise Forbidden("only the site's administrators or a SharePoint administrator may do this")
-    if ctx.session.get(User, user_id) is None:
-        raise Invalid(f"user {user_id} was not found")
+    _check_user(ctx, user_id)
     if relations.administers_site(ctx.session, site_id, user_id):
         raise Conflict("the user is already an administrator of the site")
     ctx.session.add(SiteAdmin(site_id=site_id, user_id=user_id))
-    ctx.audit(
-        "Add site administrator",
-        operation_type="Add",
-        target_type="Site",
-        target_id=site_id,
-        target_name=site.display_name,
-        after={"admin": user_id},
-        category=DIRECTORY,
-    )
+    _audit(ctx, Activity.ADD_SITE_ADMINISTRATOR, "Add", site, after={"admin": user_id})
 
 
 # ---------------------------------------------------------------- directory roles
@@ -499,7 +430,7 @@ def _is_global_admin(ctx: Ctx) -> bool:
 def assign_directory_role(ctx: Ctx, *, principal_id: str, role: str) -> DirectoryRoleAssignment:
     authorize(ctx.actor, Task.DIRECTORY_ROLES_MANAGE)
     rid = parse_directory_role(role)
-    ptype = _principal_type(ctx, principal_id)
+    ptype = principal_type(ctx, principal_id)
     if ptype == "group":
         group = ctx.session.get(Group, principal_id)
         if group is None or not group.is_assignable_to_role:
@@ -519,7 +450,7 @@ def assign_directory_role(ctx: Ctx, *, principal_id: str, role: str) -> Director
     except IntegrityError as exc:
         raise Conflict("the principal already holds this directory role") from exc
     ctx.audit(
-        "Add member to role",
+        Activity.ADD_MEMBER_TO_ROLE,
         operation_type="Assign",
         target_type="DirectoryRole",
         target_id=rid.value,
@@ -540,7 +471,7 @@ def remove_directory_role(ctx: Ctx, assignment_id: str) -> None:
         raise Forbidden("only a Global Administrator may remove a Global Administrator")
     ctx.session.delete(assignment)
     ctx.audit(
-        "Remove member from role",
+        Activity.REMOVE_MEMBER_FROM_ROLE,
         operation_type="Unassign",
         target_type="DirectoryRole",
         target_id=rid.value,

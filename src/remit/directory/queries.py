@@ -14,13 +14,13 @@ exists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, or_, select
-from sqlalchemy.orm import InstrumentedAttribute
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from remit import listing, validation
 from remit.authz.actor import transitive_group_ids
@@ -79,10 +79,21 @@ DIR_ROLE_FIELDS = {
 }
 
 Principal = User | Group
+_Object = TypeVar("_Object", Group, Application, Site)
 
 
 def _authorize_read(ctx: Ctx) -> None:
     authorize(ctx.actor, Task.DIRECTORY_READ)
+
+
+def _get(ctx: Ctx, model: type[_Object], object_id: str, what: str) -> _Object:
+    """A group, application or site by id, with ``directory:read``; any other id is
+    ``NotFound`` (one with a control character names none)."""
+    _authorize_read(ctx)
+    found = ctx.session.get(model, object_id) if validation.usable_id(object_id) else None
+    if found is None:
+        raise NotFound(f"{what} {object_id} was not found")
+    return found
 
 
 def live_membership(now: datetime) -> ColumnElement[bool]:
@@ -159,11 +170,7 @@ def transitive_member_of(ctx: Ctx, id_or_upn: str, options: ListOptions) -> Page
 
 
 def get_group(ctx: Ctx, group_id: str) -> Group:
-    _authorize_read(ctx)
-    group = ctx.session.get(Group, group_id) if validation.usable_id(group_id) else None
-    if group is None:
-        raise NotFound(f"group {group_id} was not found")
-    return group
+    return _get(ctx, Group, group_id, "group")
 
 
 def groups(ctx: Ctx, options: ListOptions) -> Page[Group]:
@@ -205,28 +212,30 @@ def _principal_page(
     paged and filtered on that id; an edge whose principal is gone is left out."""
     found = listing.page(ctx.session, edges, key=column, fields={"id": F(column)}, options=options)
     ids = [getattr(edge, column.key) for edge in found.items]
-    return Page(_principals(ctx, ids), found.count, found.next_skip, found.next_skiptoken)
+    principals = principals_by_id(ctx.session, ids)
+    items = [principals[i] for i in ids if i in principals]
+    return Page(items, found.count, found.next_skip, found.next_skiptoken)
 
 
-def _principals(ctx: Ctx, ids: list[str]) -> list[Principal]:
-    """Users and groups by id, in the order of ``ids``."""
+def principals_by_id(session: Session, ids: Collection[str]) -> dict[str, Principal]:
+    """The users and groups with these ids (read or named by the caller: members, owners,
+    sponsors, role holders), by id, in two statements whatever their number; an id that names
+    neither (a principal deleted since) is absent."""
+    if not ids:
+        return {}
+    wanted = list(ids)
     found: dict[str, Principal] = {
-        u.id: u for u in ctx.session.execute(select(User).where(User.id.in_(ids))).scalars()
+        g.id: g for g in session.scalars(select(Group).where(Group.id.in_(wanted)))
     }
-    for g in ctx.session.execute(select(Group).where(Group.id.in_(ids))).scalars():
-        found.setdefault(g.id, g)
-    return [found[i] for i in ids if i in found]
+    found.update({u.id: u for u in session.scalars(select(User).where(User.id.in_(wanted)))})
+    return found
 
 
 # ---------------------------------------------------------------- applications
 
 
 def get_application(ctx: Ctx, app_id: str) -> Application:
-    _authorize_read(ctx)
-    app = ctx.session.get(Application, app_id) if validation.usable_id(app_id) else None
-    if app is None:
-        raise NotFound(f"application {app_id} was not found")
-    return app
+    return _get(ctx, Application, app_id, "application")
 
 
 def applications(ctx: Ctx, options: ListOptions) -> Page[Application]:
@@ -268,11 +277,7 @@ def application_owners(ctx: Ctx, app_id: str, options: ListOptions) -> Page[Prin
 
 
 def get_site(ctx: Ctx, site_id: str) -> Site:
-    _authorize_read(ctx)
-    site = ctx.session.get(Site, site_id) if validation.usable_id(site_id) else None
-    if site is None:
-        raise NotFound(f"site {site_id} was not found")
-    return site
+    return _get(ctx, Site, site_id, "site")
 
 
 def sites(ctx: Ctx, options: ListOptions) -> Page[Site]:
@@ -373,5 +378,14 @@ def _user_id(reader: Reader, upn_or_id: str) -> str | None:
     if not validation.usable_id(upn_or_id):
         return None
     stmt = select(User.id).where(or_(User.upn_key == upn_or_id.lower(), User.id == upn_or_id))
+    found: str | None = reader.execute(stmt).scalar()
+    return found
+
+
+def application_id_of(reader: Reader, name_or_id: str) -> str | None:
+    """The id of the application named by display name or id, or None."""
+    stmt = select(Application.id).where(
+        or_(Application.display_name == name_or_id, Application.id == name_or_id)
+    )
     found: str | None = reader.execute(stmt).scalar()
     return found

@@ -26,16 +26,17 @@ from remit.models.packages import (
     IncompatiblePackage,
     ResourceRoleScope,
 )
+from remit.models.vocabulary import Activity
 from remit.packages import queries
 
 TARGET = "AccessPackage"
 
-# The read every change starts with, and one that lifecycle.package_roles takes from here.
+# lifecycle.package_roles still reads these two from here (they are ``queries``').
 get_package = queries.get_package
 get_resource_role_scope = queries.get_resource_role_scope
 
 
-def audit(ctx: Ctx, package: AccessPackage, activity: str, **event: Any) -> None:
+def audit(ctx: Ctx, package: AccessPackage, activity: Activity, **event: Any) -> None:
     """One audit event about ``package`` (its catalog's, so that the catalog's readers see it);
     ``event`` carries the operation type and the before/after values."""
     ctx.audit(
@@ -69,15 +70,7 @@ def create_package(
     )
     ctx.session.add(package)
     ctx.session.flush()
-    ctx.audit(
-        "Create access package",
-        operation_type="Add",
-        target_type=TARGET,
-        target_id=package.id,
-        target_name=package.display_name,
-        catalog_id=catalog.id,
-        after=snapshot(package),
-    )
+    audit(ctx, package, Activity.CREATE_PACKAGE, operation_type="Add", after=snapshot(package))
     return package
 
 
@@ -113,7 +106,7 @@ def update_package(ctx: Ctx, package_id: str, changes: dict[str, Any]) -> Access
         audit(
             ctx,
             package,
-            "Update access package",
+            Activity.UPDATE_PACKAGE,
             operation_type="Update",
             before=before,
             after=after,
@@ -150,7 +143,7 @@ def delete_package(ctx: Ctx, package_id: str) -> None:
             code="AccessPackageHasOpenRequests",
         )
     ctx.session.delete(package)
-    audit(ctx, package, "Delete access package", operation_type="Delete", before=snapshot(package))
+    audit(ctx, package, Activity.DELETE_PACKAGE, operation_type="Delete", before=snapshot(package))
 
 
 def snapshot(package: AccessPackage) -> dict[str, Any]:
@@ -223,76 +216,62 @@ def role_scope(
 # ---------------------------------------------------------------- separation of duties
 
 
-def add_incompatible_package(ctx: Ctx, package_id: str, other_id: str) -> None:
+def _marking(ctx: Ctx, package_id: str) -> AccessPackage:
+    """A package whose incompatibilities the actor may change."""
     package = get_package(ctx, package_id)
     authorize(ctx.actor, Task.PACKAGE_INCOMPATIBLE_MANAGE, package.catalog_id)
+    return package
+
+
+def _unmark(
+    ctx: Ctx,
+    link_type: type[IncompatiblePackage | IncompatibleGroup],
+    key: tuple[str, str],
+    missing: str,
+) -> None:
+    """Delete the incompatibility ``key`` (package id, the other's id); ``NotFound`` if there
+    is none (an id with a control character names none)."""
+    link = ctx.session.get(link_type, key) if validation.usable_id(key[1]) else None
+    if link is None:
+        raise NotFound(missing)
+    ctx.session.delete(link)
+
+
+def add_incompatible_package(ctx: Ctx, package_id: str, other_id: str) -> None:
+    package = _marking(ctx, package_id)
     other = get_package(ctx, other_id)
     if other.id == package.id:
         raise Invalid("an access package cannot be incompatible with itself")
     if ctx.session.get(IncompatiblePackage, (package.id, other.id)) is not None:
         raise Conflict("the access packages are already marked incompatible")
     ctx.session.add(IncompatiblePackage(access_package_id=package.id, incompatible_id=other.id))
-    audit(
-        ctx,
-        package,
-        "Add incompatible access package",
-        operation_type="Add",
-        after={"incompatibleAccessPackageId": other.id},
-    )
+    after = {"incompatibleAccessPackageId": other.id}
+    audit(ctx, package, Activity.ADD_INCOMPATIBLE_PACKAGE, operation_type="Add", after=after)
 
 
 def remove_incompatible_package(ctx: Ctx, package_id: str, other_id: str) -> None:
-    package = get_package(ctx, package_id)
-    authorize(ctx.actor, Task.PACKAGE_INCOMPATIBLE_MANAGE, package.catalog_id)
-    link = (
-        ctx.session.get(IncompatiblePackage, (package.id, other_id))
-        if validation.usable_id(other_id)
-        else None
-    )
-    if link is None:
-        raise NotFound("the access packages are not marked incompatible")
-    ctx.session.delete(link)
+    package = _marking(ctx, package_id)
+    missing = "the access packages are not marked incompatible"
+    _unmark(ctx, IncompatiblePackage, (package.id, other_id), missing)
+    before = {"incompatibleAccessPackageId": other_id}
     audit(
-        ctx,
-        package,
-        "Remove incompatible access package",
-        operation_type="Delete",
-        before={"incompatibleAccessPackageId": other_id},
+        ctx, package, Activity.REMOVE_INCOMPATIBLE_PACKAGE, operation_type="Delete", before=before
     )
 
 
 def add_incompatible_group(ctx: Ctx, package_id: str, group_id: str) -> None:
-    package = get_package(ctx, package_id)
-    authorize(ctx.actor, Task.PACKAGE_INCOMPATIBLE_MANAGE, package.catalog_id)
+    package = _marking(ctx, package_id)
     if not validation.usable_id(group_id) or ctx.session.get(Group, group_id) is None:
         raise NotFound(f"group {group_id!r} was not found")
     if ctx.session.get(IncompatibleGroup, (package.id, group_id)) is not None:
         raise Conflict("the group is already marked incompatible")
     ctx.session.add(IncompatibleGroup(access_package_id=package.id, group_id=group_id))
-    audit(
-        ctx,
-        package,
-        "Add incompatible group",
-        operation_type="Add",
-        after={"incompatibleGroupId": group_id},
-    )
+    after = {"incompatibleGroupId": group_id}
+    audit(ctx, package, Activity.ADD_INCOMPATIBLE_GROUP, operation_type="Add", after=after)
 
 
 def remove_incompatible_group(ctx: Ctx, package_id: str, group_id: str) -> None:
-    package = get_package(ctx, package_id)
-    authorize(ctx.actor, Task.PACKAGE_INCOMPATIBLE_MANAGE, package.catalog_id)
-    link = (
-        ctx.session.get(IncompatibleGroup, (package.id, group_id))
-        if validation.usable_id(group_id)
-        else None
-    )
-    if link is None:
-        raise NotFound("the group is not marked incompatible")
-    ctx.session.delete(link)
-    audit(
-        ctx,
-        package,
-        "Remove incompatible group",
-        operation_type="Delete",
-        before={"incompatibleGroupId": group_id},
-    )
+    package = _marking(ctx, package_id)
+    _unmark(ctx, IncompatibleGroup, (package.id, group_id), "the group is not marked incompatible")
+    before = {"incompatibleGroupId": group_id}
+    audit(ctx, package, Activity.REMOVE_INCOMPATIBLE_GROUP, operation_type="Delete", before=before)

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from remit.api import lifecycle_shapes as shapes
+from remit.api.bodies import AssignmentRequestCreate, StageDecision
 from remit.api.collection import (
     QueryOptions,
     check_expand,
@@ -52,57 +53,6 @@ def render_requests(
     return render
 
 
-def _pick(source: dict[str, Any], *names: str) -> Any:
-    for name in names:
-        value = source.get(name)
-        if value not in (None, ""):
-            return value
-    return None
-
-
-def _nested_id(source: dict[str, Any], name: str, key: str = "id") -> Any:
-    value = source.get(name)
-    return value.get(key) if isinstance(value, dict) else None
-
-
-def parse_request_body(body: Any) -> dict[str, Any]:
-    """The lenient reading of graph-api §A.3.5: ``assignment`` or ``accessPackageAssignment``,
-    camelCase or snake_case ids (the SDK's additional_data), or typed navigations."""
-    if not isinstance(body, dict):
-        raise Invalid("the body must be a JSON object")
-    raw = body.get("assignment") or body.get("accessPackageAssignment") or {}
-    if not isinstance(raw, dict):
-        raise Invalid("assignment must be an object", target="assignment")
-    target: dict[str, Any] = raw["target"] if isinstance(raw.get("target"), dict) else {}
-    answers = body.get("answers")
-    if answers is not None and not isinstance(answers, list):
-        raise Invalid("answers must be a list", target="answers")
-    schedule = body.get("schedule")
-    if schedule is not None and not isinstance(schedule, dict):
-        raise Invalid("schedule must be an object", target="schedule")
-    justification = body.get("justification")
-    if justification is not None and not isinstance(justification, str):
-        raise Invalid("justification must be a string", target="justification")
-    found = {
-        "kind": body.get("requestType"),
-        "package_id": _pick(raw, "accessPackageId", "access_package_id")
-        or _nested_id(raw, "accessPackage"),
-        "policy_id": _pick(raw, "assignmentPolicyId", "assignment_policy_id")
-        or _nested_id(raw, "assignmentPolicy"),
-        "target_id": _pick(raw, "targetId", "target_id") or target.get("objectId") or None,
-        "target_email": target.get("email") or None,
-        "assignment_id": raw.get("id"),
-        "justification": justification,
-        "answers": answers,
-        "schedule": schedule,
-    }
-    for key in ("package_id", "policy_id", "target_id", "target_email", "assignment_id"):
-        value = found[key]
-        if value is not None and (not isinstance(value, str) or len(value) > 320):
-            raise Invalid(f"{key} must be a string", target=key)
-    return found
-
-
 @router.get("/assignmentRequests")
 def list_requests(
     request: Request,
@@ -124,12 +74,23 @@ def list_requests(
 def create_request(
     request: Request,
     response: Response,
-    body: dict[str, Any] = Body(...),
+    body: AssignmentRequestCreate,
     ident: Identity = Depends(identity),
 ) -> dict[str, Any]:
-    fields = parse_request_body(body)
+    wanted = body.assignment
     with operation(request, ident, write=True) as ctx:
-        created = requests.submit(ctx, **fields)
+        created = requests.submit(
+            ctx,
+            kind=body.requestType,
+            package_id=wanted.accessPackageId,
+            policy_id=wanted.assignmentPolicyId,
+            target_id=wanted.target.objectId,
+            target_email=wanted.target.email,
+            assignment_id=wanted.id,
+            justification=body.justification,
+            answers=body.answers,
+            schedule=body.schedule,
+        )
         item = shape(ctx, created)
         shapes.expand_requests(ctx, [created], [item], {"accessPackage", "assignment"})
     response.headers["Location"] = f"{EM}/assignmentRequests/{created.id}"
@@ -249,19 +210,11 @@ def decide_stage(
     request: Request,
     approval_id: str,
     stage_id: str,
-    body: dict[str, Any] = Body(...),
+    body: StageDecision,
     ident: Identity = Depends(identity),
 ) -> Response:
-    result = body.get("reviewResult")
-    justification = body.get("justification")
-    if not isinstance(result, str):
-        raise Invalid("reviewResult (Approve or Deny) is required", target="reviewResult")
-    if justification is not None and (
-        not isinstance(justification, str) or len(justification) > 4000
-    ):
-        raise Invalid(
-            "justification must be a string of at most 4,000 characters", target="justification"
-        )
     with operation(request, ident, write=True) as ctx:
-        ops.decide_stage(ctx, approval_id, stage_id, result=result, justification=justification)
+        ops.decide_stage(
+            ctx, approval_id, stage_id, result=body.reviewResult, justification=body.justification
+        )
     return Response(status_code=204)

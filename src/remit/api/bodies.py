@@ -18,7 +18,7 @@ from pydantic_core import PydanticCustomError
 from remit import validation
 from remit.errors import Invalid
 from remit.lifecycle.requests import request_type
-from remit.models.vocabulary import RequestType
+from remit.models.vocabulary import CatalogState, RequestType
 
 MULTILINE = frozenset({"description", "membershipRule"})
 
@@ -60,7 +60,7 @@ class IdRef(Body):
 class CatalogCreate(Body):
     displayName: str = Name
     description: str | None = Text
-    state: str = "published"
+    state: str = CatalogState.PUBLISHED
     isExternallyVisible: bool = True
 
 
@@ -253,7 +253,7 @@ class AssignmentRequestCreate(Lenient):
     ``target: {objectId, email}``, or ``targetId``)."""
 
     requestType: RequestType
-    assignment: RequestedAssignment
+    assignment: RequestedAssignment = Field(default_factory=RequestedAssignment)
     justification: str | None = None
     answers: list[Any] | None = None
     schedule: dict[str, Any] | None = None
@@ -284,8 +284,8 @@ class AssignmentRequestCreate(Lenient):
             "target_email": target.get("email") or None,
             "assignment_id": raw.get("id"),
         }
-        for key, value in ids.items():
-            if value is not None and (not isinstance(value, str) or len(value) > 320):
+        for key, found in ids.items():
+            if found is not None and (not isinstance(found, str) or len(found) > 320):
                 raise Invalid(f"{key} must be a string", target=key)
         return {
             "requestType": request_type(body.get("requestType")),

@@ -13,6 +13,7 @@ from remit.lifecycle.schedule import assignment_schedule
 from remit.lifecycle.schedule import iso as schedule_iso
 from remit.models.directory import User
 from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.vocabulary import AssignmentState
 
 GRAPH = "#microsoft.graph."
 
@@ -40,7 +41,7 @@ def assignment(a: Assignment, now: datetime) -> dict[str, Any]:
     lapsed = assignments.lapsed(a, now)
     return {
         "id": a.id,
-        "state": "expired" if lapsed else a.state,
+        "state": AssignmentState.EXPIRED if lapsed else a.state,
         "status": "Expired" if lapsed else a.status,
         "expiredDateTime": iso(a.expires_at if lapsed else a.expired_at),
         "schedule": assignment_schedule(a.start_at, a.expires_at, a.expiration),

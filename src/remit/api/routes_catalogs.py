@@ -30,6 +30,7 @@ from remit.models.catalogs import (
     ResourceRole,
     ResourceScope,
 )
+from remit.models.vocabulary import RequestType
 from remit.packages import queries as packages
 from remit.tokens import Identity
 
@@ -291,14 +292,14 @@ def create_resource_request(
 ) -> dict[str, Any]:
     kind = body.requestType.lower()
     with operation(request, ident, write=True) as ctx:
-        if kind == "adminadd":
+        if kind == RequestType.ADMIN_ADD.lower():
             created = res.add_resource(
                 ctx,
                 catalog_id=body.catalog.id,
                 origin_system_name=body.resource.originSystem,
                 origin_id=body.resource.originId,
             )
-        elif kind == "adminremove":
+        elif kind == RequestType.ADMIN_REMOVE.lower():
             created = res.remove_resource(
                 ctx,
                 catalog_id=body.catalog.id,

@@ -26,6 +26,7 @@ from remit.external import settings as tenant_settings
 from remit.external.queries import Sponsor
 from remit.models.directory import User
 from remit.models.external import ConnectedOrganization
+from remit.models.vocabulary import OrganizationState
 from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
@@ -38,7 +39,7 @@ router = APIRouter(prefix=EM, tags=["connectedOrganizations"], dependencies=[Dep
 class OrganizationCreate(Body):
     displayName: str = Field(max_length=256)
     description: str | None = Field(default=None, max_length=4000)
-    state: Any = "configured"
+    state: Any = OrganizationState.CONFIGURED
     identitySources: list[Any] | None = Field(default=None, max_length=100)
 
 

@@ -43,6 +43,9 @@ router = APIRouter(prefix=EM, tags=["assignmentPolicies"], dependencies=[Depends
 # questions and customExtensionStageSettings are always inline; expanding them changes nothing.
 POLICY_EXPANDS = ("accessPackage", "catalog", "questions", "customExtensionStageSettings")
 PolicyBody = Body(..., description="an accessPackageAssignmentPolicy")
+# One item for a policy's list: a JSON value, typed as far as the route reads it, for
+# ``operations.add_item`` refuses anything but an object of the list's kind in its own words.
+JsonItem = dict[str, Any] | list[Any] | str | int | float | bool | None
 
 
 def render_policies(
@@ -150,7 +153,7 @@ def _list_routes(field: str) -> None:
     def add_item(
         request: Request,
         policy_id: str,
-        body: Any = Body(..., description=f"one of the policy's {field}"),
+        body: JsonItem = Body(..., description=f"one of the policy's {field}"),
         ident: Identity = Depends(identity),
     ) -> dict[str, Any]:
         with operation(request, ident, write=True) as ctx:

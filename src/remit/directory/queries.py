@@ -223,7 +223,7 @@ def principals_by_id(session: Session, ids: Collection[str]) -> dict[str, Princi
     neither (a principal deleted since) is absent."""
     if not ids:
         return {}
-    wanted = list(ids)
+    wanted = sorted(set(ids))
     found: dict[str, Principal] = {
         g.id: g for g in session.scalars(select(Group).where(Group.id.in_(wanted)))
     }

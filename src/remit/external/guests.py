@@ -37,6 +37,7 @@ from remit.models.directory import (
 )
 from remit.models.external import ConnectedOrganization, ConnectedOrganizationSponsor
 from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.vocabulary import Activity
 
 GOVERNED, NOT_GOVERNED = "governed", "notGoverned"
 GUEST = "Guest"
@@ -121,7 +122,7 @@ def ensure_guest(
     ctx.session.add(user)
     ctx.session.flush()
     ctx.audit(
-        "Invite external user",
+        Activity.INVITE_EXTERNAL_USER,
         operation_type="Add",
         target_type="User",
         target_id=user.id,
@@ -144,6 +145,24 @@ def _snapshot(user: User) -> dict[str, Any]:
         "blockedDateTime": user.blocked_at.isoformat() if user.blocked_at else None,
         "deleteAfterDateTime": user.delete_after.isoformat() if user.delete_after else None,
     }
+
+
+def _audit_change(
+    ctx: Ctx, activity: Activity, user: User, before: dict[str, Any], **event: Any
+) -> None:
+    """One event about a change of ``user``'s lifecycle, from ``before`` to what it is now."""
+    ctx.session.flush()
+    ctx.audit(
+        activity,
+        operation_type="Update",
+        target_type="User",
+        target_id=user.id,
+        target_name=user.user_principal_name,
+        before=before,
+        after=_snapshot(user),
+        subject_id=user.id,
+        **event,
+    )
 
 
 def _has_active_assignment(ctx: Ctx, user_id: str) -> bool:
@@ -184,18 +203,13 @@ def on_last_assignment_ended(ctx: Ctx, user_id: str) -> None:
     user.blocked_at = ctx.now
     if action == tenant_settings.BLOCK_AND_DELETE:
         user.delete_after = ctx.now + tenant_settings.delete_delay(row)
-    ctx.session.flush()
-    ctx.audit(
-        "Block external user" + (" and schedule deletion" if user.delete_after is not None else ""),
-        operation_type="Update",
-        target_type="User",
-        target_id=user.id,
-        target_name=user.user_principal_name,
-        before=before,
-        after=_snapshot(user),
-        subject_id=user.id,
-        details={"externalUserLifecycleAction": action},
+    blocked = (
+        Activity.BLOCK_AND_SCHEDULE_DELETION
+        if user.delete_after is not None
+        else Activity.BLOCK_EXTERNAL_USER
     )
+    details = {"externalUserLifecycleAction": action}
+    _audit_change(ctx, blocked, user, before, details=details)
     if user.delete_after is not None and user.delete_after <= ctx.now:
         enqueue(
             ctx.session,
@@ -218,17 +232,7 @@ def restore_on_new_assignment(ctx: Ctx, user_id: str) -> None:
     user.account_enabled = True
     user.blocked_at = None
     user.delete_after = None
-    ctx.session.flush()
-    ctx.audit(
-        "Unblock external user",
-        operation_type="Update",
-        target_type="User",
-        target_id=user.id,
-        target_name=user.user_principal_name,
-        before=before,
-        after=_snapshot(user),
-        subject_id=user.id,
-    )
+    _audit_change(ctx, Activity.UNBLOCK_EXTERNAL_USER, user, before)
 
 
 def mark_governed(ctx: Ctx, user_id: str, *, catalog_id: str) -> User:
@@ -259,18 +263,7 @@ def mark_governed(ctx: Ctx, user_id: str, *, catalog_id: str) -> User:
         )
     before = _snapshot(user)
     user.subject_lifecycle = GOVERNED
-    ctx.session.flush()
-    ctx.audit(
-        "Mark external user as governed",
-        operation_type="Update",
-        target_type="User",
-        target_id=user.id,
-        target_name=user.user_principal_name,
-        catalog_id=catalog_id,
-        before=before,
-        after=_snapshot(user),
-        subject_id=user.id,
-    )
+    _audit_change(ctx, Activity.MARK_EXTERNAL_USER_GOVERNED, user, before, catalog_id=catalog_id)
     return user
 
 
@@ -326,7 +319,7 @@ def delete_guests(ctx: Ctx, users: Sequence[User]) -> int:
         ctx.session.expunge(user)
     for uid, upn, before in snapshots:
         ctx.audit(
-            "Delete user",
+            Activity.DELETE_USER,
             operation_type="Delete",
             target_type="User",
             target_id=uid,

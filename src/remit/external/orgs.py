@@ -29,9 +29,9 @@ from remit.models.external import (
     ConnectedOrganizationSponsor,
 )
 from remit.models.policies import PolicyTarget
+from remit.models.vocabulary import Activity, OrganizationState
 
 TARGET_TYPE = "ConnectedOrganization"
-STATES = ("configured", "proposed")
 MAX_ORGANIZATIONS = 2500  # per tenant (spec §9)
 EDITABLE = {"displayName", "description", "state", "identitySources"}
 
@@ -39,8 +39,10 @@ EDITABLE = {"displayName", "description", "state", "identitySources"}
 # ---------------------------------------------------------------- writes
 
 
-def _state(value: Any) -> str:
-    found = next((s for s in STATES if isinstance(value, str) and value.lower() == s), None)
+def _state(value: Any) -> OrganizationState:
+    found = next(
+        (s for s in OrganizationState if isinstance(value, str) and value.lower() == s), None
+    )
     if found is None:
         raise Invalid("state must be 'configured' or 'proposed'", target="state")
     return found
@@ -80,7 +82,7 @@ def _check_keys_free(ctx: Ctx, keys: set[str], own_id: str | None) -> None:
         )
         .where(
             ConnectedOrganizationDomain.domain.in_(sorted(keys)),
-            ConnectedOrganization.state == "configured",
+            ConnectedOrganization.state == OrganizationState.CONFIGURED,
             ConnectedOrganization.id != (own_id or ""),
         )
         .order_by(ConnectedOrganizationDomain.domain)
@@ -107,6 +109,25 @@ def _index(ctx: Ctx, org: ConnectedOrganization) -> None:
     )
 
 
+def audit(ctx: Ctx, org: ConnectedOrganization, activity: Activity, **event: Any) -> None:
+    """One audit event about ``org`` (its sponsors' too); ``event`` carries the operation
+    type and the before/after values."""
+    ctx.audit(
+        activity,
+        target_type=TARGET_TYPE,
+        target_id=org.id,
+        target_name=org.display_name,
+        **event,
+    )
+
+
+def changed(ctx: Ctx, org: ConnectedOrganization, activity: Activity, **event: Any) -> None:
+    """``org`` changed (itself or its sponsors): modified now, and audited."""
+    org.modified_at = ctx.now
+    ctx.session.flush()
+    audit(ctx, org, activity, **event)
+
+
 def snapshot(org: ConnectedOrganization) -> dict[str, Any]:
     return {
         "displayName": org.display_name,
@@ -121,7 +142,7 @@ def create_organization(
     *,
     display_name: str,
     description: str | None = None,
-    state: str = "configured",
+    state: str = OrganizationState.CONFIGURED,
     identity_sources: list[Any] | None = None,
 ) -> ConnectedOrganization:
     authorize(ctx.actor, Task.CONNECTED_ORGS_MANAGE)
@@ -131,7 +152,7 @@ def create_organization(
         description=validation.optional_text(description, "description"),
         state=_state(state),
         parsed_sources=sources.parse_sources(identity_sources),
-        activity="Create connected organization",
+        activity=Activity.CREATE_ORGANIZATION,
     )
 
 
@@ -140,13 +161,13 @@ def _create(
     *,
     display_name: str,
     description: str | None,
-    state: str,
+    state: OrganizationState,
     parsed_sources: list[dict[str, Any]],
-    activity: str,
+    activity: Activity,
 ) -> ConnectedOrganization:
     # Locks in one order everywhere (matching keys, then the count) so that no two wait on
     # each other.
-    if state == "configured":
+    if state == OrganizationState.CONFIGURED:
         _check_keys_free(ctx, sources.match_keys(parsed_sources), None)
     _check_limit(ctx)
     org = ConnectedOrganization(
@@ -162,14 +183,7 @@ def _create(
     ctx.session.flush()
     _index(ctx, org)
     ctx.session.flush()
-    ctx.audit(
-        activity,
-        operation_type="Add",
-        target_type=TARGET_TYPE,
-        target_id=org.id,
-        target_name=org.display_name,
-        after=snapshot(org),
-    )
+    audit(ctx, org, activity, operation_type="Add", after=snapshot(org))
     return org
 
 
@@ -193,20 +207,12 @@ def update_organization(
     after = snapshot(org)
     if after == before:
         return org
-    if org.state == "configured":
+    if org.state == OrganizationState.CONFIGURED:
         _check_keys_free(ctx, sources.match_keys(org.identity_sources), org.id)
     if after["identitySources"] != before["identitySources"]:
         _index(ctx, org)
-    org.modified_at = ctx.now
-    ctx.session.flush()
-    ctx.audit(
-        "Update connected organization",
-        operation_type="Update",
-        target_type=TARGET_TYPE,
-        target_id=org.id,
-        target_name=org.display_name,
-        before=before,
-        after=after,
+    changed(
+        ctx, org, Activity.UPDATE_ORGANIZATION, operation_type="Update", before=before, after=after
     )
     return org
 
@@ -237,12 +243,11 @@ def delete_organization(ctx: Ctx, organization_id: str) -> None:
     before = snapshot(org)
     ctx.session.delete(org)
     ctx.session.flush()
-    ctx.audit(
-        "Delete connected organization",
+    audit(
+        ctx,
+        org,
+        Activity.DELETE_ORGANIZATION,
         operation_type="Delete",
-        target_type=TARGET_TYPE,
-        target_id=org.id,
-        target_name=org.display_name,
         before=before,
         details={"guestsReleased": released},
     )
@@ -279,7 +284,7 @@ def match_organization(session: Session, email: str) -> ConnectedOrganization | 
         )
         .where(ConnectedOrganizationDomain.domain == domain)
         .order_by(
-            (ConnectedOrganization.state != "configured"),
+            (ConnectedOrganization.state != OrganizationState.CONFIGURED),
             ConnectedOrganization.created_at,
             ConnectedOrganization.id,
         )
@@ -303,7 +308,7 @@ def propose_organization(ctx: Ctx, email: str) -> ConnectedOrganization:
         ctx,
         display_name=domain,
         description=f"Proposed for users from {domain}",
-        state="proposed",
+        state=OrganizationState.PROPOSED,
         parsed_sources=[
             {
                 "@odata.type": sources.GRAPH + sources.DOMAIN,
@@ -311,7 +316,7 @@ def propose_organization(ctx: Ctx, email: str) -> ConnectedOrganization:
                 "displayName": domain,
             }
         ],
-        activity="Create proposed connected organization",
+        activity=Activity.CREATE_PROPOSED_ORGANIZATION,
     )
 
 

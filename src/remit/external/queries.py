@@ -22,6 +22,7 @@ from remit.authz.actor import Actor
 from remit.authz.decide import can, can_anywhere
 from remit.authz.tasks import Task
 from remit.context import Ctx
+from remit.directory.queries import principals_by_id
 from remit.errors import Forbidden, Invalid, NotFound
 from remit.external import settings as tenant_settings
 from remit.listing import F, ListOptions, Page
@@ -114,7 +115,7 @@ def sponsors(ctx: Ctx, organization_id: str, kind: str, options: ListOptions) ->
         fields=SPONSOR_FIELDS,
         options=options,
     )
-    principals = _principals(ctx, [row.principal_id for row in found.items])
+    principals = principals_by_id(ctx.session, [row.principal_id for row in found.items])
     items = [principals[r.principal_id] for r in found.items if r.principal_id in principals]
     return Page(items, found.count, found.next_skip, found.next_skiptoken)
 
@@ -137,24 +138,13 @@ def sponsors_by_organization(
             .order_by(ConnectedOrganizationSponsor.principal_id)
         )
     )
-    principals = _principals(ctx, sorted({link.principal_id for link in links}))
+    principals = principals_by_id(ctx.session, {link.principal_id for link in links})
     found: dict[tuple[str, str], list[Sponsor]] = {}
     for link in links:
         if link.principal_id in principals:
             found.setdefault((link.organization_id, link.kind), []).append(
                 principals[link.principal_id]
             )
-    return found
-
-
-def _principals(ctx: Ctx, ids: list[str]) -> dict[str, Sponsor]:
-    """Users and groups by id (one query each)."""
-    if not ids:
-        return {}
-    found: dict[str, Sponsor] = {
-        u.id: u for u in ctx.session.scalars(select(User).where(User.id.in_(ids)))
-    }
-    found.update({g.id: g for g in ctx.session.scalars(select(Group).where(Group.id.in_(ids)))})
     return found
 
 

@@ -20,6 +20,7 @@ from remit.db import insert_or_ignore
 from remit.durations import format_duration, parse_duration
 from remit.errors import Invalid
 from remit.models.external import TenantSettings
+from remit.models.vocabulary import Activity
 
 SETTINGS_ID = 1
 NONE, BLOCK, BLOCK_AND_DELETE = "none", "blockSignIn", "blockSignInAndDelete"
@@ -117,7 +118,7 @@ def update_settings(ctx: Ctx, changes: dict[str, Any]) -> TenantSettings:
         row.modified_at = ctx.now
         ctx.session.flush()
         ctx.audit(
-            "Update entitlement management settings",
+            Activity.UPDATE_SETTINGS,
             operation_type="Update",
             target_type="EntitlementManagementSettings",
             target_id=str(SETTINGS_ID),

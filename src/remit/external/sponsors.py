@@ -9,10 +9,11 @@ from remit.authz.decide import authorize
 from remit.authz.tasks import Task
 from remit.context import Ctx
 from remit.errors import Conflict, Invalid, NotFound
-from remit.external.orgs import TARGET_TYPE
+from remit.external.orgs import changed
 from remit.external.queries import organization, sponsor_kind
 from remit.models.directory import Group, User
 from remit.models.external import ConnectedOrganizationSponsor
+from remit.models.vocabulary import Activity
 
 
 def _sponsor_type(ctx: Ctx, kind: str, principal_id: str) -> str:
@@ -33,6 +34,13 @@ def _sponsor_type(ctx: Ctx, kind: str, principal_id: str) -> str:
     )
 
 
+# The activity of adding and of removing a sponsor, by kind.
+_ACTIVITIES = {
+    "internal": (Activity.ADD_INTERNAL_SPONSOR, Activity.REMOVE_INTERNAL_SPONSOR),
+    "external": (Activity.ADD_EXTERNAL_SPONSOR, Activity.REMOVE_EXTERNAL_SPONSOR),
+}
+
+
 def add_sponsor(ctx: Ctx, organization_id: str, kind: str, principal_id: str) -> None:
     org = organization(ctx, organization_id)
     authorize(ctx.actor, Task.CONNECTED_ORGS_MANAGE)
@@ -48,16 +56,8 @@ def add_sponsor(ctx: Ctx, organization_id: str, kind: str, principal_id: str) ->
             principal_type=principal_type,
         )
     )
-    org.modified_at = ctx.now
-    ctx.session.flush()
-    ctx.audit(
-        f"Add {kind} sponsor to connected organization",
-        operation_type="Add",
-        target_type=TARGET_TYPE,
-        target_id=org.id,
-        target_name=org.display_name,
-        after={"sponsor": principal_id, "sponsorType": principal_type, "kind": kind},
-    )
+    after = {"sponsor": principal_id, "sponsorType": principal_type, "kind": kind}
+    changed(ctx, org, _ACTIVITIES[kind][0], operation_type="Add", after=after)
 
 
 def remove_sponsor(ctx: Ctx, organization_id: str, kind: str, principal_id: str) -> None:
@@ -72,13 +72,5 @@ def remove_sponsor(ctx: Ctx, organization_id: str, kind: str, principal_id: str)
     if row is None:
         raise NotFound(f"{principal_id} is not an {kind} sponsor of the organization")
     ctx.session.delete(row)
-    org.modified_at = ctx.now
-    ctx.session.flush()
-    ctx.audit(
-        f"Remove {kind} sponsor from connected organization",
-        operation_type="Delete",
-        target_type=TARGET_TYPE,
-        target_id=org.id,
-        target_name=org.display_name,
-        before={"sponsor": principal_id, "sponsorType": row.principal_type, "kind": kind},
-    )
+    before = {"sponsor": principal_id, "sponsorType": row.principal_type, "kind": kind}
+    changed(ctx, org, _ACTIVITIES[kind][1], operation_type="Delete", before=before)

@@ -14,8 +14,9 @@ from remit.authz.tasks import Task
 from remit.context import Ctx
 from remit.errors import Conflict, Invalid, NotFound
 from remit.models.jobs import Job
+from remit.models.vocabulary import Activity, JobStatus
 
-STATUSES = ("queued", "running", "failed")
+STATUSES = tuple(JobStatus)
 
 
 def list_jobs(
@@ -44,10 +45,10 @@ def retry_job(ctx: Ctx, job_id: int) -> Job:
     ).scalar_one_or_none()
     if job is None:
         raise NotFound(f"no job {job_id}")
-    if job.status != "failed":
+    if job.status != JobStatus.FAILED:
         raise Conflict(f"job {job_id} is {job.status}, not failed")
     before = {"status": job.status, "attempts": job.attempts, "lastError": job.last_error}
-    job.status = "queued"
+    job.status = JobStatus.QUEUED
     job.attempts = 0
     job.run_after = ctx.now
     job.lease_owner = None
@@ -55,7 +56,7 @@ def retry_job(ctx: Ctx, job_id: int) -> Job:
     job.updated_at = ctx.now
     ctx.session.flush()
     ctx.audit(
-        "Retry job",
+        Activity.RETRY_JOB,
         operation_type="Update",
         target_type="Job",
         target_id=str(job.id),

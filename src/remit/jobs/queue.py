@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from remit.db import insert_or_ignore
 from remit.faults import crash_point
 from remit.models.jobs import Job
+from remit.models.vocabulary import JobStatus
 
 _INSERT = insert(cast(Table, Job.__table__))
 
@@ -33,7 +34,7 @@ def enqueue(
     values = {
         "kind": kind,
         "payload": payload,
-        "status": "queued",
+        "status": JobStatus.QUEUED,
         "run_after": run_after or now,
         "attempts": 0,
         "max_attempts": max_attempts,

@@ -62,6 +62,7 @@ from remit.jobs import handlers
 from remit.jobs.queue import enqueue
 from remit.jobs.registry import REGISTRY, Handler, JobKind, RetryLater, StepHandler
 from remit.models.jobs import Job
+from remit.models.vocabulary import JobStatus
 from remit.settings import Settings
 
 PERIODIC_PREFIX = "periodic:"
@@ -100,7 +101,9 @@ class ClaimedJob:
 # A claimed job's row while this worker's lease on it holds (parameters: ``Worker._mine``). Built
 # once: building the clause costs more than SQLite takes to run the statement.
 _MINE = and_(
-    Job.id == bindparam("job_id"), Job.lease_owner == bindparam("owner"), Job.status == "running"
+    Job.id == bindparam("job_id"),
+    Job.lease_owner == bindparam("owner"),
+    Job.status == JobStatus.RUNNING,
 )
 _LOCK = select(Job.id).where(_MINE).with_for_update()
 _FINISH = sql_delete(Job).where(_MINE)
@@ -245,14 +248,14 @@ class Worker:
             # SQLite renders no FOR UPDATE: its write transaction already excludes other writers.
             queued = session.execute(
                 select(Job.run_after, Job.id)
-                .where(Job.status == "queued", Job.run_after <= now)
+                .where(Job.status == JobStatus.QUEUED, Job.run_after <= now)
                 .order_by(Job.run_after, Job.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).all()
             abandoned = session.execute(
                 select(Job.run_after, Job.id)
-                .where(Job.status == "running", Job.lease_until < now)
+                .where(Job.status == JobStatus.RUNNING, Job.lease_until < now)
                 .order_by(Job.run_after, Job.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
@@ -265,7 +268,7 @@ class Worker:
                 sql_update(Job)
                 .where(Job.id.in_(ids))
                 .values(
-                    status="running",
+                    status=JobStatus.RUNNING,
                     lease_owner=self.worker_id,
                     lease_until=now + self.lease,
                     attempts=Job.attempts + 1,
@@ -397,42 +400,43 @@ class Worker:
 
     def _succeed(self, session: Session, job: ClaimedJob, kind: JobKind) -> None:
         now = self.clock()
-        stmt: Update | Delete
         if kind.every is not None and job.dedupe_key == periodic_key(kind.name):
-            stmt = (
-                sql_update(Job)
-                .where(_MINE)
-                .values(
-                    status="queued",
-                    run_after=next_slot(now, kind.every),
-                    attempts=0,
-                    lease_owner=None,
-                    lease_until=None,
-                    last_error=None,
-                    updated_at=now,
-                )
-            )
+            run_after = next_slot(now, kind.every)
+            done = self._requeue(session, job, now, run_after, attempts=0, last_error=None)
         else:
-            stmt = _FINISH
-        if _changed(session, stmt, self._mine(job)) == 0:
+            done = _changed(session, _FINISH, self._mine(job))
+        if done == 0:
             raise _LeaseLost
 
-    def _retry_later(self, session: Session, job: ClaimedJob, later: RetryLater) -> None:
-        now = self.clock()
-        changed = _changed(
+    def _requeue(
+        self, session: Session, job: ClaimedJob, now: datetime, run_after: datetime, **values: Any
+    ) -> int:
+        """Put a job this worker still leases back in the queue, due at ``run_after``, with the
+        lease given up and ``values`` (attempts, last error) set; 0 if the lease was lost."""
+        return _changed(
             session,
             sql_update(Job)
             .where(_MINE)
             .values(
-                status="queued",
-                run_after=now + max(later.delay, timedelta(0)),
-                attempts=Job.attempts - 1,  # waiting is not failing
+                status=JobStatus.QUEUED,
+                run_after=run_after,
                 lease_owner=None,
                 lease_until=None,
-                last_error=self._clip(f"retry later: {later.reason}"),
                 updated_at=now,
+                **values,
             ),
             self._mine(job),
+        )
+
+    def _retry_later(self, session: Session, job: ClaimedJob, later: RetryLater) -> None:
+        now = self.clock()
+        changed = self._requeue(
+            session,
+            job,
+            now,
+            now + max(later.delay, timedelta(0)),
+            attempts=Job.attempts - 1,  # waiting is not failing
+            last_error=self._clip(f"retry later: {later.reason}"),
         )
         if changed == 0:
             raise _LeaseLost
@@ -445,20 +449,7 @@ class Worker:
         delay = self.backoff(job.attempts)
         with self.db.write() as session:
             now = self.clock()
-            changed = _changed(
-                session,
-                sql_update(Job)
-                .where(_MINE)
-                .values(
-                    status="queued",
-                    run_after=now + delay,
-                    lease_owner=None,
-                    lease_until=None,
-                    last_error=error,
-                    updated_at=now,
-                ),
-                self._mine(job),
-            )
+            changed = self._requeue(session, job, now, now + delay, last_error=error)
         if changed == 0:
             self._log.warning("job lease lost", job_id=job.id, kind=job.kind)
             return
@@ -508,7 +499,7 @@ class Worker:
             sql_update(Job)
             .where(_MINE)
             .values(
-                status="failed",
+                status=JobStatus.FAILED,
                 lease_owner=None,
                 lease_until=None,
                 last_error=error,
@@ -541,10 +532,10 @@ class Worker:
                 .where(
                     Job.id.in_([j.id for j in jobs]),
                     Job.lease_owner == self.worker_id,
-                    Job.status == "running",
+                    Job.status == JobStatus.RUNNING,
                 )
                 .values(
-                    status="queued",
+                    status=JobStatus.QUEUED,
                     attempts=Job.attempts - 1,
                     lease_owner=None,
                     lease_until=None,

@@ -7,6 +7,8 @@ roles are given by that catalog's owners or an administrator, and only on that c
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy.exc import IntegrityError
 
 from remit import validation
@@ -18,6 +20,7 @@ from remit.directory.operations import principal_type
 from remit.errors import Conflict, Invalid
 from remit.models.authz import RoleAssignment
 from remit.models.catalogs import Catalog
+from remit.models.vocabulary import Activity
 from remit.roles import queries
 
 
@@ -92,21 +95,13 @@ def _insert(
             ctx.session.flush()
     except IntegrityError as exc:
         raise Conflict("the principal already holds this role on this scope") from exc
-    ctx.audit(
-        "Create role assignment",
-        operation_type="Assign",
-        target_type="RoleAssignment",
-        target_id=assignment.id,
-        target_name=role.portal_name,
-        catalog_id=assignment.catalog_id,
-        after={
-            "principalId": principal_id,
-            "principalType": ptype,
-            "roleDefinitionId": role.id,
-            "appScopeId": scope,
-        },
-        category="RoleManagement",
-    )
+    after = {
+        "principalId": principal_id,
+        "principalType": ptype,
+        "roleDefinitionId": role.id,
+        "appScopeId": scope,
+    }
+    _audit(ctx, Activity.CREATE_ROLE_ASSIGNMENT, "Assign", assignment, role, after=after)
     return assignment
 
 
@@ -115,17 +110,30 @@ def delete_role_assignment(ctx: Ctx, assignment_id: str) -> None:
     role = _role(assignment.role_definition_id)
     authorize(ctx.actor, assigning_task(role), assignment.catalog_id)
     ctx.session.delete(assignment)
+    before = {
+        "principalId": assignment.principal_id,
+        "roleDefinitionId": role.id,
+        "appScopeId": assignment.app_scope_id,
+    }
+    _audit(ctx, Activity.DELETE_ROLE_ASSIGNMENT, "Unassign", assignment, role, before=before)
+
+
+def _audit(
+    ctx: Ctx,
+    activity: Activity,
+    operation_type: str,
+    assignment: RoleAssignment,
+    role: EmRole,
+    **event: Any,
+) -> None:
+    """One RoleManagement event about ``assignment`` (its catalog's, if it has one)."""
     ctx.audit(
-        "Delete role assignment",
-        operation_type="Unassign",
+        activity,
+        operation_type=operation_type,
         target_type="RoleAssignment",
         target_id=assignment.id,
         target_name=role.portal_name,
         catalog_id=assignment.catalog_id,
-        before={
-            "principalId": assignment.principal_id,
-            "roleDefinitionId": role.id,
-            "appScopeId": assignment.app_scope_id,
-        },
         category="RoleManagement",
+        **event,
     )

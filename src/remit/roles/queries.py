@@ -26,7 +26,7 @@ from remit.authz.roles import EM_ROLES, EmRole
 from remit.authz.tasks import Task
 from remit.authz.visibility import catalogs_with_task
 from remit.context import Ctx
-from remit.directory.queries import find_user, get_group
+from remit.directory.queries import find_user, get_group, principals_by_id
 from remit.errors import Forbidden, Invalid, NotFound
 from remit.listing import F, ListOptions, Page
 from remit.models.authz import RoleAssignment
@@ -115,16 +115,7 @@ def principals(ctx: Ctx, assignments: Sequence[RoleAssignment]) -> dict[str, Use
     """The users and groups that hold ``assignments`` (already visible to the actor), by id, in
     two statements whatever their number (``$expand=principal``). A principal deleted since is
     absent."""
-    ids = {a.principal_id for a in assignments}
-    if not ids:
-        return {}
-    found: dict[str, User | Group] = {
-        u.id: u for u in ctx.session.execute(select(User).where(User.id.in_(ids))).scalars()
-    }
-    found.update(
-        {g.id: g for g in ctx.session.execute(select(Group).where(Group.id.in_(ids))).scalars()}
-    )
-    return found
+    return principals_by_id(ctx.session, {a.principal_id for a in assignments})
 
 
 # ---------------------------------------------------------------- why a task is allowed
@@ -137,6 +128,23 @@ def role_catalog(ctx: Ctx, catalog_id: str) -> Catalog:
     if catalog is None or not can(ctx.actor, Task.CATALOG_READ, catalog_id):
         raise NotFound(f"catalog {catalog_id} was not found")
     return catalog
+
+
+def _asked_about(ctx: Ctx, user: str, *, may_ask_others: bool) -> User | None:
+    """The user an explanation is about, or None for the actor themself (named by name or id).
+
+    Asking about someone else needs the tenant role-reading right, or ``may_ask_others`` (the
+    right the question's catalog gives); else ``Forbidden``."""
+    if user.lower() in (ctx.actor.name.lower(), ctx.actor.user_id):
+        return None
+    target = find_user(ctx, user)
+    if (
+        target.id != ctx.actor.user_id
+        and not can(ctx.actor, Task.TENANT_ROLES_READ)
+        and not may_ask_others
+    ):
+        raise Forbidden("you may explain only your own rights here")
+    return target
 
 
 def explain_for(
@@ -172,20 +180,8 @@ def explain_for(
             )
         group = get_group(ctx, group_id)
     catalog = role_catalog(ctx, catalog_id) if catalog_id is not None else None
-    target = (
-        find_user(ctx, user)
-        if user.lower() not in (ctx.actor.name.lower(), ctx.actor.user_id)
-        else None
-    )
-    if (
-        target is not None
-        and target.id != ctx.actor.user_id
-        and not (
-            can(ctx.actor, Task.TENANT_ROLES_READ)
-            or (catalog_id is not None and can(ctx.actor, Task.CATALOG_ROLES_MANAGE, catalog_id))
-        )
-    ):
-        raise Forbidden("you may explain only your own rights here")
+    manages_roles = catalog is not None and can(ctx.actor, Task.CATALOG_ROLES_MANAGE, catalog.id)
+    target = _asked_about(ctx, user, may_ask_others=manages_roles)
     subject = ctx.actor if target is None else load_actor(ctx.session, target.id, now=ctx.now)
     # Rows unpack as tuples (Result.tuples() is deprecated in SQLAlchemy 2.1).
     names = dict(
@@ -225,20 +221,9 @@ def explain_approval_for(ctx: Ctx, *, user: str, request_id: str) -> ApprovalExp
     )
     if found is None or not may_see_request(ctx.session, ctx.actor, found):
         raise NotFound(f"assignment request {request_id} was not found")
-    target = (
-        find_user(ctx, user)
-        if user.lower() not in (ctx.actor.name.lower(), ctx.actor.user_id)
-        else None
+    target = _asked_about(
+        ctx, user, may_ask_others=can(ctx.actor, Task.REQUEST_READ, found.catalog_id)
     )
-    if (
-        target is not None
-        and target.id != ctx.actor.user_id
-        and not (
-            can(ctx.actor, Task.TENANT_ROLES_READ)
-            or can(ctx.actor, Task.REQUEST_READ, found.catalog_id)
-        )
-    ):
-        raise Forbidden("you may explain only your own rights here")
     subject: Actor = (
         ctx.actor if target is None else load_actor(ctx.session, target.id, now=ctx.now)
     )

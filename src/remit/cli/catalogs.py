@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Annotated
 
 import typer
@@ -9,14 +10,8 @@ import typer
 from remit.catalogs import operations as catalog_ops
 from remit.catalogs import queries as catalog_queries
 from remit.catalogs import resources as resource_ops
-from remit.cli.common import (
-    catalog_id,
-    fail,
-    plain,
-    principal_id,
-    table,
-    unit,
-)
+from remit.cli.common import catalog_id, fail, list_table, plain, principal_id, unit
+from remit.models.vocabulary import CatalogState
 
 catalog_app = typer.Typer(help="Catalogs.", no_args_is_help=True)
 resource_app = typer.Typer(help="Catalog resources.", no_args_is_help=True)
@@ -24,16 +19,12 @@ resource_app = typer.Typer(help="Catalog resources.", no_args_is_help=True)
 
 @catalog_app.command("list")
 def catalog_list() -> None:
-    with unit(write=False) as ctx:
-        rows = catalog_queries.all_catalogs(ctx)
-        table(
-            "Catalogs",
-            ["Name", "State", "External", "Type", "Id"],
-            [
-                (c.display_name, c.state, c.is_externally_visible, c.catalog_type, c.id)
-                for c in rows
-            ],
-        )
+    list_table(
+        "Catalogs",
+        ["Name", "State", "External", "Type", "Id"],
+        catalog_queries.all_catalogs,
+        attrgetter("display_name", "state", "is_externally_visible", "catalog_type", "id"),
+    )
 
 
 @catalog_app.command("create")
@@ -47,7 +38,7 @@ def catalog_create(
             ctx,
             display_name=name,
             description=description,
-            state="unpublished" if unpublished else "published",
+            state=CatalogState.UNPUBLISHED if unpublished else CatalogState.PUBLISHED,
         )
         plain(created.id)
 

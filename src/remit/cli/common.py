@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -26,6 +26,8 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 # Set by the top-level callback: the UPN named by --as, or None for the operator.
 ACTING_AS: dict[str, str | None] = {"upn": None}
+
+T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -58,14 +60,12 @@ def _actor(reader: Reader) -> Actor:
 
 
 @contextmanager
-def unit(*, write: bool = True) -> Iterator[Ctx]:
-    """One transaction as the acting identity; domain errors become one line and exit 1."""
-    db = open_db()
+def database(s: Settings | None = None) -> Iterator[Database]:
+    """The configured database while the block runs, disposed at its end; a database that has
+    no schema yet is one line and exit 1."""
+    db = open_db(s)
     try:
-        with db.write() if write else db.session() as session:
-            yield Ctx(session, _actor(session), utcnow())
-    except DomainError as exc:
-        fail(exc.message)
+        yield db
     except Exception as exc:
         if "no such table" in str(exc) or "does not exist" in str(exc):
             fail("the database is not initialised; run `remit db upgrade` first")
@@ -74,9 +74,25 @@ def unit(*, write: bool = True) -> Iterator[Ctx]:
         db.dispose()
 
 
+@contextmanager
+def unit(*, write: bool = True) -> Iterator[Ctx]:
+    """One transaction as the acting identity; domain errors become one line and exit 1."""
+    with database() as db:
+        try:
+            with db.write() if write else db.session() as session:
+                yield Ctx(session, _actor(session), utcnow())
+        except DomainError as exc:
+            fail(exc.message)
+
+
 def user_id(reader: Reader, upn_or_id: str) -> str:
     """A user named by UPN or id (``directory.queries.user_id_of``)."""
     return directory.user_id_of(reader, upn_or_id)
+
+
+def user_ids(reader: Reader, upns_or_ids: Sequence[str] | None) -> list[str]:
+    """Each user of a repeatable option, in order (``user_id``)."""
+    return [user_id(reader, name) for name in upns_or_ids or ()]
 
 
 def principal_id(reader: Reader, name: str) -> str:
@@ -96,6 +112,22 @@ def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> 
     for r in rows:
         t.add_row(*("" if v is None else str(v) for v in r))
     console.print(t)
+
+
+def list_table(
+    title: str,
+    columns: Sequence[str],
+    read: Callable[[Ctx], Iterable[T]],
+    row: Callable[[T], Sequence[Any]],
+) -> None:
+    """What ``read`` finds for the acting identity, as a table of one ``row`` each."""
+    with unit(write=False) as ctx:
+        table(title, columns, [row(found) for found in read(ctx)])
+
+
+def say(line: str) -> None:
+    """A line for people, printed as it is (no markup, no highlighting)."""
+    console.print(line, highlight=False, markup=False)
 
 
 def plain(line: str) -> None:

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Annotated
 
 import typer
 
-from remit.cli.common import (
-    fail,
-    plain,
-    table,
-    unit,
-)
+from remit.cli.common import fail, list_table, plain, principal_id, unit, user_id, user_ids
 from remit.directory import operations as dir_ops
 from remit.directory import queries as dir_queries
 
@@ -38,30 +34,26 @@ def user_add(
             department=department,
             job_title=job_title,
             user_type="Guest" if guest else "Member",
-            manager_id=dir_queries.user_id_of(ctx.session, manager) if manager else None,
+            manager_id=user_id(ctx.session, manager) if manager else None,
         )
         plain(user.id)
 
 
 @user_app.command("list")
 def user_list() -> None:
-    with unit(write=False) as ctx:
-        users = dir_queries.all_users(ctx)
-        table(
-            "Users",
-            ["UPN", "Name", "Type", "Enabled", "Department", "Id"],
-            [
-                (
-                    u.user_principal_name,
-                    u.display_name,
-                    u.user_type,
-                    u.account_enabled,
-                    u.department,
-                    u.id,
-                )
-                for u in users
-            ],
-        )
+    list_table(
+        "Users",
+        ["UPN", "Name", "Type", "Enabled", "Department", "Id"],
+        dir_queries.all_users,
+        attrgetter(
+            "user_principal_name",
+            "display_name",
+            "user_type",
+            "account_enabled",
+            "department",
+            "id",
+        ),
+    )
 
 
 @group_app.command("add")
@@ -80,8 +72,8 @@ def group_add(
             display_name=name,
             kind="microsoft365" if m365 else "security",
             is_assignable_to_role=role_assignable,
-            owner_ids=[dir_queries.user_id_of(ctx.session, o) for o in owner or []],
-            member_ids=[dir_queries.principal_id_of(ctx.session, m) for m in member or []],
+            owner_ids=user_ids(ctx.session, owner),
+            member_ids=[principal_id(ctx.session, m) for m in member or []],
         )
         plain(group.id)
 
@@ -90,21 +82,18 @@ def group_add(
 def group_add_member(group: str, member: str) -> None:
     with unit() as ctx:
         dir_ops.add_group_member(
-            ctx,
-            dir_queries.principal_id_of(ctx.session, group),
-            dir_queries.principal_id_of(ctx.session, member),
+            ctx, principal_id(ctx.session, group), principal_id(ctx.session, member)
         )
 
 
 @group_app.command("list")
 def group_list() -> None:
-    with unit(write=False) as ctx:
-        groups = dir_queries.all_groups(ctx)
-        table(
-            "Groups",
-            ["Name", "Kind", "Role-assignable", "Id"],
-            [(g.display_name, g.kind, g.is_assignable_to_role, g.id) for g in groups],
-        )
+    list_table(
+        "Groups",
+        ["Name", "Kind", "Role-assignable", "Id"],
+        dir_queries.all_groups,
+        attrgetter("display_name", "kind", "is_assignable_to_role", "id"),
+    )
 
 
 @app_app.command("add")
@@ -123,19 +112,19 @@ def app_add(
         roles.append((display, value))
     with unit() as ctx:
         created = dir_ops.create_application(
-            ctx,
-            display_name=name,
-            app_roles=roles,
-            owner_ids=[dir_queries.user_id_of(ctx.session, o) for o in owner or []],
+            ctx, display_name=name, app_roles=roles, owner_ids=user_ids(ctx.session, owner)
         )
         plain(created.id)
 
 
 @app_app.command("list")
 def app_list() -> None:
-    with unit(write=False) as ctx:
-        apps = dir_queries.all_applications(ctx)
-        table("Applications", ["Name", "Id"], [(a.display_name, a.id) for a in apps])
+    list_table(
+        "Applications",
+        ["Name", "Id"],
+        dir_queries.all_applications,
+        attrgetter("display_name", "id"),
+    )
 
 
 @site_app.command("add")
@@ -146,19 +135,19 @@ def site_add(
 ) -> None:
     with unit() as ctx:
         site = dir_ops.create_site(
-            ctx,
-            display_name=name,
-            web_url=url,
-            admin_ids=[dir_queries.user_id_of(ctx.session, a) for a in admin or []],
+            ctx, display_name=name, web_url=url, admin_ids=user_ids(ctx.session, admin)
         )
         plain(site.id)
 
 
 @site_app.command("list")
 def site_list() -> None:
-    with unit(write=False) as ctx:
-        sites = dir_queries.all_sites(ctx)
-        table("Sites", ["Name", "URL", "Id"], [(s.display_name, s.web_url, s.id) for s in sites])
+    list_table(
+        "Sites",
+        ["Name", "URL", "Id"],
+        dir_queries.all_sites,
+        attrgetter("display_name", "web_url", "id"),
+    )
 
 
 def register(app: typer.Typer) -> None:

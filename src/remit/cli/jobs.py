@@ -5,15 +5,17 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from remit.cli.common import console, fail, open_db, settings, table, unit
+from remit.cli.common import console, database, list_table, say, settings, unit
+from remit.models.vocabulary import JobStatus
 
 if TYPE_CHECKING:
     from remit.db import Database
     from remit.jobs.runner import Worker
+    from remit.models.jobs import Job
     from remit.settings import Settings
 
 jobs_app = typer.Typer(
@@ -66,9 +68,8 @@ def worker(
     logs.configure(s.log_level)
     config.configure(s)
     load_all()
-    db = open_db(s)
-    workers = [Worker(db, s) for _ in range(threads)]
-    try:
+    with database(s) as db:
+        workers = [Worker(db, s) for _ in range(threads)]
         if once:
             console.print(f"{_drain(workers)} job(s) run", highlight=False)
             return
@@ -84,12 +85,6 @@ def worker(
         finally:
             for w in workers:
                 w.stop()
-    except Exception as exc:
-        if "no such table" in str(exc) or "does not exist" in str(exc):
-            fail("the database is not initialised; run `remit db upgrade` first")
-        raise
-    finally:
-        db.dispose()
 
 
 def _drain(workers: list[Worker]) -> int:
@@ -123,24 +118,26 @@ def jobs_list(
     """Jobs waiting, running or failed (a job that succeeds is deleted)."""
     from remit.jobs.operations import list_jobs
 
-    with unit(write=False) as ctx:
-        jobs = list_jobs(ctx, status="failed" if failed else None, kind=kind, limit=limit)
-        table(
-            "Failed jobs" if failed else "Jobs",
-            ["Id", "Kind", "Status", "Attempts", "Run after", "Lease owner", "Last error"],
-            [
-                (
-                    j.id,
-                    j.kind,
-                    j.status,
-                    f"{j.attempts}/{j.max_attempts}",
-                    j.run_after.isoformat(timespec="seconds"),
-                    j.lease_owner,
-                    j.last_error,
-                )
-                for j in jobs
-            ],
-        )
+    list_table(
+        "Failed jobs" if failed else "Jobs",
+        ["Id", "Kind", "Status", "Attempts", "Run after", "Lease owner", "Last error"],
+        lambda ctx: list_jobs(
+            ctx, status=JobStatus.FAILED if failed else None, kind=kind, limit=limit
+        ),
+        _job_row,
+    )
+
+
+def _job_row(job: Job) -> tuple[Any, ...]:
+    return (
+        job.id,
+        job.kind,
+        job.status,
+        f"{job.attempts}/{job.max_attempts}",
+        job.run_after.isoformat(timespec="seconds"),
+        job.lease_owner,
+        job.last_error,
+    )
 
 
 @jobs_app.command("retry")
@@ -150,4 +147,4 @@ def jobs_retry(job_id: Annotated[int, typer.Argument(metavar="ID")]) -> None:
 
     with unit() as ctx:
         job = retry_job(ctx, job_id)
-        console.print(f"job {job.id} ({job.kind}) queued again", highlight=False, markup=False)
+        say(f"job {job.id} ({job.kind}) queued again")

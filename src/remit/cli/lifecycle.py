@@ -17,31 +17,38 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from remit.cli.common import ACTING_AS, console, fail, plain, table, unit, user_id
+from remit.cli.common import ACTING_AS, fail, plain, say, table, unit, user_id
 from remit.context import Ctx
 from remit.errors import Conflict, DomainError, Invalid, NotFound
 from remit.lifecycle import operations as ops
 from remit.lifecycle import queries, requests
-from remit.lifecycle.assignments import ACTIVE_STATES, lapsed
+from remit.lifecycle.assignments import lapsed
 from remit.lifecycle.schedule import iso, parse_instant
 from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.vocabulary import (
+    AssignmentState,
+    RequestState,
+    RequestType,
+    ReviewResult,
+    StageStatus,
+)
 
 request_app = typer.Typer(help="Access package assignment requests.", no_args_is_help=True)
 assignment_app = typer.Typer(help="Access package assignments.", no_args_is_help=True)
 
-# Graph's accessPackageRequestState and accessPackageAssignmentState.
+# What --state takes, in the order --help and its error message list them.
 REQUEST_STATES = (
-    "submitted",
-    "pendingApproval",
-    "scheduled",
-    "delivering",
-    "delivered",
-    "partiallyDelivered",
-    "deliveryFailed",
-    "denied",
-    "canceled",
+    RequestState.SUBMITTED,
+    RequestState.PENDING_APPROVAL,
+    RequestState.SCHEDULED,
+    RequestState.DELIVERING,
+    RequestState.DELIVERED,
+    RequestState.PARTIALLY_DELIVERED,
+    RequestState.DELIVERY_FAILED,
+    RequestState.DENIED,
+    RequestState.CANCELED,
 )
-ASSIGNMENT_STATES = (*ACTIVE_STATES, "expired")
+ASSIGNMENT_STATES = tuple(AssignmentState)
 # The request body's vocabulary, as the CLI spells it, in the use case's messages.
 CLI_WORDS = {
     "assignment.assignmentPolicyId": "--policy",
@@ -50,6 +57,7 @@ CLI_WORDS = {
 }
 
 T = TypeVar("T")
+W = TypeVar("W", bound=str)
 
 
 def register(app: typer.Typer) -> None:
@@ -74,7 +82,7 @@ def _needs_persona(option: str) -> None:
         fail(f"{option} needs --as UPN: the operator has no requests or access of its own", 2)
 
 
-def _choice(value: str | None, allowed: Sequence[str], option: str) -> str | None:
+def _choice(value: str | None, allowed: Sequence[W], option: str) -> W | None:
     if value is None:
         return None
     found = next((a for a in allowed if a.lower() == value.strip().lower()), None)
@@ -170,20 +178,20 @@ def _answers(
     return out
 
 
-def _target(ctx: Ctx, who: str | None) -> tuple[str, str | None, str | None]:
+def _target(ctx: Ctx, who: str | None) -> tuple[RequestType, str | None, str | None]:
     """(request type, target id, target email) for ``--for``."""
     if who is None:
-        return "userAdd", None, None
+        return RequestType.USER_ADD, None, None
     try:
         found: str | None = user_id(ctx.session, who)
     except NotFound:
         found = None
     if found is not None and found == ctx.actor.user_id:
-        return "userAdd", None, None
+        return RequestType.USER_ADD, None, None
     if found is not None:
-        return "adminAdd", found, None
+        return RequestType.ADMIN_ADD, found, None
     if "@" in who:
-        return "adminAdd", None, who  # someone outside the directory, by email
+        return RequestType.ADMIN_ADD, None, who  # someone outside the directory, by email
     raise NotFound(f"no user {who}")
 
 
@@ -273,11 +281,11 @@ def request_submit(
                 raise Invalid(
                     "--on-behalf needs --for naming one of your direct reports in the directory"
                 )
-            kind = "userAdd"  # a request by the target's manager, as the API takes it
+            kind = RequestType.USER_ADD  # a request by the target's manager, as the API takes it
         package_id = queries.find_package_id(ctx, package, requesting=True)
         if policy is not None:
             policy_id: str | None = _policy_id(ctx, package_id, policy)
-        elif kind == "adminAdd":
+        elif kind == RequestType.ADMIN_ADD:
             policy_id = _direct_policy(ctx, package_id)
         else:
             policy_id = None  # the request picks the one policy that lets you, or says
@@ -376,7 +384,7 @@ def request_show(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> No
             ("Ends", ends),
             ("Assignment", found.assignment_id),
         ]
-        if found.state == "pendingApproval" and found.current_stage is not None:
+        if found.state == RequestState.PENDING_APPROVAL and found.current_stage is not None:
             rows.append(("Waiting for", f"approval stage {found.current_stage + 1}"))
         rows += [
             (
@@ -411,19 +419,21 @@ def request_show(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> No
 @request_app.command("cancel")
 def request_cancel(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Cancel a request that has not completed."""
-    with unit() as ctx:
-        found = requests.cancel(ctx, request_id)
-        line = f"request {found.id} {found.state}"
-    console.print(line, highlight=False, markup=False)
+    _on_request(requests.cancel, request_id)
 
 
 @request_app.command("reprocess")
 def request_reprocess(request_id: Annotated[str, typer.Argument(metavar="ID")]) -> None:
     """Deliver again a request whose delivery failed or was partial (within 7 days)."""
+    _on_request(requests.reprocess_request, request_id)
+
+
+def _on_request(use_case: Callable[[Ctx, str], AssignmentRequest], request_id: str) -> None:
+    """Run ``use_case`` on the request, then say the state it left the request in."""
     with unit() as ctx:
-        found = requests.reprocess_request(ctx, request_id)
+        found = use_case(ctx, request_id)
         line = f"request {found.id} {found.state}"
-    console.print(line, highlight=False, markup=False)
+    say(line)
 
 
 # ---------------------------------------------------------------- approvals
@@ -435,18 +445,18 @@ Justification = Annotated[str | None, typer.Option(help="the reason for your dec
 
 def approve(request_id: RequestId, justification: Justification = None) -> None:
     """Approve the stage of a request that waits for your decision."""
-    _decide(request_id, "Approve", justification)
+    _decide(request_id, ReviewResult.APPROVE, justification)
 
 
 def deny(request_id: RequestId, justification: Justification = None) -> None:
     """Deny a request at the stage that waits for your decision."""
-    _decide(request_id, "Deny", justification)
+    _decide(request_id, ReviewResult.DENY, justification)
 
 
-def _decide(request_id: str, result: str, justification: str | None) -> None:
+def _decide(request_id: str, result: ReviewResult, justification: str | None) -> None:
     with unit() as ctx:
         request, stages = queries.approval_stages(ctx, request_id)
-        stage = next((s for s in stages if s.status == "InProgress"), None)
+        stage = next((s for s in stages if s.status == StageStatus.IN_PROGRESS), None)
         if stage is None:
             raise Conflict(
                 f"request {request.id} has no stage waiting for a decision (it is {request.state})"
@@ -464,7 +474,7 @@ def _decide(request_id: str, result: str, justification: str | None) -> None:
             line = f"request {request.id} approved; it is {request.state}"
         else:
             line = f"request {request.id} denied"
-    console.print(line, highlight=False, markup=False)
+    say(line)
 
 
 # ---------------------------------------------------------------- assignments
@@ -504,7 +514,7 @@ def assignment_list(
                     x.id,
                     names.get(x.access_package_id, x.access_package_id),
                     users.get(x.target_id, x.target_id),
-                    "expired" if lapsed(x, ctx.now) else x.state,
+                    AssignmentState.EXPIRED if lapsed(x, ctx.now) else x.state,
                     _when(x.start_at),
                     _when(x.expired_at if x.active_key is None else x.expires_at) or "never",
                 )
@@ -529,13 +539,7 @@ def assignment_remove(
 ) -> None:
     """End an assignment: your own (userRemove, if the policy allows) or, as an assignment
     manager, anyone's (adminRemove). Prints the removal request's id and state."""
-    with unit() as ctx:
-        kind = "userRemove" if _own(ctx, assignment_id) else "adminRemove"
-        created = requests.submit(
-            ctx, kind=kind, assignment_id=assignment_id, justification=justification
-        )
-        line = f"{created.id} {created.state}"
-    plain(line)
+    _change(assignment_id, RequestType.USER_REMOVE, RequestType.ADMIN_REMOVE, justification)
 
 
 @assignment_app.command("extend")
@@ -552,11 +556,24 @@ def assignment_extend(
     schedule = (
         {"expiration": {"type": "afterDateTime", "endDateTime": new_end}} if new_end else None
     )
+    _change(
+        assignment_id, RequestType.USER_EXTEND, RequestType.ADMIN_UPDATE, justification, schedule
+    )
+
+
+def _change(
+    assignment_id: str,
+    own: RequestType,
+    anyones: RequestType,
+    justification: str | None,
+    schedule: dict[str, Any] | None = None,
+) -> None:
+    """Request a change to an assignment, as ``own`` when it is the actor's and as ``anyones``
+    otherwise; prints the request's id and state."""
     with unit() as ctx:
-        kind = "userExtend" if _own(ctx, assignment_id) else "adminUpdate"
         created = requests.submit(
             ctx,
-            kind=kind,
+            kind=own if _own(ctx, assignment_id) else anyones,
             assignment_id=assignment_id,
             justification=justification,
             schedule=schedule,
@@ -571,4 +588,4 @@ def assignment_reprocess(assignment_id: Annotated[str, typer.Argument(metavar="I
     with unit() as ctx:
         found = ops.reprocess_assignment(ctx, assignment_id)
         line = f"assignment {found.id}: its resource roles are being applied again"
-    console.print(line, highlight=False, markup=False)
+    say(line)

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
+from operator import attrgetter
 from typing import Annotated
 
 import typer
 
-from remit.cli.common import (
-    catalog_id,
-    plain,
-    table,
-    unit,
-)
+from remit.cli.common import catalog_id, list_table, plain, unit
 from remit.lifecycle import package_roles
 from remit.packages import operations as package_ops
 from remit.packages import queries as package_queries
@@ -50,13 +46,12 @@ def package_add_role(
 
 @package_app.command("list")
 def package_list() -> None:
-    with unit(write=False) as ctx:
-        rows = package_queries.all_packages(ctx)
-        table(
-            "Access packages",
-            ["Name", "Catalog", "Hidden", "Id"],
-            [(p.display_name, p.catalog_id, p.is_hidden, p.id) for p in rows],
-        )
+    list_table(
+        "Access packages",
+        ["Name", "Catalog", "Hidden", "Id"],
+        package_queries.all_packages,
+        attrgetter("display_name", "catalog_id", "is_hidden", "id"),
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -9,15 +9,7 @@ from rich.markup import escape
 
 from remit.authz.roles import EM_ROLES, role_name
 from remit.authz.tasks import Task, phrase
-from remit.cli.common import (
-    catalog_id,
-    console,
-    fail,
-    plain,
-    principal_id,
-    table,
-    unit,
-)
+from remit.cli.common import catalog_id, console, fail, list_table, plain, principal_id, unit
 from remit.directory import operations as dir_ops
 from remit.roles import operations as authz_ops
 from remit.roles import queries as role_queries
@@ -65,13 +57,12 @@ def role_assign(
 
 @role_app.command("list")
 def role_list() -> None:
-    with unit(write=False) as ctx:
-        rows = role_queries.all_role_assignments(ctx)
-        table(
-            "Entitlement-management role assignments",
-            ["Role", "Principal", "Scope", "Id"],
-            [(role_name(a.role_definition_id), a.principal_id, a.app_scope_id, a.id) for a in rows],
-        )
+    list_table(
+        "Entitlement-management role assignments",
+        ["Role", "Principal", "Scope", "Id"],
+        role_queries.all_role_assignments,
+        lambda a: (role_name(a.role_definition_id), a.principal_id, a.app_scope_id, a.id),
+    )
 
 
 def explain(

@@ -24,6 +24,7 @@ from remit.db import new_id
 from remit.errors import Conflict, Invalid
 from remit.models.notify import CustomExtension
 from remit.models.policies import AssignmentPolicy
+from remit.models.vocabulary import Activity
 from remit.notify import config, egress, queries, sealed
 
 MAX_PER_TENANT = 500  # Entra's documented limit (spec §5.10)
@@ -119,15 +120,7 @@ def create_extension(
     )
     ctx.session.add(ext)
     ctx.session.flush()
-    ctx.audit(
-        "Create custom extension",
-        operation_type="Add",
-        target_type=TARGET,
-        target_id=ext.id,
-        target_name=name,
-        catalog_id=catalog.id,
-        after=snapshot(ext),
-    )
+    _audit(ctx, Activity.CREATE_EXTENSION, "Add", ext, after=snapshot(ext))
     return ext, generated
 
 
@@ -160,17 +153,9 @@ def update_extension(
     after = snapshot(ext)
     if after != before or rotated:
         ext.modified_at = ctx.now
-        ctx.audit(
-            "Update custom extension",
-            operation_type="Update",
-            target_type=TARGET,
-            target_id=ext.id,
-            target_name=ext.display_name,
-            catalog_id=ext.catalog_id,
-            before=before,
-            # Only the fact of a new secret is recorded, never its value.
-            after={**after, "secretChanged": True} if rotated else after,
-        )
+        # Only the fact of a new secret is recorded, never its value.
+        changed = {**after, "secretChanged": True} if rotated else after
+        _audit(ctx, Activity.UPDATE_EXTENSION, "Update", ext, before=before, after=changed)
     return ext
 
 
@@ -193,15 +178,7 @@ def delete_extension(ctx: Ctx, catalog_id: str, extension_id: str) -> None:
             "remove it from their customExtensionStageSettings first"
         )
     ctx.session.delete(ext)
-    ctx.audit(
-        "Delete custom extension",
-        operation_type="Delete",
-        target_type=TARGET,
-        target_id=ext.id,
-        target_name=ext.display_name,
-        catalog_id=ext.catalog_id,
-        before=snapshot(ext),
-    )
+    _audit(ctx, Activity.DELETE_EXTENSION, "Delete", ext, before=snapshot(ext))
 
 
 def _references(stage_settings: Any, extension_id: str) -> bool:
@@ -210,6 +187,21 @@ def _references(stage_settings: Any, extension_id: str) -> bool:
         if isinstance(ref, dict) and ref.get("id") == extension_id:
             return True
     return False
+
+
+def _audit(
+    ctx: Ctx, activity: Activity, operation_type: str, ext: CustomExtension, **event: Any
+) -> None:
+    """One event about ``ext``, in its catalog; ``event`` carries the before/after values."""
+    ctx.audit(
+        activity,
+        operation_type=operation_type,
+        target_type=TARGET,
+        target_id=ext.id,
+        target_name=ext.display_name,
+        catalog_id=ext.catalog_id,
+        **event,
+    )
 
 
 def snapshot(ext: CustomExtension) -> dict[str, Any]:

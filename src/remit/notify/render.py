@@ -2,8 +2,9 @@
 
 The names and their data keys are the contract with the lifecycle (see ``TEMPLATES``). Each
 ``<name>.txt`` holds ``{% block subject %}`` and the plain body; ``<name>.html`` the HTML body
-(autoescaped). A missing optional key renders as nothing, never as an error: a notification is
-worth sending with a line missing.
+(autoescaped). A file whose name starts with ``_`` is a piece the others share (a layout, an
+include, macros), not a template. A missing optional key renders as nothing, never as an error:
+a notification is worth sending with a line missing.
 """
 
 from __future__ import annotations

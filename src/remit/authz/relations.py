@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import NamedTuple, Protocol
 
 from sqlalchemy import (
     Boolean,
@@ -49,10 +49,9 @@ from remit.db import HotSelect, among_param, listed
 from remit.models.directory import ApplicationOwner, GroupOwner, SiteAdmin, User
 from remit.models.external import ConnectedOrganizationSponsor
 from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest, StageApprover
+from remit.models.vocabulary import ApproverTier, RequestState, StageStatus
 
 R = AssignmentRequest
-PRIMARY, ESCALATION = "primary", "escalation"
-GRAPH = "#microsoft.graph."
 
 # ---------------------------------------------------------------- self
 
@@ -215,20 +214,29 @@ class Named(NamedTuple):
     why: NamedAs
 
 
-DYNAMIC = {
-    GRAPH + "requestorManager",
-    GRAPH + "internalSponsors",
-    GRAPH + "externalSponsors",
-    GRAPH + "targetUserSponsors",
-    GRAPH + "targetManager",
-}
+class SubjectSet(Protocol):
+    """A policy's subjectSet as the lifecycle reads it (``policies.settings.SubjectSet``)."""
+
+    @property
+    def kind(self) -> str: ...  # "singleUser", without Graph's prefix
+    @property
+    def user_id(self) -> str | None: ...
+    @property
+    def group_id(self) -> str | None: ...
+    @property
+    def manager_level(self) -> int | None: ...
+
+
+MANAGERS = {"requestorManager", "targetManager"}
+SPONSORS = {"internalSponsors", "externalSponsors"}
+DYNAMIC = {*MANAGERS, *SPONSORS, "targetUserSponsors"}
 
 
 def name_approvers(
     session: Session,
     target_id: str | None,
-    subjects: list[dict[str, Any]],
-    fallbacks: list[dict[str, Any]],
+    subjects: Sequence[SubjectSet],
+    fallbacks: Sequence[SubjectSet],
 ) -> list[Named]:
     """Approver principals for a list of subjectSets; fallbacks stand in for dynamic ones
     that resolve to nobody, or when nobody is found at all (spec §5.6)."""
@@ -236,7 +244,7 @@ def name_approvers(
     dynamic_missing = False
     for subject in subjects:
         resolved = _one(session, target_id, subject, fallback=False)
-        if not resolved and subject.get("@odata.type", "") in DYNAMIC:
+        if not resolved and subject.kind in DYNAMIC:
             dynamic_missing = True
         found.extend(resolved)
     if dynamic_missing or not found:
@@ -246,28 +254,28 @@ def name_approvers(
 
 
 def _one(
-    session: Session, target_id: str | None, subject: dict[str, Any], *, fallback: bool
+    session: Session, target_id: str | None, subject: SubjectSet, *, fallback: bool
 ) -> list[Named]:
-    kind = subject.get("@odata.type", "")
+    kind = subject.kind
     level: int | None = None
     found: list[tuple[str, str]] = []
-    if kind == GRAPH + "singleUser" and subject.get("userId"):
-        user = session.get(User, subject["userId"])
+    if kind == "singleUser" and subject.user_id:
+        user = session.get(User, subject.user_id)
         found = [(user.id, "user")] if user is not None and user.account_enabled else []
-    elif kind == GRAPH + "groupMembers" and subject.get("groupId"):
-        found = [(subject["groupId"], "group")]
+    elif kind == "groupMembers" and subject.group_id:
+        found = [(subject.group_id, "group")]
     elif kind in DYNAMIC:
         # Dynamic approvers are found from the request's target (read only for them).
         target = session.get(User, target_id) if target_id else None
-        if kind in (GRAPH + "requestorManager", GRAPH + "targetManager"):
-            level = int(subject.get("managerLevel") or 1)
+        if kind in MANAGERS:
+            level = int(subject.manager_level or 1)
             person = manager_at(session, target, level)
             found = [(person.id, "user")] if person is not None and person.account_enabled else []
-        elif kind in (GRAPH + "internalSponsors", GRAPH + "externalSponsors"):
+        elif kind in SPONSORS:
             org = target.connected_organization_id if target else None
             found = sponsors(session, org, "internal" if "internal" in kind else "external")
         # targetUserSponsors: remit keeps no sponsors on users; fallbacks apply
-    why = NamedAs(kind.removeprefix(GRAPH), level, fallback)
+    why = NamedAs(kind, level, fallback)
     return [Named(pid, ptype, why) for pid, ptype in found]
 
 
@@ -277,17 +285,21 @@ def _one(
 def _decides(escalated: ColumnElement[bool]) -> ColumnElement[bool]:
     """A stage approver row that may decide the stage now: a primary approver, or an
     escalation approver once the stage has escalated (spec §5.6)."""
-    return or_(StageApprover.tier == PRIMARY, escalated)
+    return or_(StageApprover.tier == ApproverTier.PRIMARY, escalated)
 
 
 def open_clause() -> ColumnElement[bool]:
     """SQL: the stage is the open one of a request waiting for approval."""
-    return and_(ApprovalStage.status == "InProgress", R.state == "pendingApproval")
+    return and_(
+        ApprovalStage.status == StageStatus.IN_PROGRESS, R.state == RequestState.PENDING_APPROVAL
+    )
 
 
 def is_open(request: AssignmentRequest, stage: ApprovalStage) -> bool:
     """``open_clause`` for rows already read."""
-    return stage.status == "InProgress" and request.state == "pendingApproval"
+    return (
+        stage.status == StageStatus.IN_PROGRESS and request.state == RequestState.PENDING_APPROVAL
+    )
 
 
 def may_decide(

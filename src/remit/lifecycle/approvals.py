@@ -12,9 +12,8 @@ cancel never both succeed.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm.attributes import set_committed_value
@@ -24,65 +23,50 @@ from remit.authz import relations
 from remit.authz.relations import Named
 from remit.context import Ctx
 from remit.db import affected
-from remit.durations import parse_duration
 from remit.errors import Conflict, Forbidden, Invalid
 from remit.faults import crash_point
 from remit.lifecycle import notices
+from remit.lifecycle.events import about_request
 from remit.models.lifecycle import ApprovalStage, AssignmentRequest, StageApprover
+from remit.models.vocabulary import (
+    Activity,
+    ApproverTier,
+    RequestState,
+    ReviewResult,
+    StageStatus,
+)
+from remit.policies.settings import StageSettings, stage_of
 
-REQUEST = "AccessPackageAssignmentRequest"
 DEFAULT_DEADLINE = timedelta(days=14)
-
-
-def _record(
-    ctx: Ctx,
-    request: AssignmentRequest,
-    package_name: str,
-    activity: str,
-    operation_type: str,
-    *,
-    category: str = "EntitlementManagement",
-    details: dict[str, Any] | None = None,
-) -> None:
-    """One audit event about the request (spec §8.1 names), filed under its target user."""
-    ctx.audit(
-        activity,
-        operation_type=operation_type,
-        category=category,
-        target_type=REQUEST,
-        target_id=request.id,
-        target_name=package_name,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
-        details=details,
-    )
+# Not yet in the vocabulary (models/vocabulary.py lacks it): Activity.REQUEST_TIMED_OUT.
+TIMED_OUT = "Access package assignment request timed out (no approver action taken)"
 
 
 def begin(
-    ctx: Ctx, request: AssignmentRequest, stages: list[dict[str, Any]], package_name: str
+    ctx: Ctx, request: AssignmentRequest, stages: Sequence[StageSettings], package_name: str
 ) -> None:
     """Create the request's stages from the policy's (frozen here) and start the first."""
     rows = [
         ApprovalStage(
             request_id=request.id,
             stage_index=i,
-            status="NotStarted",
-            review_result="NotReviewed",
-            settings=stage,
+            status=StageStatus.NOT_STARTED,
+            review_result=ReviewResult.NOT_REVIEWED,
+            settings=stage.stored(),
         )
         for i, stage in enumerate(stages)
     ]
     # The first stage is inserted open, and the request changes in the same flush.
     _open(ctx, request, rows[0])
-    request.state, request.status = "pendingApproval", "PendingApproval"
+    request.state, request.status = RequestState.PENDING_APPROVAL, "PendingApproval"
     ctx.session.add_all(rows)
     ctx.session.flush()
-    _record(
+    about_request(
         ctx,
+        Activity.CREATE_REQUEST_APPROVAL,
         request,
-        package_name,
-        "Create request approval",
         "Add",
+        name=package_name,
         category="UserManagement",
         details={"stages": len(rows)},
     )
@@ -91,13 +75,13 @@ def begin(
 
 def _open(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage) -> None:
     """Make ``stage`` the request's current one, with its deadlines from now."""
-    s = stage.settings
-    stage.status = "InProgress"
+    s = stage_of(stage)
+    stage.status = StageStatus.IN_PROGRESS
     stage.started_at = ctx.now
-    deadline = s.get("durationBeforeAutomaticDenial")
-    stage.deny_at = ctx.now + (parse_duration(deadline) if deadline else DEFAULT_DEADLINE)
-    if s.get("isEscalationEnabled"):
-        stage.escalate_at = ctx.now + parse_duration(s.get("durationBeforeEscalation") or "PT0S")
+    deadline = s.duration_before_automatic_denial
+    stage.deny_at = ctx.now + (DEFAULT_DEADLINE if deadline is None else deadline)
+    if s.is_escalation_enabled:
+        stage.escalate_at = ctx.now + (s.duration_before_escalation or timedelta(0))
     request.current_stage = stage.stage_index
 
 
@@ -113,25 +97,19 @@ def _name_approvers(
 ) -> None:
     """Record the open stage's approvers (and escalation approvers) with why each was named
     (``authz.relations.name_approvers``), audit, and notify."""
-    s = stage.settings
+    s = stage_of(stage)
     session = ctx.session
     primary = relations.name_approvers(
-        session,
-        request.target_id,
-        s.get("primaryApprovers") or [],
-        s.get("fallbackPrimaryApprovers") or [],
+        session, request.target_id, s.primary_approvers, s.fallback_primary_approvers
     )
     escalation = (
         relations.name_approvers(
-            session,
-            request.target_id,
-            s.get("escalationApprovers") or [],
-            s.get("fallbackEscalationApprovers") or [],
+            session, request.target_id, s.escalation_approvers, s.fallback_escalation_approvers
         )
-        if s.get("isEscalationEnabled")
+        if s.is_escalation_enabled
         else []
     )
-    for tier, found in ((relations.PRIMARY, primary), (relations.ESCALATION, escalation)):
+    for tier, found in ((ApproverTier.PRIMARY, primary), (ApproverTier.ESCALATION, escalation)):
         for principal_id, (principal_type, why) in _by_principal(found).items():
             session.add(
                 StageApprover(
@@ -143,12 +121,12 @@ def _name_approvers(
                 )
             )
     session.flush()
-    _record(
+    about_request(
         ctx,
+        Activity.ADD_APPROVER,
         request,
-        package_name,
-        "Add approver to request approval",
         "Add",
+        name=package_name,
         category="UserManagement",
         details={
             "stage": stage.stage_index + 1,
@@ -183,7 +161,9 @@ def decide(
 ) -> str:
     """Record one approver's decision on the open stage; returns what became of the request:
     "next stage", "approved" or "denied"."""
-    verdict = {"approve": "Approve", "deny": "Deny"}.get(result.strip().lower())
+    verdict = {"approve": ReviewResult.APPROVE, "deny": ReviewResult.DENY}.get(
+        result.strip().lower()
+    )
     if verdict is None:
         raise Invalid("reviewResult must be Approve or Deny", target="reviewResult")
     justification = validation.justification(justification)
@@ -191,7 +171,7 @@ def decide(
         if relations.is_party(ctx.actor, request):
             raise Forbidden("nobody can approve or deny their own request")
         raise Forbidden("you are not an approver of this stage")
-    if stage.settings.get("isApproverJustificationRequired") and justification is None:
+    if stage_of(stage).is_approver_justification_required and justification is None:
         raise Invalid(
             "this stage requires a justification from the approver", target="justification"
         )
@@ -201,13 +181,13 @@ def decide(
         _claim_request(ctx, request)
     except Conflict:
         ctx.session.refresh(stage)
-        if stage.status == "Completed":
+        if stage.status == StageStatus.COMPLETED:
             raise Conflict(
                 "another approver has already decided this stage", code="StageAlreadyDecided"
             ) from None
         raise
     decision = {
-        "status": "Completed",
+        "status": StageStatus.COMPLETED,
         "review_result": verdict,
         "reviewed_by": ctx.actor.user_id,
         "reviewed_at": ctx.now,
@@ -222,24 +202,24 @@ def decide(
         set_committed_value(stage, key, value)
     crash_point("stage.after_decision")
     detail = {"stage": stage.stage_index + 1, "justification": stage.justification}
-    if verdict == "Deny":
-        _close(ctx, request, "denied", "Denied")
-        _record(
+    if verdict == ReviewResult.DENY:
+        _close(ctx, request, RequestState.DENIED, "Denied")
+        about_request(
             ctx,
+            Activity.DENY_REQUEST,
             request,
-            package_name,
-            "Deny access package assignment request",
             "Update",
+            name=package_name,
             details=detail,
         )
         notices.denied(ctx, request, stage, package_name)
         return "denied"
-    _record(
+    about_request(
         ctx,
+        Activity.APPROVE_REQUEST,
         request,
-        package_name,
-        "Approve access package assignment request",
         "Update",
+        name=package_name,
         details=detail,
     )
     stages = stages_of(ctx, request.id)
@@ -266,7 +246,7 @@ _STAGES = (
 
 _DECIDE_STAGE = (
     update(ApprovalStage)
-    .where(ApprovalStage.id == bindparam("stage"), ApprovalStage.status == "InProgress")
+    .where(ApprovalStage.id == bindparam("stage"), ApprovalStage.status == StageStatus.IN_PROGRESS)
     .execution_options(synchronize_session=False)
 )
 
@@ -286,7 +266,7 @@ _CLAIM = (
     update(AssignmentRequest)
     .where(
         AssignmentRequest.id == bindparam("request"),
-        AssignmentRequest.state == "pendingApproval",
+        AssignmentRequest.state == RequestState.PENDING_APPROVAL,
         AssignmentRequest.version == bindparam("seen"),
     )
     .values(version=AssignmentRequest.version + 1)
@@ -294,7 +274,7 @@ _CLAIM = (
 )
 
 
-def _close(ctx: Ctx, request: AssignmentRequest, state: str, status: str) -> None:
+def _close(ctx: Ctx, request: AssignmentRequest, state: RequestState, status: str) -> None:
     request.state, request.status = state, status
     request.completed_at = ctx.now
     request.open_key = None
@@ -307,16 +287,16 @@ def escalate(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package
         pid
         for (pid,) in ctx.session.execute(
             select(StageApprover.principal_id).where(
-                StageApprover.stage_id == stage.id, StageApprover.tier == relations.ESCALATION
+                StageApprover.stage_id == stage.id, StageApprover.tier == ApproverTier.ESCALATION
             )
         )
     ]
-    _record(
+    about_request(
         ctx,
+        Activity.FORWARD_APPROVAL,
         request,
-        package_name,
-        "Forward request approval to alternate approvers",
         "Update",
+        name=package_name,
         category="UserManagement",
         details={"stage": stage.stage_index + 1, "approvers": sorted(escalation)},
     )
@@ -337,20 +317,24 @@ def time_out(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package
     claimed = affected(
         ctx.session.execute(
             update(ApprovalStage)
-            .where(ApprovalStage.id == stage.id, ApprovalStage.status == "InProgress")
-            .values(status="Completed", review_result="TimedOut", reviewed_at=ctx.now)
+            .where(ApprovalStage.id == stage.id, ApprovalStage.status == StageStatus.IN_PROGRESS)
+            .values(
+                status=StageStatus.COMPLETED,
+                review_result=ReviewResult.TIMED_OUT,
+                reviewed_at=ctx.now,
+            )
             .execution_options(synchronize_session=False)
         )
     )
     if claimed != 1:
         raise Conflict("the stage was decided meanwhile", code="StageAlreadyDecided")
-    _close(ctx, request, "denied", "TimedOut")
-    _record(
+    _close(ctx, request, RequestState.DENIED, "TimedOut")
+    about_request(
         ctx,
+        TIMED_OUT,  # type: ignore[arg-type]  # until the vocabulary names it (see above)
         request,
-        package_name,
-        "Access package assignment request timed out (no approver action taken)",
         "Update",
+        name=package_name,
         details={"stage": stage.stage_index + 1},
     )
     notices.timed_out(ctx, request, stage, package_name)

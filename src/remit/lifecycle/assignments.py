@@ -20,10 +20,17 @@ from remit.errors import Conflict
 from remit.faults import crash_point
 from remit.jobs.queue import enqueue
 from remit.lifecycle import delivery, notices
+from remit.lifecycle.events import about_assignment, about_request
+from remit.lifecycle.kinds import (
+    ACTIVE_STATES,  # noqa: F401 - cli.lifecycle reads it here
+    ADD_TYPES,
+    REMOVE_TYPES,
+)
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.schedule import (
     assignment_schedule,
     end_of,
+    ends_at,
     iso,
     passed_reminders,
     start_of,
@@ -31,13 +38,8 @@ from remit.lifecycle.schedule import (
 from remit.models.directory import User
 from remit.models.lifecycle import Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage, IncompatibleGroup, IncompatiblePackage
-
-TARGET = "AccessPackageAssignment"
-REQUEST = "AccessPackageAssignmentRequest"
-ADD_TYPES = frozenset({"userAdd", "adminAdd", "systemAdd"})
-REMOVE_TYPES = frozenset({"userRemove", "adminRemove", "systemRemove"})
-UPDATE_TYPES = frozenset({"userUpdate", "adminUpdate", "systemUpdate", "userExtend"})
-ACTIVE_STATES = ("delivering", "partiallyDelivered", "delivered", "deliveryFailed")
+from remit.models.vocabulary import Activity, AssignmentState, RequestState
+from remit.policies.settings import Schedule
 
 
 def lapsed(a: Assignment, now: datetime) -> bool:
@@ -99,9 +101,10 @@ _BARRED = HotSelect(
 
 def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> Assignment | None:
     """An approved add request becomes an assignment (or waits, scheduled, for its start)."""
-    start = start_of(request.schedule, ctx.now)
+    schedule = Schedule.model_validate(request.schedule)
+    start = start_of(schedule, ctx.now)
     if start > ctx.now:
-        request.state, request.status = "scheduled", "Scheduled"
+        request.state, request.status = RequestState.SCHEDULED, "Scheduled"
         enqueue(
             ctx.session,
             "lifecycle.activate_scheduled",
@@ -114,14 +117,14 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
     if target_id is None:
         target_id = notices.guest_for(ctx, request).id
         request.target_id = target_id
-    ends = end_of(request.schedule, start)
+    ends = end_of(schedule, start)
     problem = (
         "the requested period ended before it could start"
         if ends is not None and ends <= start
         else conflict(ctx, package.id, target_id)
     )
     if problem is not None:
-        request.state, request.status = "deliveryFailed", "NotDelivered"
+        request.state, request.status = RequestState.DELIVERY_FAILED, "NotDelivered"
         request.delivery_error, request.completed_at, request.open_key = problem, ctx.now, None
         return None
     assignment = Assignment(
@@ -129,12 +132,12 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
         catalog_id=package.catalog_id,
         policy_id=request.policy_id,
         target_id=target_id,
-        state="delivering",
+        state=AssignmentState.DELIVERING,
         status="Delivering",
         start_at=start,
         expires_at=ends,
         reminders_sent=passed_reminders(ends, max(start, ctx.now)),
-        expiration=dict(request.schedule.get("expiration") or {"type": "noExpiration"}),
+        expiration=schedule.expiration.stored() or {"type": "noExpiration"},
         created_at=ctx.now,
         modified_at=ctx.now,
         request_id=request.id,
@@ -142,16 +145,14 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
     )
     add_unique(ctx.session, assignment, already_assigned())
     request.assignment_id = assignment.id
-    request.state, request.status = "delivering", "Delivering"
+    request.state, request.status = RequestState.DELIVERING, "Delivering"
     crash_point("assignment.after_create")
-    ctx.audit(
-        "Ready to fulfill access package assignment request",
-        operation_type="Add",
-        target_type=REQUEST,
-        target_id=request.id,
-        target_name=package.display_name,
-        catalog_id=package.catalog_id,
-        subject_id=target_id,
+    about_request(
+        ctx,
+        Activity.READY_TO_FULFILL,
+        request,
+        "Add",
+        name=package.display_name,
         after={"assignmentId": assignment.id, "expiresAt": iso(assignment.expires_at)},
     )
     notices.restore_guest(ctx, target_id)
@@ -178,7 +179,7 @@ def end(
             update(Assignment)
             .where(Assignment.id == assignment.id, Assignment.active_key.is_not(None))
             .values(
-                state="expired",
+                state=AssignmentState.EXPIRED,
                 status="Expired" if reason == "expired" else "Removed",
                 active_key=None,
                 expired_at=ctx.now,
@@ -195,14 +196,12 @@ def end(
     ctx.session.refresh(assignment)
     package = ctx.session.get(AccessPackage, assignment.access_package_id)
     name = package.display_name if package else assignment.access_package_id
-    ctx.audit(
-        "Remove access package assignment",
-        operation_type="Delete",
-        target_type=TARGET,
-        target_id=assignment.id,
-        target_name=name,
-        catalog_id=assignment.catalog_id,
-        subject_id=assignment.target_id,
+    about_assignment(
+        ctx,
+        Activity.REMOVE_ASSIGNMENT,
+        assignment,
+        "Delete",
+        name=name,
         details={"reason": reason, "requestId": request.id if request else None},
     )
     roles = delivery.package_roles(ctx.session, [assignment.access_package_id])
@@ -222,16 +221,14 @@ def _close_undelivered_add(ctx: Ctx, assignment: Assignment, reason: str) -> Non
     if not assignment.request_id:
         return
     add = ctx.session.get(AssignmentRequest, assignment.request_id)
-    if add is not None and add.state == "delivering" and add.request_type in ADD_TYPES:
-        add.state, add.status, add.completed_at = "canceled", f"AssignmentEnded:{reason}", ctx.now
-        add.open_key = None
-        ctx.audit(
-            "Cancel access package assignment request",
-            operation_type="Update",
-            target_type=REQUEST,
-            target_id=add.id,
-            catalog_id=add.catalog_id,
-            subject_id=add.target_id,
+    if add is not None and add.state == RequestState.DELIVERING and add.request_type in ADD_TYPES:
+        add.state, add.status = RequestState.CANCELED, f"AssignmentEnded:{reason}"
+        add.completed_at, add.open_key = ctx.now, None
+        about_request(
+            ctx,
+            Activity.CANCEL_REQUEST,
+            add,
+            "Update",
             details={"reason": f"the assignment ended before delivery ({reason})"},
         )
 
@@ -241,23 +238,17 @@ def extend(
 ) -> None:
     before = iso(assignment.expires_at)
     assignment.expires_at = new_end
-    assignment.expiration = (
-        {"type": "afterDateTime", "endDateTime": iso(new_end), "duration": None}
-        if new_end
-        else {"type": "noExpiration", "endDateTime": None, "duration": None}
-    )
+    assignment.expiration = ends_at(new_end).stored()
     assignment.extension_count += 1
     assignment.reminders_sent = passed_reminders(new_end, ctx.now)
     assignment.modified_at = ctx.now
     assignment.version += 1
     request.assignment_id = assignment.id
-    ctx.audit(
-        "Extend access package assignment",
-        operation_type="Update",
-        target_type=TARGET,
-        target_id=assignment.id,
-        catalog_id=assignment.catalog_id,
-        subject_id=assignment.target_id,
+    about_assignment(
+        ctx,
+        Activity.EXTEND_ASSIGNMENT,
+        assignment,
+        "Update",
         before={"expiresAt": before},
         after={"expiresAt": iso(new_end)},
         details={"requestId": request.id},
@@ -266,7 +257,11 @@ def extend(
     # A new end changes the delivered rows' valid_until (a shortened one is a partial
     # revocation): local targets get it at once.
     delivery.settle(ctx, assignment.target_id, roles[assignment.access_package_id])
-    request.state, request.status, request.completed_at = "delivered", "Fulfilled", ctx.now
+    request.state, request.status, request.completed_at = (
+        RequestState.DELIVERED,
+        "Fulfilled",
+        ctx.now,
+    )
     request.open_key = None
 
 
@@ -296,53 +291,37 @@ _ACTIVE_OF = select(Assignment).where(
 )
 
 STATUS = {
-    "delivering": "Delivering",
-    "delivered": "Delivered",
-    "partiallyDelivered": "PartiallyDelivered",
-    "deliveryFailed": "DeliveryFailed",
+    AssignmentState.DELIVERING: "Delivering",
+    AssignmentState.DELIVERED: "Delivered",
+    AssignmentState.PARTIALLY_DELIVERED: "PartiallyDelivered",
+    AssignmentState.DELIVERY_FAILED: "DeliveryFailed",
 }
 
 
-def _transition(ctx: Ctx, a: Assignment, state: str, error: str | None) -> None:
+def _transition(ctx: Ctx, a: Assignment, state: AssignmentState, error: str | None) -> None:
     a.state, a.status, a.modified_at = state, STATUS[state], ctx.now
     request = ctx.session.get(AssignmentRequest, a.request_id) if a.request_id else None
     package = ctx.session.get(AccessPackage, a.access_package_id)
     name = package.display_name if package else a.access_package_id
-    if state == "delivered":
-        ctx.audit(
-            "Fulfill access package assignment",
-            operation_type="Update",
-            target_type=TARGET,
-            target_id=a.id,
-            target_name=name,
-            catalog_id=a.catalog_id,
-            subject_id=a.target_id,
-            details={"requestId": a.request_id},
-        )
-    elif state in ("partiallyDelivered", "deliveryFailed"):
-        ctx.audit(
-            "Access package assignment delivery failed",
-            operation_type="Update",
-            target_type=TARGET,
-            target_id=a.id,
-            target_name=name,
-            catalog_id=a.catalog_id,
-            subject_id=a.target_id,
-            details={"state": state, "error": error},
-        )
+    if state == AssignmentState.DELIVERED:
+        details: dict[str, Any] = {"requestId": a.request_id}
+        about_assignment(ctx, Activity.FULFILL_ASSIGNMENT, a, "Update", name=name, details=details)
+    elif state in (AssignmentState.PARTIALLY_DELIVERED, AssignmentState.DELIVERY_FAILED):
+        details = {"state": state, "error": error}
+        about_assignment(ctx, Activity.DELIVERY_FAILED, a, "Update", name=name, details=details)
     if request is None or request.request_type not in ADD_TYPES:
         return
     # Only a request still delivering follows its assignment: a completed one stays completed
     # (a reprocess of the assignment, or a role shared with another one, does not reopen it).
-    if request.state == "delivering":
+    if request.state == RequestState.DELIVERING:
         first_time = True
-        request.state = state
-        request.status = {"delivered": "Fulfilled"}.get(state, STATUS[state])
+        request.state = RequestState(state)
+        request.status = "Fulfilled" if state == AssignmentState.DELIVERED else STATUS[state]
         request.delivery_error = error
-        if state != "delivering":
+        if state != AssignmentState.DELIVERING:
             request.completed_at = ctx.now
             request.open_key = None
-        if state == "delivered" and first_time:
+        if state == AssignmentState.DELIVERED and first_time:
             notices.delivered(ctx, request, a, name)
 
 
@@ -364,12 +343,12 @@ def _finish_removals(ctx: Ctx, subject_id: str) -> None:
         needed = roles.get(ended.get(r.assignment_id or "", ""), [])
         if any(g.applied_generation < g.generation for x in needed if (g := grants.get(x))):
             continue
-        r.state, r.status, r.completed_at = "delivered", "Fulfilled", ctx.now
+        r.state, r.status, r.completed_at = RequestState.DELIVERED, "Fulfilled", ctx.now
 
 
 _DELIVERING_REMOVALS = select(AssignmentRequest).where(
     AssignmentRequest.target_id == bindparam("subject"),
-    AssignmentRequest.state == "delivering",
+    AssignmentRequest.state == RequestState.DELIVERING,
     AssignmentRequest.request_type.in_(sorted(REMOVE_TYPES)),
 )
 

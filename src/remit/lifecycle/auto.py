@@ -9,29 +9,25 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from remit.context import Ctx
-from remit.durations import parse_duration
 from remit.errors import DomainError
 from remit.lifecycle import assignments, requests
 from remit.lifecycle.locks import lock_subjects
 from remit.models.directory import User
 from remit.models.lifecycle import Assignment, AssignmentRequest
 from remit.models.policies import AssignmentPolicy
+from remit.models.vocabulary import RequestType
 from remit.policies import rules
+from remit.policies.settings import AutomaticRequestSettings, settings_of
+from remit.policies.subjects import ATTRIBUTE_RULE_MEMBERS
 
 LIMIT = 15_000  # assignments per auto-assignment policy (spec §9)
 
 
 def evaluate(ctx: Ctx, policy: AssignmentPolicy) -> tuple[int, int]:
     """Bring one policy's assignments in line with its rule; returns (added, removed)."""
-    settings = policy.automatic_request_settings or {}
-    rule_text = next(
-        (
-            t.get("membershipRule")
-            for t in policy.specific_allowed_targets
-            if t.get("@odata.type") == "#microsoft.graph.attributeRuleMembers"
-        ),
-        None,
-    )
+    typed = settings_of(policy)
+    settings = typed.automatic or AutomaticRequestSettings()
+    rule_text = next((t.membership_rule for t in typed.targets(ATTRIBUTE_RULE_MEMBERS)), None)
     if not rule_text:
         return 0, 0
     rule = rules.parse(rule_text)
@@ -59,7 +55,7 @@ def evaluate(ctx: Ctx, policy: AssignmentPolicy) -> tuple[int, int]:
     added = removed = 0
     # Every subject this run may touch is locked up front, in order (lifecycle.locks).
     lock_subjects(ctx, (matching - set(held) - open_adds) | set(held))
-    if settings.get("requestAccessForAllowedTargets", True):
+    if settings.request_access_for_allowed_targets:
         for user_id in sorted(matching - set(held) - open_adds):
             if len(held) + added >= LIMIT:
                 break
@@ -67,7 +63,7 @@ def evaluate(ctx: Ctx, policy: AssignmentPolicy) -> tuple[int, int]:
                 with ctx.session.begin_nested():
                     requests.submit(
                         ctx,
-                        kind="systemAdd",
+                        kind=RequestType.SYSTEM_ADD,
                         package_id=policy.access_package_id,
                         policy_id=policy.id,
                         target_id=user_id,
@@ -75,13 +71,12 @@ def evaluate(ctx: Ctx, policy: AssignmentPolicy) -> tuple[int, int]:
                 added += 1
             except DomainError:
                 continue  # e.g. an incompatible package or an active assignment elsewhere
-    grace_text = settings.get("gracePeriodBeforeAccessRemoval")
-    grace = parse_duration(grace_text) if grace_text else timedelta(0)
+    grace = settings.grace_period_before_access_removal or timedelta(0)
     for user_id, a in sorted(held.items()):
         if user_id in matching:
             a.out_of_scope_since = None
             continue
-        if not settings.get("removeAccessWhenTargetLeavesAllowedTargets", True):
+        if not settings.remove_access_when_target_leaves_allowed_targets:
             continue
         if a.out_of_scope_since is None:
             a.out_of_scope_since = ctx.now

@@ -64,6 +64,7 @@ from remit.models.catalogs import CatalogResource, ResourceRole
 from remit.models.delivery import BUILTIN_TARGET_ID, DeliveryRoute
 from remit.models.lifecycle import Assignment, ResourceGrant
 from remit.models.packages import ResourceRoleScope
+from remit.models.vocabulary import AssignmentState, GrantState
 
 SYNC_JOB = "lifecycle.sync_subject"
 MAX_ATTEMPTS = 8  # 30 s doubling: about two hours of retries ("several hours", spec §6.7)
@@ -168,7 +169,7 @@ def new_grant_row(subject_id: str, role: RoleRef, now: datetime) -> dict[str, An
         "desired": False,
         "generation": 0,
         "applied_generation": 0,
-        "applied_state": "none",
+        "applied_state": GrantState.NONE,
         "attempts": 0,
         "updated_at": now,
         "target_id": role.target_id,
@@ -183,7 +184,7 @@ def moves_to(
     flight at its old target (never granted, or revoked and applied, and no call claimed)."""
     return (
         target_id != role.target_id
-        and applied_state in ("none", "revoked")
+        and applied_state in (GrantState.NONE, GrantState.REVOKED)
         and not pending
         and not claimed
     )
@@ -255,7 +256,7 @@ def recompute(ctx: Ctx, subject_id: str, roles: Iterable[RoleRef]) -> list[Resou
             grant.last_error = None
             grant.updated_at = ctx.now
             changed.append(grant)
-        elif grant.applied_state == "failed" and desired:
+        elif grant.applied_state == GrantState.FAILED and desired:
             changed.append(grant)  # still failed: a reprocess retries it
     return changed
 
@@ -366,7 +367,7 @@ def _outcomes(ctx: Ctx, rows: Sequence[ResourceGrant], outcomes: Outcomes) -> bo
 
 def _applied(ctx: Ctx, grant: ResourceGrant) -> None:
     grant.applied_generation = grant.generation
-    grant.applied_state = "granted" if grant.desired else "revoked"
+    grant.applied_state = GrantState.GRANTED if grant.desired else GrantState.REVOKED
     grant.attempts = 0
     grant.last_error = None
     grant.updated_at = ctx.now
@@ -379,7 +380,7 @@ def _failed(ctx: Ctx, grant: ResourceGrant, error: str, *, permanent: bool) -> b
     grant.updated_at = ctx.now
     if permanent or grant.attempts >= MAX_ATTEMPTS:
         grant.applied_generation = grant.generation
-        grant.applied_state = "failed"
+        grant.applied_state = GrantState.FAILED
         return True
     return False
 
@@ -575,24 +576,27 @@ def grant_rows(
 
 def delivery_state(
     roles: Sequence[RoleRef], grants: dict[RoleRef, ResourceGrant]
-) -> tuple[str, str | None]:
+) -> tuple[AssignmentState, str | None]:
     """An active assignment's state from its roles' grant rows, and the first error if any."""
     if not roles:
-        return "delivered", None
+        return AssignmentState.DELIVERED, None
     pending = failed = 0
     error = None
     for role in roles:
         g = grants.get(role)
         # A role already granted still counts as delivered while a newer generation of its row
         # (a new expiry, a reprocess) waits to be applied.
-        held = g is not None and g.desired and g.applied_state == "granted"
+        held = g is not None and g.desired and g.applied_state == GrantState.GRANTED
         if g is None or not g.desired or (g.applied_generation < g.generation and not held):
             pending += 1
-        elif g.applied_state == "failed":
+        elif g.applied_state == GrantState.FAILED:
             failed += 1
             error = error or f"{role.display_name}: {g.last_error}"
     if pending:
-        return "delivering", error
+        return AssignmentState.DELIVERING, error
     if failed:
-        return ("deliveryFailed" if failed == len(roles) else "partiallyDelivered"), error
-    return "delivered", None
+        partly = failed < len(roles)
+        return (
+            AssignmentState.PARTIALLY_DELIVERED if partly else AssignmentState.DELIVERY_FAILED
+        ), error
+    return AssignmentState.DELIVERED, None

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
+from remit.authz import relations
 from remit.context import Ctx
 from remit.jobs.registry import RetryLater, Steps, job, periodic, stepwise
 from remit.lifecycle import approvals, assignments, auto, delivery, notices, sweep
@@ -21,6 +22,8 @@ from remit.lifecycle.schedule import REMINDERS
 from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
+from remit.models.vocabulary import GrantState, RequestState, StageStatus
+from remit.policies.settings import Schedule
 
 CHUNK = 500
 NOW = timedelta(0)
@@ -39,7 +42,7 @@ def _sync_gave_up(ctx: Ctx, payload: dict[str, Any], error: str) -> None:
         grant.attempts += 1
         grant.last_error = f"delivery gave up: {error}"[:500]
         grant.applied_generation = grant.generation
-        grant.applied_state = "failed"
+        grant.applied_state = GrantState.FAILED
         grant.claim_token = grant.claimed_generation = grant.claimed_until = None
         grant.updated_at = ctx.now
     assignments.refresh_states(ctx, subject_id)
@@ -95,12 +98,13 @@ def activate_scheduled(ctx: Ctx, payload: dict[str, Any]) -> None:
         return
     lock_subjects(ctx, [request.target_id or request.target_email])
     ctx.session.refresh(request)
-    if request.state != "scheduled":
+    if request.state != RequestState.SCHEDULED:
         return  # cancelled meanwhile, or already activated
     package = ctx.session.get(AccessPackage, request.access_package_id)
     if package is None:
         return
-    request.schedule = {**request.schedule, "startDateTime": None}
+    schedule = Schedule.model_validate(request.schedule)
+    request.schedule = schedule.model_copy(update={"start_date_time": None}).stored()
     assignments.activate(ctx, request, package)
 
 
@@ -119,7 +123,7 @@ def approval_timers(ctx: Ctx, payload: dict[str, Any]) -> None:
         ctx.session.execute(
             select(ApprovalStage)
             .where(
-                ApprovalStage.status == "InProgress",
+                ApprovalStage.status == StageStatus.IN_PROGRESS,
                 or_(
                     ApprovalStage.deny_at <= ctx.now,
                     and_(
@@ -139,7 +143,7 @@ def approval_timers(ctx: Ctx, payload: dict[str, Any]) -> None:
         lock_subjects(ctx, [request.target_id or request.target_email])
         ctx.session.refresh(request)
         ctx.session.refresh(stage)
-        if request.state != "pendingApproval" or stage.status != "InProgress":
+        if not relations.is_open(request, stage):
             continue
         package = ctx.session.get(AccessPackage, request.access_package_id)
         name = package.display_name if package else request.access_package_id

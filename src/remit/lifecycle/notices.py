@@ -16,11 +16,13 @@ from remit.context import Ctx
 from remit.db import HotSelect, among_param, listed
 from remit.directory.operations import live_membership
 from remit.external import guests, orgs
+from remit.lifecycle.kinds import ADMIN_TYPES, SYSTEM_TYPES
 from remit.lifecycle.schedule import end_of, iso, start_of
 from remit.models.directory import GroupMember, User
 from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest, StageApprover
 from remit.models.policies import AssignmentPolicy
 from remit.notify import email, webhooks
+from remit.policies.settings import Schedule, settings_of
 
 
 def _name(ctx: Ctx, user_id: str | None) -> str:
@@ -35,8 +37,8 @@ def _policy(ctx: Ctx, policy_id: str | None) -> AssignmentPolicy | None:
 
 
 def _muted(policy: AssignmentPolicy | None) -> bool:
-    return bool(
-        policy and (policy.notification_settings or {}).get("isAssignmentNotificationDisabled")
+    return (
+        policy is not None and settings_of(policy).notification.is_assignment_notification_disabled
     )
 
 
@@ -63,8 +65,9 @@ def users_of(ctx: Ctx, principals: Iterable[str]) -> list[str]:
 
 
 def _request_data(ctx: Ctx, request: AssignmentRequest, package_name: str) -> dict[str, Any]:
-    start = start_of(request.schedule, request.created_at)
-    end = end_of(request.schedule, start)
+    schedule = Schedule.model_validate(request.schedule)
+    start = start_of(schedule, request.created_at)
+    end = end_of(schedule, start)
     return {
         "package": package_name,
         "requestor": _name(ctx, request.requestor_id),
@@ -173,7 +176,7 @@ def request_approved(
 def _told(ctx: Ctx, request: AssignmentRequest) -> list[str]:
     """Who hears about the outcome: the requestor and the target, unless an administrator
     assigned directly (§6.9) or the policy mutes notifications."""
-    if request.request_type.startswith(("admin", "system")) or _muted(
+    if request.request_type in ADMIN_TYPES | SYSTEM_TYPES or _muted(
         _policy(ctx, request.policy_id)
     ):
         return []
@@ -209,57 +212,41 @@ def delivered(
     _fire(ctx, request, "assignmentRequestGranted", _event(request, assignment))
 
 
-def access_ended(ctx: Ctx, assignment: Assignment, package_name: str, reason: str) -> None:
+def _to_holder(
+    ctx: Ctx,
+    assignment: Assignment,
+    template: str,
+    data: dict[str, Any],
+    stage: str,
+    event: dict[str, Any],
+) -> None:
+    """An email to the assignment's holder, unless its policy mutes them, and the policy's
+    custom extensions of ``stage``."""
     policy = _policy(ctx, assignment.policy_id)
     if not _muted(policy):
-        email.send_later(
-            ctx,
-            template="access_ended",
-            to=[assignment.target_id],
-            data={"package": package_name, "reason": reason, "assignment_id": assignment.id},
-        )
-    _hook(
-        ctx,
-        policy,
-        assignment.catalog_id,
-        "assignmentRequestRemoved",
-        {
-            "assignmentId": assignment.id,
-            "accessPackageId": assignment.access_package_id,
-            "targetId": assignment.target_id,
-            "reason": reason,
-        },
+        email.send_later(ctx, template=template, to=[assignment.target_id], data=data)
+    payload = {
+        "assignmentId": assignment.id,
+        "accessPackageId": assignment.access_package_id,
+        "targetId": assignment.target_id,
+    }
+    _hook(ctx, policy, assignment.catalog_id, stage, payload | event)
+
+
+def access_ended(ctx: Ctx, assignment: Assignment, package_name: str, reason: str) -> None:
+    data = {"package": package_name, "reason": reason, "assignment_id": assignment.id}
+    _to_holder(
+        ctx, assignment, "access_ended", data, "assignmentRequestRemoved", {"reason": reason}
     )
 
 
 def expiring(ctx: Ctx, assignment: Assignment, package_name: str, days: int) -> None:
-    policy = _policy(ctx, assignment.policy_id)
-    if not _muted(policy):
-        email.send_later(
-            ctx,
-            template="access_expiring",
-            to=[assignment.target_id],
-            data={
-                "package": package_name,
-                "end": iso(assignment.expires_at),
-                "days": days,
-                "assignment_id": assignment.id,
-            },
-        )
-    _hook(
-        ctx,
-        policy,
-        assignment.catalog_id,
-        "assignmentFourteenDaysBeforeExpiration"
-        if days > 1
-        else "assignmentOneDayBeforeExpiration",
-        {
-            "assignmentId": assignment.id,
-            "accessPackageId": assignment.access_package_id,
-            "targetId": assignment.target_id,
-            "expiresAt": iso(assignment.expires_at),
-        },
+    end = iso(assignment.expires_at)
+    data = {"package": package_name, "end": end, "days": days, "assignment_id": assignment.id}
+    stage = (
+        "assignmentFourteenDaysBeforeExpiration" if days > 1 else "assignmentOneDayBeforeExpiration"
     )
+    _to_holder(ctx, assignment, "access_expiring", data, stage, {"expiresAt": end})
 
 
 def guest_for(ctx: Ctx, request: AssignmentRequest) -> User:

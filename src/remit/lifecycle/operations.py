@@ -8,9 +8,11 @@ from remit.authz.tasks import Task
 from remit.context import Ctx
 from remit.errors import Conflict, NotFound
 from remit.lifecycle import approvals, assignments, queries, requests
+from remit.lifecycle.events import about_assignment
 from remit.lifecycle.locks import lock_subjects
 from remit.models.lifecycle import Assignment
 from remit.models.packages import AccessPackage
+from remit.models.vocabulary import Activity, StageStatus
 
 
 def reprocess_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
@@ -21,14 +23,7 @@ def reprocess_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
     if a.active_key is None or assignments.lapsed(a, ctx.now):
         raise Conflict("the assignment has ended", code="AssignmentEnded")
     requests.retry_roles(ctx, a, failed_only=False)
-    ctx.audit(
-        "Reprocess access package assignment",
-        operation_type="Update",
-        target_type="AccessPackageAssignment",
-        target_id=a.id,
-        catalog_id=a.catalog_id,
-        subject_id=a.target_id,
-    )
+    about_assignment(ctx, Activity.REPROCESS_ASSIGNMENT, a, "Update")
     return a
 
 
@@ -43,8 +38,8 @@ def decide_stage(
     stage = next((s for s in stages if s.id == stage_id), None)
     if stage is None:
         raise NotFound(f"approval stage {stage_id} was not found")
-    if stage.status != "InProgress":
-        if stage.status == "Completed":
+    if stage.status != StageStatus.IN_PROGRESS:
+        if stage.status == StageStatus.COMPLETED:
             raise Conflict("this stage has already been decided", code="StageAlreadyDecided")
         raise Conflict("this stage has not started yet", code="StageNotStarted")
     package = ctx.session.get(AccessPackage, request.access_package_id)

@@ -10,6 +10,7 @@ from remit.context import Ctx
 from remit.errors import Conflict
 from remit.lifecycle import assignments, delivery
 from remit.models.packages import ResourceRoleScope
+from remit.models.vocabulary import Activity
 from remit.packages import operations as packages
 
 
@@ -39,7 +40,7 @@ def add_resource_role_scope(
     packages.audit(
         ctx,
         package,
-        "Add resource role to access package",
+        Activity.ADD_RESOURCE_ROLE,
         operation_type="Add",
         after={
             "roleId": role.id,
@@ -64,7 +65,7 @@ def remove_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> None:
     packages.audit(
         ctx,
         package,
-        "Remove resource role from access package",
+        Activity.REMOVE_RESOURCE_ROLE,
         operation_type="Delete",
         before={"roleId": found.role_id, "scopeId": found.scope_id},
     )

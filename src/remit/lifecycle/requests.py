@@ -27,51 +27,63 @@ from remit.external import orgs
 from remit.faults import crash_point
 from remit.lifecycle import answers as answer_rules
 from remit.lifecycle import approvals, assignments, delivery, notices, queries
-from remit.lifecycle.assignments import ADD_TYPES, REMOVE_TYPES, active_key
+from remit.lifecycle.assignments import active_key
+from remit.lifecycle.events import about_request
+from remit.lifecycle.kinds import ADD_TYPES, OPEN_STATES, REMOVE_TYPES, SYSTEM_TYPES
 from remit.lifecycle.locks import lock_subjects
-from remit.lifecycle.schedule import extension_end, frozen_schedule, iso, parse_instant
+from remit.lifecycle.schedule import (
+    asked_end,
+    ends_at,
+    extension_end,
+    frozen_schedule,
+    iso,
+    parse_instant,
+)
 from remit.models.catalogs import Catalog
 from remit.models.directory import User
 from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
-from remit.policies import scope
-
-TARGET = "AccessPackageAssignmentRequest"
-REQUEST_TYPES = {
-    t.lower(): t
-    for t in (
-        "userAdd",
-        "userUpdate",
-        "userExtend",
-        "userRemove",
-        "adminAdd",
-        "adminUpdate",
-        "adminRemove",
-        "systemAdd",
-        "systemUpdate",
-        "systemRemove",
-        "onBehalfAdd",
-        "notSpecified",
-    )
-}
-REPROCESS_WINDOW = timedelta(days=7)  # spec §6.7 / §9
-REQUESTOR_CANCELLABLE = ("submitted", "pendingApproval", "scheduled")
-ADMIN_CANCELLABLE = (
-    "submitted",
-    "pendingApproval",
-    "scheduled",
-    "delivering",
-    "deliveryFailed",
-    "partiallyDelivered",
+from remit.models.vocabulary import (
+    Activity,
+    CatalogState,
+    GrantState,
+    OrganizationState,
+    RequestState,
+    RequestType,
+    ReviewResult,
+    StageStatus,
 )
+from remit.policies import scope
+from remit.policies.settings import RequestorSettings, Schedule, settings_of
+
+REQUEST_TYPES = {t.lower(): t for t in RequestType}
+REPROCESS_WINDOW = timedelta(days=7)  # spec §6.7 / §9
+S = RequestState
+REQUESTOR_CANCELLABLE = (S.SUBMITTED, S.PENDING_APPROVAL, S.SCHEDULED)
+ADMIN_CANCELLABLE = (*REQUESTOR_CANCELLABLE, S.DELIVERING, S.DELIVERY_FAILED, S.PARTIALLY_DELIVERED)
+REPROCESSABLE = (S.DELIVERY_FAILED, S.PARTIALLY_DELIVERED)
+# The audit activity of each kind of request when it is made.
+SUBMITTED = {
+    RequestType.USER_ADD: Activity.USER_REQUESTS_ASSIGNMENT,
+    RequestType.ADMIN_ADD: Activity.ADMIN_ASSIGNS,
+    RequestType.SYSTEM_ADD: Activity.SYSTEM_REQUESTS_ASSIGNMENT,
+    RequestType.USER_UPDATE: Activity.USER_REQUESTS_EXTENSION,
+    RequestType.USER_EXTEND: Activity.USER_REQUESTS_EXTENSION,
+    RequestType.ADMIN_UPDATE: Activity.ADMIN_UPDATES_ASSIGNMENT,
+    RequestType.SYSTEM_UPDATE: Activity.ADMIN_UPDATES_ASSIGNMENT,
+    RequestType.USER_REMOVE: Activity.USER_REQUESTS_REMOVAL,
+    RequestType.ADMIN_REMOVE: Activity.ADMIN_REMOVES_ASSIGNMENT,
+    RequestType.SYSTEM_REMOVE: Activity.SYSTEM_REMOVES_ASSIGNMENT,
+}
+REMOVED_BY = {RequestType.USER_REMOVE: "removedByUser", RequestType.ADMIN_REMOVE: "removedByAdmin"}
 
 
-def request_type(value: Any) -> str:
+def request_type(value: Any) -> RequestType:
     found = REQUEST_TYPES.get(str(value or "").strip().lower())
     if found is None:
         raise Invalid(f"unknown requestType {value!r}", target="requestType")
-    if found in ("onBehalfAdd", "notSpecified"):
+    if found in (RequestType.ON_BEHALF_ADD, RequestType.NOT_SPECIFIED):
         raise Invalid(f"requestType {found} is not supported", target="requestType")
     return found
 
@@ -90,16 +102,16 @@ def submit(
     schedule: dict[str, Any] | None = None,
 ) -> AssignmentRequest:
     """Create a request of any type; raises a domain error (and changes nothing) if invalid."""
-    kind = request_type(kind)
-    if kind.startswith("system") and not ctx.actor.is_system:
+    rtype = request_type(kind)
+    if rtype in SYSTEM_TYPES and not ctx.actor.is_system:
         raise Invalid("system requests are made by remit itself", target="requestType")
     justification = validation.justification(justification)
-    if kind in ADD_TYPES:
+    if rtype in ADD_TYPES:
         if not package_id:
             raise Invalid("assignment.accessPackageId is required", target="accessPackageId")
         return _add(
             ctx,
-            kind,
+            rtype,
             package_id=package_id,
             policy_id=policy_id,
             target_id=target_id,
@@ -110,9 +122,9 @@ def submit(
         )
     if not assignment_id:
         raise Invalid("assignment.id is required for this request type", target="assignment.id")
-    if kind in REMOVE_TYPES:
-        return _remove(ctx, kind, assignment_id, justification)
-    return _update(ctx, kind, assignment_id, justification, answers, schedule)
+    if rtype in REMOVE_TYPES:
+        return _remove(ctx, rtype, assignment_id, justification)
+    return _update(ctx, rtype, assignment_id, justification, answers, schedule)
 
 
 # ------------------------------------------------------------------------------------ adds
@@ -120,7 +132,7 @@ def submit(
 
 def _add(
     ctx: Ctx,
-    kind: str,
+    kind: RequestType,
     *,
     package_id: str,
     policy_id: str | None,
@@ -135,7 +147,7 @@ def _add(
     if package is None:
         raise NotFound(f"access package {package_id} was not found")
     sees_package = can(actor, Task.PACKAGE_READ, package.catalog_id)
-    admin = kind in ("adminAdd", "systemAdd")
+    admin = kind in (RequestType.ADMIN_ADD, RequestType.SYSTEM_ADD)
     if admin:
         if not sees_package:
             raise NotFound(f"access package {package_id} was not found")
@@ -143,7 +155,7 @@ def _add(
     target = _add_target(ctx, kind, target_id, target_email)
     lock_subjects(ctx, [target.id if target is not None else target_email])
     catalog = session.get(Catalog, package.catalog_id)
-    if catalog is None or catalog.state != "published":
+    if catalog is None or catalog.state != CatalogState.PUBLISHED:
         raise Invalid("the catalog of this access package is disabled", code="CatalogDisabled")
     external = target.user_type == "Guest" if target is not None else True
     if external and not catalog.is_externally_visible:
@@ -154,48 +166,41 @@ def _add(
     policy = _choose_policy(ctx, kind, package, policy_id, target, target_email, sees_package)
     _hold(ctx, policy)
     _check_incompatible(ctx, package, target)
-    needs_reason = policy.request_approval_settings.get("isRequestorJustificationRequired")
-    if kind == "userAdd" and needs_reason and justification is None:
+    settings = settings_of(policy)
+    needs_reason = settings.approval.is_requestor_justification_required
+    if kind == RequestType.USER_ADD and needs_reason and justification is None:
         raise Invalid(
             "this policy requires a justification",
             target="justification",
             code="JustificationRequired",
         )
-    stored_answers = answer_rules.validate(policy.questions, answers)
-    custom = bool(policy.requestor_settings.get("allowCustomAssignmentSchedule")) or admin
-    frozen = frozen_schedule(policy.expiration, schedule, allow_custom=custom, now=ctx.now)
+    stored_answers = answer_rules.validate(settings.questions, answers)
+    custom = settings.requestor.allow_custom_assignment_schedule or admin
+    frozen = frozen_schedule(settings.expiration, schedule, allow_custom=custom, now=ctx.now)
     who = target.id if target is not None else (target_email or "").lower()
     if target is not None:
         _no_active_assignment(ctx, target.id, package.id)
-    request = AssignmentRequest(
-        request_type=kind,
-        state="submitted",
-        status="Accepted",
-        access_package_id=package.id,
-        catalog_id=package.catalog_id,
+    request = _new(
+        ctx,
+        kind,
+        RequestState.SUBMITTED,
+        package,
         policy_id=policy.id,
         target_id=target.id if target is not None else None,
         target_email=None if target is not None else (target_email or "").lower(),
-        requestor_id=None if actor.is_system else actor.user_id,
         justification=justification,
         answers=stored_answers,
         schedule=frozen,
-        created_at=ctx.now,
         open_key=_open_add_key(who, package.id),
     )
     _insert(ctx, request)
     crash_point("request.after_insert")
-    ctx.audit(
-        {
-            "userAdd": "User requests access package assignment",
-            "adminAdd": "Administrator directly assigns user to access package",
-        }.get(kind, "System requests access package assignment"),
-        operation_type="Add",
-        target_type=TARGET,
-        target_id=request.id,
-        target_name=package.display_name,
-        catalog_id=package.catalog_id,
-        subject_id=request.target_id,
+    about_request(
+        ctx,
+        SUBMITTED[kind],
+        request,
+        "Add",
+        name=package.display_name,
         after={
             "requestType": kind,
             "policyId": policy.id,
@@ -207,14 +212,39 @@ def _add(
     )
     notices.submitted(ctx, request)
     crash_point("request.before_commit")
-    settings = policy.request_approval_settings
-    stages = list(settings.get("stages") or [])
-    if settings.get("isApprovalRequiredForAdd") and stages:
-        approvals.begin(ctx, request, stages, package.display_name)
+    if settings.approval.is_approval_required_for_add and settings.approval.stages:
+        approvals.begin(ctx, request, settings.approval.stages, package.display_name)
         return request
     _auto_approve(ctx, request, package.display_name)
     assignments.activate(ctx, request, package)
     return request
+
+
+def _new(
+    ctx: Ctx,
+    kind: RequestType,
+    state: RequestState,
+    on: AccessPackage | Assignment,
+    **columns: Any,
+) -> AssignmentRequest:
+    """A new request by the actor (not yet added) for a package (an add; ``columns`` name the
+    policy and the target) or about an assignment (its policy, its target)."""
+    if isinstance(on, Assignment):
+        columns |= {"access_package_id": on.access_package_id, "policy_id": on.policy_id}
+        columns |= {"assignment_id": on.id, "target_id": on.target_id}
+    else:
+        columns["access_package_id"] = on.id
+    columns.setdefault("requestor_id", None if ctx.actor.is_system else ctx.actor.user_id)
+    columns.setdefault("answers", [])
+    columns.setdefault("schedule", {})
+    return AssignmentRequest(
+        request_type=kind,
+        state=state,
+        status="Accepted",
+        catalog_id=on.catalog_id,
+        created_at=ctx.now,
+        **columns,
+    )
 
 
 def _open_add_key(who: str, package_id: str) -> str:
@@ -238,15 +268,7 @@ def _hold(ctx: Ctx, policy: AssignmentPolicy) -> None:
 
 
 def _auto_approve(ctx: Ctx, request: AssignmentRequest, package_name: str) -> None:
-    ctx.audit(
-        "Auto approve access package assignment request",
-        operation_type="Update",
-        target_type=TARGET,
-        target_id=request.id,
-        target_name=package_name,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
-    )
+    about_request(ctx, Activity.AUTO_APPROVE_REQUEST, request, "Update", name=package_name)
 
 
 def _insert(ctx: Ctx, request: AssignmentRequest) -> None:
@@ -261,10 +283,10 @@ def _insert(ctx: Ctx, request: AssignmentRequest) -> None:
 
 
 def _add_target(
-    ctx: Ctx, kind: str, target_id: str | None, target_email: str | None
+    ctx: Ctx, kind: RequestType, target_id: str | None, target_email: str | None
 ) -> User | None:
     session, actor = ctx.session, ctx.actor
-    if kind == "userAdd":
+    if kind == RequestType.USER_ADD:
         wanted = target_id or actor.user_id
         target = session.get(User, wanted) if validation.usable_id(wanted) else None
         if target is None or not target.account_enabled:
@@ -296,19 +318,19 @@ def _add_target(
 
 def _choose_policy(
     ctx: Ctx,
-    kind: str,
+    kind: RequestType,
     package: AccessPackage,
     policy_id: str | None,
     target: User | None,
     target_email: str | None,
     sees_package: bool,
 ) -> AssignmentPolicy:
-    if kind == "userAdd" and target is not None:
+    if kind == RequestType.USER_ADD and target is not None:
         return _user_policy(ctx, package, policy_id, target, sees_package)
     if not policy_id:
         raise Invalid("assignment.assignmentPolicyId is required", target="assignmentPolicyId")
     policy = _policy_of(ctx, package, policy_id)
-    if not policy.requestor_settings.get("acceptRequests", True):
+    if not settings_of(policy).requestor.accept_requests:
         raise Invalid("this policy is disabled", target="assignmentPolicyId", code="PolicyDisabled")
     if policy.auto_assignment_key is not None and not ctx.actor.is_system:
         raise Invalid(
@@ -342,8 +364,8 @@ def _user_policy(
         named = [
             p
             for p in _policies(ctx, package.id)
-            if p.requestor_settings.get("enableOnBehalfRequestorsToAddAccess")
-            and p.requestor_settings.get("acceptRequests", True)
+            if (requestor := settings_of(p).requestor).enable_on_behalf_requestors_to_add_access
+            and requestor.accept_requests
             and scope.names_on_behalf_requestor(p, actor, target)
         ]
         if not named and not relations.is_manager(session, actor.user_id, target):
@@ -392,14 +414,9 @@ def _admin_scope_ok(
     if scope_name == "allExternalUsers":
         return True
     if scope_name == "allConfiguredConnectedOrganizationUsers":
-        return org is not None and org.state == "configured"
+        return org is not None and org.state == OrganizationState.CONFIGURED
     if scope_name == "specificConnectedOrganizationUsers":
-        named = {
-            t.get("connectedOrganizationId")
-            for t in policy.specific_allowed_targets
-            if t.get("@odata.type") == "#microsoft.graph.connectedOrganizationMembers"
-        }
-        return org is not None and org.id in named
+        return org is not None and org.id in scope.named_organizations(policy)
     return False
 
 
@@ -473,58 +490,36 @@ def _active_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
 
 
 def _remove(
-    ctx: Ctx, kind: str, assignment_id: str, justification: str | None
+    ctx: Ctx, kind: RequestType, assignment_id: str, justification: str | None
 ) -> AssignmentRequest:
     assignment = _active_assignment(ctx, assignment_id)
     lock_subjects(ctx, [assignment.target_id])
     policy = (
         ctx.session.get(AssignmentPolicy, assignment.policy_id) if assignment.policy_id else None
     )
-    settings = policy.requestor_settings if policy else {}
-    if kind == "adminRemove":
+    settings = settings_of(policy).requestor if policy else RequestorSettings()
+    if kind == RequestType.ADMIN_REMOVE:
         authorize(ctx.actor, Task.ASSIGNMENT_DIRECT_REMOVE, assignment.catalog_id)
-    elif kind == "userRemove":
+    elif kind == RequestType.USER_REMOVE:
         own = relations.holds(ctx.actor, assignment)
-        if own and not settings.get("enableTargetsToSelfRemoveAccess"):
+        if own and not settings.enable_targets_to_self_remove_access:
             raise Forbidden("this policy does not let you remove your own access")
         if not own and not (
             relations.manages(ctx.session, ctx.actor, assignment.target_id)
-            and settings.get("enableOnBehalfRequestorsToRemoveAccess")
+            and settings.enable_on_behalf_requestors_to_remove_access
         ):
             raise Forbidden("you may not remove this assignment")
-    request = AssignmentRequest(
-        request_type=kind,
-        state="delivering",
-        status="Accepted",
-        access_package_id=assignment.access_package_id,
-        catalog_id=assignment.catalog_id,
-        policy_id=assignment.policy_id,
-        assignment_id=assignment.id,
-        target_id=assignment.target_id,
-        requestor_id=None if ctx.actor.is_system else ctx.actor.user_id,
-        justification=justification,
-        answers=[],
-        schedule={},
-        created_at=ctx.now,
-    )
+    request = _new(ctx, kind, RequestState.DELIVERING, assignment, justification=justification)
     ctx.session.add(request)
     ctx.session.flush()
-    ctx.audit(
-        {"userRemove": "User requests removal of access package assignment"}.get(
-            kind, "Administrator removes access package assignment"
-        )
-        if kind != "systemRemove"
-        else "System removes access package assignment",
-        operation_type="Delete",
-        target_type=TARGET,
-        target_id=request.id,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
+    about_request(
+        ctx,
+        SUBMITTED[kind],
+        request,
+        "Delete",
         after={"requestType": kind, "assignmentId": assignment.id, "justification": justification},
     )
-    reason = {"userRemove": "removedByUser", "adminRemove": "removedByAdmin"}.get(
-        kind, "removedBySystem"
-    )
+    reason = REMOVED_BY.get(kind, "removedBySystem")
     assignments.end(ctx, assignment, reason=reason, request=request)
     return request
 
@@ -534,7 +529,7 @@ def _remove(
 
 def _update(
     ctx: Ctx,
-    kind: str,
+    kind: RequestType,
     assignment_id: str,
     justification: str | None,
     answers: list[Any] | None,
@@ -549,13 +544,14 @@ def _update(
     )
     if policy is None:
         raise Invalid("the assignment's policy no longer exists; it cannot be extended")
-    admin = kind in ("adminUpdate", "systemUpdate")
+    admin = kind in (RequestType.ADMIN_UPDATE, RequestType.SYSTEM_UPDATE)
+    settings = settings_of(policy)
     if admin:
         authorize(ctx.actor, Task.ASSIGNMENT_DIRECT_ADD, assignment.catalog_id)
     else:
         if not relations.holds(ctx.actor, assignment):
             raise Forbidden("you can extend only your own access")
-        if not policy.requestor_settings.get("enableTargetsToSelfUpdateAccess"):
+        if not settings.requestor.enable_targets_to_self_update_access:
             raise Forbidden("this policy does not allow extensions")
         target = ctx.session.get(User, assignment.target_id)
         groups = transitive_group_ids(ctx.session, assignment.target_id, now=ctx.now)
@@ -564,55 +560,40 @@ def _update(
                 "you are no longer in this policy's scope, so the assignment cannot be extended",
                 code="RequestorNotInPolicyScope",
             )
-        if (
-            policy.request_approval_settings.get("isRequestorJustificationRequired")
-            and not justification
-        ):
+        if settings.approval.is_requestor_justification_required and not justification:
             raise Invalid(
                 "this policy requires a justification",
                 target="justification",
                 code="JustificationRequired",
             )
     new_end = _requested_end(policy, assignment, schedule, admin=admin, now=ctx.now)
-    stored_answers = answer_rules.validate(policy.questions, answers) if answers is not None else []
-    request = AssignmentRequest(
-        request_type=kind,
-        state="submitted",
-        status="Accepted",
-        access_package_id=assignment.access_package_id,
-        catalog_id=assignment.catalog_id,
-        policy_id=policy.id,
-        assignment_id=assignment.id,
-        target_id=assignment.target_id,
-        requestor_id=None if ctx.actor.is_system else ctx.actor.user_id,
+    stored_answers = (
+        answer_rules.validate(settings.questions, answers) if answers is not None else []
+    )
+    frozen = Schedule(start_date_time=iso(assignment.start_at), expiration=ends_at(new_end))
+    request = _new(
+        ctx,
+        kind,
+        RequestState.SUBMITTED,
+        assignment,
         justification=justification,
         answers=stored_answers,
-        schedule={
-            "startDateTime": iso(assignment.start_at),
-            "expiration": {"type": "afterDateTime", "endDateTime": iso(new_end), "duration": None}
-            if new_end
-            else {"type": "noExpiration", "endDateTime": None, "duration": None},
-        },
-        created_at=ctx.now,
+        schedule=frozen.stored(),
         open_key=f"update:{assignment.id}",
     )
     _insert(ctx, request)
     package = ctx.session.get(AccessPackage, assignment.access_package_id)
     name = package.display_name if package else assignment.access_package_id
-    ctx.audit(
-        "User requests access package assignment extension"
-        if not admin
-        else "Administrator updates access package assignment",
-        operation_type="Update",
-        target_type=TARGET,
-        target_id=request.id,
-        target_name=name,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
+    about_request(
+        ctx,
+        SUBMITTED[kind],
+        request,
+        "Update",
+        name=name,
         after={"requestType": kind, "assignmentId": assignment.id, "newEnd": iso(new_end)},
     )
-    stages = list(policy.request_approval_settings.get("stages") or [])
-    if not admin and policy.request_approval_settings.get("isApprovalRequiredForUpdate") and stages:
+    stages = settings.approval.stages
+    if not admin and settings.approval.is_approval_required_for_update and stages:
         approvals.begin(ctx, request, stages, name)
         return request
     _auto_approve(ctx, request, name)
@@ -630,17 +611,15 @@ def _requested_end(
     admin: bool,
     now: Any,
 ) -> Any:
-    default = extension_end(policy.expiration, assignment.expires_at, now)
+    settings = settings_of(policy)
+    default = extension_end(settings.expiration, assignment.expires_at, now)
     if not schedule:
         return default
-    if not admin and not policy.requestor_settings.get("allowCustomAssignmentSchedule"):
+    if not admin and not settings.requestor.allow_custom_assignment_schedule:
         raise Invalid(
             "this policy does not let requestors choose their own schedule", target="schedule"
         )
-    expiration = schedule.get("expiration") or {}
-    if not isinstance(expiration, dict):
-        raise Invalid("schedule.expiration must be an object", target="schedule.expiration")
-    raw = expiration.get("endDateTime")
+    raw = asked_end(schedule)[1].end_date_time
     if not raw:
         return default
     wanted = parse_instant(raw, "schedule.expiration.endDateTime")
@@ -664,14 +643,10 @@ def finish_approved(ctx: Ctx, request: AssignmentRequest) -> None:
         ctx.session.get(Assignment, request.assignment_id) if request.assignment_id else None
     )
     if assignment is None or assignment.active_key is None:
-        request.state, request.status, request.completed_at = (
-            "deliveryFailed",
-            "AssignmentEnded",
-            ctx.now,
-        )
-        request.open_key = None
+        request.state, request.status = RequestState.DELIVERY_FAILED, "AssignmentEnded"
+        request.completed_at, request.open_key = ctx.now, None
         return
-    end = (request.schedule.get("expiration") or {}).get("endDateTime")
+    end = Schedule.model_validate(request.schedule).expiration.end_date_time
     assignments.extend(ctx, assignment, parse_instant(end, "endDateTime") if end else None, request)
 
 
@@ -696,7 +671,7 @@ def cancel(ctx: Ctx, request_id: str) -> AssignmentRequest:
                 AssignmentRequest.state.in_(allowed),
             )
             .values(
-                state="canceled",
+                state=RequestState.CANCELED,
                 status="Canceled",
                 completed_at=ctx.now,
                 open_key=None,
@@ -711,18 +686,13 @@ def cancel(ctx: Ctx, request_id: str) -> AssignmentRequest:
     ctx.session.refresh(request)
     ctx.session.execute(
         update(ApprovalStage)
-        .where(ApprovalStage.request_id == request.id, ApprovalStage.status != "Completed")
-        .values(status="Completed", review_result="NotReviewed")
+        .where(
+            ApprovalStage.request_id == request.id, ApprovalStage.status != StageStatus.COMPLETED
+        )
+        .values(status=StageStatus.COMPLETED, review_result=ReviewResult.NOT_REVIEWED)
         .execution_options(synchronize_session=False)
     )
-    ctx.audit(
-        "Cancel access package assignment request",
-        operation_type="Update",
-        target_type=TARGET,
-        target_id=request.id,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
-    )
+    about_request(ctx, Activity.CANCEL_REQUEST, request, "Update")
     if request.request_type in ADD_TYPES and request.assignment_id:
         assignment = ctx.session.get(Assignment, request.assignment_id)
         if assignment is not None and assignment.active_key is not None:
@@ -734,7 +704,7 @@ def reprocess_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
     request = queries.request(ctx, request_id)
     lock_subjects(ctx, [request.target_id])
     authorize(ctx.actor, Task.REQUEST_REPROCESS, request.catalog_id)
-    if request.state not in ("deliveryFailed", "partiallyDelivered"):
+    if request.state not in REPROCESSABLE:
         raise Invalid(
             "only requests whose delivery failed or was partial can be reprocessed",
             code="RequestNotReprocessable",
@@ -753,16 +723,10 @@ def reprocess_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
         or assignments.lapsed(assignment, ctx.now)
     ):
         raise Invalid("the request's assignment has ended", code="RequestNotReprocessable")
-    request.state, request.status, request.completed_at = "delivering", "Delivering", None
+    request.state, request.status = RequestState.DELIVERING, "Delivering"
+    request.completed_at = None
     retry_roles(ctx, assignment, failed_only=True)
-    ctx.audit(
-        "Reprocess access package assignment request",
-        operation_type="Update",
-        target_type=TARGET,
-        target_id=request.id,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
-    )
+    about_request(ctx, Activity.REPROCESS_REQUEST, request, "Update")
     return request
 
 
@@ -775,7 +739,7 @@ def retry_roles(ctx: Ctx, assignment: Assignment, *, failed_only: bool) -> int:
     grants = delivery.grant_rows(ctx.session, assignment.target_id, roles)
     count = 0
     for grant in grants.values():
-        if not grant.desired or (failed_only and grant.applied_state != "failed"):
+        if not grant.desired or (failed_only and grant.applied_state != GrantState.FAILED):
             continue
         grant.generation += 1
         grant.attempts = 0
@@ -792,20 +756,13 @@ def delete_record(ctx: Ctx, request_id: str) -> None:
     """Spec §6.8: remove the record of a completed request; its assignment stays."""
     request = queries.request(ctx, request_id)
     authorize(ctx.actor, Task.REQUEST_RECORD_DELETE)
-    if request.completed_at is None or request.state in (
-        "submitted",
-        "pendingApproval",
-        "scheduled",
-        "delivering",
-    ):
+    if request.completed_at is None or request.state in OPEN_STATES:
         raise Conflict("only completed requests can be deleted", code="RequestNotCompleted")
-    ctx.audit(
-        "Delete access package assignment request",
-        operation_type="Delete",
-        target_type=TARGET,
-        target_id=request.id,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
+    about_request(
+        ctx,
+        Activity.DELETE_REQUEST,
+        request,
+        "Delete",
         before={"requestType": request.request_type, "state": request.state},
     )
     ctx.session.delete(request)
@@ -813,19 +770,8 @@ def delete_record(ctx: Ctx, request_id: str) -> None:
 
 def system_remove_record(ctx: Ctx, assignment: Assignment) -> AssignmentRequest:
     """The systemRemove request that records an expiry or a loss of auto-assignment scope."""
-    request = AssignmentRequest(
-        request_type="systemRemove",
-        state="delivering",
-        status="Accepted",
-        access_package_id=assignment.access_package_id,
-        catalog_id=assignment.catalog_id,
-        policy_id=assignment.policy_id,
-        assignment_id=assignment.id,
-        target_id=assignment.target_id,
-        requestor_id=None,
-        answers=[],
-        schedule={},
-        created_at=ctx.now,
+    request = _new(
+        ctx, RequestType.SYSTEM_REMOVE, RequestState.DELIVERING, assignment, requestor_id=None
     )
     ctx.session.add(request)
     ctx.session.flush()

@@ -8,8 +8,12 @@ from typing import Any
 
 from remit.durations import parse_duration
 from remit.errors import Invalid
+from remit.policies.settings import Expiration, ExpirationType, Graph, Schedule
 
 MAX_DAYS = 3660
+AFTER_DATE_TIME = ExpirationType.AFTER_DATE_TIME
+AFTER_DURATION = ExpirationType.AFTER_DURATION
+NO_EXPIRATION = ExpirationType.NO_EXPIRATION
 
 
 def parse_instant(value: Any, target: str) -> datetime:
@@ -42,6 +46,27 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+class _Asked(Graph):
+    """A schedule as a request body gives it: each value is checked where it is read."""
+
+    start_date_time: Any = None
+    expiration: Any = None
+
+
+class _AskedEnd(Graph):
+    end_date_time: Any = None
+    duration: Any = None
+
+
+def asked_end(requested: dict[str, Any]) -> tuple[_Asked, _AskedEnd]:
+    """A requested schedule, and its expiration (which must be an object if given)."""
+    asked = _Asked.model_validate(requested)
+    expiration = asked.expiration or {}
+    if not isinstance(expiration, dict):
+        raise Invalid("schedule.expiration must be an object", target="schedule.expiration")
+    return asked, _AskedEnd.model_validate(expiration)
+
+
 def _requested(
     requested: dict[str, Any], *, allow_custom: bool, now: datetime
 ) -> tuple[datetime | None, datetime | None]:
@@ -52,37 +77,35 @@ def _requested(
             target="schedule",
             code="CustomScheduleNotAllowed",
         )
+    asked, expiration = asked_end(requested)
     start = (
-        parse_instant(requested["startDateTime"], "schedule.startDateTime")
-        if requested.get("startDateTime")
+        parse_instant(asked.start_date_time, "schedule.startDateTime")
+        if asked.start_date_time
         else None
     )
-    expiration = requested.get("expiration") or {}
-    if not isinstance(expiration, dict):
-        raise Invalid("schedule.expiration must be an object", target="schedule.expiration")
     end = None
-    if expiration.get("endDateTime"):
-        end = parse_instant(expiration["endDateTime"], "schedule.expiration.endDateTime")
-    elif expiration.get("duration"):
+    if expiration.end_date_time:
+        end = parse_instant(expiration.end_date_time, "schedule.expiration.endDateTime")
+    elif expiration.duration:
         end = later(
             start or now,
-            parse_duration(str(expiration["duration"])),
+            parse_duration(str(expiration.duration)),
             "schedule.expiration.duration",
         )
     return start, end
 
 
-def _policy_end(policy_expiration: dict[str, Any], begin: datetime) -> datetime | None:
-    kind = policy_expiration.get("type")
-    if kind == "afterDateTime" and policy_expiration.get("endDateTime"):
-        return parse_instant(policy_expiration["endDateTime"], "policy expiration")
-    if kind == "afterDuration" and policy_expiration.get("duration"):
-        return later(begin, parse_duration(policy_expiration["duration"]), "expiration.duration")
+def _end(expiration: Expiration, begin: datetime, target: str) -> datetime | None:
+    """When an expiration ends something that begins at ``begin`` (None: never)."""
+    if expiration.type == AFTER_DURATION and expiration.duration:
+        return later(begin, parse_duration(expiration.duration), "expiration.duration")
+    if expiration.type == AFTER_DATE_TIME and expiration.end_date_time:
+        return parse_instant(expiration.end_date_time, target)
     return None
 
 
 def frozen_schedule(
-    policy_expiration: dict[str, Any],
+    policy_expiration: Expiration,
     requested: dict[str, Any] | None,
     *,
     allow_custom: bool,
@@ -100,77 +123,77 @@ def frozen_schedule(
     begin = max(start or now, now)
     if end is not None and end <= begin:
         raise Invalid("the requested end is not after the start", target="schedule")
-    policy_end = _policy_end(policy_expiration, begin)
+    policy_end = _end(policy_expiration, begin, "policy expiration")
     if policy_end is not None and policy_end <= begin:
         raise Invalid(
             "the policy's end date has passed: no new assignments can start",
             target="schedule",
             code="PolicyExpired",
         )
-    kind = policy_expiration.get("type") or "noExpiration"
     if end is not None and (policy_end is None or end < policy_end):
-        kind = "afterDateTime"  # a custom end: the assignment ends then
+        expiration = ends_at(end)  # a custom end: the assignment ends then
+    elif policy_expiration.type == AFTER_DURATION:
+        expiration = Expiration(
+            type=AFTER_DURATION, end_date_time=None, duration=policy_expiration.duration
+        )
+    elif policy_expiration.type == AFTER_DATE_TIME:
+        expiration = Expiration(type=AFTER_DATE_TIME, end_date_time=iso(policy_end), duration=None)
     else:
-        end = policy_end
-    expiration: dict[str, Any] = {"type": kind, "endDateTime": None, "duration": None}
-    if kind == "afterDuration":
-        expiration["duration"] = policy_expiration.get("duration")
-    elif kind == "afterDateTime":
-        expiration["endDateTime"] = iso(end)
-    else:
-        expiration["type"] = "noExpiration"
-    return {"startDateTime": iso(start), "expiration": expiration}
+        expiration = ends_at(None)
+    return Schedule(start_date_time=iso(start), expiration=expiration).stored()
 
 
-def start_of(schedule: dict[str, Any], now: datetime) -> datetime:
-    raw = schedule.get("startDateTime")
+def ends_at(end: datetime | None) -> Expiration:
+    """The expiration of something that ends at ``end`` (None: never)."""
+    if end is None:
+        return Expiration(type=NO_EXPIRATION, end_date_time=None, duration=None)
+    return Expiration(type=AFTER_DATE_TIME, end_date_time=iso(end), duration=None)
+
+
+def start_of(schedule: Schedule, now: datetime) -> datetime:
+    raw = schedule.start_date_time
     return max(parse_instant(raw, "startDateTime"), now) if raw else now
 
 
-def end_of(schedule: dict[str, Any], start: datetime) -> datetime | None:
+def end_of(schedule: Schedule, start: datetime) -> datetime | None:
     """When an assignment that starts at ``start`` with this schedule ends (None: never)."""
-    expiration = schedule.get("expiration") or {}
-    kind = expiration.get("type")
-    if kind == "afterDuration" and expiration.get("duration"):
-        return later(start, parse_duration(expiration["duration"]), "expiration.duration")
-    if kind == "afterDateTime" and expiration.get("endDateTime"):
-        return parse_instant(expiration["endDateTime"], "endDateTime")
-    return None
+    return _end(schedule.expiration, start, "endDateTime")
 
 
 def assignment_schedule(
     start: datetime, expires_at: datetime | None, expiration: dict[str, Any]
 ) -> dict[str, Any]:
     """An assignment's Graph ``schedule`` (entitlementManagementSchedule)."""
-    kind = expiration.get("type") or ("afterDateTime" if expires_at else "noExpiration")
+    stored = Expiration.model_validate(expiration)
+    kind = stored.type or (AFTER_DATE_TIME if expires_at else NO_EXPIRATION)
     return {
         "startDateTime": iso(start),
         "expiration": {
             "type": kind,
             "endDateTime": iso(expires_at),
-            "duration": expiration.get("duration") if kind == "afterDuration" else None,
+            "duration": stored.duration if kind == AFTER_DURATION else None,
         },
         "recurrence": None,
     }
 
 
 def extension_end(
-    policy_expiration: dict[str, Any], current_end: datetime | None, now: datetime
+    policy_expiration: Expiration, current_end: datetime | None, now: datetime
 ) -> datetime | None:
     """The new end of an extended assignment: a fresh period from today, never past the
     policy's fixed end date (spec §5.7 "Extension cap")."""
-    kind = policy_expiration.get("type")
-    if kind == "afterDuration" and policy_expiration.get("duration"):
-        return later(now, parse_duration(policy_expiration["duration"]), "expiration.duration")
-    if kind == "afterDateTime" and policy_expiration.get("endDateTime"):
-        fixed = parse_instant(policy_expiration["endDateTime"], "policy expiration")
-        if current_end is not None and fixed <= current_end:
-            raise Invalid(
-                "the policy's end date allows no extension beyond the current end",
-                code="ExtensionNotAllowed",
-            )
-        return fixed
-    return None
+    fixed = _end(policy_expiration, now, "policy expiration")
+    if (
+        policy_expiration.type == AFTER_DATE_TIME
+        and fixed is not None
+        and current_end is not None
+        and fixed <= current_end
+    ):
+        raise Invalid(
+            "the policy's end date allows no extension beyond the current end",
+            code="ExtensionNotAllowed",
+        )
+    return fixed
 
 
 @dataclass(frozen=True)

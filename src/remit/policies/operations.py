@@ -25,15 +25,22 @@ from remit.models.lifecycle import Assignment, AssignmentRequest
 from remit.models.notify import CustomExtension
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy, PolicyTarget
+from remit.models.vocabulary import Activity, RequestState
 from remit.packages.queries import get_package
 from remit.policies import document, queries
 from remit.policies import subjects as s
 from remit.policies.document import PolicyDocument
+from remit.policies.settings import settings_of
 
 TARGET = "AccessPackageAssignmentPolicy"
 MAX_POLICIES = 25_000  # per tenant (spec §9)
 # Requests that may still create or change an assignment through their policy.
-OPEN_REQUEST_STATES = ("submitted", "pendingApproval", "delivering", "scheduled")
+OPEN_REQUEST_STATES = (
+    RequestState.SUBMITTED,
+    RequestState.PENDING_APPROVAL,
+    RequestState.DELIVERING,
+    RequestState.SCHEDULED,
+)
 _INDEXED = (s.SINGLE_USER, s.GROUP_MEMBERS, s.CONNECTED_ORGANIZATION_MEMBERS)
 _LOOKUPS: dict[str, tuple[Any, str]] = {
     s.SINGLE_USER: (User.id, "user"),
@@ -77,7 +84,7 @@ def create_policy(
     _flush(ctx)
     _index(ctx, policy)
     ctx.audit(
-        "CreateEntitlementGrantPolicy",
+        Activity.CREATE_POLICY,
         operation_type="Add",
         target_type=TARGET,
         target_id=policy.id,
@@ -100,8 +107,8 @@ def replace_policy(ctx: Ctx, policy_id: str, body: dict[str, Any]) -> Assignment
         raise Invalid("a policy cannot move to another access package", target="accessPackage.id")
     package = ctx.session.get(AccessPackage, policy.access_package_id)
     assert package is not None  # noqa: S101 - foreign key
-    expiration = policy.expiration or {}
-    doc = document.parse(body, now=ctx.now, keep_end=expiration.get("endDateTime"))
+    keep_end = settings_of(policy).expiration.end_date_time
+    doc = document.parse(body, now=ctx.now, keep_end=keep_end)
     _check(ctx, package, doc, policy.id)
     before = document.snapshot(policy)
     for column, value in doc.columns().items():
@@ -116,7 +123,7 @@ def replace_policy(ctx: Ctx, policy_id: str, body: dict[str, Any]) -> Assignment
     _index(ctx, policy)
     changed = [k for k in after if after[k] != before[k]]
     ctx.audit(
-        "UpdateEntitlementGrantPolicy",
+        Activity.UPDATE_POLICY,
         operation_type="Update",
         target_type=TARGET,
         target_id=policy.id,
@@ -169,7 +176,7 @@ def delete_policy(ctx: Ctx, policy_id: str) -> None:
     before = document.snapshot(policy)
     ctx.session.delete(policy)
     ctx.audit(
-        "DeleteEntitlementGrantPolicy",
+        Activity.DELETE_POLICY,
         operation_type="Delete",
         target_type=TARGET,
         target_id=policy.id,

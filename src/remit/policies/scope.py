@@ -40,12 +40,12 @@ from remit.models.directory import User
 from remit.models.external import ConnectedOrganization
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy, PolicyTarget
+from remit.models.vocabulary import CatalogState, OrganizationState
 from remit.policies import rules
 from remit.policies import subjects as s
+from remit.policies.settings import RequestorSettings, SubjectSet, json_key, settings_of
 
 MEMBER, GUEST = "Member", "Guest"
-CONFIGURED = "configured"
-PUBLISHED = "published"
 # Lower is stronger; an applicable policy of a stronger category hides the weaker ones.
 PRIORITY: dict[str, int] = {
     "specificDirectoryUsers": 1,
@@ -67,15 +67,21 @@ def is_allowed_requestor(
 def names_on_behalf_requestor(policy: AssignmentPolicy, actor: Actor, target: User) -> bool:
     """Whether the policy's ``onBehalfRequestors`` include the actor, for ``target``: the
     target's manager (``targetManager``), the actor by name, or a group the actor is in."""
-    for subject in policy.requestor_settings.get("onBehalfRequestors") or []:
-        kind = s.kind(subject)
+    for subject in settings_of(policy).requestor.on_behalf_requestors:
+        kind = subject.kind
         if kind == s.TARGET_MANAGER and relations.is_direct_manager(actor.user_id, target):
             return True
-        if kind == s.SINGLE_USER and subject.get("userId") == actor.user_id:
+        if kind == s.SINGLE_USER and subject.user_id == actor.user_id:
             return True
-        if kind == s.GROUP_MEMBERS and subject.get("groupId") in actor.group_ids:
+        if kind == s.GROUP_MEMBERS and subject.group_id in actor.group_ids:
             return True
     return False
+
+
+def named_organizations(policy: AssignmentPolicy) -> set[str | None]:
+    """The connected organizations a policy names as allowed targets."""
+    targets = settings_of(policy).targets(s.CONNECTED_ORGANIZATION_MEMBERS)
+    return {t.connected_organization_id for t in targets}
 
 
 def requestable_policies(
@@ -89,7 +95,7 @@ def requestable_policies(
     if not found:
         return []
     state, externally_visible = found[0]
-    if state != PUBLISHED or (user.user_type == GUEST and not externally_visible):
+    if state != CatalogState.PUBLISHED or (user.user_type == GUEST and not externally_visible):
         return []
     policies = session.execute(_POLICIES_OF_PACKAGE, {"package": package_id}).scalars()
     org = _LazyOrganizationState(session, user)
@@ -98,8 +104,8 @@ def requestable_policies(
         for p in policies
         if p.auto_assignment_key is None
         and p.automatic_request_settings is None
-        and p.requestor_settings.get("acceptRequests") is True
-        and p.requestor_settings.get("enableTargetsToSelfAddAccess") is True
+        and (requestor := settings_of(p).requestor).accept_requests
+        and requestor.enable_targets_to_self_add_access
         and _in_scope(p, user, group_ids, org)
     ]
     if not usable:
@@ -135,14 +141,16 @@ def requestable_packages(
     usable = exists().where(
         policy.access_package_id == AccessPackage.id,
         policy.auto_assignment_key.is_(None),
-        settings["acceptRequests"].as_boolean().is_(True),
-        settings["enableTargetsToSelfAddAccess"].as_boolean().is_(True),
+        *(
+            settings[json_key(RequestorSettings, flag)].as_boolean().is_(True)
+            for flag in ("accept_requests", "enable_targets_to_self_add_access")
+        ),
         _in_scope_clause(user, group_ids, org_state),
     )
     stmt = (
         select(AccessPackage)
         .join(Catalog, Catalog.id == AccessPackage.catalog_id)
-        .where(AccessPackage.is_hidden.is_(False), Catalog.state == PUBLISHED, usable)
+        .where(AccessPackage.is_hidden.is_(False), Catalog.state == CatalogState.PUBLISHED, usable)
     )
     if user.user_type == GUEST:
         stmt = stmt.where(Catalog.is_externally_visible.is_(True))
@@ -151,15 +159,16 @@ def requestable_packages(
 
 def requirements(policy: AssignmentPolicy) -> dict[str, Any]:
     """An accessPackageAssignmentRequestRequirements (getApplicablePolicyRequirements item)."""
-    approval, requestor = policy.request_approval_settings, policy.requestor_settings
+    settings = settings_of(policy)
+    approval = settings.approval
     return {
         "policyId": policy.id,
         "policyDisplayName": policy.display_name,
         "policyDescription": policy.description,
-        "isApprovalRequiredForAdd": bool(approval.get("isApprovalRequiredForAdd")),
-        "isApprovalRequiredForUpdate": bool(approval.get("isApprovalRequiredForUpdate")),
-        "isRequestorJustificationRequired": bool(approval.get("isRequestorJustificationRequired")),
-        "allowCustomAssignmentSchedule": bool(requestor.get("allowCustomAssignmentSchedule")),
+        "isApprovalRequiredForAdd": approval.is_approval_required_for_add,
+        "isApprovalRequiredForUpdate": approval.is_approval_required_for_update,
+        "isRequestorJustificationRequired": approval.is_requestor_justification_required,
+        "allowCustomAssignmentSchedule": settings.requestor.allow_custom_assignment_schedule,
         "questions": copy.deepcopy(policy.questions),
         "schedule": {"startDateTime": None, "expiration": copy.deepcopy(policy.expiration)},
     }
@@ -199,7 +208,7 @@ def _in_scope(
     org: _LazyOrganizationState,
 ) -> bool:
     scope = policy.allowed_target_scope
-    targets = policy.specific_allowed_targets or []
+    targets = settings_of(policy).specific_allowed_targets
     if scope == "specificDirectoryUsers":
         return any(_names(t, user, group_ids) for t in targets)
     if scope in ("allDirectoryUsers", "allMemberUsers", "allExternalUsers"):
@@ -207,25 +216,21 @@ def _in_scope(
         return wanted is None or user.user_type == wanted
     # The organization's state is None unless the user is a guest of a known organization.
     if scope == "allConfiguredConnectedOrganizationUsers":
-        return org.get() == CONFIGURED
+        return org.get() == OrganizationState.CONFIGURED
     if scope == "specificConnectedOrganizationUsers":
-        named = {
-            t.get("connectedOrganizationId")
-            for t in targets
-            if s.kind(t) == s.CONNECTED_ORGANIZATION_MEMBERS
-        }
+        named = named_organizations(policy)
         return user.connected_organization_id in named and org.get() is not None
     return False  # notSpecified, service principals, agent identities
 
 
-def _names(target: dict[str, Any], user: User, group_ids: frozenset[str]) -> bool:
-    kind = s.kind(target)
+def _names(target: SubjectSet, user: User, group_ids: frozenset[str]) -> bool:
+    kind = target.kind
     if kind == s.SINGLE_USER:
-        return bool(target.get("userId") == user.id)
+        return target.user_id == user.id
     if kind == s.GROUP_MEMBERS:
-        return target.get("groupId") in group_ids
+        return target.group_id in group_ids
     if kind == s.ATTRIBUTE_RULE_MEMBERS:
-        return rules.parse(str(target["membershipRule"])).matches(user)
+        return rules.parse(str(target.membership_rule)).matches(user)
     return False
 
 
@@ -253,6 +258,6 @@ def _in_scope_clause(
         if org is not None and org_state is not None:
             by_org = names(s.CONNECTED_ORGANIZATION_MEMBERS, target.subject_id == org)
             clauses.append(and_(scope == "specificConnectedOrganizationUsers", by_org))
-            if org_state == CONFIGURED:
+            if org_state == OrganizationState.CONFIGURED:
                 clauses.append(scope == "allConfiguredConnectedOrganizationUsers")
     return or_(*clauses)

@@ -14,6 +14,7 @@ from remit.context import Ctx
 from remit.db import UTCDateTime, among_param, dialect, listed
 from remit.lifecycle.locks import lock_subjects
 from remit.models.lifecycle import Assignment
+from remit.models.vocabulary import AssignmentState
 
 A = cast(Table, Assignment.__table__)
 REASON = "expired"
@@ -77,7 +78,7 @@ def _statements(dialect_name: str) -> tuple[Select[Any], ReturningUpdate[Any]]:
         update(A)
         .where(*due, chosen)
         .values(
-            state="expired",
+            state=AssignmentState.EXPIRED,
             status="Expired",
             active_key=None,
             # When access ended, which is also what the API showed once the end had passed.

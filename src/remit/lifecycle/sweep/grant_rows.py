@@ -18,6 +18,7 @@ from remit.context import Ctx
 from remit.db import HotSelect, among_param, dialect, insert_or_ignore, listed
 from remit.lifecycle import delivery
 from remit.models.lifecycle import ResourceGrant
+from remit.models.vocabulary import GrantState
 
 G = cast(Table, ResourceGrant.__table__)
 Key = tuple[str, str, str]  # (subject, origin system, role origin id)
@@ -56,7 +57,7 @@ class Grant:
         self.attempts += 1
         self.last_error = error[:500]
         if permanent:
-            self.applied_generation, self.applied_state = self.generation, "failed"
+            self.applied_generation, self.applied_state = self.generation, GrantState.FAILED
         self.outcome = "failed"
 
 

@@ -28,6 +28,7 @@ from remit.lifecycle import delivery
 from remit.lifecycle.sweep import grant_rows
 from remit.lifecycle.sweep.grant_rows import G, Grant, Key
 from remit.models.lifecycle import ResourceGrant
+from remit.models.vocabulary import GrantState
 
 
 @dataclass
@@ -106,7 +107,7 @@ def revoke(ctx: Ctx, revoked: list[Grant], wanted: dict[Key, RoleRef]) -> None:
         crash_point("connector.after_call")
         for g, error in zip(rows, outcomes, strict=True):
             if error is None:
-                g.applied_generation, g.applied_state = g.generation, "revoked"
+                g.applied_generation, g.applied_state = g.generation, GrantState.REVOKED
                 g.outcome = "revoked"
             else:
                 g.fail(str(error), permanent=error.permanent)
@@ -134,7 +135,7 @@ def _write(ctx: Ctx, rows: list[Grant]) -> None:
         "last_error": None,
         "updated_at": ctx.now,
     }
-    applied = {"applied_generation": G.c.generation + 1, "applied_state": "revoked"}
+    applied = {"applied_generation": G.c.generation + 1, "applied_state": GrantState.REVOKED}
     for outcome, values in (("revoked", {**ended, **applied}), ("pending", ended)):
         if by_outcome[outcome]:
             ids = [g.id for g in by_outcome[outcome]]

@@ -17,7 +17,9 @@ from remit.models.jobs import Job
 from remit.models.lifecycle import Assignment
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
+from remit.models.vocabulary import JobStatus
 from remit.notify import email
+from remit.policies.settings import NotificationSettings
 
 A = cast(Table, Assignment.__table__)
 JOBS = cast(Table, Job.__table__)
@@ -41,7 +43,8 @@ def access_ended(ctx: Ctx, ended: list[Ended], names: dict[str, str]) -> int:
                 AssignmentPolicy.custom_extension_stage_settings,
             ).where(AssignmentPolicy.id.in_(policy_ids))
         ):
-            muted = bool((notification or {}).get("isAssignmentNotificationDisabled"))
+            settings = NotificationSettings.model_validate(notification or {})
+            muted = settings.is_assignment_notification_disabled
             policies[pid] = (muted, bool(extensions))
     mailed: list[str] = []
     for a in ended:
@@ -78,7 +81,7 @@ def _insert_emails(dialect_name: str) -> Insert:
         select(
             literal(email.EMAIL_JOB, String),
             payload,
-            literal("queued", String),
+            literal(JobStatus.QUEUED, String),
             now,
             literal(0, Integer),
             literal(email.EMAIL_ATTEMPTS, Integer),

@@ -14,11 +14,13 @@ from remit.context import Ctx
 from remit.db import among, among_param, dialect, listed
 from remit.ids import ordered_head
 from remit.lifecycle import delivery
-from remit.lifecycle.assignments import ADD_TYPES, REMOVE_TYPES, REQUEST, TARGET
+from remit.lifecycle.events import ASSIGNMENT, REQUEST
+from remit.lifecycle.kinds import ADD_TYPES, REMOVE_TYPES
 from remit.lifecycle.sweep.claim import REASON, Ended
 from remit.lifecycle.sweep.grants import Recount
 from remit.lifecycle.sweep.sql import uuid
 from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.vocabulary import Activity, RequestState, RequestType
 
 A = cast(Table, Assignment.__table__)
 R = cast(Table, AssignmentRequest.__table__)
@@ -39,7 +41,7 @@ def removal_requests(ctx: Ctx, ended: list[Ended], waiting: set[str]) -> dict[st
             continue
         params = {
             "head": ordered_head(),
-            "state": "delivered" if done else "delivering",
+            "state": RequestState.DELIVERED if done else RequestState.DELIVERING,
             "status": "Fulfilled" if done else "Accepted",
             "now": ctx.now,
             "completed_at": ctx.now if done else None,
@@ -55,7 +57,7 @@ def _insert_removals(dialect_name: str) -> ReturningInsert[Any, Any]:
     chunk more than running it."""
     source = select(
         uuid(dialect_name, bindparam("head", type_=String)),
-        literal("systemRemove", String),
+        literal(RequestType.SYSTEM_REMOVE, String),
         bindparam("state", type_=String),
         bindparam("status", type_=String),
         A.c.access_package_id,
@@ -79,9 +81,9 @@ def audit_removals(
     (``Ctx.audit``: appended to the chain, all at once, when the transaction commits)."""
     for a in ended:
         ctx.audit(
-            "Remove access package assignment",
+            Activity.REMOVE_ASSIGNMENT,
             operation_type="Delete",
-            target_type=TARGET,
+            target_type=ASSIGNMENT,
             target_id=a.id,
             target_name=names.get(a.package_id, a.package_id),
             catalog_id=a.catalog_id,
@@ -101,7 +103,7 @@ def close_undelivered_adds(ctx: Ctx, ended: list[Ended]) -> None:
         select(R.c.id, R.c.catalog_id, R.c.target_id)
         .where(
             among(session, R.c.id, ids),
-            R.c.state == "delivering",
+            R.c.state == RequestState.DELIVERING,
             R.c.request_type.in_(ADD_TYPES),
         )
         .order_by(R.c.id)
@@ -112,7 +114,7 @@ def close_undelivered_adds(ctx: Ctx, ended: list[Ended]) -> None:
         update(R)
         .where(among(session, R.c.id, [rid for rid, _, _ in adds]))
         .values(
-            state="canceled",
+            state=RequestState.CANCELED,
             status=f"AssignmentEnded:{REASON}",
             completed_at=ctx.now,
             open_key=None,
@@ -120,7 +122,7 @@ def close_undelivered_adds(ctx: Ctx, ended: list[Ended]) -> None:
     )
     for rid, catalog_id, target_id in adds:
         ctx.audit(
-            "Cancel access package assignment request",
+            Activity.CANCEL_REQUEST,
             operation_type="Update",
             target_type=REQUEST,
             target_id=rid,
@@ -137,7 +139,7 @@ def finish_other_removals(ctx: Ctx, subjects: list[str], recount: Recount, mine:
     rows = session.execute(
         select(R.c.id, R.c.target_id, R.c.assignment_id).where(
             among(session, R.c.target_id, subjects),
-            R.c.state == "delivering",
+            R.c.state == RequestState.DELIVERING,
             R.c.request_type.in_(REMOVE_TYPES),
         )
     )
@@ -159,5 +161,5 @@ def finish_other_removals(ctx: Ctx, subjects: list[str], recount: Recount, mine:
         session.execute(
             update(R)
             .where(R.c.id.in_(done))
-            .values(state="delivered", status="Fulfilled", completed_at=ctx.now)
+            .values(state=RequestState.DELIVERED, status="Fulfilled", completed_at=ctx.now)
         )

@@ -132,24 +132,13 @@ def load(db: Database) -> None:
             app_roles=[("Reader", "reader")],
             owner_ids=[ids["joe"]],
         )
-        d.create_site(
-            admin,
-            display_name="Marketing hub",
-            web_url=f"https://sites.{DOMAIN}/marketing",
-            admin_ids=[ids["mamta"]],
-        )
-        d.create_site(
-            admin,
-            display_name="Finance hub",
-            web_url=f"https://sites.{DOMAIN}/finance",
-            admin_ids=[ids["mark"]],
-        )
-        d.create_site(
-            admin,
-            display_name="Legal hub",
-            web_url=f"https://sites.{DOMAIN}/legal",
-            admin_ids=[ids["joe"]],
-        )
+        for hub, site_admin in (("Marketing", "mamta"), ("Finance", "mark"), ("Legal", "joe")):
+            d.create_site(
+                admin,
+                display_name=f"{hub} hub",
+                web_url=f"https://sites.{DOMAIN}/{hub.lower()}",
+                admin_ids=[ids[site_admin]],
+            )
 
         managers = d.create_group(
             admin,

@@ -23,6 +23,7 @@ from remit.db import by_id
 from remit.directory.queries import application_id_of
 from remit.errors import NotFound
 from remit.listing import F, ListOptions, Page
+from remit.lookup import by_parent
 from remit.models.catalogs import (
     Catalog,
     CatalogResource,
@@ -183,26 +184,14 @@ def catalog_resource_scopes(ctx: Ctx, catalog_id: str, options: ListOptions) -> 
 
 def roles_of(ctx: Ctx, found: Sequence[CatalogResource]) -> dict[str, list[ResourceRole]]:
     """The roles of each of these resources (read here), by resource id, by name."""
-    by_resource: dict[str, list[ResourceRole]] = {r.id: [] for r in found}
-    if by_resource:
-        stmt = (
-            select(ResourceRole)
-            .where(ResourceRole.resource_id.in_(by_resource))
-            .order_by(ResourceRole.display_name)
-        )
-        for role in ctx.session.execute(stmt).scalars():
-            by_resource[role.resource_id].append(role)
-    return by_resource
+    stmt = select(ResourceRole).order_by(ResourceRole.display_name)
+    return by_parent(ctx.session, stmt, ResourceRole.resource_id, [r.id for r in found])
 
 
 def scopes_of(ctx: Ctx, found: Sequence[CatalogResource]) -> dict[str, list[ResourceScope]]:
     """The scopes of each of these resources (read here), by resource id."""
-    by_resource: dict[str, list[ResourceScope]] = {r.id: [] for r in found}
-    if by_resource:
-        stmt = select(ResourceScope).where(ResourceScope.resource_id.in_(by_resource))
-        for scope in ctx.session.execute(stmt).scalars():
-            by_resource[scope.resource_id].append(scope)
-    return by_resource
+    stmt = select(ResourceScope)
+    return by_parent(ctx.session, stmt, ResourceScope.resource_id, [r.id for r in found])
 
 
 def resources_of(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import exists, select
+from sqlalchemy.orm import InstrumentedAttribute
 
 from remit import validation
 from remit.authz import relations
@@ -90,12 +91,7 @@ def _lookup(ctx: Ctx, system: str, origin_id: str) -> tuple[_Origin, bool]:
         app = ctx.session.get(Application, origin_id)
         if app is None:
             raise NotFound(f"application {origin_id} was not found", target="resource.originId")
-        app_roles = ctx.session.execute(
-            select(AppRole.id, AppRole.display_name)
-            .where(AppRole.application_id == app.id)
-            .order_by(AppRole.display_name)
-        ).all()
-        roles = tuple((r.id, r.display_name) for r in app_roles) or (
+        roles = _roles(ctx, AppRole, AppRole.application_id, app.id) or (
             (DEFAULT_ACCESS_ROLE_ID, "Default Access"),
         )
         owner = relations.owns_application(ctx.session, app.id, uid)
@@ -109,21 +105,23 @@ def _lookup(ctx: Ctx, system: str, origin_id: str) -> tuple[_Origin, bool]:
     )
     if site is None:
         raise NotFound(f"site {origin_id} was not found", target="resource.originId")
-    site_roles = ctx.session.execute(
-        select(SiteRole.id, SiteRole.display_name)
-        .where(SiteRole.site_id == site.id)
-        .order_by(SiteRole.display_name)
-    ).all()
+    roles = _roles(ctx, SiteRole, SiteRole.site_id, site.id)
     admin = relations.administers_site(ctx.session, site.id, uid)
-    origin = _Origin(
-        system,
-        site.id,
-        site.display_name,
-        site.description,
-        ResourceKind.SITE,
-        tuple((r.id, r.display_name) for r in site_roles),
-    )
+    origin = _Origin(system, site.id, site.display_name, site.description, ResourceKind.SITE, roles)
     return origin, admin
+
+
+def _roles(
+    ctx: Ctx,
+    model: type[AppRole | SiteRole],
+    parent: InstrumentedAttribute[str],
+    parent_id: str,
+) -> tuple[tuple[str, str], ...]:
+    """(originId, displayName) of an application's or a site's roles, by name."""
+    rows = ctx.session.execute(
+        select(model.id, model.display_name).where(parent == parent_id).order_by(model.display_name)
+    ).all()
+    return tuple((role_id, name) for role_id, name in rows)
 
 
 def _check_right(ctx: Ctx, origin: _Origin, owner: bool) -> None:

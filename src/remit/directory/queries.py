@@ -30,6 +30,7 @@ from remit.context import Ctx
 from remit.db import Reader
 from remit.errors import Invalid, NotFound
 from remit.listing import F, ListOptions, Page
+from remit.lookup import by_parent
 from remit.models.directory import (
     Application,
     ApplicationOwner,
@@ -255,15 +256,8 @@ def all_applications(ctx: Ctx) -> list[Application]:
 def app_roles(ctx: Ctx, held: Sequence[Application]) -> dict[str, list[AppRole]]:
     """The roles of applications the caller already holds (from a read or its own write), by
     application id and then by name: one query for a whole page."""
-    roles: dict[str, list[AppRole]] = {a.id: [] for a in held}
-    stmt = (
-        select(AppRole)
-        .where(AppRole.application_id.in_(list(roles)))
-        .order_by(AppRole.display_name)
-    )
-    for role in ctx.session.execute(stmt).scalars():
-        roles[role.application_id].append(role)
-    return roles
+    stmt = select(AppRole).order_by(AppRole.display_name)
+    return by_parent(ctx.session, stmt, AppRole.application_id, [a.id for a in held])
 
 
 def application_owners(ctx: Ctx, app_id: str, options: ListOptions) -> Page[Principal]:
@@ -293,11 +287,8 @@ def all_sites(ctx: Ctx) -> list[Site]:
 
 def site_roles(ctx: Ctx, held: Sequence[Site]) -> dict[str, list[SiteRole]]:
     """The roles of sites the caller already holds, by site id and then by name."""
-    roles: dict[str, list[SiteRole]] = {s.id: [] for s in held}
-    stmt = select(SiteRole).where(SiteRole.site_id.in_(list(roles))).order_by(SiteRole.display_name)
-    for role in ctx.session.execute(stmt).scalars():
-        roles[role.site_id].append(role)
-    return roles
+    stmt = select(SiteRole).order_by(SiteRole.display_name)
+    return by_parent(ctx.session, stmt, SiteRole.site_id, [s.id for s in held])
 
 
 def site_administrators(ctx: Ctx, site_id: str, options: ListOptions) -> Page[Principal]:

@@ -411,22 +411,18 @@ class Worker:
     def _requeue(
         self, session: Session, job: ClaimedJob, now: datetime, run_after: datetime, **values: Any
     ) -> int:
-        """Put a job this worker still leases back in the queue, due at ``run_after``, with the
-        lease given up and ``values`` (attempts, last error) set; 0 if the lease was lost."""
-        return _changed(
-            session,
-            sql_update(Job)
-            .where(_MINE)
-            .values(
-                status=JobStatus.QUEUED,
-                run_after=run_after,
-                lease_owner=None,
-                lease_until=None,
-                updated_at=now,
-                **values,
-            ),
-            self._mine(job),
+        """Put a job this worker still leases back in the queue, due at ``run_after``, with
+        ``values`` (attempts, last error) set; 0 if the lease was lost."""
+        return self._let_go(
+            session, job, now, status=JobStatus.QUEUED, run_after=run_after, **values
         )
+
+    def _let_go(self, session: Session, job: ClaimedJob, now: datetime, **values: Any) -> int:
+        """Give up this worker's lease on ``job``, setting ``values`` (its status and what goes
+        with it); 0 if the lease was lost already."""
+        stmt = sql_update(Job).where(_MINE)
+        values = {"lease_owner": None, "lease_until": None, "updated_at": now, **values}
+        return _changed(session, stmt.values(**values), self._mine(job))
 
     def _retry_later(self, session: Session, job: ClaimedJob, later: RetryLater) -> None:
         now = self.clock()
@@ -494,19 +490,8 @@ class Worker:
         error: str,
         now: datetime,
     ) -> bool:
-        changed = _changed(
-            session,
-            sql_update(Job)
-            .where(_MINE)
-            .values(
-                status=JobStatus.FAILED,
-                lease_owner=None,
-                lease_until=None,
-                last_error=error,
-                dedupe_key=None,
-                updated_at=now,
-            ),
-            self._mine(job),
+        changed = self._let_go(
+            session, job, now, status=JobStatus.FAILED, last_error=error, dedupe_key=None
         )
         every = kind.every if kind is not None else None
         if changed and every is not None and job.dedupe_key == periodic_key(job.kind):

@@ -27,6 +27,7 @@ from remit.db import Reader, by_id
 from remit.directory.queries import GROUP_FIELDS
 from remit.errors import NotFound
 from remit.listing import F, ListOptions, Page
+from remit.lookup import by_parent
 from remit.models.catalogs import Catalog, ResourceRole, ResourceScope
 from remit.models.directory import Group
 from remit.models.packages import (
@@ -108,12 +109,8 @@ def package_catalog(ctx: Ctx, package_id: str) -> Catalog:
 
 def packages_in(ctx: Ctx, found: Sequence[Catalog]) -> dict[str, list[AccessPackage]]:
     """The packages the actor may read in each of these catalogs, by catalog id."""
-    by_catalog: dict[str, list[AccessPackage]] = {c.id: [] for c in found}
-    if by_catalog:
-        stmt = visible_packages(ctx).where(AccessPackage.catalog_id.in_(by_catalog))
-        for package in ctx.session.execute(stmt).scalars():
-            by_catalog[package.catalog_id].append(package)
-    return by_catalog
+    stmt = visible_packages(ctx)
+    return by_parent(ctx.session, stmt, AccessPackage.catalog_id, [c.id for c in found])
 
 
 def packages_in_catalog_on(reader: Reader, actor: Actor, catalog_id: str) -> list[AccessPackage]:
@@ -159,12 +156,9 @@ def get_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> ResourceRole
 
 def role_scopes_of(ctx: Ctx, found: Sequence[AccessPackage]) -> dict[str, list[ResourceRoleScope]]:
     """The resource role scopes of each of these packages (read here), by package id."""
-    by_package: dict[str, list[ResourceRoleScope]] = {p.id: [] for p in found}
-    if by_package:
-        stmt = select(ResourceRoleScope).where(ResourceRoleScope.access_package_id.in_(by_package))
-        for rrs in ctx.session.execute(stmt).scalars():
-            by_package[rrs.access_package_id].append(rrs)
-    return by_package
+    stmt = select(ResourceRoleScope)
+    column = ResourceRoleScope.access_package_id
+    return by_parent(ctx.session, stmt, column, [p.id for p in found])
 
 
 def roles_of(ctx: Ctx, found: Sequence[ResourceRoleScope]) -> dict[str, ResourceRole]:

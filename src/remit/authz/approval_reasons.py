@@ -26,7 +26,7 @@ from remit.authz.relations import (
 from remit.models.directory import Group, User
 from remit.models.lifecycle import ApprovalStage, AssignmentRequest
 from remit.models.policies import AssignmentPolicy
-from remit.models.vocabulary import ApproverTier
+from remit.models.vocabulary import ApproverTier, StageStatus
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,8 @@ def explain_approval(
     for row in sorted(rows, key=lambda r: not (r.stage_index == here and r.decides)):
         line = words.named(row)
         if row.stage_index != here:
-            later = "decided" if status.get(row.stage_index) == "Completed" else "not started"
+            decided = status.get(row.stage_index) == StageStatus.COMPLETED
+            later = "decided" if decided else "not started"
             line += f"; that stage is {later}"
         reasons.append(line)
     if current is not None:

@@ -5,23 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
 from remit.api import lifecycle_shapes as shapes
-from remit.api.collection import (
-    QueryOptions,
-    check_expand,
-    entity,
-    listed,
-    query_options,
-    single_options,
-)
-from remit.api.state import identity, operation
+from remit.api.calls import Call, Paged, Plain, Single
+from remit.api.state import identity
 from remit.context import Ctx
 from remit.lifecycle import operations as ops
 from remit.lifecycle import queries
+from remit.listing import ListOptions, Page
 from remit.models.lifecycle import Assignment
-from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
 CONTEXT = "identityGovernance/entitlementManagement/assignments"
@@ -41,83 +34,48 @@ def render_assignments(
     return render
 
 
-@router.get("/assignments")
-def list_assignments(
-    request: Request,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
+def _page(
+    call: Call,
+    query: Callable[[Ctx, ListOptions], Page[Assignment]],
+    parent: Callable[[Ctx], object] | None = None,
 ) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        queries.assignments,
-        render_assignments(set(q.expand)),
-        context=CONTEXT,
-        expandable=EXPANDS,
-    )
+    """A page of assignments, each with what ``$expand`` names."""
+    render = render_assignments(set(call.q.expand))
+    return call.page(query, render, context=CONTEXT, expandable=EXPANDS, parent=parent)
+
+
+@router.get("/assignments")
+def list_assignments(call: Paged) -> dict[str, Any]:
+    return _page(call, queries.assignments)
 
 
 @router.get("/assignments/filterByCurrentUser(on='{on}')")
-def assignments_for_me(
-    request: Request,
-    on: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        lambda ctx, options: queries.assignments_for_current_user(ctx, on, options),
-        render_assignments(set(q.expand)),
-        context=CONTEXT,
-        expandable=EXPANDS,
-    )
+def assignments_for_me(on: str, call: Paged) -> dict[str, Any]:
+    return _page(call, lambda ctx, options: queries.assignments_for_current_user(ctx, on, options))
 
 
 @router.get(
     "/assignments/additionalAccess(accessPackageId='{package_id}',"
     "incompatibleAccessPackageId='{incompatible_id}')"
 )
-def additional_access(
-    request: Request,
-    package_id: str,
-    incompatible_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
+def additional_access(package_id: str, incompatible_id: str, call: Paged) -> dict[str, Any]:
+    return _page(
+        call,
         lambda ctx, options: queries.additional_access(ctx, package_id, incompatible_id, options),
-        render_assignments(set(q.expand)),
-        context=CONTEXT,
-        expandable=EXPANDS,
         parent=lambda ctx: queries.package_pair(ctx, package_id, incompatible_id),
     )
 
 
 @router.get("/assignments/{assignment_id}")
-def get_assignment(
-    request: Request,
-    assignment_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        found = queries.assignment(ctx, assignment_id)
-        check_expand(q, EXPANDS)
-        item = shapes.assignment(found, ctx.now)
-        shapes.expand_assignments(ctx, [found], [item], set(q.expand))
-        return entity(request, CONTEXT, item, q)
+def get_assignment(assignment_id: str, call: Single) -> dict[str, Any]:
+    return call.one(
+        CONTEXT,
+        lambda ctx: queries.assignment(ctx, assignment_id),
+        render_assignments(set(call.q.expand)),
+        expandable=EXPANDS,
+    )
 
 
 @router.post("/assignments/{assignment_id}/reprocess", status_code=202)
-def reprocess_assignment(
-    request: Request, assignment_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.reprocess_assignment(ctx, assignment_id)
-    return Response(status_code=202)
+def reprocess_assignment(assignment_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.reprocess_assignment(ctx, assignment_id), status=202)

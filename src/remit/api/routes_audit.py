@@ -4,38 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from remit.api import shapes
-from remit.api.collection import QueryOptions, entity, listed, query_options
-from remit.api.state import identity, operation
+from remit.api.calls import Paged, Plain, shaped
+from remit.api.state import identity
 from remit.audit import queries as audit
-from remit.tokens import Identity
 
 # The token is checked before query options and body fields: a bad token is a 401 first.
 router = APIRouter(prefix="/v1.0/auditLogs", tags=["audit"], dependencies=[Depends(identity)])
+AUDITS = "auditLogs/directoryAudits"
 
 
 @router.get("/directoryAudits")
-def list_audits(
-    request: Request,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        audit.events,
-        lambda _ctx, rows: [shapes.directory_audit(e) for e in rows],
-        context="auditLogs/directoryAudits",
-    )
+def list_audits(call: Paged) -> dict[str, Any]:
+    return call.page(audit.events, shaped(shapes.directory_audit), context=AUDITS)
 
 
 @router.get("/directoryAudits/{event_id}")
-def get_audit(
-    request: Request, event_id: str, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        found = audit.event(ctx, event_id)
-        return entity(request, "auditLogs/directoryAudits", shapes.directory_audit(found))
+def get_audit(event_id: str, call: Plain) -> dict[str, Any]:
+    return call.one(AUDITS, lambda ctx: audit.event(ctx, event_id), shaped(shapes.directory_audit))

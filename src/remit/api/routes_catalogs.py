@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
 from remit.api import fast_reads, shapes
 from remit.api.bodies import CatalogCreate, CatalogUpdate, ResourceRequestCreate
-from remit.api.collection import (
-    QueryOptions,
-    entity,
-    listed,
-    query_options,
-    single_options,
-)
+from remit.api.calls import Paged, Plain, Single
 from remit.api.routes_packages import PACKAGE_EXPANDS, Expand, render_packages
-from remit.api.state import identity, operation
+from remit.api.state import identity
 from remit.catalogs import operations as ops
 from remit.catalogs import queries as catalogs
 from remit.catalogs import resources as res
 from remit.context import Ctx
 from remit.errors import Invalid
+from remit.listing import ListOptions, Page
 from remit.models.catalogs import (
     Catalog,
     CatalogResource,
@@ -32,12 +27,12 @@ from remit.models.catalogs import (
 )
 from remit.models.vocabulary import RequestType
 from remit.packages import queries as packages
-from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
 CATALOGS = "identityGovernance/entitlementManagement/catalogs"
 # The token is checked before query options and body fields: a bad token is a 401 first.
 router = APIRouter(prefix=EM, tags=["catalogs"], dependencies=[Depends(identity)])
+T = TypeVar("T")
 
 
 def _render_catalogs(ctx: Ctx, rows: list[Catalog], expand: Expand) -> list[dict[str, Any]]:
@@ -50,27 +45,18 @@ def _render_catalogs(ctx: Ctx, rows: list[Catalog], expand: Expand) -> list[dict
 
 
 @router.get("/catalogs")
-def list_catalogs(
-    request: Request,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
+def list_catalogs(call: Paged) -> dict[str, Any]:
+    return call.page(
         catalogs.catalogs,
-        lambda ctx, rows: _render_catalogs(ctx, rows, q.expand),
+        lambda ctx, rows: _render_catalogs(ctx, rows, call.q.expand),
         context=CATALOGS,
         expandable=("accessPackages",),
     )
 
 
 @router.post("/catalogs", status_code=201)
-def create_catalog(
-    request: Request, body: CatalogCreate, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=True) as ctx:
+def create_catalog(body: CatalogCreate, call: Plain) -> dict[str, Any]:
+    with call.unit(write=True) as ctx:
         catalog = ops.create_catalog(
             ctx,
             display_name=body.displayName,
@@ -78,28 +64,20 @@ def create_catalog(
             state=body.state,
             is_externally_visible=body.isExternallyVisible,
         )
-        return entity(request, CATALOGS, shapes.catalog(catalog))
+        return call.entity(CATALOGS, shapes.catalog(catalog))
 
 
 router.get("/catalogs/{catalog_id}", **fast_reads.SINGLE_READ)(fast_reads.get_catalog)
 
 
 @router.patch("/catalogs/{catalog_id}", status_code=204)
-def update_catalog(
-    request: Request, catalog_id: str, body: CatalogUpdate, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.update_catalog(ctx, catalog_id, body.changes())
-    return Response(status_code=204)
+def update_catalog(catalog_id: str, body: CatalogUpdate, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.update_catalog(ctx, catalog_id, body.changes()))
 
 
 @router.delete("/catalogs/{catalog_id}", status_code=204)
-def delete_catalog(
-    request: Request, catalog_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.delete_catalog(ctx, catalog_id)
-    return Response(status_code=204)
+def delete_catalog(catalog_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.delete_catalog(ctx, catalog_id))
 
 
 # ---------------------------------------------------------------- resources
@@ -151,18 +129,10 @@ def _in_resource(catalog_id: str, resource_id: str) -> Callable[[Ctx], object]:
 
 
 @router.get("/catalogs/{catalog_id}/resources")
-def list_resources(
-    request: Request,
-    catalog_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
+def list_resources(catalog_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(
         lambda ctx, options: catalogs.resources(ctx, catalog_id, options),
-        lambda ctx, rows: _render_resources(ctx, rows, q.expand),
+        lambda ctx, rows: _render_resources(ctx, rows, call.q.expand),
         expandable=("roles", "scopes"),
         # The catalog was found by this id, so it is the catalog's own.
         context=f"{CATALOGS}('{catalog_id}')/resources",
@@ -171,33 +141,19 @@ def list_resources(
 
 
 @router.get("/catalogs/{catalog_id}/resources/{resource_id}")
-def get_resource(
-    request: Request,
-    catalog_id: str,
-    resource_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        found = catalogs.get_resource(ctx, catalog_id, resource_id)
-        item = _render_resources(ctx, [found], q.expand)[0]
-        return entity(request, f"{CATALOGS}/resources", item, q)
+def get_resource(catalog_id: str, resource_id: str, call: Single) -> dict[str, Any]:
+    return call.one(
+        f"{CATALOGS}/resources",
+        lambda ctx: catalogs.get_resource(ctx, catalog_id, resource_id),
+        lambda ctx, rows: _render_resources(ctx, rows, call.q.expand),
+    )
 
 
 @router.get("/catalogs/{catalog_id}/resources/{resource_id}/roles")
-def list_resource_roles_of(
-    request: Request,
-    catalog_id: str,
-    resource_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
+def list_resource_roles_of(catalog_id: str, resource_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(
         lambda ctx, options: catalogs.resource_roles(ctx, catalog_id, resource_id, options),
-        lambda ctx, rows: _render_roles(ctx, rows, q.expand),
+        lambda ctx, rows: _render_roles(ctx, rows, call.q.expand),
         expandable=("resource",),
         context=f"{CATALOGS}/resources/roles",
         parent=_in_resource(catalog_id, resource_id),
@@ -205,80 +161,58 @@ def list_resource_roles_of(
 
 
 @router.get("/catalogs/{catalog_id}/resources/{resource_id}/scopes")
-def list_resource_scopes_of(
-    request: Request,
-    catalog_id: str,
-    resource_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
+def list_resource_scopes_of(catalog_id: str, resource_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(
         lambda ctx, options: catalogs.resource_scopes(ctx, catalog_id, resource_id, options),
-        lambda ctx, rows: _render_scopes(ctx, rows, q.expand),
+        lambda ctx, rows: _render_scopes(ctx, rows, call.q.expand),
         expandable=("resource",),
         context=f"{CATALOGS}/resources/scopes",
         parent=_in_resource(catalog_id, resource_id),
     )
 
 
-@router.get("/catalogs/{catalog_id}/resourceRoles")
-def list_catalog_resource_roles(
-    request: Request,
-    catalog_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        lambda ctx, options: catalogs.catalog_resource_roles(ctx, catalog_id, options),
-        lambda ctx, rows: _render_roles(ctx, rows, q.expand),
-        expandable=("resource",),
-        context=f"{CATALOGS}/resourceRoles",
-        parent=_in_catalog(catalog_id),
-    )
+def _catalog_list(
+    segment: str,
+    name: str,
+    query: Callable[[Ctx, str, ListOptions], Page[T]],
+    render: Callable[[Ctx, list[T], Expand], list[dict[str, Any]]],
+    expandable: Sequence[str],
+) -> None:
+    """``GET catalogs/{id}/<segment>``: the catalog is read first (one the caller may not see is
+    a 404 before any 400), then a page of what it holds."""
+
+    @router.get(f"/catalogs/{{catalog_id}}/{segment}", name=name)
+    def list_in_catalog(catalog_id: str, call: Paged) -> dict[str, Any]:
+        return call.page(
+            lambda ctx, options: query(ctx, catalog_id, options),
+            lambda ctx, rows: render(ctx, rows, call.q.expand),
+            expandable=expandable,
+            context=f"{CATALOGS}/{segment}",
+            parent=_in_catalog(catalog_id),
+        )
 
 
-@router.get("/catalogs/{catalog_id}/resourceScopes")
-def list_catalog_resource_scopes(
-    request: Request,
-    catalog_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        lambda ctx, options: catalogs.catalog_resource_scopes(ctx, catalog_id, options),
-        lambda ctx, rows: _render_scopes(ctx, rows, q.expand),
-        expandable=("resource",),
-        context=f"{CATALOGS}/resourceScopes",
-        parent=_in_catalog(catalog_id),
-    )
-
-
-@router.get("/catalogs/{catalog_id}/accessPackages")
-def list_catalog_packages(
-    request: Request,
-    catalog_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        lambda ctx, options: packages.catalog_packages(ctx, catalog_id, options),
-        lambda ctx, rows: render_packages(ctx, rows, q.expand),
-        expandable=PACKAGE_EXPANDS,
-        context=f"{CATALOGS}/accessPackages",
-        parent=_in_catalog(catalog_id),
-    )
+_catalog_list(
+    "resourceRoles",
+    "list_catalog_resource_roles",
+    catalogs.catalog_resource_roles,
+    _render_roles,
+    ("resource",),
+)
+_catalog_list(
+    "resourceScopes",
+    "list_catalog_resource_scopes",
+    catalogs.catalog_resource_scopes,
+    _render_scopes,
+    ("resource",),
+)
+_catalog_list(
+    "accessPackages",
+    "list_catalog_packages",
+    packages.catalog_packages,
+    render_packages,
+    PACKAGE_EXPANDS,
+)
 
 
 # ---------------------------------------------------------------- resource requests
@@ -287,11 +221,9 @@ REQUESTS = "identityGovernance/entitlementManagement/resourceRequests"
 
 
 @router.post("/resourceRequests", status_code=201)
-def create_resource_request(
-    request: Request, body: ResourceRequestCreate, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
+def create_resource_request(body: ResourceRequestCreate, call: Plain) -> dict[str, Any]:
     kind = body.requestType.lower()
-    with operation(request, ident, write=True) as ctx:
+    with call.unit(write=True) as ctx:
         if kind == RequestType.ADMIN_ADD.lower():
             created = res.add_resource(
                 ctx,
@@ -310,7 +242,7 @@ def create_resource_request(
         else:
             raise Invalid("requestType must be adminAdd or adminRemove", target="requestType")
         item = _render_requests(ctx, [created], {"resource": {}, "catalog": {}})[0]
-        return entity(request, REQUESTS, item)
+        return call.entity(REQUESTS, item)
 
 
 def _render_requests(ctx: Ctx, rows: list[ResourceRequest], expand: Expand) -> list[dict[str, Any]]:
@@ -339,30 +271,19 @@ def _render_requests(ctx: Ctx, rows: list[ResourceRequest], expand: Expand) -> l
 
 
 @router.get("/resourceRequests")
-def list_resource_requests(
-    request: Request,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
+def list_resource_requests(call: Paged) -> dict[str, Any]:
+    return call.page(
         catalogs.resource_requests,
-        lambda ctx, rows: _render_requests(ctx, rows, q.expand),
+        lambda ctx, rows: _render_requests(ctx, rows, call.q.expand),
         context=REQUESTS,
         expandable=("resource", "catalog"),
     )
 
 
 @router.get("/resourceRequests/{request_id}")
-def get_resource_request(
-    request: Request,
-    request_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        found = catalogs.get_resource_request(ctx, request_id)
-        item = _render_requests(ctx, [found], q.expand)[0]
-        return entity(request, REQUESTS, item, q)
+def get_resource_request(request_id: str, call: Single) -> dict[str, Any]:
+    return call.one(
+        REQUESTS,
+        lambda ctx: catalogs.get_resource_request(ctx, request_id),
+        lambda ctx, rows: _render_requests(ctx, rows, call.q.expand),
+    )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
 from remit.api import shapes
 from remit.api.bodies import (
@@ -17,46 +17,48 @@ from remit.api.bodies import (
     UserUpdate,
     bound_id,
 )
-from remit.api.collection import QueryOptions, entity, listed, query_options, single_options
-from remit.api.state import identity, operation
+from remit.api.calls import Paged, Plain, Single, shaped
+from remit.api.state import identity
 from remit.context import Ctx
 from remit.directory import operations as ops
 from remit.directory import queries
 from remit.errors import Invalid
-from remit.models.directory import Application, Group, Site, User
-from remit.tokens import Identity
+from remit.models.directory import Application, Site, User
 
 # The token is checked before query options and body fields: a bad token is a 401 first.
 router = APIRouter(prefix="/v1.0", tags=["directory"], dependencies=[Depends(identity)])
+OBJECTS = "directoryObjects"
+ROLE_ASSIGNMENTS = "roleManagement/directory/roleAssignments"
 
-
-def _users(_ctx: Ctx, rows: list[User]) -> list[dict[str, Any]]:
-    return [shapes.user(u) for u in rows]
-
-
-def _groups(_ctx: Ctx, rows: list[Group]) -> list[dict[str, Any]]:
-    return [shapes.group(g) for g in rows]
+_users = shaped(shapes.user)
+_groups = shaped(shapes.group)
 
 
 def _principals(_ctx: Ctx, rows: list[queries.Principal]) -> list[dict[str, Any]]:
     return [shapes.user(p) if isinstance(p, User) else shapes.group(p) for p in rows]
 
 
+def _apps(ctx: Ctx, rows: list[Application]) -> list[dict[str, Any]]:
+    roles = queries.app_roles(ctx, rows)
+    return [shapes.application(a, roles[a.id]) for a in rows]
+
+
+def _sites(ctx: Ctx, rows: list[Site]) -> list[dict[str, Any]]:
+    roles = queries.site_roles(ctx, rows)
+    return [shapes.site(s, roles[s.id]) for s in rows]
+
+
 # ---------------------------------------------------------------- users
 
 
 @router.get("/users")
-def list_users(
-    request: Request, q: QueryOptions = Depends(query_options), ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    return listed(request, ident, q, queries.users, _users, context="users")
+def list_users(call: Paged) -> dict[str, Any]:
+    return call.page(queries.users, _users, context="users")
 
 
 @router.post("/users", status_code=201)
-def create_user(
-    request: Request, body: UserCreate, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=True) as ctx:
+def create_user(body: UserCreate, call: Plain) -> dict[str, Any]:
+    with call.unit(write=True) as ctx:
         user = ops.create_user(
             ctx,
             user_principal_name=body.userPrincipalName,
@@ -68,89 +70,55 @@ def create_user(
             job_title=body.jobTitle,
             manager_id=body.managerId,
         )
-        return entity(request, "users", shapes.user(user))
+        return call.entity("users", shapes.user(user))
 
 
 @router.get("/me")
-def me(
-    request: Request, q: QueryOptions = Depends(single_options), ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return entity(request, "users", shapes.user(queries.get_user(ctx, ctx.actor.user_id)), q)
+def me(call: Single) -> dict[str, Any]:
+    return call.one("users", lambda ctx: queries.get_user(ctx, ctx.actor.user_id), _users)
 
 
 @router.get("/users/{user_id}")
-def get_user(
-    request: Request,
-    user_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return entity(request, "users", shapes.user(queries.find_user(ctx, user_id)), q)
+def get_user(user_id: str, call: Single) -> dict[str, Any]:
+    return call.one("users", lambda ctx: queries.find_user(ctx, user_id), _users)
 
 
 @router.patch("/users/{user_id}", status_code=204)
-def update_user(
-    request: Request, user_id: str, body: UserUpdate, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.update_user(ctx, queries.find_user(ctx, user_id).id, body.changes())
-    return Response(status_code=204)
-
-
-@router.get("/users/{user_id}/manager")
-def get_manager(
-    request: Request, user_id: str, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        manager = queries.manager_of(ctx, user_id)
-        if manager is None:
-            raise Invalid("the user has no manager", code="itemNotFound")
-        return entity(request, "directoryObjects", shapes.user(manager))
-
-
-@router.put("/users/{user_id}/manager/$ref", status_code=204)
-def set_manager(
-    request: Request, user_id: str, body: Ref, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        user = queries.find_user(ctx, user_id)
-        ops.update_user(ctx, user.id, {"manager": body.object_id("users")})
-    return Response(status_code=204)
-
-
-@router.get("/users/{user_id}/memberOf")
-def member_of(
-    request: Request,
-    user_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        lambda ctx, options: queries.member_of(ctx, user_id, options),
-        _groups,
-        context="directoryObjects",
+def update_user(user_id: str, body: UserUpdate, call: Plain) -> Response:
+    return call.done(
+        lambda ctx: ops.update_user(ctx, queries.find_user(ctx, user_id).id, body.changes())
     )
 
 
+@router.get("/users/{user_id}/manager")
+def get_manager(user_id: str, call: Plain) -> dict[str, Any]:
+    def manager(ctx: Ctx) -> User:
+        found = queries.manager_of(ctx, user_id)
+        if found is None:
+            raise Invalid("the user has no manager", code="itemNotFound")
+        return found
+
+    return call.one(OBJECTS, manager, _users)
+
+
+@router.put("/users/{user_id}/manager/$ref", status_code=204)
+def set_manager(user_id: str, body: Ref, call: Plain) -> Response:
+    return call.done(
+        lambda ctx: ops.update_user(
+            ctx, queries.find_user(ctx, user_id).id, {"manager": body.object_id("users")}
+        )
+    )
+
+
+@router.get("/users/{user_id}/memberOf")
+def member_of(user_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(lambda ctx, o: queries.member_of(ctx, user_id, o), _groups, context=OBJECTS)
+
+
 @router.get("/users/{user_id}/transitiveMemberOf")
-def transitive_member_of(
-    request: Request,
-    user_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        lambda ctx, options: queries.transitive_member_of(ctx, user_id, options),
-        _groups,
-        context="directoryObjects",
+def transitive_member_of(user_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(
+        lambda ctx, o: queries.transitive_member_of(ctx, user_id, o), _groups, context=OBJECTS
     )
 
 
@@ -158,21 +126,17 @@ def transitive_member_of(
 
 
 @router.get("/groups")
-def list_groups(
-    request: Request, q: QueryOptions = Depends(query_options), ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    return listed(request, ident, q, queries.groups, _groups, context="groups")
+def list_groups(call: Paged) -> dict[str, Any]:
+    return call.page(queries.groups, _groups, context="groups")
 
 
 @router.post("/groups", status_code=201)
-def create_group(
-    request: Request, body: GroupCreate, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
+def create_group(body: GroupCreate, call: Plain) -> dict[str, Any]:
     kind = "microsoft365" if any(t.lower() == "unified" for t in body.groupTypes) else "security"
     dynamic = any(t.lower() == "dynamicmembership" for t in body.groupTypes)
     if dynamic and not body.membershipRule:
         raise Invalid("a DynamicMembership group needs a membershipRule", target="membershipRule")
-    with operation(request, ident, write=True) as ctx:
+    with call.unit(write=True) as ctx:
         group = ops.create_group(
             ctx,
             display_name=body.displayName,
@@ -184,177 +148,98 @@ def create_group(
             owner_ids=[bound_id(u) for u in body.owners],
             member_ids=[bound_id(u) for u in body.members],
         )
-        return entity(request, "groups", shapes.group(group))
+        return call.entity("groups", shapes.group(group))
 
 
 @router.get("/groups/{group_id}")
-def get_group(
-    request: Request,
-    group_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return entity(request, "groups", shapes.group(queries.get_group(ctx, group_id)), q)
+def get_group(group_id: str, call: Single) -> dict[str, Any]:
+    return call.one("groups", lambda ctx: queries.get_group(ctx, group_id), _groups)
 
 
 @router.get("/groups/{group_id}/members")
-def list_members(
-    request: Request,
-    group_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        lambda ctx, options: queries.group_members(ctx, group_id, options),
-        _principals,
-        context="directoryObjects",
+def list_members(group_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(
+        lambda ctx, o: queries.group_members(ctx, group_id, o), _principals, context=OBJECTS
     )
 
 
 @router.post("/groups/{group_id}/members/$ref", status_code=204)
-def add_member(
-    request: Request, group_id: str, body: Ref, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.add_group_member(ctx, group_id, body.object_id("users", "groups"))
-    return Response(status_code=204)
+def add_member(group_id: str, body: Ref, call: Plain) -> Response:
+    return call.done(
+        lambda ctx: ops.add_group_member(ctx, group_id, body.object_id("users", "groups"))
+    )
 
 
 @router.delete("/groups/{group_id}/members/{member_id}/$ref", status_code=204)
-def remove_member(
-    request: Request, group_id: str, member_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.remove_group_member(ctx, group_id, member_id)
-    return Response(status_code=204)
+def remove_member(group_id: str, member_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.remove_group_member(ctx, group_id, member_id))
 
 
 @router.get("/groups/{group_id}/owners")
-def list_owners(
-    request: Request,
-    group_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        lambda ctx, options: queries.group_owners(ctx, group_id, options),
-        _principals,
-        context="directoryObjects",
+def list_owners(group_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(
+        lambda ctx, o: queries.group_owners(ctx, group_id, o), _principals, context=OBJECTS
     )
 
 
 @router.post("/groups/{group_id}/owners/$ref", status_code=204)
-def add_owner(
-    request: Request, group_id: str, body: Ref, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.add_group_owner(ctx, group_id, body.object_id("users"))
-    return Response(status_code=204)
+def add_owner(group_id: str, body: Ref, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.add_group_owner(ctx, group_id, body.object_id("users")))
 
 
 @router.delete("/groups/{group_id}/owners/{owner_id}/$ref", status_code=204)
-def remove_owner(
-    request: Request, group_id: str, owner_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.remove_group_owner(ctx, group_id, owner_id)
-    return Response(status_code=204)
+def remove_owner(group_id: str, owner_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.remove_group_owner(ctx, group_id, owner_id))
 
 
 # ---------------------------------------------------------------- applications
 
 
-def _apps(ctx: Ctx, rows: list[Application]) -> list[dict[str, Any]]:
-    roles = queries.app_roles(ctx, rows)
-    return [shapes.application(a, roles[a.id]) for a in rows]
-
-
 @router.get("/applications")
-def list_applications(
-    request: Request, q: QueryOptions = Depends(query_options), ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    return listed(request, ident, q, queries.applications, _apps, context="applications")
+def list_applications(call: Paged) -> dict[str, Any]:
+    return call.page(queries.applications, _apps, context="applications")
 
 
 @router.post("/applications", status_code=201)
-def create_application(
-    request: Request, body: ApplicationCreate, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=True) as ctx:
+def create_application(body: ApplicationCreate, call: Plain) -> dict[str, Any]:
+    with call.unit(write=True) as ctx:
         app = ops.create_application(
             ctx,
             display_name=body.displayName,
             description=body.description,
             app_roles=[(r.displayName, r.value) for r in body.appRoles],
         )
-        return entity(request, "applications", _apps(ctx, [app])[0])
+        return call.entity("applications", _apps(ctx, [app])[0])
 
 
 @router.get("/applications/{app_id}")
-def get_application(
-    request: Request,
-    app_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        app = queries.get_application(ctx, app_id)
-        return entity(request, "applications", _apps(ctx, [app])[0], q)
+def get_application(app_id: str, call: Single) -> dict[str, Any]:
+    return call.one("applications", lambda ctx: queries.get_application(ctx, app_id), _apps)
 
 
 @router.get("/applications/{app_id}/owners")
-def list_app_owners(
-    request: Request,
-    app_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        lambda ctx, options: queries.application_owners(ctx, app_id, options),
-        _principals,
-        context="directoryObjects",
+def list_app_owners(app_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(
+        lambda ctx, o: queries.application_owners(ctx, app_id, o), _principals, context=OBJECTS
     )
 
 
 @router.post("/applications/{app_id}/owners/$ref", status_code=204)
-def add_app_owner(
-    request: Request, app_id: str, body: Ref, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.add_application_owner(ctx, app_id, body.object_id("users"))
-    return Response(status_code=204)
+def add_app_owner(app_id: str, body: Ref, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.add_application_owner(ctx, app_id, body.object_id("users")))
 
 
 # ---------------------------------------------------------------- sites
 
 
-def _sites(ctx: Ctx, rows: list[Site]) -> list[dict[str, Any]]:
-    roles = queries.site_roles(ctx, rows)
-    return [shapes.site(s, roles[s.id]) for s in rows]
-
-
 @router.get("/sites")
-def list_sites(
-    request: Request, q: QueryOptions = Depends(query_options), ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    return listed(request, ident, q, queries.sites, _sites, context="sites")
+def list_sites(call: Paged) -> dict[str, Any]:
+    return call.page(queries.sites, _sites, context="sites")
 
 
 @router.post("/sites", status_code=201)
-def create_site(
-    request: Request, body: SiteCreate, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=True) as ctx:
+def create_site(body: SiteCreate, call: Plain) -> dict[str, Any]:
+    with call.unit(write=True) as ctx:
         site = ops.create_site(
             ctx,
             display_name=body.displayName,
@@ -362,86 +247,53 @@ def create_site(
             description=body.description,
             roles=body.roles,
         )
-        return entity(request, "sites", _sites(ctx, [site])[0])
+        return call.entity("sites", _sites(ctx, [site])[0])
 
 
 @router.get("/sites/{site_id}")
-def get_site(
-    request: Request,
-    site_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        return entity(request, "sites", _sites(ctx, [queries.get_site(ctx, site_id)])[0], q)
+def get_site(site_id: str, call: Single) -> dict[str, Any]:
+    return call.one("sites", lambda ctx: queries.get_site(ctx, site_id), _sites)
 
 
 @router.get("/sites/{site_id}/administrators")
-def list_site_admins(
-    request: Request,
-    site_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        lambda ctx, options: queries.site_administrators(ctx, site_id, options),
-        _principals,
-        context="directoryObjects",
+def list_site_admins(site_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(
+        lambda ctx, o: queries.site_administrators(ctx, site_id, o), _principals, context=OBJECTS
     )
 
 
 @router.post("/sites/{site_id}/administrators/$ref", status_code=204)
-def add_site_admin(
-    request: Request, site_id: str, body: Ref, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.add_site_admin(ctx, site_id, body.object_id("users"))
-    return Response(status_code=204)
+def add_site_admin(site_id: str, body: Ref, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.add_site_admin(ctx, site_id, body.object_id("users")))
 
 
 # ---------------------------------------------------------------- directory roles
 
 
 @router.get("/roleManagement/directory/roleAssignments")
-def list_directory_role_assignments(
-    request: Request, q: QueryOptions = Depends(query_options), ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
+def list_directory_role_assignments(call: Paged) -> dict[str, Any]:
+    return call.page(
         queries.directory_role_assignments,
-        lambda _ctx, rows: [shapes.directory_role_assignment(a) for a in rows],
-        context="roleManagement/directory/roleAssignments",
+        shaped(shapes.directory_role_assignment),
+        context=ROLE_ASSIGNMENTS,
     )
 
 
 @router.post("/roleManagement/directory/roleAssignments", status_code=201)
 def create_directory_role_assignment(
-    request: Request, body: DirectoryRoleAssignmentCreate, ident: Identity = Depends(identity)
+    body: DirectoryRoleAssignmentCreate, call: Plain
 ) -> dict[str, Any]:
     if body.directoryScopeId != "/":
         raise Invalid(
             "only tenant-wide directory role assignments are supported", target="directoryScopeId"
         )
-    with operation(request, ident, write=True) as ctx:
+    with call.unit(write=True) as ctx:
         created = ops.assign_directory_role(
             ctx, principal_id=body.principalId, role=body.roleDefinitionId
         )
-        return entity(
-            request,
-            "roleManagement/directory/roleAssignments",
-            shapes.directory_role_assignment(created),
-        )
+        return call.entity(ROLE_ASSIGNMENTS, shapes.directory_role_assignment(created))
 
 
 @router.delete("/roleManagement/directory/roleAssignments/{assignment_id}", status_code=204)
-def delete_directory_role_assignment(
-    request: Request, assignment_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.remove_directory_role(ctx, assignment_id)
-    return Response(status_code=204)
+def delete_directory_role_assignment(assignment_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.remove_directory_role(ctx, assignment_id))

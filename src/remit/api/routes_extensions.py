@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import Field
 
 from remit.api.bodies import Body, Name, Text
-from remit.api.collection import QueryOptions, entity, listed, query_options, single_options
+from remit.api.calls import Paged, Plain, Single, shaped
 from remit.api.shapes import GRAPH, iso
-from remit.api.state import identity, operation
-from remit.context import Ctx
+from remit.api.state import identity
 from remit.models.notify import CustomExtension
 from remit.notify import extensions as ops
 from remit.notify import queries
-from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
 PATH = "/catalogs/{catalog_id}/accessPackageCustomWorkflowExtensions"
@@ -66,10 +64,6 @@ def shape(ext: CustomExtension) -> dict[str, Any]:
     }
 
 
-def _render(_ctx: Ctx, rows: list[CustomExtension]) -> list[dict[str, Any]]:
-    return [shape(e) for e in rows]
-
-
 def _context(catalog_id: str) -> str:
     return (
         f"identityGovernance/entitlementManagement/catalogs('{catalog_id}')"
@@ -78,28 +72,18 @@ def _context(catalog_id: str) -> str:
 
 
 @router.get(PATH)
-def list_extensions(
-    request: Request,
-    catalog_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
+def list_extensions(catalog_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(
         lambda ctx, options: queries.extensions(ctx, catalog_id, options),
-        _render,
+        shaped(shape),
         context=_context(catalog_id),
     )
 
 
 @router.post(PATH, status_code=201)
-def create_extension(
-    request: Request, catalog_id: str, body: ExtensionCreate, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
+def create_extension(catalog_id: str, body: ExtensionCreate, call: Plain) -> dict[str, Any]:
     endpoint = body.endpointConfiguration
-    with operation(request, ident, write=True) as ctx:
+    with call.unit(write=True) as ctx:
         ext, generated = ops.create_extension(
             ctx,
             catalog_id=catalog_id,
@@ -111,39 +95,27 @@ def create_extension(
         item = shape(ext)
         if generated is not None:
             item["secret"] = generated  # the one time a secret is shown: remit made it
-        return entity(request, _context(catalog_id), item)
+        return call.entity(_context(catalog_id), item)
 
 
 @router.get(PATH + "/{extension_id}")
-def get_extension(
-    request: Request,
-    catalog_id: str,
-    extension_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        ext = queries.extension(ctx, catalog_id, extension_id)
-        return entity(request, _context(catalog_id), shape(ext), q)
+def get_extension(catalog_id: str, extension_id: str, call: Single) -> dict[str, Any]:
+    return call.one(
+        _context(catalog_id),
+        lambda ctx: queries.extension(ctx, catalog_id, extension_id),
+        shaped(shape),
+    )
 
 
 @router.patch(PATH + "/{extension_id}")
 def update_extension(
-    request: Request,
-    catalog_id: str,
-    extension_id: str,
-    body: ExtensionUpdate,
-    ident: Identity = Depends(identity),
+    catalog_id: str, extension_id: str, body: ExtensionUpdate, call: Plain
 ) -> dict[str, Any]:
-    with operation(request, ident, write=True) as ctx:
+    with call.unit(write=True) as ctx:
         ext = ops.update_extension(ctx, catalog_id, extension_id, body.changes())
-        return entity(request, _context(catalog_id), shape(ext))
+        return call.entity(_context(catalog_id), shape(ext))
 
 
 @router.delete(PATH + "/{extension_id}", status_code=204)
-def delete_extension(
-    request: Request, catalog_id: str, extension_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.delete_extension(ctx, catalog_id, extension_id)
-    return Response(status_code=204)
+def delete_extension(catalog_id: str, extension_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.delete_extension(ctx, catalog_id, extension_id))

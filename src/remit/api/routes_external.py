@@ -6,28 +6,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import Field
 
 from remit.api.bodies import Body, Ref
-from remit.api.collection import (
-    QueryOptions,
-    check_expand,
-    entity,
-    listed,
-    query_options,
-    single_options,
-)
+from remit.api.calls import Paged, Plain, Single, shaped
+from remit.api.collection import QueryOptions
 from remit.api.shapes import GRAPH, group, iso, user
-from remit.api.state import identity, operation
+from remit.api.state import identity
 from remit.context import Ctx
 from remit.external import orgs, queries, sponsors
 from remit.external import settings as tenant_settings
 from remit.external.queries import Sponsor
 from remit.models.directory import User
-from remit.models.external import ConnectedOrganization
+from remit.models.external import ConnectedOrganization, TenantSettings
 from remit.models.vocabulary import OrganizationState
-from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
 CONTEXT = "identityGovernance/entitlementManagement/connectedOrganizations"
@@ -92,27 +85,15 @@ def _render(q: QueryOptions) -> Callable[[Ctx, list[ConnectedOrganization]], lis
 
 
 @router.get("/connectedOrganizations")
-def list_organizations(
-    request: Request,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        queries.organizations,
-        _render(q),
-        context=CONTEXT,
-        expandable=tuple(SPONSORS),
+def list_organizations(call: Paged) -> dict[str, Any]:
+    return call.page(
+        queries.organizations, _render(call.q), context=CONTEXT, expandable=tuple(SPONSORS)
     )
 
 
 @router.post("/connectedOrganizations", status_code=201)
-def create_organization(
-    request: Request, body: OrganizationCreate, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=True) as ctx:
+def create_organization(body: OrganizationCreate, call: Plain) -> dict[str, Any]:
+    with call.unit(write=True) as ctx:
         org = orgs.create_organization(
             ctx,
             display_name=body.displayName,
@@ -120,41 +101,27 @@ def create_organization(
             state=body.state,
             identity_sources=body.identitySources,
         )
-        return entity(request, CONTEXT, organization(org))
+        return call.entity(CONTEXT, organization(org))
 
 
 @router.get("/connectedOrganizations/{organization_id}")
-def get_organization(
-    request: Request,
-    organization_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        org = queries.organization(ctx, organization_id)
-        check_expand(q, tuple(SPONSORS))
-        return entity(request, CONTEXT, _render(q)(ctx, [org])[0], q)
+def get_organization(organization_id: str, call: Single) -> dict[str, Any]:
+    return call.one(
+        CONTEXT,
+        lambda ctx: queries.organization(ctx, organization_id),
+        _render(call.q),
+        expandable=tuple(SPONSORS),
+    )
 
 
 @router.patch("/connectedOrganizations/{organization_id}", status_code=204)
-def update_organization(
-    request: Request,
-    organization_id: str,
-    body: OrganizationUpdate,
-    ident: Identity = Depends(identity),
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        orgs.update_organization(ctx, organization_id, body.changes())
-    return Response(status_code=204)
+def update_organization(organization_id: str, body: OrganizationUpdate, call: Plain) -> Response:
+    return call.done(lambda ctx: orgs.update_organization(ctx, organization_id, body.changes()))
 
 
 @router.delete("/connectedOrganizations/{organization_id}", status_code=204)
-def delete_organization(
-    request: Request, organization_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        orgs.delete_organization(ctx, organization_id)
-    return Response(status_code=204)
+def delete_organization(organization_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: orgs.delete_organization(ctx, organization_id))
 
 
 # ---------------------------------------------------------------- sponsors
@@ -162,50 +129,26 @@ def delete_organization(
 
 def _sponsor_routes(name: str, kind: str) -> None:
     """GET …/{name}, POST …/{name}/$ref, DELETE …/{name}/{id}/$ref for one kind of sponsor."""
+    path = f"/connectedOrganizations/{{organization_id}}/{name}"
 
-    @router.get(f"/connectedOrganizations/{{organization_id}}/{name}", name=f"list_{name}")
-    def list_sponsors(
-        request: Request,
-        organization_id: str,
-        q: QueryOptions = Depends(query_options),
-        ident: Identity = Depends(identity),
-    ) -> dict[str, Any]:
-        return listed(
-            request,
-            ident,
-            q,
+    @router.get(path, name=f"list_{name}")
+    def list_sponsors(organization_id: str, call: Paged) -> dict[str, Any]:
+        return call.page(
             lambda ctx, options: queries.sponsors(ctx, organization_id, kind, options),
-            lambda _ctx, found: [principal(p) for p in found],
+            shaped(principal),
             context="directoryObjects",
         )
 
-    @router.post(
-        f"/connectedOrganizations/{{organization_id}}/{name}/$ref",
-        status_code=204,
-        name=f"add_{name}",
-    )
-    def add_sponsor(
-        request: Request, organization_id: str, body: Ref, ident: Identity = Depends(identity)
-    ) -> Response:
+    @router.post(f"{path}/$ref", status_code=204, name=f"add_{name}")
+    def add_sponsor(organization_id: str, body: Ref, call: Plain) -> Response:
         principal_id = body.object_id("users", "groups")
-        with operation(request, ident, write=True) as ctx:
-            sponsors.add_sponsor(ctx, organization_id, kind, principal_id)
-        return Response(status_code=204)
+        return call.done(lambda ctx: sponsors.add_sponsor(ctx, organization_id, kind, principal_id))
 
-    @router.delete(
-        f"/connectedOrganizations/{{organization_id}}/{name}/{{principal_id}}/$ref",
-        status_code=204,
-        name=f"remove_{name}",
-    )
-    def remove_sponsor(
-        request: Request,
-        organization_id: str,
-        principal_id: str,
-        ident: Identity = Depends(identity),
-    ) -> Response:
-        with operation(request, ident, write=True) as ctx:
-            sponsors.remove_sponsor(ctx, organization_id, kind, principal_id)
-        return Response(status_code=204)
+    @router.delete(f"{path}/{{principal_id}}/$ref", status_code=204, name=f"remove_{name}")
+    def remove_sponsor(organization_id: str, principal_id: str, call: Plain) -> Response:
+        return call.done(
+            lambda ctx: sponsors.remove_sponsor(ctx, organization_id, kind, principal_id)
+        )
 
 
 for _name, _kind in SPONSORS.items():
@@ -215,27 +158,27 @@ for _name, _kind in SPONSORS.items():
 # ---------------------------------------------------------------- settings
 
 
-@router.get("/settings")
-def get_settings(
-    request: Request,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        row = queries.settings(ctx)
-        check_expand(q, ())
-        item = {
+def _settings(_ctx: Ctx, rows: list[TenantSettings]) -> list[dict[str, Any]]:
+    return [
+        {
             "@odata.type": GRAPH + "entitlementManagementSettings",
             "id": str(row.id),
             **tenant_settings.as_graph(row),
         }
-        return entity(request, "identityGovernance/entitlementManagement/settings", item, q)
+        for row in rows
+    ]
+
+
+@router.get("/settings")
+def get_settings(call: Single) -> dict[str, Any]:
+    return call.one(
+        "identityGovernance/entitlementManagement/settings",
+        queries.settings,
+        _settings,
+        expandable=(),
+    )
 
 
 @router.patch("/settings", status_code=204)
-def update_settings(
-    request: Request, body: SettingsUpdate, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        tenant_settings.update_settings(ctx, body.changes())
-    return Response(status_code=204)
+def update_settings(body: SettingsUpdate, call: Plain) -> Response:
+    return call.done(lambda ctx: tenant_settings.update_settings(ctx, body.changes()))

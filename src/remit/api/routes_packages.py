@@ -5,26 +5,18 @@ from __future__ import annotations
 from itertools import islice
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
 from remit.api import shapes
 from remit.api.bodies import AccessPackageCreate, AccessPackageUpdate, Ref, ResourceRoleScopeCreate
-from remit.api.collection import (
-    QueryOptions,
-    check_expand,
-    entity,
-    listed,
-    query_options,
-    single_options,
-)
+from remit.api.calls import Call, Paged, Plain, Single, shaped
 from remit.api.odata import parse_expand
-from remit.api.state import identity, operation
+from remit.api.state import identity
 from remit.context import Ctx
 from remit.lifecycle import package_roles
 from remit.models.packages import AccessPackage, ResourceRoleScope
 from remit.packages import operations as ops
 from remit.packages import queries as packages
-from remit.tokens import Identity
 
 T = TypeVar("T")
 Expand = dict[str, dict[str, str]]
@@ -108,27 +100,18 @@ def render_packages(ctx: Ctx, rows: list[AccessPackage], expand: Expand) -> list
 
 
 @router.get("/accessPackages")
-def list_packages(
-    request: Request,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
+def list_packages(call: Paged) -> dict[str, Any]:
+    return call.page(
         packages.packages,
-        lambda ctx, rows: render_packages(ctx, rows, q.expand),
+        lambda ctx, rows: render_packages(ctx, rows, call.q.expand),
         context=CONTEXT,
         expandable=PACKAGE_EXPANDS,
     )
 
 
 @router.post("/accessPackages", status_code=201)
-def create_package(
-    request: Request, body: AccessPackageCreate, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=True) as ctx:
+def create_package(body: AccessPackageCreate, call: Plain) -> dict[str, Any]:
+    with call.unit(write=True) as ctx:
         package = ops.create_package(
             ctx,
             display_name=body.displayName,
@@ -136,84 +119,58 @@ def create_package(
             is_hidden=body.isHidden,
             catalog_id=body.catalog.id if body.catalog else None,
         )
-        return entity(request, CONTEXT, shapes.access_package(package))
+        return call.entity(CONTEXT, shapes.access_package(package))
 
 
 @router.get("/accessPackages/{package_id}")
-def get_package(
-    request: Request,
-    package_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        package = packages.get_package(ctx, package_id)
-        check_expand(q, PACKAGE_EXPANDS)
-        return entity(request, CONTEXT, render_packages(ctx, [package], q.expand)[0], q)
+def get_package(package_id: str, call: Single) -> dict[str, Any]:
+    return call.one(
+        CONTEXT,
+        lambda ctx: packages.get_package(ctx, package_id),
+        lambda ctx, rows: render_packages(ctx, rows, call.q.expand),
+        expandable=PACKAGE_EXPANDS,
+    )
 
 
 @router.patch("/accessPackages/{package_id}", status_code=204)
-def update_package(
-    request: Request,
-    package_id: str,
-    body: AccessPackageUpdate,
-    ident: Identity = Depends(identity),
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.update_package(ctx, package_id, body.changes())
-    return Response(status_code=204)
+def update_package(package_id: str, body: AccessPackageUpdate, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.update_package(ctx, package_id, body.changes()))
 
 
 @router.delete("/accessPackages/{package_id}", status_code=204)
-def delete_package(
-    request: Request, package_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.delete_package(ctx, package_id)
-    return Response(status_code=204)
+def delete_package(package_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.delete_package(ctx, package_id))
 
 
 @router.get("/accessPackages/{package_id}/catalog")
-def get_package_catalog(
-    request: Request, package_id: str, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        catalog = packages.package_catalog(ctx, package_id)
-        return entity(
-            request, "identityGovernance/entitlementManagement/catalogs", shapes.catalog(catalog)
-        )
+def get_package_catalog(package_id: str, call: Plain) -> dict[str, Any]:
+    return call.one(
+        "identityGovernance/entitlementManagement/catalogs",
+        lambda ctx: packages.package_catalog(ctx, package_id),
+        shaped(shapes.catalog),
+    )
 
 
 # ---------------------------------------------------------------- resource role scopes
 
+RRS = f"{CONTEXT}/resourceRoleScopes"
+RRS_EXPANDS = ("role", "scope")
+
 
 @router.get("/accessPackages/{package_id}/resourceRoleScopes")
-def list_rrs(
-    request: Request,
-    package_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
+def list_rrs(package_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(
         lambda ctx, options: packages.role_scopes(ctx, package_id, options),
-        lambda ctx, rows: render_rrs(ctx, rows, q.expand),
-        context=f"{CONTEXT}/resourceRoleScopes",
-        expandable=("role", "scope"),
+        lambda ctx, rows: render_rrs(ctx, rows, call.q.expand),
+        context=RRS,
+        expandable=RRS_EXPANDS,
         parent=lambda ctx: packages.get_package(ctx, package_id),
     )
 
 
 @router.post("/accessPackages/{package_id}/resourceRoleScopes", status_code=201)
-def add_rrs(
-    request: Request,
-    package_id: str,
-    body: ResourceRoleScopeCreate,
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=True) as ctx:
+def add_rrs(package_id: str, body: ResourceRoleScopeCreate, call: Plain) -> dict[str, Any]:
+    with call.unit(write=True) as ctx:
         scope = body.scope
         created = package_roles.add_resource_role_scope(
             ctx,
@@ -224,49 +181,34 @@ def add_rrs(
             scope_id=scope.id if scope else None,
             scope_origin_id=scope.originId if scope else None,
         )
-        item = render_rrs(ctx, [created], {"role": {}, "scope": {}})[0]
-        return entity(request, f"{CONTEXT}/resourceRoleScopes", item)
+        return call.entity(RRS, render_rrs(ctx, [created], {"role": {}, "scope": {}})[0])
 
 
 @router.get("/accessPackages/{package_id}/resourceRoleScopes/{rrs_id}")
-def get_rrs(
-    request: Request,
-    package_id: str,
-    rrs_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        found = packages.get_resource_role_scope(ctx, package_id, rrs_id)
-        check_expand(q, ("role", "scope"))
-        item = render_rrs(ctx, [found], q.expand)[0]
-        return entity(request, f"{CONTEXT}/resourceRoleScopes", item, q)
+def get_rrs(package_id: str, rrs_id: str, call: Single) -> dict[str, Any]:
+    return call.one(
+        RRS,
+        lambda ctx: packages.get_resource_role_scope(ctx, package_id, rrs_id),
+        lambda ctx, rows: render_rrs(ctx, rows, call.q.expand),
+        expandable=RRS_EXPANDS,
+    )
 
 
 @router.delete("/accessPackages/{package_id}/resourceRoleScopes/{rrs_id}", status_code=204)
-def delete_rrs(
-    request: Request, package_id: str, rrs_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        package_roles.remove_resource_role_scope(ctx, package_id, rrs_id)
-    return Response(status_code=204)
+def delete_rrs(package_id: str, rrs_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: package_roles.remove_resource_role_scope(ctx, package_id, rrs_id))
 
 
 # ---------------------------------------------------------------- incompatibilities
 
 
-def _incompatible(
-    request: Request, ident: Identity, package_id: str, q: QueryOptions, *, reverse: bool
-) -> dict[str, Any]:
+def _incompatible(call: Call, package_id: str, *, reverse: bool) -> dict[str, Any]:
     nav = "accessPackagesIncompatibleWith" if reverse else "incompatibleAccessPackages"
-    return listed(
-        request,
-        ident,
-        q,
+    return call.page(
         lambda ctx, options: packages.incompatible_packages(
             ctx, package_id, options, reverse=reverse
         ),
-        lambda ctx, rows: render_packages(ctx, rows, q.expand),
+        lambda ctx, rows: render_packages(ctx, rows, call.q.expand),
         context=f"{CONTEXT}/{nav}",
         expandable=PACKAGE_EXPANDS,
         parent=lambda ctx: packages.get_package(ctx, package_id),
@@ -274,76 +216,46 @@ def _incompatible(
 
 
 @router.get("/accessPackages/{package_id}/incompatibleAccessPackages")
-def list_incompatible_packages(
-    request: Request,
-    package_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return _incompatible(request, ident, package_id, q, reverse=False)
+def list_incompatible_packages(package_id: str, call: Paged) -> dict[str, Any]:
+    return _incompatible(call, package_id, reverse=False)
 
 
 @router.get("/accessPackages/{package_id}/accessPackagesIncompatibleWith")
-def list_packages_incompatible_with(
-    request: Request,
-    package_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return _incompatible(request, ident, package_id, q, reverse=True)
+def list_packages_incompatible_with(package_id: str, call: Paged) -> dict[str, Any]:
+    return _incompatible(call, package_id, reverse=True)
 
 
 @router.post("/accessPackages/{package_id}/incompatibleAccessPackages/$ref", status_code=204)
-def add_incompatible_package(
-    request: Request, package_id: str, body: Ref, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.add_incompatible_package(ctx, package_id, body.object_id("accessPackages"))
-    return Response(status_code=204)
+def add_incompatible_package(package_id: str, body: Ref, call: Plain) -> Response:
+    return call.done(
+        lambda ctx: ops.add_incompatible_package(ctx, package_id, body.object_id("accessPackages"))
+    )
 
 
 @router.delete(
     "/accessPackages/{package_id}/incompatibleAccessPackages/{other_id}/$ref", status_code=204
 )
-def remove_incompatible_package(
-    request: Request, package_id: str, other_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.remove_incompatible_package(ctx, package_id, other_id)
-    return Response(status_code=204)
+def remove_incompatible_package(package_id: str, other_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.remove_incompatible_package(ctx, package_id, other_id))
 
 
 @router.get("/accessPackages/{package_id}/incompatibleGroups")
-def list_incompatible_groups(
-    request: Request,
-    package_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
+def list_incompatible_groups(package_id: str, call: Paged) -> dict[str, Any]:
+    return call.page(
         lambda ctx, options: packages.incompatible_groups(ctx, package_id, options),
-        lambda _ctx, rows: [shapes.group(g) for g in rows],
+        shaped(shapes.group),
         context=f"{CONTEXT}/incompatibleGroups",
         parent=lambda ctx: packages.get_package(ctx, package_id),
     )
 
 
 @router.post("/accessPackages/{package_id}/incompatibleGroups/$ref", status_code=204)
-def add_incompatible_group(
-    request: Request, package_id: str, body: Ref, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.add_incompatible_group(ctx, package_id, body.object_id("groups"))
-    return Response(status_code=204)
+def add_incompatible_group(package_id: str, body: Ref, call: Plain) -> Response:
+    return call.done(
+        lambda ctx: ops.add_incompatible_group(ctx, package_id, body.object_id("groups"))
+    )
 
 
 @router.delete("/accessPackages/{package_id}/incompatibleGroups/{group_id}/$ref", status_code=204)
-def remove_incompatible_group(
-    request: Request, package_id: str, group_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.remove_incompatible_group(ctx, package_id, group_id)
-    return Response(status_code=204)
+def remove_incompatible_group(package_id: str, group_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.remove_incompatible_group(ctx, package_id, group_id))

@@ -10,29 +10,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request, Response
+from fastapi import APIRouter, Body, Depends, Response
 
 from remit.api import shapes
-from remit.api.collection import (
-    QueryOptions,
-    check_expand,
-    context_url,
-    entity,
-    list_options,
-    listed,
-    page_body,
-    query_options,
-    single_options,
-)
-from remit.api.state import identity, operation
+from remit.api.calls import Paged, Plain, Single, shaped
+from remit.api.collection import QueryOptions, check_expand, context_url, list_options, page_body
+from remit.api.state import identity
 from remit.context import Ctx
 from remit.errors import Invalid
-from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
 from remit.packages.queries import get_package
 from remit.policies import document, queries, scope
 from remit.policies import operations as ops
-from remit.tokens import Identity
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
 CONTEXT = "identityGovernance/entitlementManagement/assignmentPolicies"
@@ -42,6 +31,7 @@ router = APIRouter(prefix=EM, tags=["assignmentPolicies"], dependencies=[Depends
 
 # questions and customExtensionStageSettings are always inline; expanding them changes nothing.
 POLICY_EXPANDS = ("accessPackage", "catalog", "questions", "customExtensionStageSettings")
+REQUIREMENTS = "Collection(microsoft.graph.accessPackageAssignmentRequestRequirements)"
 PolicyBody = Body(..., description="an accessPackageAssignmentPolicy")
 # One item for a policy's list: a JSON value, typed as far as the route reads it, for
 # ``operations.add_item`` refuses anything but an object of the list's kind in its own words.
@@ -70,68 +60,40 @@ def render_policies(
     return render
 
 
-def _render_packages(_ctx: Ctx, rows: list[AccessPackage]) -> list[dict[str, Any]]:
-    return [shapes.access_package(p) for p in rows]
-
-
 @router.get("/assignmentPolicies")
-def list_policies(
-    request: Request,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        queries.policies,
-        render_policies(q),
-        context=CONTEXT,
-        expandable=POLICY_EXPANDS,
+def list_policies(call: Paged) -> dict[str, Any]:
+    return call.page(
+        queries.policies, render_policies(call.q), context=CONTEXT, expandable=POLICY_EXPANDS
     )
 
 
 @router.post("/assignmentPolicies", status_code=201)
-def create_policy(
-    request: Request, body: dict[str, Any] = PolicyBody, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
-    with operation(request, ident, write=True) as ctx:
-        policy = ops.create_policy(ctx, body)
-        return entity(request, CONTEXT, document.render(policy))
+def create_policy(call: Plain, body: dict[str, Any] = PolicyBody) -> dict[str, Any]:
+    with call.unit(write=True) as ctx:
+        return call.entity(CONTEXT, document.render(ops.create_policy(ctx, body)))
 
 
 @router.get("/assignmentPolicies/{policy_id}")
-def get_policy(
-    request: Request,
-    policy_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        policy = queries.policy(ctx, policy_id)
-        check_expand(q, POLICY_EXPANDS)
-        return entity(request, CONTEXT, render_policies(q)(ctx, [policy])[0], q)
+def get_policy(policy_id: str, call: Single) -> dict[str, Any]:
+    return call.one(
+        CONTEXT,
+        lambda ctx: queries.policy(ctx, policy_id),
+        render_policies(call.q),
+        expandable=POLICY_EXPANDS,
+    )
 
 
 @router.put("/assignmentPolicies/{policy_id}")
 def replace_policy(
-    request: Request,
-    policy_id: str,
-    body: dict[str, Any] = PolicyBody,
-    ident: Identity = Depends(identity),
+    policy_id: str, call: Plain, body: dict[str, Any] = PolicyBody
 ) -> dict[str, Any]:
-    with operation(request, ident, write=True) as ctx:
-        policy = ops.replace_policy(ctx, policy_id, body)
-        return entity(request, CONTEXT, document.render(policy))
+    with call.unit(write=True) as ctx:
+        return call.entity(CONTEXT, document.render(ops.replace_policy(ctx, policy_id, body)))
 
 
 @router.delete("/assignmentPolicies/{policy_id}", status_code=204)
-def delete_policy(
-    request: Request, policy_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.delete_policy(ctx, policy_id)
-    return Response(status_code=204)
+def delete_policy(policy_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.delete_policy(ctx, policy_id))
 
 
 def _list_routes(field: str) -> None:
@@ -139,27 +101,26 @@ def _list_routes(field: str) -> None:
     path = f"/assignmentPolicies/{{policy_id}}/{field}"
 
     @router.get(path, name=f"list_{field}")
-    def list_items(
-        request: Request, policy_id: str, ident: Identity = Depends(identity)
-    ) -> dict[str, Any]:
-        with operation(request, ident, write=False) as ctx:
+    def list_items(policy_id: str, call: Plain) -> dict[str, Any]:
+        with call.unit(write=False) as ctx:
             policy = queries.policy(ctx, policy_id)
             return {
-                "@odata.context": context_url(request, f"{CONTEXT}('{policy.id}')/{field}"),
+                "@odata.context": context_url(call.request, f"{CONTEXT}('{policy.id}')/{field}"),
                 "value": document.render(policy)[field],
             }
 
     @router.post(path, status_code=201, name=f"add_{field}")
     def add_item(
-        request: Request,
         policy_id: str,
+        call: Plain,
         body: JsonItem = Body(..., description=f"one of the policy's {field}"),
-        ident: Identity = Depends(identity),
     ) -> dict[str, Any]:
-        with operation(request, ident, write=True) as ctx:
+        with call.unit(write=True) as ctx:
             item = ops.add_item(ctx, policy_id, field, body)
             return {
-                "@odata.context": context_url(request, f"{CONTEXT}('{policy_id}')/{field}/$entity"),
+                "@odata.context": context_url(
+                    call.request, f"{CONTEXT}('{policy_id}')/{field}/$entity"
+                ),
                 **item,
             }
 
@@ -172,58 +133,44 @@ for _field in ops.ITEM_LISTS:
 
 
 @router.get("/accessPackages/filterByCurrentUser(on='{on}')")
-def filter_packages_by_current_user(
-    request: Request,
-    on: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
+def filter_packages_by_current_user(on: str, call: Paged) -> dict[str, Any]:
     if on.lower() != "allowedrequestor":
         raise Invalid("accessPackages can be filtered on 'allowedRequestor' only", target="on")
-    return listed(
-        request, ident, q, queries.requestable_packages, _render_packages, context=PACKAGES
-    )
+    return call.page(queries.requestable_packages, shaped(shapes.access_package), context=PACKAGES)
 
 
 @router.get("/accessPackages/{package_id}/assignmentPolicies")
-def list_package_policies(
-    request: Request,
-    package_id: str,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
+def list_package_policies(package_id: str, call: Paged) -> dict[str, Any]:
     # The package is looked up before the query options are checked: an unknown one is a 404
     # whatever else the request asks.
-    with operation(request, ident, write=False) as ctx:
+    with call.unit(write=False) as ctx:
         package = get_package(ctx, package_id)
-        check_expand(q, POLICY_EXPANDS)
-        page = queries.package_policies(ctx, package, list_options(request, q))
+        check_expand(call.q, POLICY_EXPANDS)
+        page = queries.package_policies(ctx, package, list_options(call.request, call.q))
         context = f"{PACKAGES}('{package.id}')/assignmentPolicies"
-        return page_body(request, q, page, render_policies(q)(ctx, page.items), context)
+        return page_body(
+            call.request, call.q, page, render_policies(call.q)(ctx, page.items), context
+        )
 
 
 @router.post("/accessPackages/{package_id}/assignmentPolicies", status_code=201)
 def create_package_policy(
-    request: Request,
-    package_id: str,
-    body: dict[str, Any] = PolicyBody,
-    ident: Identity = Depends(identity),
+    package_id: str, call: Plain, body: dict[str, Any] = PolicyBody
 ) -> dict[str, Any]:
-    with operation(request, ident, write=True) as ctx:
+    with call.unit(write=True) as ctx:
         policy = ops.create_policy(ctx, body, package_id=package_id)
-        return entity(request, CONTEXT, document.render(policy))
+        return call.entity(CONTEXT, document.render(policy))
 
 
 @router.post("/accessPackages/{package_id}/getApplicablePolicyRequirements")
-def get_applicable_policy_requirements(
-    request: Request, package_id: str, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
+def get_applicable_policy_requirements(package_id: str, call: Plain) -> dict[str, Any]:
     # No body is expected; whatever a client sends is ignored.
-    with operation(request, ident, write=False) as ctx:
+    with call.unit(write=False) as ctx:
         found = queries.applicable_policies(ctx, package_id)
         return {
             "@odata.context": context_url(
-                request, "Collection(microsoft.graph.accessPackageAssignmentRequestRequirements)"
+                call.request,
+                "Collection(microsoft.graph.accessPackageAssignmentRequestRequirements)",
             ),
             "value": [scope.requirements(p) for p in found],
         }

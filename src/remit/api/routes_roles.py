@@ -5,28 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Response
 
 from remit.api import shapes
 from remit.api.bodies import RoleAssignmentCreate
-from remit.api.collection import (
-    QueryOptions,
-    check_expand,
-    context_url,
-    entity,
-    listed,
-    query_options,
-    single_options,
-)
+from remit.api.calls import Paged, Plain, Single, shaped
+from remit.api.collection import QueryOptions, context_url
 from remit.api.odata import apply_select
-from remit.api.state import identity, operation
+from remit.api.state import identity
 from remit.context import Ctx
 from remit.errors import Invalid
 from remit.models.authz import RoleAssignment
 from remit.models.directory import Group, User
 from remit.roles import operations as ops
 from remit.roles import queries
-from remit.tokens import Identity
 
 PREFIX = "/v1.0/roleManagement/entitlementManagement"
 CONTEXT = "roleManagement/entitlementManagement/roleAssignments"
@@ -37,29 +29,22 @@ router = APIRouter(prefix=PREFIX, tags=["roleManagement"], dependencies=[Depends
 
 
 @router.get("/roleDefinitions")
-def list_role_definitions(
-    request: Request,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
+def list_role_definitions(call: Paged) -> dict[str, Any]:
+    with call.unit(write=False) as ctx:
         roles = queries.role_definitions(ctx)
-    if q.filter:
+    if call.q.filter:
         raise Invalid("$filter is not supported on roleDefinitions", target="$filter")
-    items = [apply_select(shapes.role_definition(r), q.select) for r in roles]
-    return {"@odata.context": context_url(request, DEFINITIONS), "value": items}
+    items = [apply_select(shapes.role_definition(r), call.q.select) for r in roles]
+    return {"@odata.context": context_url(call.request, DEFINITIONS), "value": items}
 
 
 @router.get("/roleDefinitions/{role_id}")
-def get_role_definition(
-    request: Request,
-    role_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        role = queries.role_definition(ctx, role_id)
-    return entity(request, DEFINITIONS, shapes.role_definition(role), q)
+def get_role_definition(role_id: str, call: Single) -> dict[str, Any]:
+    return call.one(
+        DEFINITIONS,
+        lambda ctx: queries.role_definition(ctx, role_id),
+        shaped(shapes.role_definition),
+    )
 
 
 def _render(q: QueryOptions) -> Callable[[Ctx, list[RoleAssignment]], list[dict[str, Any]]]:
@@ -86,58 +71,37 @@ def _principal(principal: User | Group) -> dict[str, Any]:
 
 
 @router.get("/roleAssignments")
-def list_role_assignments(
-    request: Request,
-    q: QueryOptions = Depends(query_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    return listed(
-        request,
-        ident,
-        q,
-        queries.role_assignments,
-        _render(q),
-        context=CONTEXT,
-        expandable=EXPANDS,
-    )
+def list_role_assignments(call: Paged) -> dict[str, Any]:
+    return call.page(queries.role_assignments, _render(call.q), context=CONTEXT, expandable=EXPANDS)
 
 
 @router.post("/roleAssignments", status_code=201)
-def create_role_assignment(
-    request: Request, body: RoleAssignmentCreate, ident: Identity = Depends(identity)
-) -> dict[str, Any]:
+def create_role_assignment(body: RoleAssignmentCreate, call: Plain) -> dict[str, Any]:
     if body.directoryScopeId is not None and body.appScopeId is not None:
         raise Invalid("give appScopeId or directoryScopeId, not both", target="appScopeId")
     scope = body.appScopeId if body.appScopeId is not None else body.directoryScopeId
     if scope is None:
         raise Invalid("appScopeId is required", target="appScopeId")
-    with operation(request, ident, write=True) as ctx:
+    with call.unit(write=True) as ctx:
         created = ops.create_role_assignment(
             ctx,
             principal_id=body.principalId,
             role_definition_id=body.roleDefinitionId,
             app_scope_id=scope,
         )
-        return entity(request, CONTEXT, shapes.role_assignment(created))
+        return call.entity(CONTEXT, shapes.role_assignment(created))
 
 
 @router.get("/roleAssignments/{assignment_id}")
-def get_role_assignment(
-    request: Request,
-    assignment_id: str,
-    q: QueryOptions = Depends(single_options),
-    ident: Identity = Depends(identity),
-) -> dict[str, Any]:
-    with operation(request, ident, write=False) as ctx:
-        found = queries.role_assignment(ctx, assignment_id)
-        check_expand(q, EXPANDS)
-        return entity(request, CONTEXT, _render(q)(ctx, [found])[0], q)
+def get_role_assignment(assignment_id: str, call: Single) -> dict[str, Any]:
+    return call.one(
+        CONTEXT,
+        lambda ctx: queries.role_assignment(ctx, assignment_id),
+        _render(call.q),
+        expandable=EXPANDS,
+    )
 
 
 @router.delete("/roleAssignments/{assignment_id}", status_code=204)
-def delete_role_assignment(
-    request: Request, assignment_id: str, ident: Identity = Depends(identity)
-) -> Response:
-    with operation(request, ident, write=True) as ctx:
-        ops.delete_role_assignment(ctx, assignment_id)
-    return Response(status_code=204)
+def delete_role_assignment(assignment_id: str, call: Plain) -> Response:
+    return call.done(lambda ctx: ops.delete_role_assignment(ctx, assignment_id))

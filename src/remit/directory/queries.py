@@ -14,7 +14,7 @@ exists.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
@@ -81,6 +81,7 @@ DIR_ROLE_FIELDS = {
 
 Principal = User | Group
 _Object = TypeVar("_Object", Group, Application, Site)
+_Listed = TypeVar("_Listed", User, Group, Application, Site, DirectoryRoleAssignment)
 
 
 def _authorize_read(ctx: Ctx) -> None:
@@ -140,14 +141,12 @@ def manager_of(ctx: Ctx, id_or_upn: str) -> User | None:
 
 
 def users(ctx: Ctx, options: ListOptions) -> Page[User]:
-    _authorize_read(ctx)
-    return listing.page(ctx.session, select(User), key=User.id, fields=USER_FIELDS, options=options)
+    return _page(ctx, User, USER_FIELDS, options)
 
 
 def all_users(ctx: Ctx) -> list[User]:
     """Every user, by userPrincipalName (the CLI's listing)."""
-    _authorize_read(ctx)
-    return list(ctx.session.execute(select(User).order_by(User.upn_key)).scalars())
+    return _all(ctx, User, User.upn_key)
 
 
 def member_of(ctx: Ctx, id_or_upn: str, options: ListOptions) -> Page[Group]:
@@ -181,8 +180,7 @@ def groups(ctx: Ctx, options: ListOptions) -> Page[Group]:
 
 def all_groups(ctx: Ctx) -> list[Group]:
     """Every group, by display name (the CLI's listing)."""
-    _authorize_read(ctx)
-    return list(ctx.session.execute(select(Group).order_by(Group.display_name)).scalars())
+    return _all(ctx, Group, Group.display_name)
 
 
 def _groups_page(ctx: Ctx, stmt: Select[Group], options: ListOptions) -> Page[Group]:
@@ -240,17 +238,12 @@ def get_application(ctx: Ctx, app_id: str) -> Application:
 
 
 def applications(ctx: Ctx, options: ListOptions) -> Page[Application]:
-    _authorize_read(ctx)
-    return listing.page(
-        ctx.session, select(Application), key=Application.id, fields=APP_FIELDS, options=options
-    )
+    return _page(ctx, Application, APP_FIELDS, options)
 
 
 def all_applications(ctx: Ctx) -> list[Application]:
     """Every application, by display name (the CLI's listing)."""
-    _authorize_read(ctx)
-    stmt = select(Application).order_by(Application.display_name)
-    return list(ctx.session.execute(stmt).scalars())
+    return _all(ctx, Application, Application.display_name)
 
 
 def app_roles(ctx: Ctx, held: Sequence[Application]) -> dict[str, list[AppRole]]:
@@ -275,14 +268,12 @@ def get_site(ctx: Ctx, site_id: str) -> Site:
 
 
 def sites(ctx: Ctx, options: ListOptions) -> Page[Site]:
-    _authorize_read(ctx)
-    return listing.page(ctx.session, select(Site), key=Site.id, fields=SITE_FIELDS, options=options)
+    return _page(ctx, Site, SITE_FIELDS, options)
 
 
 def all_sites(ctx: Ctx) -> list[Site]:
     """Every site, by display name (the CLI's listing)."""
-    _authorize_read(ctx)
-    return list(ctx.session.execute(select(Site).order_by(Site.display_name)).scalars())
+    return _all(ctx, Site, Site.display_name)
 
 
 def site_roles(ctx: Ctx, held: Sequence[Site]) -> dict[str, list[SiteRole]]:
@@ -302,14 +293,24 @@ def site_administrators(ctx: Ctx, site_id: str, options: ListOptions) -> Page[Pr
 
 
 def directory_role_assignments(ctx: Ctx, options: ListOptions) -> Page[DirectoryRoleAssignment]:
+    return _page(ctx, DirectoryRoleAssignment, DIR_ROLE_FIELDS, options)
+
+
+# ---------------------------------------------------------------- whole lists
+
+
+def _page(
+    ctx: Ctx, model: type[_Listed], fields: Mapping[str, F], options: ListOptions
+) -> Page[_Listed]:
+    """A page of all of ``model``'s rows, by id, with ``directory:read``."""
     _authorize_read(ctx)
-    return listing.page(
-        ctx.session,
-        select(DirectoryRoleAssignment),
-        key=DirectoryRoleAssignment.id,
-        fields=DIR_ROLE_FIELDS,
-        options=options,
-    )
+    return listing.page(ctx.session, select(model), key=model.id, fields=fields, options=options)
+
+
+def _all(ctx: Ctx, model: type[_Listed], order: InstrumentedAttribute[str]) -> list[_Listed]:
+    """Every row of ``model``, by ``order`` (the CLI's listings), with ``directory:read``."""
+    _authorize_read(ctx)
+    return list(ctx.session.execute(select(model).order_by(order)).scalars())
 
 
 # ---------------------------------------------------------------- name resolution

@@ -26,7 +26,7 @@ from remit.db import affected
 from remit.errors import Conflict, Forbidden, Invalid
 from remit.faults import crash_point
 from remit.lifecycle import notices
-from remit.lifecycle.events import about_request
+from remit.lifecycle.events import about
 from remit.models.lifecycle import ApprovalStage, AssignmentRequest, StageApprover
 from remit.models.vocabulary import (
     Activity,
@@ -61,7 +61,7 @@ def begin(
     request.state, request.status = RequestState.PENDING_APPROVAL, "PendingApproval"
     ctx.session.add_all(rows)
     ctx.session.flush()
-    about_request(
+    about(
         ctx,
         Activity.CREATE_REQUEST_APPROVAL,
         request,
@@ -121,7 +121,7 @@ def _name_approvers(
                 )
             )
     session.flush()
-    about_request(
+    about(
         ctx,
         Activity.ADD_APPROVER,
         request,
@@ -204,7 +204,7 @@ def decide(
     detail = {"stage": stage.stage_index + 1, "justification": stage.justification}
     if verdict == ReviewResult.DENY:
         _close(ctx, request, RequestState.DENIED, "Denied")
-        about_request(
+        about(
             ctx,
             Activity.DENY_REQUEST,
             request,
@@ -214,7 +214,7 @@ def decide(
         )
         notices.denied(ctx, request, stage, package_name)
         return "denied"
-    about_request(
+    about(
         ctx,
         Activity.APPROVE_REQUEST,
         request,
@@ -291,7 +291,7 @@ def escalate(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package
             )
         )
     ]
-    about_request(
+    about(
         ctx,
         Activity.FORWARD_APPROVAL,
         request,
@@ -329,7 +329,7 @@ def time_out(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package
     if claimed != 1:
         raise Conflict("the stage was decided meanwhile", code="StageAlreadyDecided")
     _close(ctx, request, RequestState.DENIED, "TimedOut")
-    about_request(
+    about(
         ctx,
         TIMED_OUT,  # type: ignore[arg-type]  # until the vocabulary names it (see above)
         request,

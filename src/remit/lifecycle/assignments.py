@@ -20,7 +20,7 @@ from remit.errors import Conflict
 from remit.faults import crash_point
 from remit.jobs.queue import enqueue
 from remit.lifecycle import delivery, notices
-from remit.lifecycle.events import about_assignment, about_request
+from remit.lifecycle.events import about
 from remit.lifecycle.kinds import (
     ACTIVE_STATES,  # noqa: F401 - cli.lifecycle reads it here
     ADD_TYPES,
@@ -147,7 +147,7 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
     request.assignment_id = assignment.id
     request.state, request.status = RequestState.DELIVERING, "Delivering"
     crash_point("assignment.after_create")
-    about_request(
+    about(
         ctx,
         Activity.READY_TO_FULFILL,
         request,
@@ -196,7 +196,7 @@ def end(
     ctx.session.refresh(assignment)
     package = ctx.session.get(AccessPackage, assignment.access_package_id)
     name = package.display_name if package else assignment.access_package_id
-    about_assignment(
+    about(
         ctx,
         Activity.REMOVE_ASSIGNMENT,
         assignment,
@@ -224,7 +224,7 @@ def _close_undelivered_add(ctx: Ctx, assignment: Assignment, reason: str) -> Non
     if add is not None and add.state == RequestState.DELIVERING and add.request_type in ADD_TYPES:
         add.state, add.status = RequestState.CANCELED, f"AssignmentEnded:{reason}"
         add.completed_at, add.open_key = ctx.now, None
-        about_request(
+        about(
             ctx,
             Activity.CANCEL_REQUEST,
             add,
@@ -244,7 +244,7 @@ def extend(
     assignment.modified_at = ctx.now
     assignment.version += 1
     request.assignment_id = assignment.id
-    about_assignment(
+    about(
         ctx,
         Activity.EXTEND_ASSIGNMENT,
         assignment,
@@ -305,10 +305,10 @@ def _transition(ctx: Ctx, a: Assignment, state: AssignmentState, error: str | No
     name = package.display_name if package else a.access_package_id
     if state == AssignmentState.DELIVERED:
         details: dict[str, Any] = {"requestId": a.request_id}
-        about_assignment(ctx, Activity.FULFILL_ASSIGNMENT, a, "Update", name=name, details=details)
+        about(ctx, Activity.FULFILL_ASSIGNMENT, a, "Update", name=name, details=details)
     elif state in (AssignmentState.PARTIALLY_DELIVERED, AssignmentState.DELIVERY_FAILED):
         details = {"state": state, "error": error}
-        about_assignment(ctx, Activity.DELIVERY_FAILED, a, "Update", name=name, details=details)
+        about(ctx, Activity.DELIVERY_FAILED, a, "Update", name=name, details=details)
     if request is None or request.request_type not in ADD_TYPES:
         return
     # Only a request still delivering follows its assignment: a completed one stays completed

@@ -1,5 +1,5 @@
-"""The lifecycle's audit events: one about a request, or about an assignment, each filed under
-its catalog and its target user (spec §8.1 names the activities)."""
+"""The lifecycle's audit events: each about one request or one assignment, filed under its
+catalog and its target user (spec §8.1 names the activities)."""
 
 from __future__ import annotations
 
@@ -13,44 +13,24 @@ REQUEST = "AccessPackageAssignmentRequest"
 ASSIGNMENT = "AccessPackageAssignment"
 
 
-def about_request(
+def about(
     ctx: Ctx,
     activity: Activity,
-    request: AssignmentRequest,
+    row: AssignmentRequest | Assignment,
     operation_type: str,
     *,
     name: str | None = None,
     **fields: Any,
 ) -> None:
-    """``fields``: what else ``Ctx.audit`` takes (before, after, details, category)."""
+    """``name``: the package's; ``fields``: what else ``Ctx.audit`` takes (before, after,
+    details, category)."""
     ctx.audit(
         activity,
         operation_type=operation_type,
-        target_type=REQUEST,
-        target_id=request.id,
+        target_type=ASSIGNMENT if isinstance(row, Assignment) else REQUEST,
+        target_id=row.id,
         target_name=name,
-        catalog_id=request.catalog_id,
-        subject_id=request.target_id,
-        **fields,
-    )
-
-
-def about_assignment(
-    ctx: Ctx,
-    activity: Activity,
-    assignment: Assignment,
-    operation_type: str,
-    *,
-    name: str | None = None,
-    **fields: Any,
-) -> None:
-    ctx.audit(
-        activity,
-        operation_type=operation_type,
-        target_type=ASSIGNMENT,
-        target_id=assignment.id,
-        target_name=name,
-        catalog_id=assignment.catalog_id,
-        subject_id=assignment.target_id,
+        catalog_id=row.catalog_id,
+        subject_id=row.target_id,
         **fields,
     )

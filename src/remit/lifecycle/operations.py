@@ -8,7 +8,7 @@ from remit.authz.tasks import Task
 from remit.context import Ctx
 from remit.errors import Conflict, NotFound
 from remit.lifecycle import approvals, assignments, queries, requests
-from remit.lifecycle.events import about_assignment
+from remit.lifecycle.events import about
 from remit.lifecycle.locks import lock_subjects
 from remit.models.lifecycle import Assignment
 from remit.models.packages import AccessPackage
@@ -23,7 +23,7 @@ def reprocess_assignment(ctx: Ctx, assignment_id: str) -> Assignment:
     if a.active_key is None or assignments.lapsed(a, ctx.now):
         raise Conflict("the assignment has ended", code="AssignmentEnded")
     requests.retry_roles(ctx, a, failed_only=False)
-    about_assignment(ctx, Activity.REPROCESS_ASSIGNMENT, a, "Update")
+    about(ctx, Activity.REPROCESS_ASSIGNMENT, a, "Update")
     return a
 
 

@@ -16,7 +16,7 @@ Anything else is ``NotFound``, never ``Forbidden``: a refusal would tell that it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TypeVar
@@ -36,6 +36,7 @@ from remit.models.directory import User
 from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
+from remit.models.vocabulary import AssignmentState, StageStatus
 from remit.packages import queries as package_queries
 from remit.policies import queries as policy_queries
 from remit.policies import scope
@@ -43,6 +44,7 @@ from remit.policies import scope
 R = AssignmentRequest
 A = Assignment
 M = TypeVar("M", AccessPackage, Assignment, AssignmentPolicy, User)
+V = TypeVar("V", AssignmentRequest, Assignment)
 
 # What a list may be filtered and ordered on (Graph's property names).
 REQUEST_FIELDS = {
@@ -85,26 +87,40 @@ class On(StrEnum):
 # ---------------------------------------------------------------- requests
 
 
+def _visible(ctx: Ctx, rows: type[V], task: Task, own: ColumnElement[bool]) -> Select[V]:
+    """The rows a list shows the actor: its own, and those of the catalogs where it may read
+    them (``task``)."""
+    return select(rows).where(or_(catalog_filter(ctx.actor, task, rows.catalog_id), own))
+
+
 def visible_requests(ctx: Ctx) -> Select[AssignmentRequest]:
     """The requests a list shows the actor: its own (as target or requestor) and those of the
     catalogs where it may read requests."""
-    return select(R).where(
-        or_(
-            catalog_filter(ctx.actor, Task.REQUEST_READ, R.catalog_id),
-            relations.party_clause(ctx.actor),
-        )
-    )
+    return _visible(ctx, R, Task.REQUEST_READ, relations.party_clause(ctx.actor))
+
+
+def _related(
+    rows: type[V], on: str, ways: dict[str, Callable[[], ColumnElement[bool]]]
+) -> Select[V]:
+    """``rows`` related to the actor in the way ``on`` names, one of ``ways`` (its clause)."""
+    clause = ways.get(on)
+    if clause is None:
+        named = [f"'{way}'" for way in ways]
+        raise Invalid(f"on must be {', '.join(named[:-1])} or {named[-1]}", target="on")
+    return select(rows).where(clause())
 
 
 def _requests_of(ctx: Ctx, on: str) -> Select[AssignmentRequest]:
     me = ctx.actor.user_id
-    if on == On.TARGET:
-        return select(R).where(R.target_id == me)
-    if on == On.CREATED_BY:
-        return select(R).where(R.requestor_id == me)
-    if on == On.APPROVER:
-        return select(R).where(R.id.in_(relations.pending_for(ctx.actor)))
-    raise Invalid("on must be 'target', 'createdBy' or 'approver'", target="on")
+    return _related(
+        R,
+        on,
+        {
+            On.TARGET: lambda: R.target_id == me,
+            On.CREATED_BY: lambda: R.requestor_id == me,
+            On.APPROVER: lambda: R.id.in_(relations.pending_for(ctx.actor)),
+        },
+    )
 
 
 def requests(ctx: Ctx, options: ListOptions) -> Page[AssignmentRequest]:
@@ -239,7 +255,8 @@ def _views(
             [
                 StageView(
                     s,
-                    s.status == "InProgress" and relations.may_decide(ctx.session, ctx.actor, r, s),
+                    s.status == StageStatus.IN_PROGRESS
+                    and relations.may_decide(ctx.session, ctx.actor, r, s),
                     names.get(s.reviewed_by) if s.reviewed_by else None,
                 )
                 for s in stages
@@ -255,21 +272,19 @@ def _views(
 def visible_assignments(ctx: Ctx) -> Select[Assignment]:
     """The assignments the actor may see: its own, and those of the catalogs where it may read
     assignments."""
-    return select(A).where(
-        or_(
-            catalog_filter(ctx.actor, Task.ASSIGNMENT_READ, A.catalog_id),
-            relations.holder_clause(ctx.actor),
-        )
-    )
+    return _visible(ctx, A, Task.ASSIGNMENT_READ, relations.holder_clause(ctx.actor))
 
 
 def _assignments_of(ctx: Ctx, on: str) -> Select[Assignment]:
     me = ctx.actor.user_id
-    if on == On.TARGET:
-        return select(A).where(A.target_id == me)
-    if on == On.CREATED_BY:
-        return select(A).where(A.request_id.in_(select(R.id).where(R.requestor_id == me)))
-    raise Invalid("on must be 'target' or 'createdBy'", target="on")
+    return _related(
+        A,
+        on,
+        {
+            On.TARGET: lambda: A.target_id == me,
+            On.CREATED_BY: lambda: A.request_id.in_(select(R.id).where(R.requestor_id == me)),
+        },
+    )
 
 
 def assignments(ctx: Ctx, options: ListOptions) -> Page[Assignment]:
@@ -359,8 +374,8 @@ def _active(ctx: Ctx) -> ColumnElement[bool]:
 
 def _state_is(ctx: Ctx, state: str) -> ColumnElement[bool]:
     lapsed = and_(A.active_key.is_not(None), A.expires_at.is_not(None), A.expires_at <= ctx.now)
-    if state == "expired":
-        return or_(A.state == "expired", lapsed)
+    if state == AssignmentState.EXPIRED:
+        return or_(A.state == AssignmentState.EXPIRED, lapsed)
     return and_(A.state == state, not_(lapsed))
 
 

@@ -28,7 +28,7 @@ from remit.faults import crash_point
 from remit.lifecycle import answers as answer_rules
 from remit.lifecycle import approvals, assignments, delivery, notices, queries
 from remit.lifecycle.assignments import active_key
-from remit.lifecycle.events import about_request
+from remit.lifecycle.events import about
 from remit.lifecycle.kinds import ADD_TYPES, OPEN_STATES, REMOVE_TYPES, SYSTEM_TYPES
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.schedule import (
@@ -195,7 +195,7 @@ def _add(
     )
     _insert(ctx, request)
     crash_point("request.after_insert")
-    about_request(
+    about(
         ctx,
         SUBMITTED[kind],
         request,
@@ -268,7 +268,7 @@ def _hold(ctx: Ctx, policy: AssignmentPolicy) -> None:
 
 
 def _auto_approve(ctx: Ctx, request: AssignmentRequest, package_name: str) -> None:
-    about_request(ctx, Activity.AUTO_APPROVE_REQUEST, request, "Update", name=package_name)
+    about(ctx, Activity.AUTO_APPROVE_REQUEST, request, "Update", name=package_name)
 
 
 def _insert(ctx: Ctx, request: AssignmentRequest) -> None:
@@ -512,7 +512,7 @@ def _remove(
     request = _new(ctx, kind, RequestState.DELIVERING, assignment, justification=justification)
     ctx.session.add(request)
     ctx.session.flush()
-    about_request(
+    about(
         ctx,
         SUBMITTED[kind],
         request,
@@ -584,7 +584,7 @@ def _update(
     _insert(ctx, request)
     package = ctx.session.get(AccessPackage, assignment.access_package_id)
     name = package.display_name if package else assignment.access_package_id
-    about_request(
+    about(
         ctx,
         SUBMITTED[kind],
         request,
@@ -692,7 +692,7 @@ def cancel(ctx: Ctx, request_id: str) -> AssignmentRequest:
         .values(status=StageStatus.COMPLETED, review_result=ReviewResult.NOT_REVIEWED)
         .execution_options(synchronize_session=False)
     )
-    about_request(ctx, Activity.CANCEL_REQUEST, request, "Update")
+    about(ctx, Activity.CANCEL_REQUEST, request, "Update")
     if request.request_type in ADD_TYPES and request.assignment_id:
         assignment = ctx.session.get(Assignment, request.assignment_id)
         if assignment is not None and assignment.active_key is not None:
@@ -726,7 +726,7 @@ def reprocess_request(ctx: Ctx, request_id: str) -> AssignmentRequest:
     request.state, request.status = RequestState.DELIVERING, "Delivering"
     request.completed_at = None
     retry_roles(ctx, assignment, failed_only=True)
-    about_request(ctx, Activity.REPROCESS_REQUEST, request, "Update")
+    about(ctx, Activity.REPROCESS_REQUEST, request, "Update")
     return request
 
 
@@ -758,7 +758,7 @@ def delete_record(ctx: Ctx, request_id: str) -> None:
     authorize(ctx.actor, Task.REQUEST_RECORD_DELETE)
     if request.completed_at is None or request.state in OPEN_STATES:
         raise Conflict("only completed requests can be deleted", code="RequestNotCompleted")
-    about_request(
+    about(
         ctx,
         Activity.DELETE_REQUEST,
         request,

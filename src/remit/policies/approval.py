@@ -27,6 +27,11 @@ APPROVER_LISTS = (
     "escalationApprovers",
     "fallbackEscalationApprovers",
 )
+REQUIRED_FLAGS = (
+    "isApprovalRequiredForAdd",
+    "isApprovalRequiredForUpdate",
+    "isRequestorJustificationRequired",
+)
 MAX_STAGES = 3
 DEFAULT_DECISION = "P14D"
 # The decision timeout: no maximum is documented (spec §5.6); 90 days is remit's cap.
@@ -40,13 +45,7 @@ MIN_DECISION_WITH_ESCALATION = timedelta(days=4)
 def parse(value: Any) -> dict[str, Any]:
     path = "requestApprovalSettings"
     src = f.obj(value, path)
-    out: dict[str, Any] = {
-        "isApprovalRequiredForAdd": f.flag(src, "isApprovalRequiredForAdd", path, False),
-        "isApprovalRequiredForUpdate": f.flag(src, "isApprovalRequiredForUpdate", path, False),
-        "isRequestorJustificationRequired": f.flag(
-            src, "isRequestorJustificationRequired", path, False
-        ),
-    }
+    out: dict[str, Any] = f.flags(src, path, dict.fromkeys(REQUIRED_FLAGS, False))
     where = at(path, "stages")
     raw = src.get("stages")
     if isinstance(raw, list) and len(raw) > MAX_STAGES:

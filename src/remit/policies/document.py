@@ -74,6 +74,7 @@ REQUESTOR_FLAGS = (
     "enableOnBehalfRequestorsToRemoveAccess",
 )
 ON_BEHALF = (s.SINGLE_USER, s.GROUP_MEMBERS, s.TARGET_MANAGER)
+AUTOMATIC_FLAGS = ("requestAccessForAllowedTargets", "removeAccessWhenTargetLeavesAllowedTargets")
 
 
 @dataclass
@@ -277,13 +278,8 @@ def _automatic(value: Any) -> dict[str, Any] | None:
         return None
     src = f.obj(value, path)
     grace = src.get("gracePeriodBeforeAccessRemoval")
-    out: dict[str, Any] = {
-        "requestAccessForAllowedTargets": f.flag(src, "requestAccessForAllowedTargets", path, True),
-        "removeAccessWhenTargetLeavesAllowedTargets": f.flag(
-            src, "removeAccessWhenTargetLeavesAllowedTargets", path, True
-        ),
-        "gracePeriodBeforeAccessRemoval": None,
-    }
+    out: dict[str, Any] = f.flags(src, path, dict.fromkeys(AUTOMATIC_FLAGS, True))
+    out["gracePeriodBeforeAccessRemoval"] = None
     if grace is not None:
         where = at(path, "gracePeriodBeforeAccessRemoval")
         found = f.duration(grace, where)
@@ -299,7 +295,7 @@ def _automatic(value: Any) -> dict[str, Any] | None:
 def _requestor_settings(value: Any) -> dict[str, Any]:
     path = "requestorSettings"
     src = f.obj(value, path)
-    out: dict[str, Any] = {key: f.flag(src, key, path, False) for key in REQUESTOR_FLAGS}
+    out: dict[str, Any] = f.flags(src, path, dict.fromkeys(REQUESTOR_FLAGS, False))
     out["onBehalfRequestors"] = s.parse_list(src, "onBehalfRequestors", path, ON_BEHALF)
     out["acceptRequests"] = f.flag(src, "acceptRequests", path, True)
     on_behalf = [k for k in REQUESTOR_FLAGS if k.startswith("enableOnBehalf") and out[k]]

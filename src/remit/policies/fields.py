@@ -42,6 +42,11 @@ def flag(src: dict[str, Any], key: str, path: str, default: bool) -> bool:
     return value
 
 
+def flags(src: dict[str, Any], path: str, defaults: dict[str, bool]) -> dict[str, bool]:
+    """Several flags of one object, each with its default, in the order given."""
+    return {key: flag(src, key, path, default) for key, default in defaults.items()}
+
+
 def text(
     src: dict[str, Any],
     key: str,

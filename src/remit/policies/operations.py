@@ -83,15 +83,7 @@ def create_policy(
     ctx.session.add(policy)
     _flush(ctx)
     _index(ctx, policy)
-    ctx.audit(
-        Activity.CREATE_POLICY,
-        operation_type="Add",
-        target_type=TARGET,
-        target_id=policy.id,
-        target_name=policy.display_name,
-        catalog_id=policy.catalog_id,
-        after=document.snapshot(policy),
-    )
+    _audit(ctx, Activity.CREATE_POLICY, policy, "Add", after=document.snapshot(policy))
     return policy
 
 
@@ -122,13 +114,11 @@ def replace_policy(ctx: Ctx, policy_id: str, body: dict[str, Any]) -> Assignment
     _flush(ctx)
     _index(ctx, policy)
     changed = [k for k in after if after[k] != before[k]]
-    ctx.audit(
+    _audit(
+        ctx,
         Activity.UPDATE_POLICY,
-        operation_type="Update",
-        target_type=TARGET,
-        target_id=policy.id,
-        target_name=policy.display_name,
-        catalog_id=policy.catalog_id,
+        policy,
+        "Update",
         before={k: before[k] for k in changed},
         after={k: after[k] for k in changed},
     )
@@ -175,14 +165,21 @@ def delete_policy(ctx: Ctx, policy_id: str) -> None:
         raise Conflict("the policy still has open requests; wait for them or cancel them")
     before = document.snapshot(policy)
     ctx.session.delete(policy)
+    _audit(ctx, Activity.DELETE_POLICY, policy, "Delete", before=before)
+
+
+def _audit(
+    ctx: Ctx, activity: Activity, policy: AssignmentPolicy, operation_type: str, **change: Any
+) -> None:
+    """``change``: the settings ``before`` and ``after`` (by their Graph names)."""
     ctx.audit(
-        Activity.DELETE_POLICY,
-        operation_type="Delete",
+        activity,
+        operation_type=operation_type,
         target_type=TARGET,
         target_id=policy.id,
         target_name=policy.display_name,
         catalog_id=policy.catalog_id,
-        before=before,
+        **change,
     )
 
 

@@ -33,6 +33,12 @@ RANGE_TYPES = ("endDate", "noEnd", "numbered")
 DAYS = ("sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday")
 INDEXES = ("first", "second", "third", "fourth", "last")
 REVIEWERS = (s.SINGLE_USER, s.GROUP_MEMBERS, s.REQUESTOR_MANAGER, s.TARGET_MANAGER)
+FLAGS = {  # and their defaults
+    "isEnabled": False,
+    "isRecommendationEnabled": True,
+    "isReviewerJustificationRequired": True,
+    "isSelfReview": False,
+}
 
 
 def parse(value: Any) -> dict[str, Any] | None:
@@ -41,12 +47,7 @@ def parse(value: Any) -> dict[str, Any] | None:
         return None
     src = f.obj(value, path)
     out: dict[str, Any] = {
-        "isEnabled": f.flag(src, "isEnabled", path, False),
-        "isRecommendationEnabled": f.flag(src, "isRecommendationEnabled", path, True),
-        "isReviewerJustificationRequired": f.flag(
-            src, "isReviewerJustificationRequired", path, True
-        ),
-        "isSelfReview": f.flag(src, "isSelfReview", path, False),
+        **f.flags(src, path, FLAGS),
         "expirationBehavior": f.enum(
             src.get("expirationBehavior") or "keepAccess",
             EXPIRATION_BEHAVIORS,

@@ -15,6 +15,7 @@ do no I/O, and a plain ``def`` would cost each request a hop to the threadpool.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from fastapi import Depends, Request, Response
 
 from remit.api.collection import (
     QueryOptions,
+    Render,
     check_expand,
     entity,
     listed,
@@ -36,7 +38,7 @@ from remit.listing import ListOptions, Page
 from remit.tokens import Identity
 
 T = TypeVar("T")
-Render = Callable[[Ctx, list[T]], list[dict[str, Any]]]
+E = TypeVar("E", bound=Callable[..., Any])
 
 
 def _no_options() -> QueryOptions:
@@ -125,6 +127,22 @@ def _with(options: Callable[..., QueryOptions]) -> Callable[..., Awaitable[Call]
 Plain = Annotated[Call, Depends(_plain)]
 Single = Annotated[Call, Depends(_with(single_options))]
 Paged = Annotated[Call, Depends(_with(query_options))]
+
+
+def with_path(endpoint: E, *names: str) -> E:
+    """``endpoint`` as FastAPI will read it: ``names`` are string path parameters, passed by
+    keyword (the endpoint takes them as ``**ids``), before its own parameters.
+
+    So one endpoint of a route factory serves paths whose parameters have different names
+    (``/groups/{group_id}/owners``, ``/sites/{site_id}/administrators``), and the OpenAPI
+    document still names each. Apply it before the route decorator, which reads the signature.
+    """
+    own = [p for p in inspect.signature(endpoint).parameters.values() if p.kind != p.VAR_KEYWORD]
+    path = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, annotation=str) for n in names]
+    endpoint.__signature__ = inspect.signature(endpoint).replace(  # type: ignore[attr-defined]
+        parameters=[*own, *path]
+    )
+    return endpoint
 
 
 def shaped(shape: Callable[[T], dict[str, Any]]) -> Render[T]:

@@ -4,9 +4,9 @@ the domain's queries (``remit.listing``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Query as Q
@@ -20,6 +20,10 @@ from remit.listing import ListOptions, Page
 from remit.tokens import Identity
 
 T = TypeVar("T")
+R = TypeVar("R")
+F = TypeVar("F")
+# Graph JSON for a page of rows (a render may read more, for ``$expand``).
+Render = Callable[[Ctx, list[T]], list[dict[str, Any]]]
 
 
 @dataclass
@@ -168,3 +172,41 @@ def entity(
     body = {"@odata.context": context_url(request, context + "/$entity")}
     body.update(odata.apply_select(item, q.select) if q else item)
     return body
+
+
+@dataclass(frozen=True)
+class Navigation(Generic[R, F]):
+    """A navigation property that ``$expand`` may name on a page of ``R`` rows: ``load`` reads
+    it for the whole page at once (no N+1), ``value`` picks one row's from what was read."""
+
+    load: Callable[[Ctx, list[R]], F]
+    value: Callable[[R, F], Any]
+
+
+def expanded(
+    ctx: Ctx,
+    rows: list[R],
+    items: list[dict[str, Any]],
+    expand: Collection[str],
+    navigations: Mapping[str, Navigation[R, Any]],
+) -> list[dict[str, Any]]:
+    """``items`` (the shapes of ``rows``, in step), each with the ``navigations`` that
+    ``expand`` names, in the order of ``navigations``; an empty page reads nothing."""
+    for name, navigation in navigations.items():
+        if name in expand and rows:
+            found = navigation.load(ctx, rows)
+            for item, row in zip(items, rows, strict=True):
+                item[name] = navigation.value(row, found)
+    return items
+
+
+def rendering(
+    shape: Callable[[R], dict[str, Any]], navigations: Mapping[str, Navigation[R, Any]]
+) -> Callable[[Collection[str]], Render[R]]:
+    """The render, for a given ``$expand``, of a page of ``R``: each row's ``shape``, with the
+    ``navigations`` the expand names."""
+
+    def for_expand(expand: Collection[str]) -> Render[R]:
+        return lambda ctx, rows: expanded(ctx, rows, [shape(r) for r in rows], expand, navigations)
+
+    return for_expand

@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from remit.api import shapes
+from remit.api.collection import Navigation, expanded
 from remit.api.shapes import iso
 from remit.context import Ctx
 from remit.lifecycle import assignments, queries
@@ -13,6 +14,8 @@ from remit.lifecycle.schedule import assignment_schedule
 from remit.lifecycle.schedule import iso as schedule_iso
 from remit.models.directory import User
 from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.packages import AccessPackage
+from remit.models.policies import AssignmentPolicy
 from remit.models.vocabulary import AssignmentState
 
 GRAPH = "#microsoft.graph."
@@ -85,15 +88,47 @@ def approval_stage(view: queries.StageView) -> dict[str, Any]:
     }
 
 
+def _package(row: AssignmentRequest | Assignment, found: dict[str, AccessPackage]) -> Any:
+    package = found.get(row.access_package_id)
+    return shapes.access_package(package) if package else None
+
+
+def _assignment(row: AssignmentRequest, found: dict[str, Assignment]) -> Any:
+    a = found.get(row.assignment_id or "")
+    return {"id": a.id, "state": a.state, "status": a.status} if a else None
+
+
+def _target(row: Assignment, found: dict[str, User]) -> Any:
+    user = found.get(row.target_id)
+    return subject(user) if user else {"objectId": row.target_id}
+
+
+def _policy(row: Assignment, found: dict[str, AssignmentPolicy]) -> Any:
+    policy = found.get(row.policy_id or "")
+    if policy is None:
+        return None
+    return {"id": policy.id, "displayName": policy.display_name, "description": policy.description}
+
+
+PACKAGE: dict[str, Navigation[Any, Any]] = {
+    "accessPackage": Navigation(queries.packages_of, _package)
+}
+ASSIGNMENT: dict[str, Navigation[AssignmentRequest, Any]] = {
+    "assignment": Navigation(queries.assignments_of, _assignment)
+}
+ASSIGNMENT_NAVIGATIONS: dict[str, Navigation[Assignment, Any]] = {
+    **PACKAGE,
+    "target": Navigation(queries.people_of, _target),
+    "assignmentPolicy": Navigation(queries.policies_of, _policy),
+}
+
+
 def expand_requests(
     ctx: Ctx, rows: list[AssignmentRequest], items: list[dict[str, Any]], expand: set[str]
 ) -> None:
-    if "accessPackage" in expand:
-        packages = queries.packages_of(ctx, rows)
-        for item, r in zip(items, rows, strict=True):
-            p = packages.get(r.access_package_id)
-            item["accessPackage"] = shapes.access_package(p) if p else None
+    expanded(ctx, rows, items, expand, PACKAGE)
     if "requestor" in expand or "target" in expand:
+        # One read for both: requestors are often the targets.
         users = queries.people_of(ctx, rows)
         for item, r in zip(items, rows, strict=True):
             if "requestor" in expand:
@@ -102,36 +137,10 @@ def expand_requests(
             if "target" in expand:
                 who = users.get(r.target_id or "")
                 item["target"] = subject(who) if who else {"email": r.target_email}
-    if "assignment" in expand:
-        found = queries.assignments_of(ctx, rows)
-        for item, r in zip(items, rows, strict=True):
-            a = found.get(r.assignment_id or "")
-            item["assignment"] = {"id": a.id, "state": a.state, "status": a.status} if a else None
+    expanded(ctx, rows, items, expand, ASSIGNMENT)
 
 
 def expand_assignments(
     ctx: Ctx, rows: list[Assignment], items: list[dict[str, Any]], expand: set[str]
 ) -> None:
-    if "accessPackage" in expand:
-        packages = queries.packages_of(ctx, rows)
-        for item, a in zip(items, rows, strict=True):
-            p = packages.get(a.access_package_id)
-            item["accessPackage"] = shapes.access_package(p) if p else None
-    if "target" in expand:
-        users = queries.people_of(ctx, rows)
-        for item, a in zip(items, rows, strict=True):
-            u = users.get(a.target_id)
-            item["target"] = subject(u) if u else {"objectId": a.target_id}
-    if "assignmentPolicy" in expand:
-        policies = queries.policies_of(ctx, rows)
-        for item, a in zip(items, rows, strict=True):
-            policy = policies.get(a.policy_id or "")
-            item["assignmentPolicy"] = (
-                {
-                    "id": policy.id,
-                    "displayName": policy.display_name,
-                    "description": policy.description,
-                }
-                if policy
-                else None
-            )
+    expanded(ctx, rows, items, expand, ASSIGNMENT_NAVIGATIONS)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Response
 from remit.api import fast_reads, shapes
 from remit.api.bodies import CatalogCreate, CatalogUpdate, ResourceRequestCreate
 from remit.api.calls import Paged, Plain, Single
+from remit.api.collection import Navigation, Render, rendering
 from remit.api.routes_packages import PACKAGE_EXPANDS, Expand, render_packages
 from remit.api.state import identity
 from remit.catalogs import operations as ops
@@ -35,20 +36,22 @@ router = APIRouter(prefix=EM, tags=["catalogs"], dependencies=[Depends(identity)
 T = TypeVar("T")
 
 
-def _render_catalogs(ctx: Ctx, rows: list[Catalog], expand: Expand) -> list[dict[str, Any]]:
-    items = [shapes.catalog(c) for c in rows]
-    if "accessPackages" in expand and rows:
-        by_catalog = packages.packages_in(ctx, rows)
-        for item, row in zip(items, rows, strict=True):
-            item["accessPackages"] = [shapes.access_package(p) for p in by_catalog[row.id]]
-    return items
+_render_catalogs = rendering(
+    shapes.catalog,
+    {
+        "accessPackages": Navigation(
+            packages.packages_in,
+            lambda row, found: [shapes.access_package(p) for p in found[row.id]],
+        )
+    },
+)
 
 
 @router.get("/catalogs")
 def list_catalogs(call: Paged) -> dict[str, Any]:
     return call.page(
         catalogs.catalogs,
-        lambda ctx, rows: _render_catalogs(ctx, rows, call.q.expand),
+        _render_catalogs(call.q.expand),
         context=CATALOGS,
         expandable=("accessPackages",),
     )
@@ -83,41 +86,33 @@ def delete_catalog(catalog_id: str, call: Plain) -> Response:
 # ---------------------------------------------------------------- resources
 
 
-def _render_resources(
-    ctx: Ctx, rows: list[CatalogResource], expand: Expand
-) -> list[dict[str, Any]]:
-    items = [shapes.resource(r) for r in rows]
-    if "roles" in expand and rows:
-        roles = catalogs.roles_of(ctx, rows)
-        for item, row in zip(items, rows, strict=True):
-            item["roles"] = [shapes.resource_role(r) for r in roles[row.id]]
-    if "scopes" in expand and rows:
-        scopes = catalogs.scopes_of(ctx, rows)
-        for item, row in zip(items, rows, strict=True):
-            item["scopes"] = [shapes.resource_scope(s) for s in scopes[row.id]]
-    return items
+_render_resources = rendering(
+    shapes.resource,
+    {
+        "roles": Navigation(
+            catalogs.roles_of, lambda row, found: [shapes.resource_role(r) for r in found[row.id]]
+        ),
+        "scopes": Navigation(
+            catalogs.scopes_of,
+            lambda row, found: [shapes.resource_scope(s) for s in found[row.id]],
+        ),
+    },
+)
 
 
-def _render_roles(ctx: Ctx, rows: list[ResourceRole], expand: Expand) -> list[dict[str, Any]]:
-    return _with_resource(ctx, rows, [shapes.resource_role(r) for r in rows], expand)
+def _resource(row: ResourceRole | ResourceScope, found: dict[str, CatalogResource]) -> Any:
+    resource = found.get(row.resource_id)
+    return shapes.resource(resource) if resource else None
 
 
-def _render_scopes(ctx: Ctx, rows: list[ResourceScope], expand: Expand) -> list[dict[str, Any]]:
-    return _with_resource(ctx, rows, [shapes.resource_scope(s) for s in rows], expand)
+# A role's or a scope's resource.
+OF_RESOURCE: dict[str, Navigation[Any, Any]] = {
+    "resource": Navigation(catalogs.resources_of, _resource),
+}
 
 
-def _with_resource(
-    ctx: Ctx,
-    rows: Sequence[ResourceRole | ResourceScope],
-    items: list[dict[str, Any]],
-    expand: Expand,
-) -> list[dict[str, Any]]:
-    if "resource" in expand and rows:
-        found = catalogs.resources_of(ctx, rows)
-        for item, row in zip(items, rows, strict=True):
-            resource = found.get(row.resource_id)
-            item["resource"] = shapes.resource(resource) if resource else None
-    return items
+_render_roles = rendering(shapes.resource_role, OF_RESOURCE)
+_render_scopes = rendering(shapes.resource_scope, OF_RESOURCE)
 
 
 def _in_catalog(catalog_id: str) -> Callable[[Ctx], object]:
@@ -132,7 +127,7 @@ def _in_resource(catalog_id: str, resource_id: str) -> Callable[[Ctx], object]:
 def list_resources(catalog_id: str, call: Paged) -> dict[str, Any]:
     return call.page(
         lambda ctx, options: catalogs.resources(ctx, catalog_id, options),
-        lambda ctx, rows: _render_resources(ctx, rows, call.q.expand),
+        _render_resources(call.q.expand),
         expandable=("roles", "scopes"),
         # The catalog was found by this id, so it is the catalog's own.
         context=f"{CATALOGS}('{catalog_id}')/resources",
@@ -145,7 +140,7 @@ def get_resource(catalog_id: str, resource_id: str, call: Single) -> dict[str, A
     return call.one(
         f"{CATALOGS}/resources",
         lambda ctx: catalogs.get_resource(ctx, catalog_id, resource_id),
-        lambda ctx, rows: _render_resources(ctx, rows, call.q.expand),
+        _render_resources(call.q.expand),
     )
 
 
@@ -153,7 +148,7 @@ def get_resource(catalog_id: str, resource_id: str, call: Single) -> dict[str, A
 def list_resource_roles_of(catalog_id: str, resource_id: str, call: Paged) -> dict[str, Any]:
     return call.page(
         lambda ctx, options: catalogs.resource_roles(ctx, catalog_id, resource_id, options),
-        lambda ctx, rows: _render_roles(ctx, rows, call.q.expand),
+        _render_roles(call.q.expand),
         expandable=("resource",),
         context=f"{CATALOGS}/resources/roles",
         parent=_in_resource(catalog_id, resource_id),
@@ -164,7 +159,7 @@ def list_resource_roles_of(catalog_id: str, resource_id: str, call: Paged) -> di
 def list_resource_scopes_of(catalog_id: str, resource_id: str, call: Paged) -> dict[str, Any]:
     return call.page(
         lambda ctx, options: catalogs.resource_scopes(ctx, catalog_id, resource_id, options),
-        lambda ctx, rows: _render_scopes(ctx, rows, call.q.expand),
+        _render_scopes(call.q.expand),
         expandable=("resource",),
         context=f"{CATALOGS}/resources/scopes",
         parent=_in_resource(catalog_id, resource_id),
@@ -175,7 +170,7 @@ def _catalog_list(
     segment: str,
     name: str,
     query: Callable[[Ctx, str, ListOptions], Page[T]],
-    render: Callable[[Ctx, list[T], Expand], list[dict[str, Any]]],
+    render: Callable[[Expand], Render[T]],
     expandable: Sequence[str],
 ) -> None:
     """``GET catalogs/{id}/<segment>``: the catalog is read first (one the caller may not see is
@@ -185,7 +180,7 @@ def _catalog_list(
     def list_in_catalog(catalog_id: str, call: Paged) -> dict[str, Any]:
         return call.page(
             lambda ctx, options: query(ctx, catalog_id, options),
-            lambda ctx, rows: render(ctx, rows, call.q.expand),
+            render(call.q.expand),
             expandable=expandable,
             context=f"{CATALOGS}/{segment}",
             parent=_in_catalog(catalog_id),
@@ -241,40 +236,43 @@ def create_resource_request(body: ResourceRequestCreate, call: Plain) -> dict[st
             )
         else:
             raise Invalid("requestType must be adminAdd or adminRemove", target="requestType")
-        item = _render_requests(ctx, [created], {"resource": {}, "catalog": {}})[0]
+        item = _render_requests({"resource", "catalog"})(ctx, [created])[0]
         return call.entity(REQUESTS, item)
 
 
-def _render_requests(ctx: Ctx, rows: list[ResourceRequest], expand: Expand) -> list[dict[str, Any]]:
-    """Resource requests, with their catalog and resource batch-loaded for the page."""
-    items = [shapes.resource_request(r) for r in rows]
-    found_catalogs = catalogs.request_catalogs(ctx, rows) if "catalog" in expand else {}
-    found_resources = catalogs.resources_of(ctx, rows) if "resource" in expand else {}
-    for item, row in zip(items, rows, strict=True):
-        if "catalog" in expand:
-            catalog = found_catalogs.get(row.catalog_id)
-            item["catalog"] = shapes.catalog(catalog) if catalog else {"id": row.catalog_id}
-        if "resource" in expand:
-            # A removed resource is gone from the catalog; the request still names it.
-            resource = found_resources.get(row.resource_id or "")
-            item["resource"] = (
-                shapes.resource(resource)
-                if resource
-                else {
-                    "id": row.resource_id,
-                    "originId": row.origin_id,
-                    "originSystem": row.origin_system,
-                    "displayName": row.display_name,
-                }
-            )
-    return items
+def _request_resource(row: ResourceRequest, found: dict[str, CatalogResource]) -> Any:
+    # A removed resource is gone from the catalog; the request still names it.
+    resource = found.get(row.resource_id or "")
+    if resource:
+        return shapes.resource(resource)
+    return {
+        "id": row.resource_id,
+        "originId": row.origin_id,
+        "originSystem": row.origin_system,
+        "displayName": row.display_name,
+    }
+
+
+def _request_catalog(row: ResourceRequest, found: dict[str, Catalog]) -> Any:
+    catalog = found.get(row.catalog_id)
+    return shapes.catalog(catalog) if catalog else {"id": row.catalog_id}
+
+
+# Resource requests, with their catalog and resource batch-loaded for the page.
+_render_requests = rendering(
+    shapes.resource_request,
+    {
+        "catalog": Navigation(catalogs.request_catalogs, _request_catalog),
+        "resource": Navigation(catalogs.resources_of, _request_resource),
+    },
+)
 
 
 @router.get("/resourceRequests")
 def list_resource_requests(call: Paged) -> dict[str, Any]:
     return call.page(
         catalogs.resource_requests,
-        lambda ctx, rows: _render_requests(ctx, rows, call.q.expand),
+        _render_requests(call.q.expand),
         context=REQUESTS,
         expandable=("resource", "catalog"),
     )
@@ -285,5 +283,5 @@ def get_resource_request(request_id: str, call: Single) -> dict[str, Any]:
     return call.one(
         REQUESTS,
         lambda ctx: catalogs.get_resource_request(ctx, request_id),
-        lambda ctx, rows: _render_requests(ctx, rows, call.q.expand),
+        _render_requests(call.q.expand),
     )

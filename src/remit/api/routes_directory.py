@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, Depends, Response
 
@@ -17,18 +18,21 @@ from remit.api.bodies import (
     UserUpdate,
     bound_id,
 )
-from remit.api.calls import Paged, Plain, Single, shaped
+from remit.api.calls import Paged, Plain, Single, shaped, with_path
+from remit.api.collection import Render
 from remit.api.state import identity
 from remit.context import Ctx
 from remit.directory import operations as ops
 from remit.directory import queries
 from remit.errors import Invalid
+from remit.listing import ListOptions, Page
 from remit.models.directory import Application, Site, User
 
 # The token is checked before query options and body fields: a bad token is a 401 first.
 router = APIRouter(prefix="/v1.0", tags=["directory"], dependencies=[Depends(identity)])
 OBJECTS = "directoryObjects"
 ROLE_ASSIGNMENTS = "roleManagement/directory/roleAssignments"
+T = TypeVar("T")
 
 _users = shaped(shapes.user)
 _groups = shaped(shapes.group)
@@ -48,12 +52,76 @@ def _sites(ctx: Ctx, rows: list[Site]) -> list[dict[str, Any]]:
     return [shapes.site(s, roles[s.id]) for s in rows]
 
 
+# ---------------------------------------------------------------- the kinds of object
+
+
+def _kind(
+    collection: str,
+    parameter: str,
+    every: Callable[[Ctx, ListOptions], Page[T]],
+    find: Callable[[Ctx, str], T],
+    render: Render[T],
+) -> None:
+    """``GET /<collection>`` and ``GET /<collection>/{<parameter>}`` for one kind of object."""
+
+    def list_all(call: Paged) -> dict[str, Any]:
+        return call.page(every, render, context=collection)
+
+    def get_one(call: Single, **ids: str) -> dict[str, Any]:
+        return call.one(collection, lambda ctx: find(ctx, ids[parameter]), render)
+
+    router.get(f"/{collection}", name=f"list_{collection}")(list_all)
+    router.get(f"/{collection}/{{{parameter}}}", name=f"get_{collection}")(
+        with_path(get_one, parameter)
+    )
+
+
+_kind("users", "user_id", queries.users, queries.find_user, _users)
+_kind("groups", "group_id", queries.groups, queries.get_group, _groups)
+_kind("applications", "app_id", queries.applications, queries.get_application, _apps)
+_kind("sites", "site_id", queries.sites, queries.get_site, _sites)
+
+
+def _principals_of(
+    path: str,
+    members: Callable[[Ctx, str, ListOptions], Page[queries.Principal]],
+    add: Callable[[Ctx, str, str], object],
+    *kinds: str,
+) -> None:
+    """``GET <path>``: the users and groups related to one object (its members, owners or
+    administrators); ``POST <path>/$ref``: one more, by an ``@odata.id`` of one of ``kinds``."""
+    parameter = path.split("{")[1].split("}", maxsplit=1)[0]
+
+    def list_related(call: Paged, **ids: str) -> dict[str, Any]:
+        return call.page(
+            lambda ctx, options: members(ctx, ids[parameter], options),
+            _principals,
+            context=OBJECTS,
+        )
+
+    def add_related(body: Ref, call: Plain, **ids: str) -> Response:
+        return call.done(lambda ctx: add(ctx, ids[parameter], body.object_id(*kinds)))
+
+    name = "_".join(part for part in path.split("/") if part and "{" not in part)
+    router.get(path, name=f"list_{name}")(with_path(list_related, parameter))
+    router.post(f"{path}/$ref", status_code=204, name=f"add_{name}")(
+        with_path(add_related, parameter)
+    )
+
+
+_principals_of(
+    "/groups/{group_id}/members", queries.group_members, ops.add_group_member, "users", "groups"
+)
+_principals_of("/groups/{group_id}/owners", queries.group_owners, ops.add_group_owner, "users")
+_principals_of(
+    "/applications/{app_id}/owners", queries.application_owners, ops.add_application_owner, "users"
+)
+_principals_of(
+    "/sites/{site_id}/administrators", queries.site_administrators, ops.add_site_admin, "users"
+)
+
+
 # ---------------------------------------------------------------- users
-
-
-@router.get("/users")
-def list_users(call: Paged) -> dict[str, Any]:
-    return call.page(queries.users, _users, context="users")
 
 
 @router.post("/users", status_code=201)
@@ -76,11 +144,6 @@ def create_user(body: UserCreate, call: Plain) -> dict[str, Any]:
 @router.get("/me")
 def me(call: Single) -> dict[str, Any]:
     return call.one("users", lambda ctx: queries.get_user(ctx, ctx.actor.user_id), _users)
-
-
-@router.get("/users/{user_id}")
-def get_user(user_id: str, call: Single) -> dict[str, Any]:
-    return call.one("users", lambda ctx: queries.find_user(ctx, user_id), _users)
 
 
 @router.patch("/users/{user_id}", status_code=204)
@@ -125,11 +188,6 @@ def transitive_member_of(user_id: str, call: Paged) -> dict[str, Any]:
 # ---------------------------------------------------------------- groups
 
 
-@router.get("/groups")
-def list_groups(call: Paged) -> dict[str, Any]:
-    return call.page(queries.groups, _groups, context="groups")
-
-
 @router.post("/groups", status_code=201)
 def create_group(body: GroupCreate, call: Plain) -> dict[str, Any]:
     kind = "microsoft365" if any(t.lower() == "unified" for t in body.groupTypes) else "security"
@@ -151,40 +209,9 @@ def create_group(body: GroupCreate, call: Plain) -> dict[str, Any]:
         return call.entity("groups", shapes.group(group))
 
 
-@router.get("/groups/{group_id}")
-def get_group(group_id: str, call: Single) -> dict[str, Any]:
-    return call.one("groups", lambda ctx: queries.get_group(ctx, group_id), _groups)
-
-
-@router.get("/groups/{group_id}/members")
-def list_members(group_id: str, call: Paged) -> dict[str, Any]:
-    return call.page(
-        lambda ctx, o: queries.group_members(ctx, group_id, o), _principals, context=OBJECTS
-    )
-
-
-@router.post("/groups/{group_id}/members/$ref", status_code=204)
-def add_member(group_id: str, body: Ref, call: Plain) -> Response:
-    return call.done(
-        lambda ctx: ops.add_group_member(ctx, group_id, body.object_id("users", "groups"))
-    )
-
-
 @router.delete("/groups/{group_id}/members/{member_id}/$ref", status_code=204)
 def remove_member(group_id: str, member_id: str, call: Plain) -> Response:
     return call.done(lambda ctx: ops.remove_group_member(ctx, group_id, member_id))
-
-
-@router.get("/groups/{group_id}/owners")
-def list_owners(group_id: str, call: Paged) -> dict[str, Any]:
-    return call.page(
-        lambda ctx, o: queries.group_owners(ctx, group_id, o), _principals, context=OBJECTS
-    )
-
-
-@router.post("/groups/{group_id}/owners/$ref", status_code=204)
-def add_owner(group_id: str, body: Ref, call: Plain) -> Response:
-    return call.done(lambda ctx: ops.add_group_owner(ctx, group_id, body.object_id("users")))
 
 
 @router.delete("/groups/{group_id}/owners/{owner_id}/$ref", status_code=204)
@@ -193,11 +220,6 @@ def remove_owner(group_id: str, owner_id: str, call: Plain) -> Response:
 
 
 # ---------------------------------------------------------------- applications
-
-
-@router.get("/applications")
-def list_applications(call: Paged) -> dict[str, Any]:
-    return call.page(queries.applications, _apps, context="applications")
 
 
 @router.post("/applications", status_code=201)
@@ -212,29 +234,7 @@ def create_application(body: ApplicationCreate, call: Plain) -> dict[str, Any]:
         return call.entity("applications", _apps(ctx, [app])[0])
 
 
-@router.get("/applications/{app_id}")
-def get_application(app_id: str, call: Single) -> dict[str, Any]:
-    return call.one("applications", lambda ctx: queries.get_application(ctx, app_id), _apps)
-
-
-@router.get("/applications/{app_id}/owners")
-def list_app_owners(app_id: str, call: Paged) -> dict[str, Any]:
-    return call.page(
-        lambda ctx, o: queries.application_owners(ctx, app_id, o), _principals, context=OBJECTS
-    )
-
-
-@router.post("/applications/{app_id}/owners/$ref", status_code=204)
-def add_app_owner(app_id: str, body: Ref, call: Plain) -> Response:
-    return call.done(lambda ctx: ops.add_application_owner(ctx, app_id, body.object_id("users")))
-
-
 # ---------------------------------------------------------------- sites
-
-
-@router.get("/sites")
-def list_sites(call: Paged) -> dict[str, Any]:
-    return call.page(queries.sites, _sites, context="sites")
 
 
 @router.post("/sites", status_code=201)
@@ -248,23 +248,6 @@ def create_site(body: SiteCreate, call: Plain) -> dict[str, Any]:
             roles=body.roles,
         )
         return call.entity("sites", _sites(ctx, [site])[0])
-
-
-@router.get("/sites/{site_id}")
-def get_site(site_id: str, call: Single) -> dict[str, Any]:
-    return call.one("sites", lambda ctx: queries.get_site(ctx, site_id), _sites)
-
-
-@router.get("/sites/{site_id}/administrators")
-def list_site_admins(site_id: str, call: Paged) -> dict[str, Any]:
-    return call.page(
-        lambda ctx, o: queries.site_administrators(ctx, site_id, o), _principals, context=OBJECTS
-    )
-
-
-@router.post("/sites/{site_id}/administrators/$ref", status_code=204)
-def add_site_admin(site_id: str, body: Ref, call: Plain) -> Response:
-    return call.done(lambda ctx: ops.add_site_admin(ctx, site_id, body.object_id("users")))
 
 
 # ---------------------------------------------------------------- directory roles

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Depends, Response
 from remit.api import shapes
 from remit.api.bodies import AccessPackageCreate, AccessPackageUpdate, Ref, ResourceRoleScopeCreate
 from remit.api.calls import Call, Paged, Plain, Single, shaped
+from remit.api.collection import Navigation, Render, rendering
 from remit.api.odata import parse_expand
 from remit.api.state import identity
 from remit.context import Ctx
 from remit.lifecycle import package_roles
-from remit.models.packages import AccessPackage, ResourceRoleScope
+from remit.models.packages import AccessPackage
 from remit.packages import operations as ops
 from remit.packages import queries as packages
 
@@ -35,18 +36,18 @@ PACKAGE_EXPANDS = (
 )
 
 
-def render_rrs(ctx: Ctx, rows: list[ResourceRoleScope], expand: Expand) -> list[dict[str, Any]]:
-    """Resource role scopes, with their roles and scopes batch-loaded for the page."""
-    items = [shapes.resource_role_scope(r) for r in rows]
-    if "role" in expand and rows:
-        roles = packages.roles_of(ctx, rows)
-        for item, row in zip(items, rows, strict=True):
-            item["role"] = shapes.resource_role(roles[row.role_id])
-    if "scope" in expand and rows:
-        scopes = packages.scopes_of(ctx, rows)
-        for item, row in zip(items, rows, strict=True):
-            item["scope"] = shapes.resource_scope(scopes[row.scope_id])
-    return items
+# Resource role scopes, with their roles and scopes batch-loaded for the page.
+render_rrs = rendering(
+    shapes.resource_role_scope,
+    {
+        "role": Navigation(
+            packages.roles_of, lambda row, found: shapes.resource_role(found[row.role_id])
+        ),
+        "scope": Navigation(
+            packages.scopes_of, lambda row, found: shapes.resource_scope(found[row.scope_id])
+        ),
+    },
+)
 
 
 def _expand_catalog(ctx: Ctx, rows: list[AccessPackage], items: list[dict[str, Any]]) -> None:
@@ -62,7 +63,7 @@ def _expand_rrs(
     # One render for the whole page (its roles and scopes in one round trip each), dealt out
     # again in the page's order.
     every = [rrs for row in rows for rrs in by_package[row.id]]
-    shaped = iter(render_rrs(ctx, every, parse_expand(options.get("$expand"))))
+    shaped = iter(render_rrs(parse_expand(options.get("$expand")))(ctx, every))
     for item, row in zip(items, rows, strict=True):
         item["resourceRoleScopes"] = list(islice(shaped, len(by_package[row.id])))
 
@@ -81,29 +82,33 @@ def _expand_groups(ctx: Ctx, rows: list[AccessPackage], items: list[dict[str, An
         item["incompatibleGroups"] = [shapes.group(g) for g in groups[row.id]]
 
 
-def render_packages(ctx: Ctx, rows: list[AccessPackage], expand: Expand) -> list[dict[str, Any]]:
+def render_packages(expand: Expand) -> Render[AccessPackage]:
     """Batch-loads each requested navigation for the whole page (no N+1)."""
-    items = [shapes.access_package(p) for p in rows]
-    if not rows:
+
+    def render(ctx: Ctx, rows: list[AccessPackage]) -> list[dict[str, Any]]:
+        items = [shapes.access_package(p) for p in rows]
+        if not rows:
+            return items
+        if "catalog" in expand:
+            _expand_catalog(ctx, rows, items)
+        if "resourceRoleScopes" in expand:
+            _expand_rrs(ctx, rows, items, expand["resourceRoleScopes"])
+        if "incompatibleAccessPackages" in expand:
+            _expand_links(ctx, rows, items, "incompatibleAccessPackages", reverse=False)
+        if "accessPackagesIncompatibleWith" in expand:
+            _expand_links(ctx, rows, items, "accessPackagesIncompatibleWith", reverse=True)
+        if "incompatibleGroups" in expand:
+            _expand_groups(ctx, rows, items)
         return items
-    if "catalog" in expand:
-        _expand_catalog(ctx, rows, items)
-    if "resourceRoleScopes" in expand:
-        _expand_rrs(ctx, rows, items, expand["resourceRoleScopes"])
-    if "incompatibleAccessPackages" in expand:
-        _expand_links(ctx, rows, items, "incompatibleAccessPackages", reverse=False)
-    if "accessPackagesIncompatibleWith" in expand:
-        _expand_links(ctx, rows, items, "accessPackagesIncompatibleWith", reverse=True)
-    if "incompatibleGroups" in expand:
-        _expand_groups(ctx, rows, items)
-    return items
+
+    return render
 
 
 @router.get("/accessPackages")
 def list_packages(call: Paged) -> dict[str, Any]:
     return call.page(
         packages.packages,
-        lambda ctx, rows: render_packages(ctx, rows, call.q.expand),
+        render_packages(call.q.expand),
         context=CONTEXT,
         expandable=PACKAGE_EXPANDS,
     )
@@ -127,7 +132,7 @@ def get_package(package_id: str, call: Single) -> dict[str, Any]:
     return call.one(
         CONTEXT,
         lambda ctx: packages.get_package(ctx, package_id),
-        lambda ctx, rows: render_packages(ctx, rows, call.q.expand),
+        render_packages(call.q.expand),
         expandable=PACKAGE_EXPANDS,
     )
 
@@ -161,7 +166,7 @@ RRS_EXPANDS = ("role", "scope")
 def list_rrs(package_id: str, call: Paged) -> dict[str, Any]:
     return call.page(
         lambda ctx, options: packages.role_scopes(ctx, package_id, options),
-        lambda ctx, rows: render_rrs(ctx, rows, call.q.expand),
+        render_rrs(call.q.expand),
         context=RRS,
         expandable=RRS_EXPANDS,
         parent=lambda ctx: packages.get_package(ctx, package_id),
@@ -181,7 +186,7 @@ def add_rrs(package_id: str, body: ResourceRoleScopeCreate, call: Plain) -> dict
             scope_id=scope.id if scope else None,
             scope_origin_id=scope.originId if scope else None,
         )
-        return call.entity(RRS, render_rrs(ctx, [created], {"role": {}, "scope": {}})[0])
+        return call.entity(RRS, render_rrs({"role", "scope"})(ctx, [created])[0])
 
 
 @router.get("/accessPackages/{package_id}/resourceRoleScopes/{rrs_id}")
@@ -189,7 +194,7 @@ def get_rrs(package_id: str, rrs_id: str, call: Single) -> dict[str, Any]:
     return call.one(
         RRS,
         lambda ctx: packages.get_resource_role_scope(ctx, package_id, rrs_id),
-        lambda ctx, rows: render_rrs(ctx, rows, call.q.expand),
+        render_rrs(call.q.expand),
         expandable=RRS_EXPANDS,
     )
 
@@ -208,7 +213,7 @@ def _incompatible(call: Call, package_id: str, *, reverse: bool) -> dict[str, An
         lambda ctx, options: packages.incompatible_packages(
             ctx, package_id, options, reverse=reverse
         ),
-        lambda ctx, rows: render_packages(ctx, rows, call.q.expand),
+        render_packages(call.q.expand),
         context=f"{CONTEXT}/{nav}",
         expandable=PACKAGE_EXPANDS,
         parent=lambda ctx: packages.get_package(ctx, package_id),

@@ -7,18 +7,22 @@ Included before ``routes_packages``: its ``GET accessPackages/{id}`` would other
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Response
 
 from remit.api import shapes
 from remit.api.calls import Paged, Plain, Single, shaped
-from remit.api.collection import QueryOptions, check_expand, context_url, list_options, page_body
+from remit.api.collection import (
+    Navigation,
+    check_expand,
+    context_url,
+    list_options,
+    page_body,
+    rendering,
+)
 from remit.api.state import identity
-from remit.context import Ctx
 from remit.errors import Invalid
-from remit.models.policies import AssignmentPolicy
 from remit.packages.queries import get_package
 from remit.policies import document, queries, scope
 from remit.policies import operations as ops
@@ -38,32 +42,25 @@ PolicyBody = Body(..., description="an accessPackageAssignmentPolicy")
 JsonItem = dict[str, Any] | list[Any] | str | int | float | bool | None
 
 
-def render_policies(
-    q: QueryOptions,
-) -> Callable[[Ctx, list[AssignmentPolicy]], list[dict[str, Any]]]:
-    """Graph JSON for a page of policies, with each expansion read once for the page (no N+1)."""
-
-    def render(ctx: Ctx, rows: list[AssignmentPolicy]) -> list[dict[str, Any]]:
-        items = [document.render(p) for p in rows]
-        if not rows:
-            return items
-        if "accessPackage" in q.expand:
-            packages = queries.policy_packages(ctx, rows)
-            for item, row in zip(items, rows, strict=True):
-                item["accessPackage"] = shapes.access_package(packages[row.access_package_id])
-        if "catalog" in q.expand:
-            catalogs = queries.policy_catalogs(ctx, rows)
-            for item, row in zip(items, rows, strict=True):
-                item["catalog"] = shapes.catalog(catalogs[row.catalog_id])
-        return items
-
-    return render
+# Graph JSON for a page of policies, with each expansion read once for the page (no N+1).
+render_policies = rendering(
+    document.render,
+    {
+        "accessPackage": Navigation(
+            queries.policy_packages,
+            lambda row, found: shapes.access_package(found[row.access_package_id]),
+        ),
+        "catalog": Navigation(
+            queries.policy_catalogs, lambda row, found: shapes.catalog(found[row.catalog_id])
+        ),
+    },
+)
 
 
 @router.get("/assignmentPolicies")
 def list_policies(call: Paged) -> dict[str, Any]:
     return call.page(
-        queries.policies, render_policies(call.q), context=CONTEXT, expandable=POLICY_EXPANDS
+        queries.policies, render_policies(call.q.expand), context=CONTEXT, expandable=POLICY_EXPANDS
     )
 
 
@@ -78,7 +75,7 @@ def get_policy(policy_id: str, call: Single) -> dict[str, Any]:
     return call.one(
         CONTEXT,
         lambda ctx: queries.policy(ctx, policy_id),
-        render_policies(call.q),
+        render_policies(call.q.expand),
         expandable=POLICY_EXPANDS,
     )
 
@@ -149,7 +146,7 @@ def list_package_policies(package_id: str, call: Paged) -> dict[str, Any]:
         page = queries.package_policies(ctx, package, list_options(call.request, call.q))
         context = f"{PACKAGES}('{package.id}')/assignmentPolicies"
         return page_body(
-            call.request, call.q, page, render_policies(call.q)(ctx, page.items), context
+            call.request, call.q, page, render_policies(call.q.expand)(ctx, page.items), context
         )
 
 

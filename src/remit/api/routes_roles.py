@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
@@ -10,10 +9,9 @@ from fastapi import APIRouter, Depends, Response
 from remit.api import shapes
 from remit.api.bodies import RoleAssignmentCreate
 from remit.api.calls import Paged, Plain, Single, shaped
-from remit.api.collection import QueryOptions, context_url
+from remit.api.collection import Navigation, context_url, rendering
 from remit.api.odata import apply_select
 from remit.api.state import identity
-from remit.context import Ctx
 from remit.errors import Invalid
 from remit.models.authz import RoleAssignment
 from remit.models.directory import Group, User
@@ -47,32 +45,33 @@ def get_role_definition(role_id: str, call: Single) -> dict[str, Any]:
     )
 
 
-def _render(q: QueryOptions) -> Callable[[Ctx, list[RoleAssignment]], list[dict[str, Any]]]:
-    """Graph JSON for role assignments, with ``$expand`` (principal, roleDefinition) read once
-    for the whole page."""
-
-    def render(ctx: Ctx, rows: list[RoleAssignment]) -> list[dict[str, Any]]:
-        items = [shapes.role_assignment(a) for a in rows]
-        if "principal" in q.expand and rows:
-            found = queries.principals(ctx, rows)
-            for item, row in zip(items, rows, strict=True):
-                principal = found.get(row.principal_id)
-                item["principal"] = _principal(principal) if principal is not None else None
-        if "roleDefinition" in q.expand:
-            for item, row in zip(items, rows, strict=True):
-                item["roleDefinition"] = shapes.em_role_definition(row.role_definition_id)
-        return items
-
-    return render
-
-
-def _principal(principal: User | Group) -> dict[str, Any]:
+def _principal(row: RoleAssignment, found: dict[str, User | Group]) -> dict[str, Any] | None:
+    principal = found.get(row.principal_id)
+    if principal is None:
+        return None
     return shapes.user(principal) if isinstance(principal, User) else shapes.group(principal)
+
+
+# Graph JSON for role assignments, with ``$expand`` (principal, roleDefinition) read once for
+# the whole page.
+_render = rendering(
+    shapes.role_assignment,
+    {
+        "principal": Navigation(queries.principals, _principal),
+        # From the built-in definitions: nothing to read.
+        "roleDefinition": Navigation(
+            lambda _ctx, _rows: None,
+            lambda row, _: shapes.em_role_definition(row.role_definition_id),
+        ),
+    },
+)
 
 
 @router.get("/roleAssignments")
 def list_role_assignments(call: Paged) -> dict[str, Any]:
-    return call.page(queries.role_assignments, _render(call.q), context=CONTEXT, expandable=EXPANDS)
+    return call.page(
+        queries.role_assignments, _render(call.q.expand), context=CONTEXT, expandable=EXPANDS
+    )
 
 
 @router.post("/roleAssignments", status_code=201)
@@ -97,7 +96,7 @@ def get_role_assignment(assignment_id: str, call: Single) -> dict[str, Any]:
     return call.one(
         CONTEXT,
         lambda ctx: queries.role_assignment(ctx, assignment_id),
-        _render(call.q),
+        _render(call.q.expand),
         expandable=EXPANDS,
     )
 

@@ -28,6 +28,7 @@ from remit.models.directory import (
 from remit.models.packages import AccessPackage, ResourceRoleScope
 
 GRAPH = "#microsoft.graph."
+Item = dict[str, Any]
 
 
 def iso(value: datetime | None) -> str | None:
@@ -121,51 +122,41 @@ def directory_role_assignment(a: DirectoryRoleAssignment) -> dict[str, Any]:
     }
 
 
+def _named(
+    x: Catalog | CatalogResource | ResourceRole | ResourceScope | AccessPackage,
+) -> dict[str, Any]:
+    return {"id": x.id, "displayName": x.display_name, "description": x.description}
+
+
+def _dated(x: Catalog | CatalogResource | AccessPackage) -> Item:
+    return {"createdDateTime": iso(x.created_at), "modifiedDateTime": iso(x.modified_at)}
+
+
+def _from_origin(x: CatalogResource | ResourceRole | ResourceScope) -> Item:
+    """What a resource, role or scope says of itself and of where it comes from."""
+    return {**_named(x), "originId": x.origin_id, "originSystem": x.origin_system}
+
+
 def catalog(c: Catalog) -> dict[str, Any]:
     return {
-        "id": c.id,
-        "displayName": c.display_name,
-        "description": c.description,
+        **_named(c),
         "catalogType": c.catalog_type,
         "state": c.state,
         "isExternallyVisible": c.is_externally_visible,
-        "createdDateTime": iso(c.created_at),
-        "modifiedDateTime": iso(c.modified_at),
+        **_dated(c),
     }
 
 
 def resource(r: CatalogResource) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "displayName": r.display_name,
-        "description": r.description,
-        "originId": r.origin_id,
-        "originSystem": r.origin_system,
-        "createdDateTime": iso(r.created_at),
-        "modifiedDateTime": iso(r.modified_at),
-        "attributes": [],
-    }
+    return {**_from_origin(r), **_dated(r), "attributes": []}
 
 
 def resource_role(r: ResourceRole) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "displayName": r.display_name,
-        "description": r.description,
-        "originId": r.origin_id,
-        "originSystem": r.origin_system,
-    }
+    return _from_origin(r)
 
 
 def resource_scope(s: ResourceScope) -> dict[str, Any]:
-    return {
-        "id": s.id,
-        "displayName": s.display_name,
-        "description": s.description,
-        "originId": s.origin_id,
-        "originSystem": s.origin_system,
-        "isRootScope": s.is_root_scope,
-    }
+    return {**_from_origin(s), "isRootScope": s.is_root_scope}
 
 
 def resource_request(r: ResourceRequest) -> dict[str, Any]:
@@ -179,12 +170,9 @@ def resource_request(r: ResourceRequest) -> dict[str, Any]:
 
 def access_package(p: AccessPackage) -> dict[str, Any]:
     return {
-        "id": p.id,
-        "displayName": p.display_name,
-        "description": p.description,
+        **_named(p),
         "isHidden": p.is_hidden,
-        "createdDateTime": iso(p.created_at),
-        "modifiedDateTime": iso(p.modified_at),
+        **_dated(p),
     }
 
 

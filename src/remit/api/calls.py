@@ -16,6 +16,7 @@ do no I/O, and a plain ``def`` would cost each request a hop to the threadpool.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -127,6 +128,11 @@ def _with(options: Callable[..., QueryOptions]) -> Callable[..., Awaitable[Call]
 Plain = Annotated[Call, Depends(_plain)]
 Single = Annotated[Call, Depends(_with(single_options))]
 Paged = Annotated[Call, Depends(_with(query_options))]
+
+
+def parameters(path: str) -> list[str]:
+    """The names of a route path's parameters, in order."""
+    return re.findall(r"\{(\w+)\}", path)
 
 
 def with_path(endpoint: E, *names: str) -> E:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlencode
 
 from fastapi import Query as Q
@@ -21,6 +21,14 @@ from remit.tokens import Identity
 
 T = TypeVar("T")
 R = TypeVar("R")
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+Row = TypeVar("Row", bound=_Identified)
 F = TypeVar("F")
 # Graph JSON for a page of rows (a render may read more, for ``$expand``).
 Render = Callable[[Ctx, list[T]], list[dict[str, Any]]]
@@ -181,6 +189,14 @@ class Navigation(Generic[R, F]):
 
     load: Callable[[Ctx, list[R]], F]
     value: Callable[[R, F], Any]
+
+    @staticmethod
+    def many(
+        load: Callable[[Ctx, list[Row]], Mapping[str, Sequence[T]]],
+        shape: Callable[[T], dict[str, Any]],
+    ) -> Navigation[Row, Mapping[str, Sequence[T]]]:
+        """A collection navigation: ``load`` gives each row's objects by the row's id."""
+        return Navigation(load, lambda row, found: [shape(x) for x in found[row.id]])
 
 
 def expanded(

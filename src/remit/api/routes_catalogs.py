@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Response
 
 from remit.api import fast_reads, shapes
 from remit.api.bodies import CatalogCreate, CatalogUpdate, ResourceRequestCreate
-from remit.api.calls import Paged, Plain, Single
+from remit.api.calls import Paged, Plain, Single, parameters, with_path
 from remit.api.collection import Navigation, Render, rendering
 from remit.api.routes_packages import PACKAGE_EXPANDS, Expand, render_packages
 from remit.api.state import identity
@@ -18,7 +18,7 @@ from remit.catalogs import queries as catalogs
 from remit.catalogs import resources as res
 from remit.context import Ctx
 from remit.errors import Invalid
-from remit.listing import ListOptions, Page
+from remit.listing import Page
 from remit.models.catalogs import (
     Catalog,
     CatalogResource,
@@ -38,12 +38,7 @@ T = TypeVar("T")
 
 _render_catalogs = rendering(
     shapes.catalog,
-    {
-        "accessPackages": Navigation(
-            packages.packages_in,
-            lambda row, found: [shapes.access_package(p) for p in found[row.id]],
-        )
-    },
+    {"accessPackages": Navigation.many(packages.packages_in, shapes.access_package)},
 )
 
 
@@ -89,13 +84,8 @@ def delete_catalog(catalog_id: str, call: Plain) -> Response:
 _render_resources = rendering(
     shapes.resource,
     {
-        "roles": Navigation(
-            catalogs.roles_of, lambda row, found: [shapes.resource_role(r) for r in found[row.id]]
-        ),
-        "scopes": Navigation(
-            catalogs.scopes_of,
-            lambda row, found: [shapes.resource_scope(s) for s in found[row.id]],
-        ),
+        "roles": Navigation.many(catalogs.roles_of, shapes.resource_role),
+        "scopes": Navigation.many(catalogs.scopes_of, shapes.resource_scope),
     },
 )
 
@@ -119,10 +109,6 @@ def _in_catalog(catalog_id: str) -> Callable[[Ctx], object]:
     return lambda ctx: catalogs.get_catalog(ctx, catalog_id)
 
 
-def _in_resource(catalog_id: str, resource_id: str) -> Callable[[Ctx], object]:
-    return lambda ctx: catalogs.get_resource(ctx, catalog_id, resource_id)
-
-
 @router.get("/catalogs/{catalog_id}/resources")
 def list_resources(catalog_id: str, call: Paged) -> dict[str, Any]:
     return call.page(
@@ -144,70 +130,76 @@ def get_resource(catalog_id: str, resource_id: str, call: Single) -> dict[str, A
     )
 
 
-@router.get("/catalogs/{catalog_id}/resources/{resource_id}/roles")
-def list_resource_roles_of(catalog_id: str, resource_id: str, call: Paged) -> dict[str, Any]:
-    return call.page(
-        lambda ctx, options: catalogs.resource_roles(ctx, catalog_id, resource_id, options),
-        _render_roles(call.q.expand),
-        expandable=("resource",),
-        context=f"{CATALOGS}/resources/roles",
-        parent=_in_resource(catalog_id, resource_id),
-    )
-
-
-@router.get("/catalogs/{catalog_id}/resources/{resource_id}/scopes")
-def list_resource_scopes_of(catalog_id: str, resource_id: str, call: Paged) -> dict[str, Any]:
-    return call.page(
-        lambda ctx, options: catalogs.resource_scopes(ctx, catalog_id, resource_id, options),
-        _render_scopes(call.q.expand),
-        expandable=("resource",),
-        context=f"{CATALOGS}/resources/scopes",
-        parent=_in_resource(catalog_id, resource_id),
-    )
-
-
 def _catalog_list(
     segment: str,
     name: str,
-    query: Callable[[Ctx, str, ListOptions], Page[T]],
+    query: Callable[..., Page[T]],
+    parent: Callable[..., object],
     render: Callable[[Expand], Render[T]],
     expandable: Sequence[str],
 ) -> None:
-    """``GET catalogs/{id}/<segment>``: the catalog is read first (one the caller may not see is
-    a 404 before any 400), then a page of what it holds."""
+    """``GET catalogs/{catalog_id}/<segment>``: what a catalog (or one of its resources, when
+    ``segment`` names one) holds. ``parent`` reads that object first (one the caller may not see
+    is a 404 before any 400); ``query`` and ``parent`` take the path's ids in order."""
+    path = f"/catalogs/{{catalog_id}}/{segment}"
+    names = parameters(path)
 
-    @router.get(f"/catalogs/{{catalog_id}}/{segment}", name=name)
-    def list_in_catalog(catalog_id: str, call: Paged) -> dict[str, Any]:
+    def list_in_catalog(call: Paged, **ids: str) -> dict[str, Any]:
+        found = [ids[n] for n in names]
         return call.page(
-            lambda ctx, options: query(ctx, catalog_id, options),
+            lambda ctx, options: query(ctx, *found, options),
             render(call.q.expand),
             expandable=expandable,
-            context=f"{CATALOGS}/{segment}",
-            parent=_in_catalog(catalog_id),
+            context=f"{CATALOGS}/{'/'.join(p for p in segment.split('/') if '{' not in p)}",
+            parent=lambda ctx: parent(ctx, *found),
         )
 
+    router.get(path, name=name)(with_path(list_in_catalog, *names))
 
-_catalog_list(
-    "resourceRoles",
-    "list_catalog_resource_roles",
-    catalogs.catalog_resource_roles,
-    _render_roles,
-    ("resource",),
-)
-_catalog_list(
-    "resourceScopes",
-    "list_catalog_resource_scopes",
-    catalogs.catalog_resource_scopes,
-    _render_scopes,
-    ("resource",),
-)
-_catalog_list(
-    "accessPackages",
-    "list_catalog_packages",
-    packages.catalog_packages,
-    render_packages,
-    PACKAGE_EXPANDS,
-)
+
+for _segment, _name, _query, _parent, _render, _expandable in (
+    (
+        "resources/{resource_id}/roles",
+        "list_resource_roles_of",
+        catalogs.resource_roles,
+        catalogs.get_resource,
+        _render_roles,
+        ("resource",),
+    ),
+    (
+        "resources/{resource_id}/scopes",
+        "list_resource_scopes_of",
+        catalogs.resource_scopes,
+        catalogs.get_resource,
+        _render_scopes,
+        ("resource",),
+    ),
+    (
+        "resourceRoles",
+        "list_catalog_resource_roles",
+        catalogs.catalog_resource_roles,
+        catalogs.get_catalog,
+        _render_roles,
+        ("resource",),
+    ),
+    (
+        "resourceScopes",
+        "list_catalog_resource_scopes",
+        catalogs.catalog_resource_scopes,
+        catalogs.get_catalog,
+        _render_scopes,
+        ("resource",),
+    ),
+    (
+        "accessPackages",
+        "list_catalog_packages",
+        packages.catalog_packages,
+        catalogs.get_catalog,
+        render_packages,
+        PACKAGE_EXPANDS,
+    ),
+):
+    _catalog_list(_segment, _name, _query, _parent, _render, _expandable)
 
 
 # ---------------------------------------------------------------- resource requests

@@ -18,7 +18,7 @@ from remit.api.bodies import (
     UserUpdate,
     bound_id,
 )
-from remit.api.calls import Paged, Plain, Single, shaped, with_path
+from remit.api.calls import Paged, Plain, Single, parameters, shaped, with_path
 from remit.api.collection import Render
 from remit.api.state import identity
 from remit.context import Ctx
@@ -90,7 +90,7 @@ def _principals_of(
 ) -> None:
     """``GET <path>``: the users and groups related to one object (its members, owners or
     administrators); ``POST <path>/$ref``: one more, by an ``@odata.id`` of one of ``kinds``."""
-    parameter = path.split("{")[1].split("}", maxsplit=1)[0]
+    (parameter,) = parameters(path)
 
     def list_related(call: Paged, **ids: str) -> dict[str, Any]:
         return call.page(

@@ -50,58 +50,40 @@ render_rrs = rendering(
 )
 
 
-def _expand_catalog(ctx: Ctx, rows: list[AccessPackage], items: list[dict[str, Any]]) -> None:
-    catalogs = packages.catalogs_of(ctx, rows)
-    for item, row in zip(items, rows, strict=True):
-        item["catalog"] = shapes.catalog(catalogs[row.catalog_id])
-
-
-def _expand_rrs(
-    ctx: Ctx, rows: list[AccessPackage], items: list[dict[str, Any]], options: dict[str, str]
-) -> None:
+def _role_scopes(
+    ctx: Ctx, rows: list[AccessPackage], options: dict[str, str]
+) -> dict[str, list[dict[str, Any]]]:
     by_package = packages.role_scopes_of(ctx, rows)
     # One render for the whole page (its roles and scopes in one round trip each), dealt out
     # again in the page's order.
     every = [rrs for row in rows for rrs in by_package[row.id]]
     shaped = iter(render_rrs(parse_expand(options.get("$expand")))(ctx, every))
-    for item, row in zip(items, rows, strict=True):
-        item["resourceRoleScopes"] = list(islice(shaped, len(by_package[row.id])))
-
-
-def _expand_links(
-    ctx: Ctx, rows: list[AccessPackage], items: list[dict[str, Any]], nav: str, reverse: bool
-) -> None:
-    linked = packages.incompatible_of(ctx, rows, reverse=reverse)
-    for item, row in zip(items, rows, strict=True):
-        item[nav] = [shapes.access_package(p) for p in linked[row.id]]
-
-
-def _expand_groups(ctx: Ctx, rows: list[AccessPackage], items: list[dict[str, Any]]) -> None:
-    groups = packages.incompatible_groups_of(ctx, rows)
-    for item, row in zip(items, rows, strict=True):
-        item["incompatibleGroups"] = [shapes.group(g) for g in groups[row.id]]
+    return {row.id: list(islice(shaped, len(by_package[row.id]))) for row in rows}
 
 
 def render_packages(expand: Expand) -> Render[AccessPackage]:
     """Batch-loads each requested navigation for the whole page (no N+1)."""
-
-    def render(ctx: Ctx, rows: list[AccessPackage]) -> list[dict[str, Any]]:
-        items = [shapes.access_package(p) for p in rows]
-        if not rows:
-            return items
-        if "catalog" in expand:
-            _expand_catalog(ctx, rows, items)
-        if "resourceRoleScopes" in expand:
-            _expand_rrs(ctx, rows, items, expand["resourceRoleScopes"])
-        if "incompatibleAccessPackages" in expand:
-            _expand_links(ctx, rows, items, "incompatibleAccessPackages", reverse=False)
-        if "accessPackagesIncompatibleWith" in expand:
-            _expand_links(ctx, rows, items, "accessPackagesIncompatibleWith", reverse=True)
-        if "incompatibleGroups" in expand:
-            _expand_groups(ctx, rows, items)
-        return items
-
-    return render
+    return rendering(
+        shapes.access_package,
+        {
+            "catalog": Navigation(
+                packages.catalogs_of, lambda row, found: shapes.catalog(found[row.catalog_id])
+            ),
+            "resourceRoleScopes": Navigation(
+                lambda ctx, rows: _role_scopes(ctx, rows, expand["resourceRoleScopes"]),
+                lambda row, found: found[row.id],
+            ),
+            "incompatibleAccessPackages": Navigation.many(
+                lambda ctx, rows: packages.incompatible_of(ctx, rows, reverse=False),
+                shapes.access_package,
+            ),
+            "accessPackagesIncompatibleWith": Navigation.many(
+                lambda ctx, rows: packages.incompatible_of(ctx, rows, reverse=True),
+                shapes.access_package,
+            ),
+            "incompatibleGroups": Navigation.many(packages.incompatible_groups_of, shapes.group),
+        },
+    )(expand)
 
 
 @router.get("/accessPackages")

@@ -6,7 +6,7 @@ write it instead."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from remit import safe_regex
 from remit.errors import Invalid
@@ -77,22 +77,22 @@ class Parser:
         return expression
 
     def disjunction(self) -> Expression:
-        operands = [self.conjunction()]
-        while self.is_op("or"):
-            self.take()
-            operands.append(self.conjunction())
-        if len(operands) == 1:
-            return operands[0]
-        return Or(tuple(_flatten(operands, Or)))
+        return self.chain("or", self.conjunction, Or)
 
     def conjunction(self) -> Expression:
-        operands = [self.negation()]
-        while self.is_op("and"):
+        return self.chain("and", self.negation, And)
+
+    def chain(
+        self, op: str, operand: Callable[[], Expression], kind: type[And] | type[Or]
+    ) -> Expression:
+        """Operands joined by ``-op`` (one alone is itself)."""
+        operands = [operand()]
+        while self.is_op(op):
             self.take()
-            operands.append(self.negation())
+            operands.append(operand())
         if len(operands) == 1:
             return operands[0]
-        return And(tuple(_flatten(operands, And)))
+        return kind(tuple(_flatten(operands, kind)))
 
     def negation(self) -> Expression:
         token = self.peek

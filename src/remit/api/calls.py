@@ -136,8 +136,8 @@ def parameters(path: str) -> list[str]:
 
 
 def with_path(endpoint: E, *names: str) -> E:
-    """``endpoint`` as FastAPI will read it: ``names`` are string path parameters, passed by
-    keyword (the endpoint takes them as ``**ids``), before its own parameters.
+    """``endpoint`` as FastAPI will read it: beside its own parameters, ``names`` are string
+    path parameters, passed by keyword (the endpoint takes them as ``**ids``).
 
     So one endpoint of a route factory serves paths whose parameters have different names
     (``/groups/{group_id}/owners``, ``/sites/{site_id}/administrators``), and the OpenAPI

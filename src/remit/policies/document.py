@@ -20,6 +20,7 @@ from remit import validation
 from remit.db import new_id
 from remit.errors import Invalid
 from remit.models.policies import AssignmentPolicy
+from remit.notify import webhooks
 from remit.policies import approval, expiration, questions, reviews, rules
 from remit.policies import fields as f
 from remit.policies import subjects as s
@@ -51,14 +52,7 @@ EXTERNAL_SCOPES = frozenset(
     }
 )
 TARGET_TYPES = tuple(t for types in SPECIFIC_TARGETS.values() for t in types)
-EXTENSION_STAGES = (
-    "assignmentRequestCreated",
-    "assignmentRequestApproved",
-    "assignmentRequestGranted",
-    "assignmentRequestRemoved",
-    "assignmentFourteenDaysBeforeExpiration",
-    "assignmentOneDayBeforeExpiration",
-)
+EXTENSION_STAGES = webhooks.STAGES  # the stages a custom extension may be called at
 # Limits: spec §9 where documented, otherwise decision 0013.
 MAX_USERS_AND_GROUPS = 500
 MAX_CONNECTED_ORGANIZATIONS = 1000

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
@@ -78,6 +80,13 @@ def _invisible(char: str) -> bool:
         return True
     code = ord(char)
     return any(low <= code <= high for low, high in _VARIATION_SELECTORS)
+
+
+def only_editable(changes: Mapping[str, Any], editable: AbstractSet[str]) -> None:
+    """Refuse a change naming a property that is not ``editable`` (read-only or unknown)."""
+    unknown = set(changes) - editable
+    if unknown:
+        raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
 
 
 def display_name(value: str | None, field: str = "displayName", max_len: int = 256) -> str:

@@ -98,9 +98,7 @@ EDITABLE = {"displayName", "description", "state", "isExternallyVisible", "catal
 def update_catalog(ctx: Ctx, catalog_id: str, changes: dict[str, Any]) -> Catalog:
     catalog = queries.get_catalog(ctx, catalog_id)
     authorize(ctx.actor, Task.CATALOG_UPDATE, catalog_id)
-    unknown = set(changes) - EDITABLE
-    if unknown:
-        raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
+    validation.only_editable(changes, EDITABLE)
     if "catalogType" in changes and changes["catalogType"] != catalog.catalog_type:
         raise Invalid("catalogType is set by remit and cannot be changed", target="catalogType")
     before = snapshot(catalog)

@@ -117,9 +117,7 @@ def update_user(ctx: Ctx, user_id: str, changes: dict[str, Any]) -> User:
     ):
         # As in Entra, a User Administrator may not change (or disable) an administrator.
         raise Forbidden("only a Global Administrator may change a user who holds a directory role")
-    unknown = set(changes) - USER_FIELDS
-    if unknown:
-        raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
+    validation.only_editable(changes, USER_FIELDS)
     before = user_snapshot(user)
     if "displayName" in changes:
         user.display_name = validation.display_name(changes["displayName"])

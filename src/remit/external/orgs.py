@@ -192,9 +192,7 @@ def update_organization(
 ) -> ConnectedOrganization:
     org = queries.organization(ctx, organization_id)
     authorize(ctx.actor, Task.CONNECTED_ORGS_MANAGE)
-    unknown = set(changes) - EDITABLE
-    if unknown:
-        raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
+    validation.only_editable(changes, EDITABLE)
     before = snapshot(org)
     if "displayName" in changes:
         org.display_name = validation.display_name(changes["displayName"])

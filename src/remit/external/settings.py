@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from remit import validation
 from remit.authz.decide import authorize
 from remit.authz.tasks import Task
 from remit.context import Ctx
@@ -101,9 +102,7 @@ def _delay(value: Any) -> timedelta:
 def update_settings(ctx: Ctx, changes: dict[str, Any]) -> TenantSettings:
     """PATCH semantics: only the properties given change. Audited with before and after."""
     authorize(ctx.actor, Task.SETTINGS_UPDATE)
-    unknown = set(changes) - EDITABLE
-    if unknown:
-        raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
+    validation.only_editable(changes, EDITABLE)
     # Validate everything before touching the row: a bad value changes nothing.
     action = _action(changes[ACTION]) if ACTION in changes else None
     delay = _delay(changes[DELAY]) if DELAY in changes else None

@@ -132,9 +132,7 @@ def update_extension(
 ) -> CustomExtension:
     ext = queries.extension(ctx, catalog_id, extension_id)
     authorize(ctx.actor, Task.CATALOG_UPDATE, ext.catalog_id)
-    unknown = set(changes) - EDITABLE
-    if unknown:
-        raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
+    validation.only_editable(changes, EDITABLE)
     before = snapshot(ext)
     if "displayName" in changes:
         ext.display_name = validation.display_name(changes["displayName"])

@@ -85,9 +85,7 @@ def update_package(ctx: Ctx, package_id: str, changes: dict[str, Any]) -> Access
         authorize(ctx.actor, Task.PACKAGE_UPDATE, package.catalog_id)
     if "isHidden" in changes:
         authorize(ctx.actor, Task.PACKAGE_HIDE, package.catalog_id)
-    unknown = set(changes) - EDITABLE
-    if unknown:
-        raise Invalid(f"these properties cannot be changed: {', '.join(sorted(unknown))}")
+    validation.only_editable(changes, EDITABLE)
     wanted_catalog = changes.get("catalogId") or (changes.get("catalog") or {}).get("id")
     if wanted_catalog is not None and wanted_catalog != package.catalog_id:
         raise Invalid("an access package cannot move to another catalog", target="catalog")

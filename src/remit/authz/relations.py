@@ -215,7 +215,7 @@ class Named(NamedTuple):
 
 
 class SubjectSet(Protocol):
-    """A policy's subjectSet as the lifecycle reads it (``policies.settings.SubjectSet``)."""
+    """A policy's subjectSet as the lifecycle reads it (``models.policy_settings.SubjectSet``)."""
 
     @property
     def kind(self) -> str: ...  # "singleUser", without Graph's prefix

@@ -16,7 +16,7 @@ from typing import Any
 
 from remit import safe_regex, validation
 from remit.errors import Invalid
-from remit.policies.settings import Graph, Question
+from remit.models.policy_settings import Graph, Question
 
 ANSWER_TYPE = "#microsoft.graph.accessPackageAnswerString"
 TEXT = "#microsoft.graph.accessPackageTextInputQuestion"

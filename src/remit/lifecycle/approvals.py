@@ -28,6 +28,7 @@ from remit.faults import crash_point
 from remit.lifecycle import notices
 from remit.lifecycle.events import about
 from remit.models.lifecycle import ApprovalStage, AssignmentRequest, StageApprover
+from remit.models.policy_settings import StageSettings, stage_of
 from remit.models.vocabulary import (
     Activity,
     ApproverTier,
@@ -35,7 +36,6 @@ from remit.models.vocabulary import (
     ReviewResult,
     StageStatus,
 )
-from remit.policies.settings import StageSettings, stage_of
 
 DEFAULT_DEADLINE = timedelta(days=14)
 # Not yet in the vocabulary (models/vocabulary.py lacks it): Activity.REQUEST_TIMED_OUT.

@@ -38,8 +38,8 @@ from remit.lifecycle.schedule import (
 from remit.models.directory import User
 from remit.models.lifecycle import Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage, IncompatibleGroup, IncompatiblePackage
+from remit.models.policy_settings import Schedule
 from remit.models.vocabulary import Activity, AssignmentState, RequestState
-from remit.policies.settings import Schedule
 
 
 def lapsed(a: Assignment, now: datetime) -> bool:

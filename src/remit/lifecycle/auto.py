@@ -15,9 +15,9 @@ from remit.lifecycle.locks import lock_subjects
 from remit.models.directory import User
 from remit.models.lifecycle import Assignment, AssignmentRequest
 from remit.models.policies import AssignmentPolicy
+from remit.models.policy_settings import AutomaticRequestSettings, settings_of
 from remit.models.vocabulary import RequestType
 from remit.policies import rules
-from remit.policies.settings import AutomaticRequestSettings, settings_of
 from remit.policies.subjects import ATTRIBUTE_RULE_MEMBERS
 
 LIMIT = 15_000  # assignments per auto-assignment policy (spec §9)

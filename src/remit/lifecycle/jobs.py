@@ -22,8 +22,8 @@ from remit.lifecycle.schedule import REMINDERS
 from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
+from remit.models.policy_settings import Schedule
 from remit.models.vocabulary import GrantState, RequestState, StageStatus
-from remit.policies.settings import Schedule
 
 CHUNK = 500
 NOW = timedelta(0)

@@ -21,8 +21,8 @@ from remit.lifecycle.schedule import end_of, iso, start_of
 from remit.models.directory import GroupMember, User
 from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest, StageApprover
 from remit.models.policies import AssignmentPolicy
+from remit.models.policy_settings import Schedule, settings_of
 from remit.notify import email, webhooks
-from remit.policies.settings import Schedule, settings_of
 
 
 def _name(ctx: Ctx, user_id: str | None) -> str:

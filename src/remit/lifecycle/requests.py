@@ -44,6 +44,7 @@ from remit.models.directory import User
 from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
+from remit.models.policy_settings import RequestorSettings, Schedule, settings_of
 from remit.models.vocabulary import (
     Activity,
     CatalogState,
@@ -55,7 +56,6 @@ from remit.models.vocabulary import (
     StageStatus,
 )
 from remit.policies import scope
-from remit.policies.settings import RequestorSettings, Schedule, settings_of
 
 REQUEST_TYPES = {t.lower(): t for t in RequestType}
 REPROCESS_WINDOW = timedelta(days=7)  # spec §6.7 / §9

@@ -8,7 +8,7 @@ from typing import Any
 
 from remit.durations import parse_duration
 from remit.errors import Invalid
-from remit.policies.settings import Expiration, ExpirationType, Graph, Schedule
+from remit.models.policy_settings import Expiration, ExpirationType, Graph, Schedule
 
 MAX_DAYS = 3660
 AFTER_DATE_TIME = ExpirationType.AFTER_DATE_TIME

@@ -20,11 +20,12 @@ from remit import validation
 from remit.db import new_id
 from remit.errors import Invalid
 from remit.models.policies import AssignmentPolicy
+from remit.models.policy_settings import GRAPH
 from remit.notify import webhooks
 from remit.policies import approval, expiration, questions, reviews, rules
 from remit.policies import fields as f
 from remit.policies import subjects as s
-from remit.policies.fields import GRAPH, at
+from remit.policies.fields import at
 
 SCOPES = (
     "notSpecified",

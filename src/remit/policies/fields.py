@@ -15,8 +15,6 @@ from remit import validation
 from remit.durations import format_duration, parse_duration
 from remit.errors import Invalid
 
-GRAPH = "#microsoft.graph."
-
 
 def at(path: str, key: str | int) -> str:
     if isinstance(key, int):

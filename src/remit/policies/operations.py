@@ -25,12 +25,12 @@ from remit.models.lifecycle import Assignment, AssignmentRequest
 from remit.models.notify import CustomExtension
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy, PolicyTarget
+from remit.models.policy_settings import settings_of
 from remit.models.vocabulary import Activity, RequestState
 from remit.packages.queries import get_package
 from remit.policies import document, queries
 from remit.policies import subjects as s
 from remit.policies.document import PolicyDocument
-from remit.policies.settings import settings_of
 
 TARGET = "AccessPackageAssignmentPolicy"
 MAX_POLICIES = 25_000  # per tenant (spec §9)

@@ -40,10 +40,10 @@ from remit.models.directory import User
 from remit.models.external import ConnectedOrganization
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy, PolicyTarget
+from remit.models.policy_settings import RequestorSettings, SubjectSet, json_key, settings_of
 from remit.models.vocabulary import CatalogState, OrganizationState
 from remit.policies import rules
 from remit.policies import subjects as s
-from remit.policies.settings import RequestorSettings, SubjectSet, json_key, settings_of
 
 MEMBER, GUEST = "Member", "Guest"
 # Lower is stronger; an applicable policy of a stronger category hides the weaker ones.

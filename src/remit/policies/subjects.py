@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from remit.errors import Invalid
+from remit.models.policy_settings import GRAPH
 from remit.policies import fields as f
-from remit.policies.fields import GRAPH, at
+from remit.policies.fields import at
 
 SINGLE_USER = "singleUser"
 GROUP_MEMBERS = "groupMembers"

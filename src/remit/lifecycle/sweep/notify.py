@@ -17,9 +17,9 @@ from remit.models.jobs import Job
 from remit.models.lifecycle import Assignment
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
+from remit.models.policy_settings import NotificationSettings
 from remit.models.vocabulary import JobStatus
 from remit.notify import email
-from remit.policies.settings import NotificationSettings
 
 A = cast(Table, Assignment.__table__)
 JOBS = cast(Table, Job.__table__)

@@ -1,10 +1,12 @@
-"""A policy's settings as typed objects: what the lifecycle reads instead of Graph keys.
+"""A policy's settings as typed objects: what the domain reads instead of Graph keys.
 
 The stored form of a policy's settings is Graph's JSON (``policies.document`` checks and
-normalizes it, decision 0013); the models here read that form, camelCase keys as aliases, into
-frozen objects with snake_case attributes. ``settings_of(policy)`` parses a loaded row once and
-keeps the result on it until a column is replaced. A request's frozen ``schedule`` and an
-approval stage's copy of its policy stage are read the same way (``Schedule``, ``stage_of``).
+normalizes it, decision 0013). The models here read that form, camelCase keys as aliases, into
+frozen objects with snake_case attributes; they sit with the table that holds the documents, so
+every tier above it reads a policy typed (decision 0027). ``settings_of(policy)`` parses a
+loaded row once and keeps the result on it until a column is replaced. A request's frozen
+``schedule`` and an approval stage's copy of its policy stage are read the same way
+(``Schedule``, ``stage_of``).
 
 A setting missing from a document reads as ``.get`` read it before: a flag as false (or as its
 Graph default where remit's domain assumed one), a list as empty, an object as its defaults.
@@ -23,7 +25,9 @@ from pydantic.alias_generators import to_camel
 from remit.durations import format_duration, parse_duration
 from remit.models.lifecycle import ApprovalStage
 from remit.models.policies import AssignmentPolicy
-from remit.policies.fields import GRAPH
+
+# The prefix of a Graph type name in ``@odata.type``.
+GRAPH = "#microsoft.graph."
 
 
 def _flag(value: Any) -> bool:

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from remit.audit import pending
 from remit.authz.actor import Actor
+from remit.models.vocabulary import Activity
 
 
 @dataclass
@@ -20,7 +21,7 @@ class Ctx:
 
     def audit(
         self,
-        activity: str,
+        activity: Activity,
         *,
         operation_type: str,
         target_type: str,

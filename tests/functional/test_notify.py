@@ -44,6 +44,7 @@ from remit.models.directory import User
 from remit.models.jobs import Job
 from remit.models.notify import CustomExtension
 from remit.models.policies import AssignmentPolicy
+from remit.models.policy_settings import ExtensionStageSetting
 from remit.notify import config, egress, render, sealed, webhooks
 from remit.notify.email import EMAIL_ATTEMPTS, send_later
 from remit.settings import Settings
@@ -617,7 +618,7 @@ def fire(
         webhooks.fire(
             ctx,
             catalog_id=catalog_id or hooked.catalog_id,
-            stage_settings=settings,
+            stage_settings=[ExtensionStageSetting.model_validate(x) for x in settings],
             stage=stage,
             payload={"assignmentRequest": {"id": "req-1"}, "accessPackage": {"id": "pkg-1"}},
         )

@@ -7,6 +7,7 @@ Included before ``routes_packages``: its ``GET accessPackages/{id}`` would other
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from fastapi import APIRouter, Body, Depends, Response
@@ -23,8 +24,10 @@ from remit.api.collection import (
 )
 from remit.api.state import identity
 from remit.errors import Invalid
+from remit.models.policies import AssignmentPolicy
+from remit.models.policy_settings import settings_of
 from remit.packages.queries import get_package
-from remit.policies import document, queries, scope
+from remit.policies import document, queries
 from remit.policies import operations as ops
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
@@ -159,15 +162,29 @@ def create_package_policy(
         return call.entity(CONTEXT, document.render(policy))
 
 
+def requirements(policy: AssignmentPolicy) -> dict[str, Any]:
+    """An accessPackageAssignmentRequestRequirements (getApplicablePolicyRequirements item)."""
+    settings = settings_of(policy)
+    approval = settings.approval
+    return {
+        "policyId": policy.id,
+        "policyDisplayName": policy.display_name,
+        "policyDescription": policy.description,
+        "isApprovalRequiredForAdd": approval.is_approval_required_for_add,
+        "isApprovalRequiredForUpdate": approval.is_approval_required_for_update,
+        "isRequestorJustificationRequired": approval.is_requestor_justification_required,
+        "allowCustomAssignmentSchedule": settings.requestor.allow_custom_assignment_schedule,
+        "questions": copy.deepcopy(policy.questions),
+        "schedule": {"startDateTime": None, "expiration": copy.deepcopy(policy.expiration)},
+    }
+
+
 @router.post("/accessPackages/{package_id}/getApplicablePolicyRequirements")
 def get_applicable_policy_requirements(package_id: str, call: Plain) -> dict[str, Any]:
     # No body is expected; whatever a client sends is ignored.
     with call.unit(write=False) as ctx:
         found = queries.applicable_policies(ctx, package_id)
         return {
-            "@odata.context": context_url(
-                call.request,
-                "Collection(microsoft.graph.accessPackageAssignmentRequestRequirements)",
-            ),
-            "value": [scope.requirements(p) for p in found],
+            "@odata.context": context_url(call.request, REQUIREMENTS),
+            "value": [requirements(p) for p in found],
         }

@@ -25,6 +25,7 @@ from remit.lifecycle import queries, requests
 from remit.lifecycle.assignments import lapsed
 from remit.lifecycle.schedule import iso, parse_instant
 from remit.models.lifecycle import Assignment, AssignmentRequest
+from remit.models.policy_settings import ExpirationType, Schedule
 from remit.models.vocabulary import (
     AssignmentState,
     RequestState,
@@ -211,17 +212,17 @@ def _package_names(ctx: Ctx, rows: Sequence[AssignmentRequest | Assignment]) -> 
     return {p.id: p.display_name for p in queries.packages_of(ctx, rows).values()}
 
 
-def _schedule_text(schedule: dict[str, Any]) -> tuple[str, str]:
+def _schedule_text(stored: dict[str, Any]) -> tuple[str, str]:
     """(start, end) of a request's schedule, in words."""
-    expiration = schedule.get("expiration") or {}
-    kind = expiration.get("type")
-    if kind == "afterDuration":
-        end = f"after {expiration.get('duration')}"
-    elif kind == "afterDateTime":
-        end = str(expiration.get("endDateTime"))
+    schedule = Schedule.model_validate(stored)
+    expiration = schedule.expiration
+    if expiration.type == ExpirationType.AFTER_DURATION:
+        end = f"after {expiration.duration}"
+    elif expiration.type == ExpirationType.AFTER_DATE_TIME:
+        end = str(expiration.end_date_time)
     else:
-        end = "never" if kind == "noExpiration" else ""
-    return str(schedule.get("startDateTime") or "when approved"), end
+        end = "never" if expiration.type == ExpirationType.NO_EXPIRATION else ""
+    return schedule.start_date_time or "when approved", end
 
 
 # ---------------------------------------------------------------- requests

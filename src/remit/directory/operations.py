@@ -39,9 +39,6 @@ DEFAULT_SITE_ROLES = ("Owners", "Members", "Visitors")
 
 _TARGET_TYPES = {User: "User", Group: "Group", Application: "Application", Site: "Site"}
 
-# The reads live in ``directory.queries``; lifecycle.notices still imports this one from here.
-live_membership = queries.live_membership
-
 
 def _audit(
     ctx: Ctx,

@@ -38,8 +38,6 @@ from remit.models.vocabulary import (
 )
 
 DEFAULT_DEADLINE = timedelta(days=14)
-# Not yet in the vocabulary (models/vocabulary.py lacks it): Activity.REQUEST_TIMED_OUT.
-TIMED_OUT = "Access package assignment request timed out (no approver action taken)"
 
 
 def begin(
@@ -331,7 +329,7 @@ def time_out(ctx: Ctx, request: AssignmentRequest, stage: ApprovalStage, package
     _close(ctx, request, RequestState.DENIED, "TimedOut")
     about(
         ctx,
-        TIMED_OUT,  # type: ignore[arg-type]  # until the vocabulary names it (see above)
+        Activity.REQUEST_TIMED_OUT,
         request,
         "Update",
         name=package_name,

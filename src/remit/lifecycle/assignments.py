@@ -21,11 +21,7 @@ from remit.faults import crash_point
 from remit.jobs.queue import enqueue
 from remit.lifecycle import delivery, notices
 from remit.lifecycle.events import about
-from remit.lifecycle.kinds import (
-    ACTIVE_STATES,  # noqa: F401 - cli.lifecycle reads it here
-    ADD_TYPES,
-    REMOVE_TYPES,
-)
+from remit.lifecycle.kinds import ADD_TYPES, REMOVE_TYPES
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.schedule import (
     assignment_schedule,

@@ -14,7 +14,7 @@ from sqlalchemy import bindparam, select
 
 from remit.context import Ctx
 from remit.db import HotSelect, among_param, listed
-from remit.directory.operations import live_membership
+from remit.directory.queries import live_membership
 from remit.external import guests, orgs
 from remit.lifecycle.kinds import ADMIN_TYPES, SYSTEM_TYPES
 from remit.lifecycle.schedule import end_of, iso, start_of
@@ -89,7 +89,7 @@ def _hook(
     webhooks.fire(
         ctx,
         catalog_id=catalog_id,
-        stage_settings=policy.custom_extension_stage_settings,
+        stage_settings=settings_of(policy).extensions,
         stage=stage,
         payload=payload,
     )

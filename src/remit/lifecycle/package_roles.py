@@ -12,6 +12,7 @@ from remit.lifecycle import assignments, delivery
 from remit.models.packages import ResourceRoleScope
 from remit.models.vocabulary import Activity
 from remit.packages import operations as packages
+from remit.packages import queries as package_queries
 
 
 def add_resource_role_scope(
@@ -24,7 +25,7 @@ def add_resource_role_scope(
     scope_id: str | None = None,
     scope_origin_id: str | None = None,
 ) -> ResourceRoleScope:
-    package = packages.get_package(ctx, package_id)
+    package = package_queries.get_package(ctx, package_id)
     authorize(ctx.actor, Task.PACKAGE_RESOURCE_ROLES_MANAGE, package.catalog_id)
     role = packages.catalog_role(ctx, package.catalog_id, role_id, role_origin_id, resource_id)
     scope = packages.role_scope(ctx, role, scope_id, scope_origin_id)
@@ -53,8 +54,8 @@ def add_resource_role_scope(
 
 
 def remove_resource_role_scope(ctx: Ctx, package_id: str, rrs: str) -> None:
-    found = packages.get_resource_role_scope(ctx, package_id, rrs)
-    package = packages.get_package(ctx, package_id)
+    found = package_queries.get_resource_role_scope(ctx, package_id, rrs)
+    package = package_queries.get_package(ctx, package_id)
     authorize(ctx.actor, Task.PACKAGE_RESOURCE_ROLES_MANAGE, package.catalog_id)
     before = delivery.package_roles(ctx.session, [package.id])[package.id]
     ctx.session.delete(found)

@@ -176,6 +176,7 @@ class Activity(StrEnum):
     FORWARD_APPROVAL = "Forward request approval to alternate approvers"
     APPROVE_REQUEST = "Approve access package assignment request"
     DENY_REQUEST = "Deny access package assignment request"
+    REQUEST_TIMED_OUT = "Access package assignment request timed out (no approver action taken)"
     AUTO_APPROVE_REQUEST = "Auto approve access package assignment request"
     READY_TO_FULFILL = "Ready to fulfill access package assignment request"
     CANCEL_REQUEST = "Cancel access package assignment request"

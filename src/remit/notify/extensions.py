@@ -24,6 +24,7 @@ from remit.db import new_id
 from remit.errors import Conflict, Invalid
 from remit.models.notify import CustomExtension
 from remit.models.policies import AssignmentPolicy
+from remit.models.policy_settings import ExtensionStageSetting
 from remit.models.vocabulary import Activity
 from remit.notify import config, egress, queries, sealed
 
@@ -179,12 +180,11 @@ def delete_extension(ctx: Ctx, catalog_id: str, extension_id: str) -> None:
     _audit(ctx, Activity.DELETE_EXTENSION, "Delete", ext, before=snapshot(ext))
 
 
-def _references(stage_settings: Any, extension_id: str) -> bool:
-    for entry in stage_settings or ():
-        ref = entry.get("customExtension") if isinstance(entry, dict) else None
-        if isinstance(ref, dict) and ref.get("id") == extension_id:
-            return True
-    return False
+def _references(stage_settings: list[Any], extension_id: str) -> bool:
+    return any(
+        ExtensionStageSetting.model_validate(entry).custom_extension.id == extension_id
+        for entry in stage_settings or ()
+    )
 
 
 def _audit(

@@ -46,6 +46,7 @@ from remit.context import Ctx
 from remit.jobs.queue import enqueue
 from remit.jobs.registry import RetryLater
 from remit.models.notify import CustomExtension
+from remit.models.policy_settings import ExtensionStageSetting
 from remit.notify import config, egress, sealed
 
 log = structlog.get_logger("remit.notify")
@@ -70,14 +71,11 @@ class WebhookFailed(Exception):
     """A delivery that may succeed later; the runner retries it with backoff."""
 
 
-def _extension_ids(stage_settings: Iterable[Any], stage: str) -> list[str]:
+def _extension_ids(stage_settings: Iterable[ExtensionStageSetting], stage: str) -> list[str]:
     wanted: list[str] = []
-    for entry in stage_settings or ():
-        if not isinstance(entry, dict) or str(entry.get("stage", "")).lower() != stage.lower():
-            continue
-        ref = entry.get("customExtension")
-        ext_id = ref.get("id") if isinstance(ref, dict) else None
-        if isinstance(ext_id, str) and ext_id and ext_id not in wanted:
+    for entry in stage_settings:
+        ext_id = entry.custom_extension.id
+        if entry.stage.lower() == stage.lower() and ext_id and ext_id not in wanted:
             wanted.append(ext_id)
     return wanted
 
@@ -86,12 +84,12 @@ def fire(
     ctx: Ctx,
     *,
     catalog_id: str,
-    stage_settings: list[dict[str, Any]],
+    stage_settings: Iterable[ExtensionStageSetting],
     stage: str,
     payload: dict[str, Any],
 ) -> None:
     """Queue a delivery to each of the catalog's extensions that ``stage_settings`` attach to
-    ``stage`` (a policy's ``customExtensionStageSettings``), in the caller's transaction."""
+    ``stage`` (a policy's ``settings_of(policy).extensions``), in the caller's transaction."""
     if stage not in STAGES:
         raise ValueError(f"unknown custom extension stage {stage!r}")
     wanted = _extension_ids(stage_settings, stage)

@@ -27,13 +27,9 @@ from remit.models.packages import (
     ResourceRoleScope,
 )
 from remit.models.vocabulary import Activity
-from remit.packages import queries
+from remit.packages.queries import get_package
 
 TARGET = "AccessPackage"
-
-# lifecycle.package_roles still reads these two from here (they are ``queries``').
-get_package = queries.get_package
-get_resource_role_scope = queries.get_resource_role_scope
 
 
 def audit(ctx: Ctx, package: AccessPackage, activity: Activity, **event: Any) -> None:

@@ -26,9 +26,6 @@ the same rule as SQL over ``policy_targets`` for lists. Both are tested against 
 
 from __future__ import annotations
 
-import copy
-from typing import Any
-
 from sqlalchemy import ColumnElement, Select, and_, bindparam, exists, false, or_, select
 from sqlalchemy.orm import Session
 
@@ -141,10 +138,11 @@ def requestable_packages(
     usable = exists().where(
         policy.access_package_id == AccessPackage.id,
         policy.auto_assignment_key.is_(None),
-        *(
-            settings[json_key(RequestorSettings, flag)].as_boolean().is_(True)
-            for flag in ("accept_requests", "enable_targets_to_self_add_access")
-        ),
+        # As settings_of reads them: acceptRequests is true unless it says false.
+        settings[json_key(RequestorSettings, "accept_requests")].as_boolean().is_not(False),
+        settings[json_key(RequestorSettings, "enable_targets_to_self_add_access")]
+        .as_boolean()
+        .is_(True),
         _in_scope_clause(user, group_ids, org_state),
     )
     stmt = (
@@ -155,23 +153,6 @@ def requestable_packages(
     if user.user_type == GUEST:
         stmt = stmt.where(Catalog.is_externally_visible.is_(True))
     return stmt
-
-
-def requirements(policy: AssignmentPolicy) -> dict[str, Any]:
-    """An accessPackageAssignmentRequestRequirements (getApplicablePolicyRequirements item)."""
-    settings = settings_of(policy)
-    approval = settings.approval
-    return {
-        "policyId": policy.id,
-        "policyDisplayName": policy.display_name,
-        "policyDescription": policy.description,
-        "isApprovalRequiredForAdd": approval.is_approval_required_for_add,
-        "isApprovalRequiredForUpdate": approval.is_approval_required_for_update,
-        "isRequestorJustificationRequired": approval.is_requestor_justification_required,
-        "allowCustomAssignmentSchedule": settings.requestor.allow_custom_assignment_schedule,
-        "questions": copy.deepcopy(policy.questions),
-        "schedule": {"startDateTime": None, "expiration": copy.deepcopy(policy.expiration)},
-    }
 
 
 # ---------------------------------------------------------------- the rule, twice

@@ -16,15 +16,14 @@ from typing import Any
 
 from remit import safe_regex, validation
 from remit.errors import Invalid
-from remit.models.policy_settings import Graph, Question
+from remit.models.policy_settings import Question, Sent
 
 ANSWER_TYPE = "#microsoft.graph.accessPackageAnswerString"
-TEXT = "#microsoft.graph.accessPackageTextInputQuestion"
 CHOICE = "#microsoft.graph.accessPackageMultipleChoiceQuestion"
 MAX_ANSWER = 4000
 
 
-class _Given(Graph):
+class _Given(Sent):
     """An answer as a request body gives it: each value is checked where it is read."""
 
     answered_question: Any = None

@@ -1,23 +1,16 @@
 """The lifecycle's groups of words: which request types add, update or remove, who makes them,
-and which states an active assignment or an open request may be in."""
+and which states an open request may be in."""
 
 from __future__ import annotations
 
-from remit.models.vocabulary import AssignmentState, RequestState, RequestType
+from remit.models.vocabulary import RequestState, RequestType
 
 T = RequestType
 ADD_TYPES = frozenset({T.USER_ADD, T.ADMIN_ADD, T.SYSTEM_ADD})
 REMOVE_TYPES = frozenset({T.USER_REMOVE, T.ADMIN_REMOVE, T.SYSTEM_REMOVE})
-UPDATE_TYPES = frozenset({T.USER_UPDATE, T.ADMIN_UPDATE, T.SYSTEM_UPDATE, T.USER_EXTEND})
 ADMIN_TYPES = frozenset({T.ADMIN_ADD, T.ADMIN_UPDATE, T.ADMIN_REMOVE})
 SYSTEM_TYPES = frozenset({T.SYSTEM_ADD, T.SYSTEM_UPDATE, T.SYSTEM_REMOVE})
 
-ACTIVE_STATES = (
-    AssignmentState.DELIVERING,
-    AssignmentState.PARTIALLY_DELIVERED,
-    AssignmentState.DELIVERED,
-    AssignmentState.DELIVERY_FAILED,
-)
 S = RequestState
 # A request not yet decided or delivered (it holds its open key).
 OPEN_STATES = (S.SUBMITTED, S.PENDING_APPROVAL, S.SCHEDULED, S.DELIVERING)

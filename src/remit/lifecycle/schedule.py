@@ -8,7 +8,7 @@ from typing import Any
 
 from remit.durations import parse_duration
 from remit.errors import Invalid
-from remit.models.policy_settings import Expiration, ExpirationType, Graph, Schedule
+from remit.models.policy_settings import Expiration, ExpirationType, Schedule, Sent
 
 MAX_DAYS = 3660
 AFTER_DATE_TIME = ExpirationType.AFTER_DATE_TIME
@@ -46,14 +46,14 @@ def iso(value: datetime | None) -> str | None:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
-class _Asked(Graph):
+class _Asked(Sent):
     """A schedule as a request body gives it: each value is checked where it is read."""
 
     start_date_time: Any = None
     expiration: Any = None
 
 
-class _AskedEnd(Graph):
+class _AskedEnd(Sent):
     end_date_time: Any = None
     duration: Any = None
 
@@ -77,12 +77,13 @@ def _requested(
             target="schedule",
             code="CustomScheduleNotAllowed",
         )
-    asked, expiration = asked_end(requested)
+    asked = _Asked.model_validate(requested)
     start = (
         parse_instant(asked.start_date_time, "schedule.startDateTime")
         if asked.start_date_time
         else None
     )
+    expiration = asked_end(requested)[1]
     end = None
     if expiration.end_date_time:
         end = parse_instant(expiration.end_date_time, "schedule.expiration.endDateTime")

@@ -66,6 +66,13 @@ class Graph(BaseModel):
         return self.model_dump(mode="json", by_alias=True, exclude_unset=True)
 
 
+class Sent(Graph):
+    """A Graph object as a client sent it (a request's schedule, an answer): read by its Graph
+    keys only, so a snake_case key is an unknown property, as it always was."""
+
+    model_config = ConfigDict(populate_by_name=False)
+
+
 class SubjectSet(Graph):
     """A subjectSet (see ``policies.subjects`` for its kinds and what each holds)."""
 
@@ -116,7 +123,8 @@ class RequestorSettings(Graph):
     enable_on_behalf_requestors_to_update_access: Flag = False
     enable_on_behalf_requestors_to_remove_access: Flag = False
     on_behalf_requestors: Subjects = ()
-    accept_requests: Flag = True
+    # True unless it says false, here and in ``policies.scope``'s SQL (decision 0027).
+    accept_requests: Annotated[bool, BeforeValidator(lambda v: v is not False)] = True
 
 
 class ExpirationType(StrEnum):

@@ -8,7 +8,7 @@ names a member (``RequestState.DELIVERING``), never the bare string: a typo is a
 
 A request's or an assignment's ``status`` is not here: Graph defines it as free text beside the
 state (``Delivering``, ``NotDelivered``, ``AssignmentEnded:<reason>``), and remit writes it only
-from the state tables in ``lifecycle`` (docs/decisions/0027).
+beside the state it sets, in ``lifecycle`` (docs/decisions/0027).
 """
 
 from __future__ import annotations

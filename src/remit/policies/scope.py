@@ -138,7 +138,7 @@ def requestable_packages(
     usable = exists().where(
         policy.access_package_id == AccessPackage.id,
         policy.auto_assignment_key.is_(None),
-        # As settings_of reads them: acceptRequests is true unless it says false.
+        # As settings_of reads it: acceptRequests is true unless it says false.
         settings[json_key(RequestorSettings, "accept_requests")].as_boolean().is_not(False),
         settings[json_key(RequestorSettings, "enable_targets_to_self_add_access")]
         .as_boolean()

@@ -39,7 +39,7 @@ class Grant:
     valid_until: datetime | None
     generation: int
     applied_generation: int
-    applied_state: str
+    applied_state: GrantState
     target_id: str
     claim_token: str | None
     attempts: int = 0  # written only with a new desire, which starts its attempts again

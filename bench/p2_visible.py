@@ -42,6 +42,7 @@ def in_process_pager(url: str, data_dir: Path) -> tuple[Callable[[str, str | Non
     """A function (user id, skiptoken) -> response body that runs the API's list route."""
     from fastapi import Request
 
+    from remit.api.calls import Call
     from remit.api.collection import query_options
     from remit.api.routes_catalogs import list_catalogs
     from remit.app import create_app, freeze_startup_heap
@@ -76,7 +77,7 @@ def in_process_pager(url: str, data_dir: Path) -> tuple[Callable[[str, str | Non
             count=None,
             orderby=None,
         )
-        return list_catalogs(request=Request(scope), q=q, ident=Identity(user_id, by_upn=False))
+        return list_catalogs(Call(Request(scope), Identity(user_id, by_upn=False), q))
 
     return page, db
 

@@ -16,9 +16,7 @@ from remit.models.directory import User
 from remit.models.lifecycle import Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
-from remit.models.vocabulary import AssignmentState
-
-GRAPH = "#microsoft.graph."
+from remit.models.vocabulary import GRAPH, AssignmentState
 
 
 def request(r: AssignmentRequest) -> dict[str, Any]:

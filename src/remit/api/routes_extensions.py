@@ -14,9 +14,10 @@ from pydantic import Field
 
 from remit.api.bodies import Body, Name, Text
 from remit.api.calls import Paged, Plain, Single, shaped
-from remit.api.shapes import GRAPH, iso
+from remit.api.shapes import iso
 from remit.api.state import identity
 from remit.models.notify import CustomExtension
+from remit.models.vocabulary import GRAPH
 from remit.notify import extensions as ops
 from remit.notify import queries
 

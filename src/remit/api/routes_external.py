@@ -12,7 +12,7 @@ from pydantic import Field
 from remit.api.bodies import Body, Ref
 from remit.api.calls import Paged, Plain, Single, shaped
 from remit.api.collection import QueryOptions
-from remit.api.shapes import GRAPH, group, iso, user
+from remit.api.shapes import group, iso, user
 from remit.api.state import identity
 from remit.context import Ctx
 from remit.external import orgs, queries, sponsors
@@ -20,7 +20,7 @@ from remit.external import settings as tenant_settings
 from remit.external.queries import Sponsor
 from remit.models.directory import User
 from remit.models.external import ConnectedOrganization, TenantSettings
-from remit.models.vocabulary import OrganizationState
+from remit.models.vocabulary import GRAPH, OrganizationState
 
 EM = "/v1.0/identityGovernance/entitlementManagement"
 CONTEXT = "identityGovernance/entitlementManagement/connectedOrganizations"

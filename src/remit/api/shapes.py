@@ -26,8 +26,8 @@ from remit.models.directory import (
     User,
 )
 from remit.models.packages import AccessPackage, ResourceRoleScope
+from remit.models.vocabulary import GRAPH
 
-GRAPH = "#microsoft.graph."
 Item = dict[str, Any]
 
 

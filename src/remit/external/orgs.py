@@ -29,7 +29,7 @@ from remit.models.external import (
     ConnectedOrganizationSponsor,
 )
 from remit.models.policies import PolicyTarget
-from remit.models.vocabulary import Activity, OrganizationState
+from remit.models.vocabulary import GRAPH, Activity, OrganizationState
 
 TARGET_TYPE = "ConnectedOrganization"
 MAX_ORGANIZATIONS = 2500  # per tenant (spec §9)
@@ -309,7 +309,7 @@ def propose_organization(ctx: Ctx, email: str) -> ConnectedOrganization:
         state=OrganizationState.PROPOSED,
         parsed_sources=[
             {
-                "@odata.type": sources.GRAPH + sources.DOMAIN,
+                "@odata.type": GRAPH + sources.DOMAIN,
                 "domainName": domain,
                 "displayName": domain,
             }

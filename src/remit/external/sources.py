@@ -14,8 +14,8 @@ from typing import Any
 
 from remit import validation
 from remit.errors import Invalid
+from remit.models.vocabulary import GRAPH
 
-GRAPH = "#microsoft.graph."
 AAD_TENANT = "azureActiveDirectoryTenant"
 CROSS_CLOUD_TENANT = "crossCloudAzureActiveDirectoryTenant"
 DOMAIN = "domainIdentitySource"

@@ -3,14 +3,10 @@ and which states an open request may be in."""
 
 from __future__ import annotations
 
-from remit.models.vocabulary import RequestState, RequestType
+from remit.models.vocabulary import RequestType
 
 T = RequestType
 ADD_TYPES = frozenset({T.USER_ADD, T.ADMIN_ADD, T.SYSTEM_ADD})
 REMOVE_TYPES = frozenset({T.USER_REMOVE, T.ADMIN_REMOVE, T.SYSTEM_REMOVE})
 ADMIN_TYPES = frozenset({T.ADMIN_ADD, T.ADMIN_UPDATE, T.ADMIN_REMOVE})
 SYSTEM_TYPES = frozenset({T.SYSTEM_ADD, T.SYSTEM_UPDATE, T.SYSTEM_REMOVE})
-
-S = RequestState
-# A request not yet decided or delivered (it holds its open key).
-OPEN_STATES = (S.SUBMITTED, S.PENDING_APPROVAL, S.SCHEDULED, S.DELIVERING)

@@ -29,7 +29,7 @@ from remit.lifecycle import answers as answer_rules
 from remit.lifecycle import approvals, assignments, delivery, notices, queries
 from remit.lifecycle.assignments import active_key
 from remit.lifecycle.events import about
-from remit.lifecycle.kinds import ADD_TYPES, OPEN_STATES, REMOVE_TYPES, SYSTEM_TYPES
+from remit.lifecycle.kinds import ADD_TYPES, REMOVE_TYPES, SYSTEM_TYPES
 from remit.lifecycle.locks import lock_subjects
 from remit.lifecycle.schedule import (
     asked_end,
@@ -46,6 +46,7 @@ from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
 from remit.models.policy_settings import RequestorSettings, Schedule, settings_of
 from remit.models.vocabulary import (
+    OPEN_REQUEST_STATES,
     Activity,
     CatalogState,
     GrantState,
@@ -756,7 +757,7 @@ def delete_record(ctx: Ctx, request_id: str) -> None:
     """Spec §6.8: remove the record of a completed request; its assignment stays."""
     request = queries.request(ctx, request_id)
     authorize(ctx.actor, Task.REQUEST_RECORD_DELETE)
-    if request.completed_at is None or request.state in OPEN_STATES:
+    if request.completed_at is None or request.state in OPEN_REQUEST_STATES:
         raise Conflict("only completed requests can be deleted", code="RequestNotCompleted")
     about(
         ctx,

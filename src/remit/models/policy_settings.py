@@ -25,9 +25,7 @@ from pydantic.alias_generators import to_camel
 from remit.durations import format_duration, parse_duration
 from remit.models.lifecycle import ApprovalStage
 from remit.models.policies import AssignmentPolicy
-
-# The prefix of a Graph type name in ``@odata.type``.
-GRAPH = "#microsoft.graph."
+from remit.models.vocabulary import GRAPH
 
 
 def _flag(value: Any) -> bool:

@@ -74,6 +74,18 @@ class RequestState(StrEnum):
     CANCELED = "canceled"
 
 
+# A request not yet decided or delivered: it holds its open key, and may still create or change
+# an assignment through its policy.
+OPEN_REQUEST_STATES = (
+    RequestState.SUBMITTED,
+    RequestState.PENDING_APPROVAL,
+    RequestState.SCHEDULED,
+    RequestState.DELIVERING,
+)
+# The prefix of a Graph type name in ``@odata.type``, as stored and shown.
+GRAPH = "#microsoft.graph."
+
+
 class AssignmentState(StrEnum):
     """accessPackageAssignmentState: the delivery state of an assignment."""
 

@@ -20,7 +20,7 @@ from remit import validation
 from remit.db import new_id
 from remit.errors import Invalid
 from remit.models.policies import AssignmentPolicy
-from remit.models.policy_settings import GRAPH
+from remit.models.vocabulary import GRAPH
 from remit.notify import webhooks
 from remit.policies import approval, expiration, questions, reviews, rules
 from remit.policies import fields as f

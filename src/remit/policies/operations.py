@@ -26,7 +26,7 @@ from remit.models.notify import CustomExtension
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy, PolicyTarget
 from remit.models.policy_settings import settings_of
-from remit.models.vocabulary import Activity, RequestState
+from remit.models.vocabulary import OPEN_REQUEST_STATES, Activity
 from remit.packages.queries import get_package
 from remit.policies import document, queries
 from remit.policies import subjects as s
@@ -34,13 +34,6 @@ from remit.policies.document import PolicyDocument
 
 TARGET = "AccessPackageAssignmentPolicy"
 MAX_POLICIES = 25_000  # per tenant (spec §9)
-# Requests that may still create or change an assignment through their policy.
-OPEN_REQUEST_STATES = (
-    RequestState.SUBMITTED,
-    RequestState.PENDING_APPROVAL,
-    RequestState.DELIVERING,
-    RequestState.SCHEDULED,
-)
 _INDEXED = (s.SINGLE_USER, s.GROUP_MEMBERS, s.CONNECTED_ORGANIZATION_MEMBERS)
 _LOOKUPS: dict[str, tuple[Any, str]] = {
     s.SINGLE_USER: (User.id, "user"),

@@ -25,7 +25,7 @@ from typing import Any
 from remit import safe_regex
 from remit.db import new_id
 from remit.errors import Invalid
-from remit.models.policy_settings import GRAPH
+from remit.models.vocabulary import GRAPH
 from remit.policies import fields as f
 from remit.policies.fields import at
 

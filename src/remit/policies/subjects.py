@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from remit.errors import Invalid
-from remit.models.policy_settings import GRAPH
+from remit.models.vocabulary import GRAPH
 from remit.policies import fields as f
 from remit.policies.fields import at
 

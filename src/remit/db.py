@@ -211,20 +211,24 @@ class HotSelect:
         cursor = conn.connection.cursor()
         try:
             # The statement events and ``echo``, as ``Connection.execute`` would fire them, so
-            # that tracing and logging see every statement; with no listener this costs two
-            # attribute reads.
-            traced = conn._has_events or conn.engine._has_events
-            context = _HotContext(plan.compiled) if traced else None
+            # that tracing and logging see every statement. SQLite's engine always has events
+            # (its BEGIN listener), so the cursor events' own lists say whether anyone listens.
+            traced = False
+            if conn._has_events or conn.engine._has_events:
+                before = conn.dispatch.before_cursor_execute
+                after = conn.dispatch.after_cursor_execute
+                traced = bool(before) or bool(after)
             if traced:
-                for before in conn.dispatch.before_cursor_execute:
-                    statement, bound = before(conn, cursor, statement, bound, context, False)
+                context = _HotContext(plan.compiled)
+                for listener in before:
+                    statement, bound = listener(conn, cursor, statement, bound, context, False)
             if conn._echo:
                 conn._log_info(statement)
                 conn._log_info("[hot select] %r", bound)
             cursor.execute(statement, bound)
             if traced:
-                for after in conn.dispatch.after_cursor_execute:
-                    after(conn, cursor, statement, bound, context, False)
+                for listener in after:
+                    listener(conn, cursor, statement, bound, context, False)
             fetched: Sequence[Sequence[Any]] = cursor.fetchall()
         finally:
             cursor.close()

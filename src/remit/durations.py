@@ -11,6 +11,7 @@ years and months and knows nothing of the SDK's form, and is not a dependency.
 
 from __future__ import annotations
 
+import functools
 import re
 from datetime import timedelta
 from typing import Any
@@ -48,7 +49,7 @@ def parse_duration(value: Any, *, target: str | None = None) -> timedelta:
     text = value.strip()
     if len(text) > MAX_LENGTH:
         raise Invalid(f"the duration is longer than {MAX_LENGTH} characters", target=target)
-    found = _parse_iso(text) if text.startswith("P") else _parse_python(text)
+    found = _parsed(text)
     if found is None:
         if _CALENDAR.match(text):
             raise Invalid(
@@ -65,6 +66,13 @@ def parse_duration(value: Any, *, target: str | None = None) -> timedelta:
     if found > timedelta(days=MAX_DAYS):
         raise Invalid(_message(value, f"is longer than {MAX_DAYS} days"), target=target)
     return found
+
+
+@functools.lru_cache(maxsize=512)
+def _parsed(text: str) -> timedelta | None:
+    """``text`` read as ISO-8601 or as ``str(timedelta)`` (None if neither): policies hold a
+    handful of durations, read on every request, so the readings are kept."""
+    return _parse_iso(text) if text.startswith("P") else _parse_python(text)
 
 
 def _message(value: Any, problem: str) -> str:

@@ -34,7 +34,7 @@ from remit.lifecycle.schedule import (
 from remit.models.directory import User
 from remit.models.lifecycle import Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage, IncompatibleGroup, IncompatiblePackage
-from remit.models.policy_settings import Schedule
+from remit.models.policy_settings import schedule_of
 from remit.models.vocabulary import Activity, AssignmentState, RequestState
 
 
@@ -97,7 +97,7 @@ _BARRED = HotSelect(
 
 def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> Assignment | None:
     """An approved add request becomes an assignment (or waits, scheduled, for its start)."""
-    schedule = Schedule.model_validate(request.schedule)
+    schedule = schedule_of(request)
     start = start_of(schedule, ctx.now)
     if start > ctx.now:
         request.state, request.status = RequestState.SCHEDULED, "Scheduled"

@@ -22,7 +22,7 @@ from remit.lifecycle.schedule import REMINDERS
 from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
-from remit.models.policy_settings import Schedule
+from remit.models.policy_settings import schedule_of
 from remit.models.vocabulary import GrantState, RequestState, StageStatus
 
 CHUNK = 500
@@ -103,7 +103,7 @@ def activate_scheduled(ctx: Ctx, payload: dict[str, Any]) -> None:
     package = ctx.session.get(AccessPackage, request.access_package_id)
     if package is None:
         return
-    schedule = Schedule.model_validate(request.schedule)
+    schedule = schedule_of(request)
     request.schedule = schedule.model_copy(update={"start_date_time": None}).stored()
     assignments.activate(ctx, request, package)
 

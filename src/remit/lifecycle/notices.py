@@ -21,7 +21,7 @@ from remit.lifecycle.schedule import end_of, iso, start_of
 from remit.models.directory import GroupMember, User
 from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest, StageApprover
 from remit.models.policies import AssignmentPolicy
-from remit.models.policy_settings import Schedule, settings_of
+from remit.models.policy_settings import schedule_of, settings_of
 from remit.notify import email, webhooks
 
 
@@ -65,7 +65,7 @@ def users_of(ctx: Ctx, principals: Iterable[str]) -> list[str]:
 
 
 def _request_data(ctx: Ctx, request: AssignmentRequest, package_name: str) -> dict[str, Any]:
-    schedule = Schedule.model_validate(request.schedule)
+    schedule = schedule_of(request)
     start = start_of(schedule, request.created_at)
     end = end_of(schedule, start)
     return {

@@ -44,7 +44,7 @@ from remit.models.directory import User
 from remit.models.lifecycle import ApprovalStage, Assignment, AssignmentRequest
 from remit.models.packages import AccessPackage
 from remit.models.policies import AssignmentPolicy
-from remit.models.policy_settings import RequestorSettings, Schedule, settings_of
+from remit.models.policy_settings import RequestorSettings, Schedule, schedule_of, settings_of
 from remit.models.vocabulary import (
     OPEN_REQUEST_STATES,
     Activity,
@@ -647,7 +647,7 @@ def finish_approved(ctx: Ctx, request: AssignmentRequest) -> None:
         request.state, request.status = RequestState.DELIVERY_FAILED, "AssignmentEnded"
         request.completed_at, request.open_key = ctx.now, None
         return
-    end = Schedule.model_validate(request.schedule).expiration.end_date_time
+    end = schedule_of(request).expiration.end_date_time
     assignments.extend(ctx, assignment, parse_instant(end, "endDateTime") if end else None, request)
 
 

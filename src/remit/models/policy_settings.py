@@ -23,7 +23,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainSeriali
 from pydantic.alias_generators import to_camel
 
 from remit.durations import format_duration, parse_duration
-from remit.models.lifecycle import ApprovalStage
+from remit.models.lifecycle import ApprovalStage, AssignmentRequest
 from remit.models.policies import AssignmentPolicy
 from remit.models.vocabulary import GRAPH
 
@@ -232,13 +232,21 @@ M = TypeVar("M", bound=BaseModel)
 def settings_of(policy: AssignmentPolicy) -> PolicySettings:
     """The policy's settings, parsed once per loaded row (and again after a column changes)."""
     raw = tuple(getattr(policy, column) for column in _COLUMNS)
-    by_name = dict(zip(_COLUMNS.values(), raw, strict=True))
-    return _cached(policy, raw, lambda: PolicySettings.model_validate(by_name))
+    return _cached(
+        policy,
+        raw,
+        lambda: PolicySettings.model_validate(dict(zip(_COLUMNS.values(), raw, strict=True))),
+    )
 
 
 def stage_of(stage: ApprovalStage) -> StageSettings:
     """An approval stage's settings: the policy's stage, frozen on the row when it was made."""
     return _cached(stage, (stage.settings,), lambda: StageSettings.model_validate(stage.settings))
+
+
+def schedule_of(request: AssignmentRequest) -> Schedule:
+    """A request's schedule, as it was stored (parsed once per loaded row, as ``settings_of``)."""
+    return _cached(request, (request.schedule,), lambda: Schedule.model_validate(request.schedule))
 
 
 def _cached(row: object, raw: tuple[Any, ...], parse: Callable[[], M]) -> M:

@@ -34,13 +34,18 @@ class Word(TypeDecorator[E], Generic[E]):
     def __init__(self, words: type[E], length: int) -> None:
         super().__init__(length)
         self.words = words
+        # Loading a row looks its words up here: calling the enum costs several times more.
+        self._members: dict[str, E] = {str(m.value): m for m in words}
 
     def process_bind_param(self, value: Any, dialect: Dialect) -> str | None:
         # Any string binds: a $filter may compare the column with a word that is not one.
         return None if value is None else str(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> E | None:
-        return None if value is None else self.words(value)
+        if value is None:
+            return None
+        member = self._members.get(value)
+        return member if member is not None else self.words(value)
 
 
 class RequestType(StrEnum):

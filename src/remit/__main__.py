@@ -7,12 +7,13 @@ other command starts without it.
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
 from remit.cli import jobs as jobs_cli
-from remit.cli.common import console, fail, open_db
+from remit.cli.common import console, err_console, fail, open_db
 from remit.cli.common import settings as cli_settings
 from remit.cli.main import app as cli
 
@@ -24,17 +25,40 @@ def serve(
     demo: Annotated[
         bool, typer.Option(help="load the demo tenant if the database is empty")
     ] = False,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=256,
+            envvar="REMIT_WORKERS",
+            help="API processes (default: the CPU count on PostgreSQL, 1 on SQLite)",
+        ),
+    ] = None,
 ) -> None:
-    """Serve the API (upgrading the embedded SQLite database first)."""
+    """Serve the API (upgrading the embedded SQLite database first).
+
+    With more than one worker, this process does the start-up work once, runs the job worker
+    (unless REMIT_WORKER_IN_PROCESS=false) and watches the API processes, which build their
+    app from the same environment (docs/decisions/0030).
+    """
     import uvicorn
 
     from remit import bootstrap, logs
     from remit.api.server import uvicorn_options
     from remit.app import create_app
     from remit.notify.sealed import KeyMismatch
+    from remit.tokens import load_or_create_key
 
     s = cli_settings()
     logs.configure(s.log_level)
+    processes = workers or (1 if s.is_sqlite else os.cpu_count() or 1)
+    if processes > 1 and s.is_sqlite:
+        err_console.print(
+            f"remit: warning: {processes} processes on SQLite: their writers wait on each other "
+            "for the database's one write lock (PostgreSQL serves several processes better)",
+            highlight=False,
+            markup=False,
+        )
     db = open_db(s)
     try:
         if s.is_sqlite:
@@ -43,20 +67,34 @@ def serve(
             bootstrap.ensure_builtins(db)
     except KeyMismatch as exc:
         fail(str(exc))
+    host, port = host or s.host, port or s.port
     if demo:
         from remit.demo import load_if_empty, sign_in_names
 
         if load_if_empty(db):
             console.print("[green]demo tenant loaded[/green]")
-        _print_sign_ins(sign_in_names(), host or s.host, port or s.port)
+        _print_sign_ins(sign_in_names(), host, port)
     with jobs_cli.in_process_worker(s, db):
+        if processes == 1:
+            uvicorn.run(
+                create_app(s, db=db),
+                host=host,
+                port=port,
+                log_level=s.log_level,
+                # httptools with a bounded request head, no server banner (api/server.py).
+                **uvicorn_options(s),
+            )
+            return
+        # The signing key exists before the workers start, so that none of them makes one.
+        load_or_create_key(s.data_dir)
         uvicorn.run(
-            create_app(s, db=db),
-            host=host or s.host,
-            port=port or s.port,
+            "remit.app:app_of_environment",
+            factory=True,
+            workers=processes,
+            host=host,
+            port=port,
             log_level=s.log_level,
-            # httptools with a bounded request head, no server banner (api/server.py).
-            **uvicorn_options(s),
+            **uvicorn_options(s, workers=processes),
         )
 
 

@@ -6,12 +6,12 @@ to the CLI as ``remit serve``.
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from fastapi import FastAPI
 
-from remit import __version__
+from remit import __version__, logs
 from remit.api import (
     errors,
     routes_assignments,
@@ -51,15 +51,40 @@ def freeze_startup_heap() -> None:
         _heap_frozen = True
 
 
-@asynccontextmanager
-async def _lifespan(_app: FastAPI) -> AsyncIterator[None]:
-    freeze_startup_heap()
-    yield
+def _lifespan(owned: Database | None) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Freeze the startup heap; at shutdown, dispose of the database the app made itself."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        freeze_startup_heap()
+        try:
+            yield
+        finally:
+            if owned is not None:
+                owned.dispose()
+
+    return lifespan
+
+
+def app_of_environment() -> FastAPI:
+    """The app of one worker process of ``remit serve --workers N`` (uvicorn's app factory).
+
+    Settings come from the environment, which the process inherited from ``remit serve``; the
+    process logs as that one does. The start-up work (migrations, builtins, the demo, the key
+    files) was done once by ``remit serve`` before its workers started, and the job worker runs
+    there too (docs/decisions/0030): this builds the app and its own database engine only.
+    """
+    settings = Settings()
+    logs.configure(settings.log_level)
+    return create_app(settings)
 
 
 def create_app(settings: Settings, *, db: Database | None = None, clock: Clock = utcnow) -> FastAPI:
-    database = db or Database(settings.resolved_database_url())
-    state = AppState(settings=settings, db=database, tokens=TokenService(settings), clock=clock)
+    """The API over ``db``, or over a database of its own (disposed when the app stops)."""
+    owned: Database | None = None
+    if db is None:
+        db = owned = Database(settings.resolved_database_url())
+    state = AppState(settings=settings, db=db, tokens=TokenService(settings), clock=clock)
     app = FastAPI(
         title="remit",
         version=__version__,
@@ -67,7 +92,7 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock =
         docs_url="/remit/docs",
         openapi_url="/remit/openapi.json",
         redoc_url=None,
-        lifespan=_lifespan,
+        lifespan=_lifespan(owned),
     )
     app.state.remit = state
     errors.install(app)

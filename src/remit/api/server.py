@@ -13,6 +13,7 @@ that the parser passed on.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from typing import Any
 
@@ -95,10 +96,32 @@ def http_protocol(settings: Settings) -> type[HttpToolsProtocol]:
     )
 
 
-def uvicorn_options(settings: Settings) -> dict[str, Any]:
-    """What ``uvicorn.run``/``uvicorn.Config`` get beside the app, host and port."""
+@functools.cache
+def _protocol_of_environment() -> type[HttpToolsProtocol]:
+    return http_protocol(Settings())
+
+
+def protocol_of_environment(**kwargs: Any) -> HttpToolsProtocol:
+    """One connection's parser in a worker process of ``remit serve --workers N``.
+
+    uvicorn hands its configuration to the worker processes it spawns by pickling it, and the
+    class ``http_protocol`` builds for a bound is not picklable; an import string is. So each
+    worker process builds the class once, from the settings of the environment, as it builds
+    its app (``remit.app.app_of_environment``), and uvicorn calls this per connection as it
+    would call the class.
+    """
+    return _protocol_of_environment()(**kwargs)
+
+
+def uvicorn_options(settings: Settings, *, workers: int = 1) -> dict[str, Any]:
+    """What ``uvicorn.run``/``uvicorn.Config`` get beside the app, host and port: the same
+    parser, bound and headers in one process or in each of ``workers`` processes."""
     return {
-        "http": http_protocol(settings),
+        "http": (
+            http_protocol(settings)
+            if workers == 1
+            else f"{__name__}:{protocol_of_environment.__name__}"
+        ),
         "server_header": False,
         "access_log": False,
     }

@@ -31,10 +31,18 @@ def register(app: typer.Typer) -> None:
 
 @contextmanager
 def in_process_worker(s: Settings, db: Database) -> Iterator[Worker | None]:
-    """One worker thread beside the API while the block runs, if ``worker_in_process``."""
+    """One worker thread beside the API while the block runs, if ``worker_in_process``.
+
+    ``remit serve`` runs it in its own process, whatever the number of API processes; the log
+    line says which process that is.
+    """
     if not s.worker_in_process:
         yield None
         return
+    import os
+
+    import structlog
+
     from remit.jobs.handlers import load_all
     from remit.jobs.runner import Worker
 
@@ -44,6 +52,9 @@ def in_process_worker(s: Settings, db: Database) -> Iterator[Worker | None]:
     config.configure(s)
     running = Worker(db, s)
     running.start_thread()
+    structlog.get_logger("remit.jobs").info(
+        "jobs.worker_started", worker=running.worker_id, pid=os.getpid()
+    )
     try:
         yield running
     finally:

@@ -5,8 +5,12 @@
   connections each sending one request at a time; completed requests per second in the window.
 - ``{"mode": "walk", "port", "path", "headers", "walks", "max_pages"}``: one connection, requests in
   sequence, following ``@odata.nextLink``; the latency of every page in µs.
-It speaks just enough HTTP (Content-Length bodies, no pipelining) to cost the server's CPU far
-less than a general client such as httpx would.
+- ``{"mode": "lifecycle", "port", "clients", "approver", "work": [[user, token, package, policy],
+  ...]}``: P4's access-package lifecycles, each client one keep-alive connection running them one
+  after another (POST the request as the user, GET its approval and PATCH the open stage as the
+  approver); the latency of every call in µs by kind, the wall-clock start and end.
+It speaks just enough HTTP (Content-Length bodies, none on a 204, no pipelining) to cost the
+server's CPU far less than a general client such as httpx would.
 """
 
 from __future__ import annotations
@@ -66,7 +70,7 @@ class Client(asyncio.Protocol):
                     for h in head[1:]
                     if h.lower().startswith("content-length:")
                 ),
-                None,
+                0,  # a 204 has no body and no Content-Length
             )
             self.need = end + 4 + length
             self.body_at = end + 4
@@ -139,9 +143,83 @@ async def walk(job: dict[str, Any]) -> dict[str, Any]:
     return {"latencies_us": latencies, "pages_per_walk": pages, "statuses": dict(statuses)}
 
 
+EM = "/v1.0/identityGovernance/entitlementManagement"
+
+
+def call_bytes(method: str, path: str, token: str, body: Any = None) -> bytes:
+    data = b"" if body is None else json.dumps(body).encode()
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {token}"]
+    if body is not None:
+        lines += ["Content-Type: application/json", f"Content-Length: {len(data)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + data
+
+
+async def lifecycle(job: dict[str, Any]) -> dict[str, Any]:
+    """Lifecycles from one shared list, ``clients`` connections taking the next one when free."""
+    todo = [tuple(w) for w in reversed(job["work"])]
+    approver = job["approver"]
+    latencies: dict[str, list[float]] = {"POST": [], "GET": [], "PATCH": []}
+    failures: list[str] = []
+    requests: list[str] = []
+
+    async def timed(client: Client, kind: str, data: bytes) -> tuple[int, bytes]:
+        started = time.perf_counter()
+        status, body = await client.send(data)
+        latencies[kind].append((time.perf_counter() - started) * 1e6)
+        return status, body
+
+    async def one_client() -> None:
+        client = await connect(job["port"])
+        while todo:
+            user, token, package, policy = todo.pop()
+            body = {
+                "requestType": "userAdd",
+                "assignment": {
+                    "accessPackageId": package,
+                    "assignmentPolicyId": policy,
+                    "targetId": user,
+                },
+            }
+            data = call_bytes("POST", f"{EM}/assignmentRequests", token, body)
+            status, raw = await timed(client, "POST", data)
+            if status != 201:
+                failures.append(f"POST {status}: {raw[:200]!r}")
+                continue
+            request_id = json.loads(raw)["id"]
+            path = f"{EM}/accessPackageAssignmentApprovals/{request_id}"
+            status, raw = await timed(client, "GET", call_bytes("GET", path, approver))
+            stages = json.loads(raw).get("stages", []) if status == 200 else []
+            stage = next((s for s in stages if s["status"] == "InProgress"), None)
+            if stage is None:
+                failures.append(f"GET approval {status}: {raw[:200]!r}")
+                continue
+            decision = {"reviewResult": "Approve", "justification": "ok"}
+            data = call_bytes("PATCH", f"{path}/stages/{stage['id']}", approver, decision)
+            status, raw = await timed(client, "PATCH", data)
+            if status != 204:
+                failures.append(f"PATCH {status}: {raw[:200]!r}")
+                continue
+            requests.append(request_id)
+        assert client.transport is not None
+        client.transport.close()
+
+    started = time.time()
+    await asyncio.gather(*(one_client() for _ in range(job["clients"])))
+    return {
+        "started": started,
+        "ended": time.time(),
+        "latencies_us": latencies,
+        "requests": requests,
+        "failures": failures,
+    }
+
+
+MODES = {"rate": rate, "walk": walk, "lifecycle": lifecycle}
+
+
 def main() -> None:
     job = json.load(sys.stdin)
-    runner = rate if job["mode"] == "rate" else walk
+    runner = MODES[job["mode"]]
     result = uvloop.run(runner(job)) if uvloop is not None else asyncio.run(runner(job))
     json.dump(result, sys.stdout)
 

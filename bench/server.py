@@ -3,6 +3,10 @@
 Both apps are served the same way, as ``remit serve`` serves remit: one worker, loopback,
 uvloop, httptools with a bounded request head, no server banner, no access log
 (``remit.api.server.uvicorn_options``).
+
+``RemitServe`` is remit started as its users start it: ``python -m remit serve`` configured by
+the environment (``REMIT_*``), with its job worker, and ``--workers N`` where this checkout's
+``remit serve`` has that option (``serve_workers_supported``).
 """
 
 from __future__ import annotations
@@ -72,11 +76,12 @@ class Server:
     def __init__(self, kind: str, data_dir: Path | None = None, database_url: str = "") -> None:
         self.kind, self.port = kind, free_port()
         self.args = [kind, str(self.port), str(data_dir or ""), database_url]
+        self.env: dict[str, str] = {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = Path(tempfile.mkstemp(prefix=f"remit-bench-{kind}-", suffix=".log")[1])
 
     def __enter__(self) -> Server:
-        env = {**os.environ, "PYTHONPATH": python_path()}
+        env = {**os.environ, "PYTHONPATH": python_path(), **self.env}
         command = [sys.executable, "-m", self.module, *self.args]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(  # noqa: S603 - our own module
@@ -113,6 +118,46 @@ class Server:
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def serve_workers_supported() -> bool:
+    """Whether this checkout's ``remit serve`` takes ``--workers`` (older ones: one process)."""
+    env = {**os.environ, "PYTHONPATH": python_path(), "COLUMNS": "200"}
+    done = subprocess.run(
+        [sys.executable, "-m", "remit", "serve", "--help"],
+        env=env,
+        capture_output=True,
+        check=False,
+    )
+    return b"--workers" in done.stdout
+
+
+class RemitServe(Server):
+    """``python -m remit serve [--workers N]`` with ``REMIT_PORT``, ``REMIT_DATA_DIR``,
+    ``REMIT_DATABASE_URL`` and ``REMIT_LOG_LEVEL=warning``; the rest of the settings (the job
+    worker in-process among them) are remit's defaults, overridable through ``settings``."""
+
+    module = "remit"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        database_url: str,
+        *,
+        workers: int = 1,
+        settings: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(f"remit-serve-{workers}", data_dir, database_url)
+        self.args = ["serve"]
+        if workers != 1:
+            self.args += ["--workers", str(workers)]
+        self.env = {
+            "REMIT_PORT": str(self.port),
+            "REMIT_DATA_DIR": str(data_dir),
+            "REMIT_DATABASE_URL": database_url,
+            "REMIT_LOG_LEVEL": "warning",
+            **(settings or {}),
+        }
 
 
 if __name__ == "__main__":

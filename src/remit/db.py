@@ -2,7 +2,10 @@
 
 SQLite is the embedded default: WAL, foreign keys on, and every write transaction starts with
 ``BEGIN IMMEDIATE`` so that writers queue on the database lock up front instead of failing with
-"database is locked" when a read transaction tries to upgrade. PostgreSQL runs the same code.
+"database is locked" when a read transaction tries to upgrade. The writers of one process first
+take their turn in a FIFO queue (``WriteQueue``), so that SQLite's busy handler, whose sleeps
+grow to hundreds of milliseconds, only ever arbitrates between processes (decision 0029).
+PostgreSQL runs the same code, without the queue.
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from __future__ import annotations
 import functools
 import json
 import sqlite3
+import threading
+import time
 import uuid
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -42,13 +48,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect, make_url
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from remit import datadir
-from remit.errors import Conflict, DomainError, Invalid
+from remit.errors import Busy, Conflict, DomainError, Invalid
 from remit.safe_regex import sqlite_match
 
 log = structlog.get_logger("remit.db")
@@ -97,13 +103,19 @@ class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), str: String(255)}
 
 
-def make_engine(url: str, *, echo: bool = False) -> Engine:
+# How long a writer waits for its turn by default (``Settings.write_wait_seconds``).
+WRITE_WAIT_SECONDS = 5.0
+
+
+def make_engine(
+    url: str, *, echo: bool = False, write_wait_seconds: float = WRITE_WAIT_SECONDS
+) -> Engine:
     if url.startswith("sqlite"):
         database = make_url(url).database
         if database and database != ":memory:" and not database.startswith("file:"):
             datadir.private_sqlite(database)  # 0600 before SQLite makes it (and its -wal, -shm)
         engine = create_engine(url, echo=echo, connect_args={"check_same_thread": False})
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_ms=max(1, round(write_wait_seconds * 1000)))
         return engine
     # No pre-ping: it costs a round trip per checkout. A connection found dead is invalidated
     # with the whole pool on first use, and that one call answers 503 + Retry-After (api/errors).
@@ -122,7 +134,7 @@ SQLITE_PRAGMAS = (
 )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, *, busy_timeout_ms: int) -> None:
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         # Let SQLAlchemy's "begin" event below issue BEGIN itself (pysqlite's own is deferred).
@@ -130,6 +142,9 @@ def _configure_sqlite(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         for pragma in SQLITE_PRAGMAS:
             cur.execute(f"PRAGMA {pragma}")
+        # Another process's writer (a second ``serve``, ``remit worker``, the CLI) is waited
+        # for by SQLite's busy handler, as long as a writer waits for its own process's queue.
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
         cur.close()
         # -match in membership rules: the same linear-time matcher as in Python (no ReDoS).
         dbapi_conn.create_function("remit_match", 2, sqlite_match, deterministic=True)
@@ -451,7 +466,9 @@ DATABASE_ERRORS: tuple[type[Exception], ...] = (DBAPIError, StaleDataError)
 def domain_error(exc: BaseException) -> DomainError | None:
     """The domain error a database error stands for, or None: a NUL PostgreSQL refused is
     ``Invalid``; a constraint the database enforced, or a row a concurrent change removed, is a
-    ``Conflict``. ``Database.write()`` and every adapter's error handler use this one mapping."""
+    ``Conflict``; SQLite's busy timeout running out (another process's writer held the database
+    all that time) is ``Busy``. ``Database.write()`` and every adapter's error handler use this
+    one mapping."""
     refused = nul_refused(exc)
     if refused is not None:
         return refused
@@ -459,7 +476,22 @@ def domain_error(exc: BaseException) -> DomainError | None:
         return integrity_conflict(exc)
     if isinstance(exc, StaleDataError):
         return stale_conflict()
+    if _sqlite_busy(exc):
+        log.warning("db.busy", waited="busy_timeout")
+        return Busy(BUSY_MESSAGE)
     return None
+
+
+BUSY_MESSAGE = "the database is busy with other changes; nothing was changed, retry shortly"
+
+
+def _sqlite_busy(exc: BaseException) -> bool:
+    """Whether SQLite gave up waiting for another process's writer (its busy timeout ran out)."""
+    error = exc.orig if isinstance(exc, OperationalError) else exc
+    if not isinstance(error, sqlite3.OperationalError):
+        return False
+    name = getattr(error, "sqlite_errorname", "")
+    return name.startswith("SQLITE_BUSY") or (not name and "database is locked" in str(error))
 
 
 def retry_reason(exc: BaseException) -> str | None:
@@ -474,13 +506,100 @@ def retry_reason(exc: BaseException) -> str | None:
     return None
 
 
+class WriteQueue:
+    """The writers of one process, served one at a time in the order they came (FIFO).
+
+    A ticket lock: each waiter gets a condition of its own on the queue's one mutex, and the
+    writer that finishes hands the turn to the first waiter directly, so that nobody who arrives
+    later can take it in between (``threading.Lock`` makes no such promise). A waiter that has
+    not had its turn after ``wait_seconds`` leaves the queue and raises ``Busy``: its transaction
+    never began, so nothing is lost, and the caller may try again.
+
+    A write transaction inside another one of the same thread is refused: on SQLite the inner
+    one would wait for the outer one's lock for ever (the code never does it; this says so
+    loudly if it ever does).
+    """
+
+    def __init__(self, wait_seconds: float) -> None:
+        self.wait_seconds = wait_seconds
+        self._mutex = threading.Lock()
+        self._waiters: deque[tuple[int, threading.Condition]] = deque()
+        self._holder: int | None = None  # the thread whose turn it is
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._mutex:
+            if self._holder == me:
+                raise RuntimeError(
+                    "a write transaction was begun inside another one in the same thread; "
+                    "on SQLite it would wait for itself for ever"
+                )
+            if self._holder is None and not self._waiters:
+                self._holder = me
+                return
+            turn = threading.Condition(self._mutex)
+            waiter = (me, turn)
+            self._waiters.append(waiter)
+            deadline = time.monotonic() + self.wait_seconds
+            try:
+                while self._holder != me:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        log.warning("db.write_queue_timeout", waited=self.wait_seconds)
+                        raise Busy(BUSY_MESSAGE)
+                    turn.wait(left)
+            except BaseException:
+                # Timed out, or interrupted while waiting: leave the queue, or pass on a turn
+                # that came meanwhile, so that the writers behind never wait for a ghost.
+                if self._holder == me:
+                    self._hand_on()
+                else:
+                    self._waiters.remove(waiter)
+                raise
+
+    def release(self) -> None:
+        with self._mutex:
+            self._hand_on()
+
+    def _hand_on(self) -> None:
+        """Give the turn to the first waiter, or to whoever comes next (the mutex is held)."""
+        if self._waiters:
+            following, turn = self._waiters.popleft()
+            self._holder = following  # handed over: no late arrival can take it first
+            turn.notify()
+        else:
+            self._holder = None
+
+    @property
+    def waiting(self) -> int:
+        """How many writers wait for their turn now (for tests and diagnostics)."""
+        with self._mutex:
+            return len(self._waiters)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """The block runs in this thread's turn; the next writer's begins when it ends."""
+        self.acquire()
+        try:
+            yield
+        finally:
+            self.release()
+
+
 class Database:
     """Owns the engine; hands out write sessions (one transaction each) and read connections."""
 
-    def __init__(self, url: str, *, echo: bool = False) -> None:
+    def __init__(
+        self, url: str, *, echo: bool = False, write_wait_seconds: float = WRITE_WAIT_SECONDS
+    ) -> None:
+        if not write_wait_seconds > 0:
+            raise ValueError("write_wait_seconds must be more than 0")
         self.url = url
-        self.engine = make_engine(url, echo=echo)
+        self.engine = make_engine(url, echo=echo, write_wait_seconds=write_wait_seconds)
         self.dialect = self.engine.dialect.name
+        # SQLite has one writer at a time: the process's writers take turns before BEGIN
+        # IMMEDIATE. PostgreSQL orders writers by row locks, and needs no process-wide turn.
+        self.write_queue = WriteQueue(write_wait_seconds) if self.dialect == "sqlite" else None
         self._write_engine = self.engine.execution_options(remit_write=True)
         self._autocommit = self.engine.execution_options(isolation_level="AUTOCOMMIT")
         self._sessions = sessionmaker(self._write_engine, expire_on_commit=False)
@@ -498,15 +617,30 @@ class Database:
         did not catch itself is a ``Conflict`` here, for every adapter: on PostgreSQL a delete
         racing a create gets past the operation's checks, and only the database sees the clash.
         A NUL that PostgreSQL refuses is ``Invalid`` (``nul_refused``), never a 500.
+
+        On SQLite the block first waits for its turn among the process's writers (``Busy`` if
+        that takes longer than ``write_wait_seconds``), and holds it until the transaction has
+        committed or rolled back and its connection is back in the pool.
         """
-        try:
-            with self._sessions() as session, session.begin():
-                yield session
-        except Exception as exc:  # a DBAPIError, or the driver's own from a HotSelect
-            found = domain_error(exc)
-            if found is None:
-                raise
-            raise found from None
+        with self.turn():
+            try:
+                with self._sessions() as session, session.begin():
+                    yield session
+            except Exception as exc:  # a DBAPIError, or the driver's own from a HotSelect
+                found = domain_error(exc)
+                if found is None:
+                    raise
+                raise found from None
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        """This thread's turn among the process's writers, for a write transaction opened other
+        than by ``write()`` (the migrations' ``engine.begin()``); on PostgreSQL, no wait."""
+        if self.write_queue is None:
+            yield
+            return
+        with self.write_queue.turn():
+            yield
 
     def ping(self) -> None:
         """Raise unless the database answers (``GET /remit/health``): no actor and no table, so

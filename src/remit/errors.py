@@ -36,3 +36,14 @@ class Invalid(DomainError):
 
 class Unauthenticated(DomainError):
     code = "unauthenticated"
+
+
+class Busy(DomainError):
+    """The database's writers were busy for longer than a writer may wait: nothing was begun,
+    so nothing was changed, and the same call may simply be made again a moment later."""
+
+    code = "serviceNotAvailable"
+
+    def __init__(self, message: str, *, retry_after_seconds: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

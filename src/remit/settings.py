@@ -62,6 +62,11 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
 
+    # On SQLite, how long a write waits for its turn among the process's writers (and, as
+    # SQLite's busy timeout, for another process's writer) before it is refused as busy:
+    # 503 + Retry-After from the API, exit 75 from the CLI; nothing is changed (decision 0029).
+    write_wait_seconds: float = Field(default=5.0, gt=0, le=300)
+
     # Jobs: ``remit serve`` runs one worker in-process unless told not to; ``remit worker`` more.
     worker_in_process: bool = True
     worker_poll_seconds: float = Field(default=1.0, gt=0, le=60)

@@ -13,7 +13,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from remit.db import DATABASE_ERRORS, domain_error, retry_reason
-from remit.errors import Conflict, DomainError, Forbidden, Invalid, NotFound, Unauthenticated
+from remit.errors import (
+    Busy,
+    Conflict,
+    DomainError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    Unauthenticated,
+)
 
 log = structlog.get_logger("remit.api")
 
@@ -23,6 +31,7 @@ STATUS: dict[type[DomainError], int] = {
     Conflict: 409,
     Invalid: 400,
     Unauthenticated: 401,
+    Busy: 503,
 }
 HTTP_CODES = {
     400: "invalidRequest",
@@ -78,7 +87,11 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         status = next((s for cls, s in STATUS.items() if isinstance(exc, cls)), 400)
-        return graph_error(request, status, exc.code, exc.message, target=exc.target)
+        response = graph_error(request, status, exc.code, exc.message, target=exc.target)
+        if isinstance(exc, Busy):
+            # Nothing was begun: the same call, made again after this, may simply succeed.
+            response.headers["Retry-After"] = str(exc.retry_after_seconds)
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,7 +18,7 @@ from remit.clock import utcnow
 from remit.context import Ctx
 from remit.db import Database, Reader
 from remit.directory import queries as directory
-from remit.errors import DomainError, NotFound
+from remit.errors import Busy, DomainError, NotFound
 from remit.settings import Settings
 
 console = Console(soft_wrap=True)
@@ -28,6 +28,11 @@ err_console = Console(stderr=True, soft_wrap=True)
 ACTING_AS: dict[str, str | None] = {"upn": None}
 
 T = TypeVar("T")
+
+
+# The exit status of a command refused because the database's writers were busy for longer
+# than ``write_wait_seconds``: EX_TEMPFAIL of sysexits.h, "try again later"; nothing changed.
+BUSY_EXIT = 75
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -46,7 +51,7 @@ def open_db(s: Settings | None = None) -> Database:
     s = s or settings()
     if s.is_sqlite:
         datadir.private_dir(s.data_dir)
-    return Database(s.resolved_database_url())
+    return Database(s.resolved_database_url(), write_wait_seconds=s.write_wait_seconds)
 
 
 def _actor(reader: Reader) -> Actor:
@@ -66,6 +71,8 @@ def database(s: Settings | None = None) -> Iterator[Database]:
     db = open_db(s)
     try:
         yield db
+    except Busy as exc:
+        fail(exc.message, BUSY_EXIT)
     except Exception as exc:
         if "no such table" in str(exc) or "does not exist" in str(exc):
             fail("the database is not initialised; run `remit db upgrade` first")
@@ -76,11 +83,14 @@ def database(s: Settings | None = None) -> Iterator[Database]:
 
 @contextmanager
 def unit(*, write: bool = True) -> Iterator[Ctx]:
-    """One transaction as the acting identity; domain errors become one line and exit 1."""
+    """One transaction as the acting identity; domain errors become one line and exit 1
+    (``BUSY_EXIT`` when the database was too busy to begin)."""
     with database() as db:
         try:
             with db.write() if write else db.session() as session:
                 yield Ctx(session, _actor(session), utcnow())
+        except Busy as exc:
+            fail(exc.message, BUSY_EXIT)
         except DomainError as exc:
             fail(exc.message)
 

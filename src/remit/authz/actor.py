@@ -99,17 +99,29 @@ def _closure_of(seed: ColumnElement[bool]) -> CTE:
 
     A membership delivered by an access package counts only until its ``valid_until`` (the
     ``now`` parameter): expired access is never honoured, even before the sweep removes it.
+
+    The closure carries that instant in a column (``at``) and the recursive step compares each
+    edge with it, not with the parameter. SQLite (3.38 and later, once ANALYZE has run) builds a
+    Bloom filter, by a pass over the whole of ``group_members``, in every recursive step when
+    that table has a condition of its own besides the join; one that also reads the closure does
+    not count as such. Each step is then an index lookup per group reached, on both engines
+    (decision 0028; tests/unit/test_group_closure.py checks the plan).
     """
-    live = or_(GroupMember.valid_until.is_(None), GroupMember.valid_until > _NOW)
     closure = (
-        select(GroupMember.group_id.label("gid")).where(seed, live).cte("closure", recursive=True)
+        select(GroupMember.group_id.label("gid"), _NOW.label("at"))
+        .where(seed, _live(_NOW))
+        .cte("closure", recursive=True)
     )
     # UNION (not UNION ALL) stops at groups already reached, so nesting cycles terminate.
     return closure.union(
-        select(GroupMember.group_id)
+        select(GroupMember.group_id, closure.c.at)
         .join(closure, GroupMember.member_id == closure.c.gid)
-        .where(live)
+        .where(_live(closure.c.at))
     )
+
+
+def _live(now: ColumnElement[datetime]) -> ColumnElement[bool]:
+    return or_(GroupMember.valid_until.is_(None), GroupMember.valid_until > now)
 
 
 _NOW = bindparam("now", type_=UTCDateTime())

@@ -368,11 +368,10 @@ def through_http(
     server: RemitServe,
     world: World,
     tokens: Tokens,
-    bare_port: int,
+    bare: dict[int, float],
     gate: bool,
 ) -> dict[int, float]:
     """Measure one server configuration; its rows; the median lifecycles/s per client count."""
-    bare = bare_rates(bare_port)
     rates: dict[int, list[float]] = {c: [] for c in CLIENTS}
     calls: dict[int, dict[str, list[float]]] = {c: {} for c in CLIENTS}
     with server:
@@ -415,52 +414,40 @@ def through_http(
 
 
 def measure(table: Table, engine: str, url: str, data_dir: Path, world: World) -> None:
-    try:
-        rates = []
-        for n in range(IN_PROCESS_ROUNDS):
-            progress(f"P4 on {engine}: in-process, round {n + 1} of {IN_PROCESS_ROUNDS}")
-            rates.append(in_process(world, data_dir, N_IN_PROCESS))
+    rates = []
+    for n in range(IN_PROCESS_ROUNDS):
+        progress(f"P4 on {engine}: in-process, round {n + 1} of {IN_PROCESS_ROUNDS}")
+        rates.append(in_process(world, data_dir, N_IN_PROCESS))
+    table.row(
+        f"{engine}, in-process lifecycles (N={N_IN_PROCESS:,} x {IN_PROCESS_ROUNDS})",
+        f"{median(rates):,.0f}/s",
+        "reported, no bar (0016)",
+    )
+    tokens = Tokens(data_dir)
+    with Server("bare") as server:
+        bare = bare_rates(server.port)
+    for c, rps in bare.items():
         table.row(
-            f"{engine}, in-process lifecycles (N={N_IN_PROCESS:,} x {IN_PROCESS_ROUNDS})",
-            f"{median(rates):,.0f}/s",
-            "reported, no bar (0016)",
+            f"{engine} run: bare FastAPI, {c} connection{'s' if c > 1 else ''}", f"{rps:,.0f} req/s"
         )
-        tokens = Tokens(data_dir)
-        with Server("bare") as bare:
-            if engine == "SQLite":
-                server = RemitServe(data_dir, url)
-                through_http(table, "SQLite, 1 process", server, world, tokens, bare.port, True)
-                return
-            one = through_http(
-                table,
-                "PostgreSQL, 1 process",
-                RemitServe(data_dir, url),
-                world,
-                tokens,
-                bare.port,
-                False,
-            )
-            if not serve_workers_supported():
-                table.row("PostgreSQL, 2 processes", "n/a (no --workers)", f"≥ {RATE:.0f}/s")
-                return
-            two = through_http(
-                table,
-                "PostgreSQL, 2 processes",
-                RemitServe(data_dir, url, workers=2),
-                world,
-                tokens,
-                bare.port,
-                True,
-            )
-            ratio = two[max(CLIENTS)] / one[min(CLIENTS)]
-            table.row(
-                f"PostgreSQL: 2 processes {max(CLIENTS)} clients / 1 process 1 client",
-                f"{ratio:.2f}x",
-                "≥ 1.70x (issue #13)",
-                ratio >= 1.7,
-            )
-    finally:
-        pass
+    if engine == "SQLite":
+        server = RemitServe(data_dir, url)
+        through_http(table, "SQLite, 1 process", server, world, tokens, bare, True)
+        return
+    server = RemitServe(data_dir, url)
+    one = through_http(table, "PostgreSQL, 1 process", server, world, tokens, bare, False)
+    if not serve_workers_supported():
+        table.row("PostgreSQL, 2 processes", "n/a (no --workers)", f"≥ {RATE:.0f}/s")
+        return
+    server = RemitServe(data_dir, url, workers=2)
+    two = through_http(table, "PostgreSQL, 2 processes", server, world, tokens, bare, True)
+    ratio = two[max(CLIENTS)] / one[min(CLIENTS)]
+    table.row(
+        f"PostgreSQL: 2 processes {max(CLIENTS)} clients / 1 process 1 client",
+        f"{ratio:.2f}x",
+        "≥ 1.70x (issue #13)",
+        ratio >= 1.7,
+    )
 
 
 def run() -> Table:

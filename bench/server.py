@@ -5,8 +5,8 @@ uvloop, httptools with a bounded request head, no server banner, no access log
 (``remit.api.server.uvicorn_options``).
 
 ``RemitServe`` is remit started as its users start it: ``python -m remit serve`` configured by
-the environment (``REMIT_*``), with its job worker, and ``--workers N`` where this checkout's
-``remit serve`` has that option (``serve_workers_supported``).
+the environment (``REMIT_*``), with its job worker, and ``REMIT_WORKERS`` processes where this
+checkout's ``remit serve`` has ``--workers`` (``serve_workers_supported``).
 """
 
 from __future__ import annotations
@@ -122,18 +122,15 @@ class Server:
 
 def serve_workers_supported() -> bool:
     """Whether this checkout's ``remit serve`` takes ``--workers`` (older ones: one process)."""
-    env = {**os.environ, "PYTHONPATH": python_path(), "COLUMNS": "200"}
-    done = subprocess.run(
-        [sys.executable, "-m", "remit", "serve", "--help"],
-        env=env,
-        capture_output=True,
-        check=False,
-    )
-    return b"--workers" in done.stdout
+    import inspect
+
+    from remit.__main__ import serve
+
+    return "workers" in inspect.signature(serve).parameters
 
 
 class RemitServe(Server):
-    """``python -m remit serve [--workers N]`` with ``REMIT_PORT``, ``REMIT_DATA_DIR``,
+    """``python -m remit serve`` with ``REMIT_WORKERS``, ``REMIT_PORT``, ``REMIT_DATA_DIR``,
     ``REMIT_DATABASE_URL`` and ``REMIT_LOG_LEVEL=warning``; the rest of the settings (the job
     worker in-process among them) are remit's defaults, overridable through ``settings``."""
 
@@ -149,9 +146,10 @@ class RemitServe(Server):
     ) -> None:
         super().__init__(f"remit-serve-{workers}", data_dir, database_url)
         self.args = ["serve"]
-        if workers != 1:
-            self.args += ["--workers", str(workers)]
         self.env = {
+            # Explicit, since remit serve defaults to the CPU count on PostgreSQL; an older
+            # remit ignores it and serves one process.
+            "REMIT_WORKERS": str(workers),
             "REMIT_PORT": str(self.port),
             "REMIT_DATA_DIR": str(data_dir),
             "REMIT_DATABASE_URL": database_url,

@@ -14,7 +14,7 @@ import shutil
 from contextlib import ExitStack
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 
 from bench import dataset, tenants
 from bench.common import QUICK, Table, engines, median, progress, scale, scratch_dir
@@ -28,22 +28,38 @@ EM = "/v1.0/identityGovernance/entitlementManagement"
 
 def delegate_catalog(url: str) -> str:
     """A catalog the delegate reads only through its nested group's role."""
+    from remit.authz.actor import load_actor
     from remit.db import Database
     from remit.models.authz import RoleAssignment
 
     db = Database(url)
     try:
-        with db.engine.connect() as conn:
+        with db.read() as conn:
             found: str | None = conn.execute(
                 select(RoleAssignment.catalog_id)
                 .where(RoleAssignment.principal_id == dataset.DELEGATE_TOP)
                 .order_by(RoleAssignment.catalog_id)
                 .limit(1)
             ).scalar_one()
+            assert found is not None
+            # P3 is "as a user in nested groups": the read must rest on the group three deep.
+            vias = {g.via_principal_id for g in load_actor(conn, dataset.DELEGATE).grants}
+            if dataset.DELEGATE_TOP not in vias or found in _direct_catalogs(conn):
+                raise RuntimeError("the P3 caller no longer reads through a nested group")
     finally:
         db.dispose()
-    assert found is not None
     return found
+
+
+def _direct_catalogs(conn: Connection) -> set[str | None]:
+    """The catalogs the delegate holds a role on by itself or through its own groups."""
+    from remit.models.authz import RoleAssignment
+
+    holders = (dataset.DELEGATE, dataset.DELEGATE_MID, dataset.DELEGATE_LEAF)
+    rows = conn.execute(
+        select(RoleAssignment.catalog_id).where(RoleAssignment.principal_id.in_(holders))
+    )
+    return set(rows.scalars())
 
 
 def serving_handler() -> str:

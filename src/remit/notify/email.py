@@ -69,10 +69,15 @@ def send_later(ctx: Ctx, *, template: str, to: Iterable[str], data: dict[str, An
 
 
 def deliver(ctx: Ctx, payload: dict[str, Any]) -> None:
-    """The ``notify.email`` job: render for the user as they are now, and send."""
+    """The ``notify.email`` job: render for the user as they are now, and send. An ``io`` job
+    (``jobs.runner``): its session only reads, and ends its read before the file or network."""
     user_id = str(payload["user_id"])
     template = str(payload["template"])
     found = _PERSON.rows(ctx.session.connection(), {"user_id": user_id})
+    # An ``io`` job: the one read is done, and what follows (the outbox file, SMTP) holds no
+    # transaction open, not even a read (SQLite's checkpoint waits for the oldest reader, and
+    # PostgreSQL's vacuum for the oldest snapshot, while a mail server takes its time).
+    ctx.session.rollback()
     user = Person(*found[0]) if found else None
     reason = _skip_reason(user)
     if user is None or reason is not None:

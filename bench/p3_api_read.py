@@ -21,7 +21,8 @@ from bench.common import QUICK, Table, engines, median, progress, scale, scratch
 from bench.loadgen import run_job
 from bench.server import BARE_PATH, Server
 
-TARGET = 0.40
+# QUALITY.md P3: the share of bare FastAPI's rate each engine must reach.
+TARGETS = {"SQLite": 0.40, "PostgreSQL": 0.25}
 CONNECTIONS = 8
 EM = "/v1.0/identityGovernance/entitlementManagement"
 
@@ -129,6 +130,9 @@ def run() -> Table:
         ratio = median([r / b for r, b in zip(rates[engine], rates["bare"], strict=True)])
         table.row(f"remit GET catalog, {engine}", f"{median(rates[engine]):,.0f} req/s")
         table.row(
-            f"remit / bare, {engine}", f"{ratio:.0%}", f"≥ {TARGET:.0%} of bare", ratio >= TARGET
+            f"remit / bare, {engine}",
+            f"{ratio:.0%}",
+            f"≥ {TARGETS[engine]:.0%} of bare",
+            ratio >= TARGETS[engine],
         )
     return table

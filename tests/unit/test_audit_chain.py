@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Connection, delete, func, insert, select, text, update
+from sqlalchemy import Connection, delete, event, func, insert, select, text, update
 
 from remit import bootstrap
 from remit.audit.chain import append, append_many, event_hash, verify
@@ -447,3 +447,92 @@ def waiting(db: Database, backend: list[int]) -> bool:
                 {"pid": backend[0]},
             ).scalar_one()
         )
+
+
+# ---------------------------------------------------------------- the head moved in one statement
+
+
+def appended_once(db: Database, clock: SteppingClock, target_id: str) -> list[str]:
+    """Commit one event; the statements that touched the head row, by verb."""
+    seen: list[str] = []
+
+    def on_statement(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if "audit_head" in statement:
+            seen.append(statement.split(None, 1)[0].upper())
+
+    event.listen(db.engine, "before_cursor_execute", on_statement)
+    try:
+        with db.write() as s:
+            Ctx(s, system_actor("mover"), clock()).audit(
+                "Head moved", operation_type="Add", target_type="Test", target_id=target_id
+            )
+    finally:
+        event.remove(db.engine, "before_cursor_execute", on_statement)
+    return seen
+
+
+def assert_linear(db: Database, targets: list[str]) -> None:
+    with db.read() as conn:
+        result = verify(conn)
+        seqs = list(conn.execute(select(AuditEvent.seq).order_by(AuditEvent.seq)).scalars())
+        moved = conn.execute(
+            select(AuditEvent.target_id)
+            .where(AuditEvent.activity == "Head moved")
+            .order_by(AuditEvent.seq)
+        ).scalars()
+        assert list(moved) == targets
+    assert result.ok, result.problems
+    assert seqs == list(range(1, result.head_seq + 1))
+
+
+def test_an_append_moves_the_head_it_expects_in_one_statement(
+    db: Database, clock: SteppingClock
+) -> None:
+    append_events(db, clock, 3)  # this process has written the head since the log was emptied
+    assert appended_once(db, clock, "a") == ["UPDATE"]
+    assert appended_once(db, clock, "b") == ["UPDATE"]
+    assert_linear(db, ["a", "b"])
+
+
+def test_a_head_moved_by_another_process_is_found_not_overwritten(
+    db: Database, clock: SteppingClock
+) -> None:
+    """Two engines on one database (two processes, each with its own idea of the head): each
+    append after the other's finds the head moved, chains from the one in the database, and
+    moves it (two statements, as a read and an update took before)."""
+    other = Database(db.url)
+    try:
+        append_events(db, clock, 3)
+        order = []
+        for n in range(3):
+            for name, where in (("here", db), ("there", other)):
+                target = f"{name}-{n}"
+                spent = appended_once(where, clock, target)
+                assert spent == ["UPDATE", "UPDATE"] if n or name == "there" else ["UPDATE"]
+                order.append(target)
+        assert appended_once(other, clock, "there-again") == ["UPDATE"]
+        assert_linear(db, [*order, "there-again"])
+    finally:
+        other.dispose()
+
+
+def test_an_append_rolled_back_leaves_no_trace_in_the_next_one(
+    db: Database, clock: SteppingClock
+) -> None:
+    """The head this process expects after an append that was rolled back was never
+    committed: the next append finds the real one."""
+    append_events(db, clock, 3)
+
+    def append_then_fail() -> None:
+        with db.write() as s:
+            Ctx(s, system_actor("mover"), clock()).audit(
+                "Head moved", operation_type="Add", target_type="Test", target_id="lost"
+            )
+            append_many(s, s.info.pop("remit.audit.pending"))
+            raise RuntimeError("rolled back after the append")
+
+    with pytest.raises(RuntimeError):
+        append_then_fail()
+    assert appended_once(db, clock, "kept") == ["UPDATE", "UPDATE"]
+    assert appended_once(db, clock, "next") == ["UPDATE"]
+    assert_linear(db, ["kept", "next"])

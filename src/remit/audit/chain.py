@@ -10,17 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, select, update
+from sqlalchemy import Connection, Engine, Table, and_, bindparam, case, select, update
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from remit.db import HotSelect, new_id
+from remit.db import new_id
 from remit.faults import crash_point
 from remit.ids import ordered_ids
 from remit.models.audit import AuditEvent, AuditHead
@@ -66,9 +67,6 @@ _HEAD = (
     .where(AuditHead.id == HEAD_ID)
     .with_for_update()
     .execution_options(populate_existing=True)
-)
-_HEAD_ROW = HotSelect(
-    select(AuditHead.seq, AuditHead.hash).where(AuditHead.id == HEAD_ID).with_for_update()
 )
 _SET_HEAD = (
     update(AuditHead)
@@ -146,20 +144,76 @@ def append_many(session: Session, events: list[dict[str, Any]]) -> int:
     of events (the expiry sweep's chunks); the chain is the one ``append`` would make, event by
     event. Rows are built as plain values and inserted past the ORM (``_insert``), their ids
     time-ordered (``remit.ids``), so that a batch lands at the end of the id index.
+
+    The head is moved by one conditional ``UPDATE … RETURNING`` (``_MOVE_HEAD``): the events
+    are chained from the head this process last wrote to this database, and the head moves
+    only if it is still that one. Otherwise (another process or a rolled-back transaction moved
+    it, or this process has not written yet) the statement leaves the head as it is, locked,
+    and returns it; the events are chained again from it and the head set (``_SET_HEAD``): two
+    statements, as a read of the head and its update took before. The guess never decides what
+    is written: the database compares it with the head under the row's lock.
     """
     if not events:
         return 0
-    found = _HEAD_ROW.in_session(session, {})
-    if found:
-        seq, prev = found[0]
-    else:  # the first events ever: create the head
-        head = _locked_head(session)
-        seq, prev = head.seq, head.hash
+    session.flush()  # before the head's lock, so that it is the last lock taken (audit.pending)
     conn = session.connection()
-    at_column, details_column = _converters(conn.dialect)
+    converters = _converters(conn.dialect)
+    ids = ordered_ids(len(events))
+    key = conn.engine
+    guess = _GUESS.get(key)
+    if guess is not None:
+        rows, head = _chained(events, ids, guess, converters)
+        moved = conn.execute(_MOVE_HEAD, _moved(guess, head)).first()
+    else:  # a guess that never matches: the statement locks the head and returns it
+        rows, head = [], (-1, "")
+        moved = conn.execute(_MOVE_HEAD, _moved(head, head)).first()
+    if moved is not None:
+        found = (moved[0], moved[1])
+    else:  # the first events ever: create the head
+        created = _locked_head(session)
+        found = (created.seq, created.hash)
+    if found != head:
+        rows, head = _chained(events, ids, found, converters)
+        conn.execute(_SET_HEAD, {"new_seq": head[0], "new_hash": head[1]})
+    _insert(conn, rows)
+    _GUESS[key] = head
+    crash_point("audit.after_append")
+    return len(rows)
+
+
+# The head each database's chain had after this process's last append (``append_many``), by
+# engine.
+_GUESS: weakref.WeakKeyDictionary[Engine, tuple[int, str]] = weakref.WeakKeyDictionary()
+_GUESSED = and_(AuditHead.seq == bindparam("old_seq"), AuditHead.hash == bindparam("old_hash"))
+# Both engines evaluate every SET expression on the row as it was, and PostgreSQL on its latest
+# committed version when a concurrent append held the lock.
+_MOVE_HEAD = (
+    update(AuditHead)
+    .where(AuditHead.id == HEAD_ID)
+    .values(
+        seq=case((_GUESSED, bindparam("new_seq")), else_=AuditHead.seq),
+        hash=case((_GUESSED, bindparam("new_hash")), else_=AuditHead.hash),
+    )
+    .returning(AuditHead.seq, AuditHead.hash)
+)
+
+
+def _moved(old: tuple[int, str], new: tuple[int, str]) -> dict[str, Any]:
+    return {"old_seq": old[0], "old_hash": old[1], "new_seq": new[0], "new_hash": new[1]}
+
+
+def _chained(
+    events: list[dict[str, Any]],
+    ids: list[str],
+    head: tuple[int, str],
+    converters: tuple[Callable[[Any], Any], Callable[[Any], Any]],
+) -> tuple[list[tuple[Any, ...]], tuple[int, str]]:
+    """The rows of ``events`` chained after ``head`` (seq, hash), and the head after them."""
+    seq, prev = head
+    at_column, details_column = converters
     instants: dict[datetime, tuple[str, Any]] = {}  # a batch shares its instant, or a few
     rows: list[tuple[Any, ...]] = []
-    for fields, event_id in zip(events, ordered_ids(len(events)), strict=True):
+    for fields, event_id in zip(events, ids, strict=True):
         seq += 1
         at = fields["occurred_at"]
         instant = instants.get(at)
@@ -208,10 +262,7 @@ def append_many(session: Session, events: list[dict[str, Any]]) -> int:
             )
         )  # in the order of _COLUMNS
         prev = digest
-    _insert(conn, rows)
-    conn.execute(_SET_HEAD, {"new_seq": seq, "new_hash": prev})
-    crash_point("audit.after_append")
-    return len(rows)
+    return rows, (seq, prev)
 
 
 # The columns of the rows ``append_many`` builds, in their order.
@@ -234,6 +285,7 @@ _COLUMNS = (
     "hash",
 )
 _PLAIN = (str, int, bool, type(None))
+_FEW = 50  # events inserted by one INSERT on PostgreSQL (more are copied in)
 _EVENTS = cast(Table, AuditEvent.__table__)
 
 
@@ -253,6 +305,14 @@ def _insert(conn: Connection, rows: list[tuple[Any, ...]]) -> None:
     costs more than the database takes to store the row): PostgreSQL copies them in
     (``COPY … FROM STDIN``), SQLite runs one INSERT for many rows."""
     columns = ", ".join(_COLUMNS)
+    if conn.dialect.name == "postgresql" and len(rows) <= _FEW:
+        # A transaction's few events: one INSERT of many rows is one round trip, where COPY
+        # takes two (its start, then its end).
+        one = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+        values = ", ".join([one] * len(rows))
+        many = f"INSERT INTO {_EVENTS.name} ({columns}) VALUES {values}"  # noqa: S608 - our names
+        conn.exec_driver_sql(many, tuple(v for r in rows for v in r))
+        return
     if conn.dialect.name == "postgresql":
         driver = conn.connection.driver_connection
         copy_in = f"COPY {_EVENTS.name} ({columns}) FROM STDIN"

@@ -140,8 +140,6 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
         active_key=active_key(target_id, package.id),
     )
     add_unique(ctx.session, assignment, already_assigned())
-    request.assignment_id = assignment.id
-    request.state, request.status = RequestState.DELIVERING, "Delivering"
     crash_point("assignment.after_create")
     about(
         ctx,
@@ -152,8 +150,12 @@ def activate(ctx: Ctx, request: AssignmentRequest, package: AccessPackage) -> As
         after={"assignmentId": assignment.id, "expiresAt": iso(assignment.expires_at)},
     )
     notices.restore_guest(ctx, target_id)
-    roles = delivery.package_roles(ctx.session, [package.id])
+    roles = delivery.package_roles(ctx.session, [package.id], flush=False)
     delivery.settle(ctx, target_id, roles[package.id])
+    # Set after ``settle`` (whose recount flushes what is pending): the request's row is then
+    # written once, at commit, with the state ``refresh_states`` gives it (one flush, not three).
+    request.assignment_id = assignment.id
+    request.state, request.status = RequestState.DELIVERING, "Delivering"
     refresh_states(ctx, target_id, known=roles)
     return assignment
 
@@ -265,16 +267,26 @@ def refresh_states(
     ctx: Ctx, subject_id: str, known: dict[str, list[RoleRef]] | None = None
 ) -> None:
     """Derive the subject's assignment and request states from its grant rows. ``known``: the
-    roles of packages the caller has just read, which need not be read again."""
+    roles of packages the caller has just read, which need not be read again.
+
+    Nothing is flushed for these reads unless a row was added: the rows they return come from
+    the session's identity map with their pending changes (the grant rows' generations), and
+    no pending change moves a row into or out of what they select (an assignment's target and
+    active key, and a removal request's state, change by conditional ``UPDATE`` or on rows
+    created in this transaction). The states set here are written at the next flush, with
+    the grant rows (the commit's, in an approval).
+    """
     session = ctx.session
-    session.flush()
-    assignments = list(session.execute(_ACTIVE_OF, {"subject": subject_id}).scalars())
-    known = known or {}
-    roles = known | delivery.package_roles(
-        session, {a.access_package_id for a in assignments} - known.keys()
-    )
-    all_roles = {r for rs in roles.values() for r in rs}
-    grants = delivery.grant_rows(session, subject_id, all_roles)
+    if session.new:
+        session.flush()  # a new assignment or removal request must be found below
+    with session.no_autoflush:
+        assignments = list(session.execute(_ACTIVE_OF, {"subject": subject_id}).scalars())
+        known = known or {}
+        roles = known | delivery.package_roles(
+            session, {a.access_package_id for a in assignments} - known.keys(), flush=False
+        )
+        all_roles = {r for rs in roles.values() for r in rs}
+        grants = delivery.grant_rows(session, subject_id, all_roles)
     for a in assignments:
         state, error = delivery.delivery_state(roles[a.access_package_id], grants)
         if state != a.state:
@@ -324,17 +336,24 @@ def _transition(ctx: Ctx, a: Assignment, state: AssignmentState, error: str | No
 def _finish_removals(ctx: Ctx, subject_id: str) -> None:
     """Removal requests complete once nothing about their assignment's roles is pending."""
     session = ctx.session
-    removals = list(session.execute(_DELIVERING_REMOVALS, {"subject": subject_id}).scalars())
-    if not removals:
-        return
-    ended = {
-        a.id: a.access_package_id
-        for a in session.execute(
-            select(Assignment).where(Assignment.id.in_({r.assignment_id for r in removals}))
-        ).scalars()
-    }
-    roles = delivery.package_roles(session, set(ended.values()))
-    grants = delivery.grant_rows(session, subject_id, {r for rs in roles.values() for r in rs})
+    # No autoflush: what ``_transition`` just changed (assignment states, add requests) does
+    # not touch what these reads select (refresh_states says why).
+    with session.no_autoflush:
+        removals = [
+            r
+            for r in session.execute(_DELIVERING_REMOVALS, {"subject": subject_id}).scalars()
+            if r.state == RequestState.DELIVERING  # not one finished earlier in this session
+        ]
+        if not removals:
+            return
+        ended = {
+            a.id: a.access_package_id
+            for a in session.execute(
+                select(Assignment).where(Assignment.id.in_({r.assignment_id for r in removals}))
+            ).scalars()
+        }
+        roles = delivery.package_roles(session, set(ended.values()), flush=False)
+        grants = delivery.grant_rows(session, subject_id, {r for rs in roles.values() for r in rs})
     for r in removals:
         needed = roles.get(ended.get(r.assignment_id or "", ""), [])
         if any(g.applied_generation < g.generation for x in needed if (g := grants.get(x))):

@@ -70,14 +70,25 @@ SYNC_JOB = "lifecycle.sync_subject"
 MAX_ATTEMPTS = 8  # 30 s doubling: about two hours of retries ("several hours", spec §6.7)
 
 
-def package_roles(session: Session, package_ids: Iterable[str]) -> dict[str, list[RoleRef]]:
+def package_roles(
+    session: Session, package_ids: Iterable[str], *, flush: bool = True
+) -> dict[str, list[RoleRef]]:
     """The resource roles of each package, in target-system terms, each with the delivery
-    target its resource is routed to (read in the same statement)."""
+    target its resource is routed to (read in the same statement).
+
+    ``flush=False``: the session's pending changes are the lifecycle's own rows (requests,
+    assignments, grants), which no package's roles depend on, and may wait for the next flush.
+    """
     ids = set(package_ids)
     found: dict[str, list[RoleRef]] = {p: [] for p in ids}
     if not ids:
         return found
-    rows = _PACKAGE_ROLES.in_session(session, {"packages": listed(ids)})
+    params = {"packages": listed(ids)}
+    rows = (
+        _PACKAGE_ROLES.in_session(session, params)
+        if flush
+        else _PACKAGE_ROLES.rows(session.connection(), params)
+    )
     for package_id, system, resource, role, role_name, resource_name, target in rows:
         name = f"{role_name} of {resource_name}"
         ref = RoleRef(system, resource, role, name, target or BUILTIN_TARGET_ID)

@@ -515,9 +515,10 @@ class WriteQueue:
     not had its turn after ``wait_seconds`` leaves the queue and raises ``Busy``: its transaction
     never began, so nothing is lost, and the caller may try again.
 
-    A write transaction inside another one of the same thread is refused: on SQLite the inner
-    one would wait for the outer one's lock for ever (the code never does it; this says so
-    loudly if it ever does).
+    A write inside another one of the same thread is in the same turn (the turn is reentrant):
+    the tests open one before they have touched the database, which SQLite allows. If the outer
+    transaction has begun, the inner one's BEGIN IMMEDIATE waits for it in SQLite's busy handler
+    and is refused as ``Busy`` after ``wait_seconds``, as it was before the queue existed.
     """
 
     def __init__(self, wait_seconds: float) -> None:
@@ -525,15 +526,14 @@ class WriteQueue:
         self._mutex = threading.Lock()
         self._waiters: deque[tuple[int, threading.Condition]] = deque()
         self._holder: int | None = None  # the thread whose turn it is
+        self._depth = 0  # writes the holder has entered inside its first one
 
     def acquire(self) -> None:
         me = threading.get_ident()
         with self._mutex:
             if self._holder == me:
-                raise RuntimeError(
-                    "a write transaction was begun inside another one in the same thread; "
-                    "on SQLite it would wait for itself for ever"
-                )
+                self._depth += 1
+                return
             if self._holder is None and not self._waiters:
                 self._holder = me
                 return
@@ -559,6 +559,9 @@ class WriteQueue:
 
     def release(self) -> None:
         with self._mutex:
+            if self._depth:
+                self._depth -= 1
+                return
             self._hand_on()
 
     def _hand_on(self) -> None:

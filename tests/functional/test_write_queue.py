@@ -133,20 +133,29 @@ def test_a_writer_that_waits_too_long_is_refused_and_leaves_the_queue() -> None:
     queue.release()
 
 
-def test_a_write_inside_a_write_of_the_same_thread_is_refused_loudly(lite: Database) -> None:
-    def nested() -> None:
-        with lite.write() as outer:
-            outer.connection()
-            with lite.write():
-                pass
+def test_a_write_inside_a_write_of_the_same_thread_is_in_the_same_turn(lite: Database) -> None:
+    """Reentrant: the inner write does not wait for its own thread (the outer one has not touched
+    the database yet, which SQLite allows), and the turn passes on only when the outer one ends."""
+    queue = lite.write_queue
+    assert queue is not None
+    served: list[str] = []
 
-    with pytest.raises(RuntimeError, match="inside another one in the same thread"):
-        nested()
-    # The outer transaction rolled back and gave its turn up.
-    assert lite.write_queue is not None
-    assert lite.write_queue.waiting == 0
-    with lite.write() as session:
-        session.connection()
+    def other() -> None:
+        with lite.write() as session:
+            session.connection()
+            served.append("other")
+
+    with lite.write():
+        with lite.write() as inner:
+            inner.execute(select(func.count()).select_from(Catalog))
+            thread = threading.Thread(target=other)
+            thread.start()
+            until(lambda: queue.waiting == 1, "the other writer queued")
+        served.append("inner done")
+        assert queue.waiting == 1  # the outer write still holds the turn
+    thread.join()
+    assert served == ["inner done", "other"]
+    assert queue.waiting == 0
 
 
 def test_postgresql_has_no_process_queue(db: Database) -> None:

@@ -22,7 +22,7 @@ from remit import validation
 from remit.authz import relations
 from remit.authz.relations import Named
 from remit.context import Ctx
-from remit.db import affected
+from remit.db import affected, new_id
 from remit.errors import Conflict, Forbidden, Invalid
 from remit.faults import crash_point
 from remit.lifecycle import notices
@@ -46,6 +46,7 @@ def begin(
     """Create the request's stages from the policy's (frozen here) and start the first."""
     rows = [
         ApprovalStage(
+            id=new_id(),  # now, not at the flush: the approvers refer to it
             request_id=request.id,
             stage_index=i,
             status=StageStatus.NOT_STARTED,
@@ -54,11 +55,11 @@ def begin(
         )
         for i, stage in enumerate(stages)
     ]
-    # The first stage is inserted open, and the request changes in the same flush.
+    # The first stage is inserted open, in the flush that inserts its approvers and changes the
+    # request (``_name_approvers``'), which also reports a conflict of either.
     _open(ctx, request, rows[0])
     request.state, request.status = RequestState.PENDING_APPROVAL, "PendingApproval"
     ctx.session.add_all(rows)
-    ctx.session.flush()
     about(
         ctx,
         Activity.CREATE_REQUEST_APPROVAL,
@@ -97,16 +98,22 @@ def _name_approvers(
     (``authz.relations.name_approvers``), audit, and notify."""
     s = stage_of(stage)
     session = ctx.session
-    primary = relations.name_approvers(
-        session, request.target_id, s.primary_approvers, s.fallback_primary_approvers
-    )
-    escalation = (
-        relations.name_approvers(
-            session, request.target_id, s.escalation_approvers, s.fallback_escalation_approvers
+    # Approvers are found in the directory, which the pending lifecycle rows (the stage, the
+    # request) do not touch: they wait for the flush below, with the approvers.
+    with session.no_autoflush:
+        primary = relations.name_approvers(
+            session, request.target_id, s.primary_approvers, s.fallback_primary_approvers
         )
-        if s.is_escalation_enabled
-        else []
-    )
+        escalation = (
+            relations.name_approvers(
+                session,
+                request.target_id,
+                s.escalation_approvers,
+                s.fallback_escalation_approvers,
+            )
+            if s.is_escalation_enabled
+            else []
+        )
     for tier, found in ((ApproverTier.PRIMARY, primary), (ApproverTier.ESCALATION, escalation)):
         for principal_id, (principal_type, why) in _by_principal(found).items():
             session.add(

@@ -85,7 +85,8 @@ def lifecycles(
     url: str, ids: dict[str, str], first: int, n: int, seen: Counts, *, counting: bool
 ) -> None:
     """``n`` lifecycles of users ``first``…, as P4 in-process runs them: the request, the
-    approval (each in its ``db.write()`` with the actor loaded inside it), then the worker."""
+    approval (each in its ``db.write()`` with the actor loaded inside it, the approval's with
+    the bench's read of the stage id), and the worker after each batch of its size."""
     from remit import logs
     from remit.authz.actor import load_actor
     from remit.context import Ctx
@@ -129,8 +130,9 @@ def lifecycles(
                 operations.decide_stage(
                     ctx, request_id, stage, result="Approve", justification=None
                 )
-            seen.phase = "worker" if counting else None
-            worker.drain()
+            if (i - first + 1) % settings.worker_batch == 0 or i == first + n - 1:
+                seen.phase = "worker" if counting else None
+                worker.drain()  # as P4 does: after each batch of the worker's size
     finally:
         seen.phase = None
         config.configure(None)

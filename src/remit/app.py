@@ -83,7 +83,9 @@ def create_app(settings: Settings, *, db: Database | None = None, clock: Clock =
     """The API over ``db``, or over a database of its own (disposed when the app stops)."""
     owned: Database | None = None
     if db is None:
-        db = owned = Database(settings.resolved_database_url())
+        db = owned = Database(
+            settings.resolved_database_url(), write_wait_seconds=settings.write_wait_seconds
+        )
     state = AppState(settings=settings, db=db, tokens=TokenService(settings), clock=clock)
     app = FastAPI(
         title="remit",

@@ -33,7 +33,8 @@ def alembic_config(url: str) -> Config:
 
 
 def upgrade(db: Database) -> None:
-    with db.engine.begin() as conn:
+    # In this process's turn among writers (SQLite's queue, db.WriteQueue).
+    with db.turn(), db.engine.begin() as conn:
         cfg = alembic_config(db.url)
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")

@@ -465,6 +465,9 @@ def _decide(request_id: str, result: ReviewResult, justification: str | None) ->
         outcome = ops.decide_stage(
             ctx, request.id, stage.id, result=result, justification=justification
         )
+        # What the decision left pending goes to the database first: a refresh would
+        # discard it (the approval writes its rows in one flush, at commit).
+        ctx.session.flush()
         ctx.session.refresh(request)
         if outcome == "next stage":
             line = (

@@ -220,9 +220,14 @@ def deliver(ctx: Ctx, payload: dict[str, Any]) -> None:
         "X-Remit-Signature": sign(secret, timestamp, body),
     }
     settings = config.current().settings
+    endpoint_url = ext.endpoint_url
+    # An ``io`` job: its reads are done, and the resolution and the POST hold no transaction
+    # open, not even a read (as an email's delivery: SQLite's checkpoint waits for the oldest
+    # reader, PostgreSQL's vacuum for the oldest snapshot, while the receiver takes its time).
+    ctx.session.rollback()
     try:
         target = egress.resolve(
-            ext.endpoint_url, egress.parse_networks(settings.webhook_allowed_networks)
+            endpoint_url, egress.parse_networks(settings.webhook_allowed_networks)
         )
     except egress.Refused as refused:
         log.warning("webhook.gave_up", reason=str(refused), **fields)

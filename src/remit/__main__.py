@@ -13,9 +13,10 @@ from typing import Annotated
 import typer
 
 from remit.cli import jobs as jobs_cli
-from remit.cli.common import console, err_console, fail, open_db
+from remit.cli.common import BUSY_EXIT, console, err_console, fail, open_db
 from remit.cli.common import settings as cli_settings
 from remit.cli.main import app as cli
+from remit.errors import Busy
 
 
 @cli.command()
@@ -31,7 +32,7 @@ def serve(
             min=1,
             max=256,
             envvar="REMIT_WORKERS",
-            help="API processes (default: the CPU count on PostgreSQL, 1 on SQLite)",
+            help="API processes (default: the CPUs it may use on PostgreSQL, 1 on SQLite)",
         ),
     ] = None,
 ) -> None:
@@ -51,7 +52,7 @@ def serve(
 
     s = cli_settings()
     logs.configure(s.log_level)
-    processes = workers or (1 if s.is_sqlite else os.cpu_count() or 1)
+    processes = workers or (1 if s.is_sqlite else len(os.sched_getaffinity(0)))
     if processes > 1 and s.is_sqlite:
         err_console.print(
             f"remit: warning: {processes} processes on SQLite: their writers wait on each other "
@@ -67,6 +68,8 @@ def serve(
             bootstrap.ensure_builtins(db)
     except KeyMismatch as exc:
         fail(str(exc))
+    except Busy as exc:
+        fail(exc.message, BUSY_EXIT)
     host, port = host or s.host, port or s.port
     if demo:
         from remit.demo import load_if_empty, sign_in_names

@@ -124,12 +124,12 @@ def make_engine(
     )
 
 
-# Every SQLite connection's settings (the benchmarks' raw connections use them too).
+# Every SQLite connection's settings (the benchmarks' raw connections use them too); the busy
+# timeout is the database's own (``write_wait_seconds``).
 SQLITE_PRAGMAS = (
     "journal_mode=WAL",
     "foreign_keys=ON",
     "synchronous=NORMAL",
-    "busy_timeout=10000",
     "wal_autocheckpoint=4000",
 )
 
@@ -527,6 +527,7 @@ class WriteQueue:
         self._waiters: deque[tuple[int, threading.Condition]] = deque()
         self._holder: int | None = None  # the thread whose turn it is
         self._depth = 0  # writes the holder has entered inside its first one
+        self.refused = 0  # writers refused as busy since the queue was made (diagnostics)
 
     def acquire(self) -> None:
         me = threading.get_ident()
@@ -546,6 +547,7 @@ class WriteQueue:
                     left = deadline - time.monotonic()
                     if left <= 0:
                         log.warning("db.write_queue_timeout", waited=self.wait_seconds)
+                        self.refused += 1
                         raise Busy(BUSY_MESSAGE)
                     turn.wait(left)
             except BaseException:

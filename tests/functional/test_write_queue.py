@@ -17,9 +17,12 @@ from sqlalchemy import func, select
 
 from remit.db import Database, WriteQueue
 from remit.errors import Busy
+from remit.jobs.queue import enqueue
 from remit.jobs.runner import Worker
 from remit.models.audit import AuditEvent
 from remit.models.catalogs import Catalog
+from remit.models.jobs import Job
+from remit.models.vocabulary import JobStatus
 from remit.settings import Settings
 from tests.conftest import SteppingClock
 from tests.factories import EM, Tenant, upn
@@ -212,6 +215,41 @@ def test_the_job_worker_waits_its_turn_too(
         thread.join()
     assert len(refused) == 1
     worker.drain()  # its turn comes once the other writer is done
+
+
+def test_a_job_refused_as_busy_goes_back_to_the_queue_without_spending_an_attempt(
+    tenant: Tenant, short_wait: Database, settings: Settings, clock: SteppingClock
+) -> None:
+    """Too busy to begin is not the job's failure: it is queued again as if never claimed,
+    with no attempt counted and no error recorded."""
+    worker = Worker(short_wait, settings, clock=clock)
+    worker.drain()  # the periodic jobs' first runs, out of the way
+    with short_wait.write() as session:
+        enqueue(
+            session,
+            "lifecycle.activate_scheduled",
+            {"request_id": "00000000-0000-0000-0000-00000000dead"},
+            now=clock(),
+        )
+    claimed = worker.claim()
+    assert [j.kind for j in claimed] == ["lifecycle.activate_scheduled"]
+    queue = short_wait.write_queue
+    assert queue is not None
+    refused = queue.refused
+    ran: list[int] = []
+    with short_wait.write() as session:
+        session.connection()  # a request of this process holds the turn past the job's wait
+        thread = threading.Thread(target=lambda: ran.append(worker.run(claimed)))
+        thread.start()
+        until(lambda: queue.refused > refused, "the job refused as busy")
+    thread.join()  # it gives the job back in a turn of its own
+    assert ran == [0]
+    with short_wait.session() as session:
+        job = session.execute(select(Job).where(Job.id == claimed[0].id)).scalar_one()
+        assert (job.status, job.attempts, job.last_error) == (JobStatus.QUEUED, 0, None)
+    assert worker.drain() >= 1  # its turn comes once the other writer is done
+    with short_wait.session() as session:
+        assert session.get(Job, claimed[0].id) is None  # run and finished
 
 
 def test_the_cli_answers_one_line_and_exit_75_when_the_database_stays_busy(

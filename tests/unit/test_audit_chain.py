@@ -508,7 +508,7 @@ def test_a_head_moved_by_another_process_is_found_not_overwritten(
             for name, where in (("here", db), ("there", other)):
                 target = f"{name}-{n}"
                 spent = appended_once(where, clock, target)
-                assert spent == ["UPDATE", "UPDATE"] if n or name == "there" else ["UPDATE"]
+                assert spent == (["UPDATE", "UPDATE"] if n or name == "there" else ["UPDATE"])
                 order.append(target)
         assert appended_once(other, clock, "there-again") == ["UPDATE"]
         assert_linear(db, [*order, "there-again"])

@@ -41,6 +41,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ from remit.authz.actor import system_actor
 from remit.clock import Clock, utcnow
 from remit.context import Ctx
 from remit.db import Database
+from remit.errors import Busy
 from remit.faults import crash_point
 from remit.jobs import handlers
 from remit.jobs.queue import enqueue
@@ -352,6 +354,11 @@ class Worker:
         except _LeaseLost:
             self._log.warning("job lease lost", job_id=job.id, kind=job.kind)
             return False
+        except Busy:
+            # Too busy to begin a transaction: not the job's failure, and no attempt spent.
+            self._log.info("job deferred: the database is busy", job_id=job.id, kind=job.kind)
+            self._give_back(job)
+            return False
         except Exception as exc:
             self._fail(job, kind, limit, exc)
         return True
@@ -506,6 +513,18 @@ class Worker:
                 max_attempts=job.max_attempts,
             )
         return changed > 0
+
+    def _give_back(self, job: ClaimedJob) -> None:
+        """Queue a job that could not begin again, as if never claimed: the worker waits for
+        its turn as often as it takes while the lease lasts (past it, the job is claimable
+        anyway, and nothing of it ran)."""
+        until = time.monotonic() + self.lease.total_seconds()
+        while time.monotonic() < until:
+            try:
+                self._release([job])
+                return
+            except Busy:
+                continue
 
     def _release(self, jobs: Sequence[ClaimedJob]) -> None:
         """Hand claimed jobs that were not started back to the queue, as if never claimed."""

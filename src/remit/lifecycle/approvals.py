@@ -125,6 +125,10 @@ def _name_approvers(
                     named_as=relations.named_as_codes(why),
                 )
             )
+    # One flush for the stage, its approvers and the request. The models declare no
+    # relationship(), so the unit of work orders these INSERTs by mapper name (ApprovalStage
+    # before StageApprover); every submit in the suite runs with foreign keys enforced, so a
+    # rename that broke the order would fail there at once.
     session.flush()
     about(
         ctx,

@@ -691,7 +691,7 @@ def check(url: str, n: int) -> list[str]:
 
 
 def measure(table: Table, engine: str) -> None:
-    from bench.p4_lifecycle import raw_postgres, raw_sqlite
+    from bench.raw import raw_postgres, raw_sqlite
     from remit.lifecycle import sweep
 
     chunk = sweep.chunk_size("sqlite" if engine == "SQLite" else "postgresql")
@@ -709,7 +709,7 @@ def measure(table: Table, engine: str) -> None:
         )
     finally:
         worlds.cleanup()
-    table.row(f"{engine}, raw engine in the same run: INSERT + commit", f"{raw[0]:,.0f}/s")
+    table.row(f"{engine}, raw engine in the same run: INSERT + commit", f"{raw:,.0f}/s")
 
     def rate(path: str, n: int) -> float:
         return median([r["ended"] / r["seconds"] for r in found[path][n]["runs"]])

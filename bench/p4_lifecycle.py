@@ -266,15 +266,46 @@ def delivered(url: str, request_ids: list[str]) -> int:
 # ---------------------------------------------------------------------------- in-process
 
 
+def submit(db: Any, user: str, package: str, policy: str) -> str:
+    """One write transaction, as the API's ``operation()`` makes it: ``user`` requests the
+    package for themselves; the request's id."""
+    from remit.authz.actor import load_actor
+    from remit.context import Ctx
+    from remit.lifecycle import requests
+
+    with db.write() as s:
+        now = datetime.now(UTC)
+        ctx = Ctx(s, load_actor(s.connection(), user, now=now), now)
+        request = requests.submit(
+            ctx, kind="userAdd", package_id=package, policy_id=policy, target_id=user
+        )
+        return request.id
+
+
+def approve(db: Any, request_id: str) -> None:
+    """One write transaction: the approver approves the request's open stage."""
+    from remit.authz.actor import load_actor
+    from remit.context import Ctx
+    from remit.lifecycle import operations
+    from remit.models.lifecycle import ApprovalStage
+
+    with db.write() as s:
+        now = datetime.now(UTC)
+        ctx = Ctx(s, load_actor(s.connection(), APPROVER, now=now), now)
+        stage = s.execute(
+            select(ApprovalStage.id).where(
+                ApprovalStage.request_id == request_id,
+                ApprovalStage.status == "InProgress",
+            )
+        ).scalar_one()
+        operations.decide_stage(ctx, request_id, stage, result="Approve", justification=None)
+
+
 def in_process(world: World, data_dir: Path, count: int) -> float:
     """Run ``count`` lifecycles through the operations; completed lifecycles per second."""
     from remit import logs
-    from remit.authz.actor import load_actor
-    from remit.context import Ctx
     from remit.db import Database
     from remit.jobs.runner import Worker
-    from remit.lifecycle import operations, requests
-    from remit.models.lifecycle import ApprovalStage
     from remit.notify import config
     from remit.settings import Settings
 
@@ -289,25 +320,7 @@ def in_process(world: World, data_dir: Path, count: int) -> float:
         started = time.perf_counter()
         for batch in range(0, count, settings.worker_batch):
             for _, user, package, policy in work[batch : batch + settings.worker_batch]:
-                with db.write() as s:
-                    now = datetime.now(UTC)
-                    ctx = Ctx(s, load_actor(s.connection(), user, now=now), now)
-                    request = requests.submit(
-                        ctx, kind="userAdd", package_id=package, policy_id=policy, target_id=user
-                    )
-                    request_id = request.id
-                with db.write() as s:
-                    now = datetime.now(UTC)
-                    ctx = Ctx(s, load_actor(s.connection(), APPROVER, now=now), now)
-                    stage = s.execute(
-                        select(ApprovalStage.id).where(
-                            ApprovalStage.request_id == request_id,
-                            ApprovalStage.status == "InProgress",
-                        )
-                    ).scalar_one()
-                    operations.decide_stage(
-                        ctx, request_id, stage, result="Approve", justification=None
-                    )
+                approve(db, submit(db, user, package, policy))
             worker.drain()
         seconds = time.perf_counter() - started
     finally:

@@ -18,14 +18,14 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, event, insert, select
+from sqlalchemy import Engine, event, insert
 from sqlalchemy.orm import Session
 
 from bench.common import scratch_dir
+from bench.p4_lifecycle import APPROVER, approve, submit
 from bench.p5_expiry import _pg_admin, _pg_url, build_packages, rid, user_rows
 
 DOMAIN = "statements.bench.example"
-APPROVER = rid(9, 0)
 PG_DB = "remit_bench_statements"
 
 
@@ -88,12 +88,8 @@ def lifecycles(
     approval (each in its ``db.write()`` with the actor loaded inside it, the approval's with
     the bench's read of the stage id), and the worker after each batch of its size."""
     from remit import logs
-    from remit.authz.actor import load_actor
-    from remit.context import Ctx
     from remit.db import Database
     from remit.jobs.runner import Worker
-    from remit.lifecycle import operations, requests
-    from remit.models.lifecycle import ApprovalStage
     from remit.notify import config
     from remit.settings import Settings
 
@@ -107,29 +103,9 @@ def lifecycles(
     try:
         for i in range(first, first + n):
             seen.phase = "submit" if counting else None
-            with db.write() as s:
-                now = datetime.now(UTC)
-                ctx = Ctx(s, load_actor(s.connection(), rid(1, i), now=now), now)
-                request_id = requests.submit(
-                    ctx,
-                    kind="userAdd",
-                    package_id=ids["package"],
-                    policy_id=ids["policy"],
-                    target_id=rid(1, i),
-                ).id
+            request_id = submit(db, rid(1, i), ids["package"], ids["policy"])
             seen.phase = "decide" if counting else None
-            with db.write() as s:
-                now = datetime.now(UTC)
-                ctx = Ctx(s, load_actor(s.connection(), APPROVER, now=now), now)
-                stage = s.execute(
-                    select(ApprovalStage.id).where(
-                        ApprovalStage.request_id == request_id,
-                        ApprovalStage.status == "InProgress",
-                    )
-                ).scalar_one()
-                operations.decide_stage(
-                    ctx, request_id, stage, result="Approve", justification=None
-                )
+            approve(db, request_id)
             if (i - first + 1) % settings.worker_batch == 0 or i == first + n - 1:
                 seen.phase = "worker" if counting else None
                 worker.drain()  # as P4 does: after each batch of the worker's size
